@@ -1,0 +1,257 @@
+// SPDX-License-Identifier: MIT
+// Configuration, inputs, outputs and diagnostics of the GRPO loss, shared by every backend.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+
+#include "config.hpp"
+#include "detail/check.hpp"
+#include "math/aggregation.hpp"
+#include "math/kl.hpp"
+#include "math/surrogate.hpp"
+#include "view.hpp"
+
+GRPO_NAMESPACE_BEGIN
+
+/// Where the importance ratio is taken.
+enum class ratio_level {
+    /// r_it = exp(logp_it - old_it). TRL importance_sampling_level="token"; verl loss_mode="vanilla".
+    token,
+    /// GSPO: s_i = exp(mean_t(logp - old)) for every token of row i, gradient through the mean.
+    /// TRL importance_sampling_level="sequence"; OpenRLHF policy_loss_type="gspo".
+    sequence,
+    /// GSPO-token: value s_i, gradient s_i * d logp_it (sg[s_i] * pi/sg[pi]). verl loss_mode="gspo";
+    /// TRL experimental gspo_token.
+    sequence_token,
+};
+
+/// How much of the input is checked before any work.
+enum class validation {
+    /// Shapes, configuration, lengths, mask values and finiteness of every unmasked input (one extra read
+    /// of the inputs). The default: a NaN from the host never turns into a silent NaN gradient.
+    full,
+    /// Shapes, configuration and lengths only. For hosts that already guarantee finite inputs.
+    shapes_only,
+};
+
+/// Every knob of the policy loss. Defaults are TRL GRPOConfig's (loss_type "dapo", beta 0, epsilon 0.2);
+/// the named presets below give the other trainers' defaults.
+struct loss_config {
+    /// Lower clip: ratios below 1 - epsilon_low are clipped. TRL `epsilon`; verl `clip_ratio_low`.
+    double epsilon_low = 0.2;
+    /// Upper clip: ratios above 1 + epsilon_high are clipped (DAPO clip-higher: 0.28). TRL `epsilon_high`;
+    /// verl `clip_ratio_high`.
+    double epsilon_high = 0.2;
+    /// Two-sided cap on the unclipped ratio, min(r, delta) (INTELLECT-2); 0 = off, else > 1. TRL `delta`.
+    double delta = 0;
+    /// Dual clip for A < 0: the loss is capped at -c*A; 0 = off, else > 1. verl `clip_ratio_c` (3.0).
+    double dual_clip_c = 0;
+    /// Clamp of log(ratio) to +-limit before exp (zero gradient outside); 0 = off. verl: 20 (vanilla),
+    /// 10 (gspo); TRL: off.
+    double log_ratio_clamp = 0;
+    /// Token or sequence-level ratio (GSPO).
+    ratio_level ratio = ratio_level::token;
+
+    /// KL coefficient: loss_it += beta * KL_it. TRL `beta` (0.0); verl `kl_loss_coef`; DeepSeekMath 0.04.
+    double beta = 0;
+    /// KL estimator. TRL: k3 only; verl `kl_loss_type` (low_var_kl = k3 with clamps).
+    kl_estimator kl = kl_estimator::k3;
+    /// Clamp of logp - ref before the estimator; 0 = off. verl low_var_kl: 20.
+    double kl_log_ratio_clamp = 0;
+    /// Clamp of the estimate itself; 0 = off. verl low_var_kl and OpenRLHF: 10.
+    double kl_value_clamp = 0;
+    /// Keep the estimator's value but use the k2 gradient (logp - ref): verl's "k3+" style names.
+    bool kl_straight_through = false;
+
+    /// Loss normalizer (see aggregation).
+    aggregation agg = aggregation::token_mean;
+    /// N for token_mean: unmasked tokens of the whole optimizer step across all processes and micro-batches
+    /// (TRL dapo num_items_in_batch; verl batch_num_tokens). 0 = count the tokens of this call (TRL bnpo).
+    double global_token_count = 0;
+    /// S for the seq_mean_* and token_sum_over_constant modes: sequences of the whole optimizer step
+    /// (verl global_batch_size). 0 = the rows of this call.
+    double global_sequence_count = 0;
+    /// L for token_sum_over_constant. TRL max_completion_length; verl loss_scale_factor. 0 = padded length.
+    double max_completion_length = 0;
+    /// Multiplies loss and gradient: the data-parallel world size to cancel DDP gradient averaging (verl
+    /// dp_size, TRL dapo's /(N/W)), or 1/gradient_accumulation_steps (TRL grpo/bnpo/dr_grpo).
+    double loss_scale = 1;
+
+    validation checks = validation::full;
+
+    /// TRL GRPOConfig defaults: loss_type "dapo", beta 0, epsilon 0.2, no clamps.
+    static loss_config trl() { return loss_config{}; }
+    /// verl actor defaults: token-mean, clip 0.2, dual clip c = 3, log-ratio clamp 20, and (when beta > 0)
+    /// kl_loss_type low_var_kl with its +-20 / +-10 clamps; verl's recommended kl_loss_coef is 0.001.
+    static loss_config verl() {
+        loss_config c;
+        c.dual_clip_c = 3.0;
+        c.log_ratio_clamp = 20.0;
+        c.kl_log_ratio_clamp = 20.0;
+        c.kl_value_clamp = 10.0;
+        return c;
+    }
+    /// DeepSeekMath Eq. 3: per-sequence token mean, beta 0.04, k3, epsilon 0.2.
+    static loss_config deepseekmath() {
+        loss_config c;
+        c.agg = aggregation::seq_mean_token_mean;
+        c.beta = 0.04;
+        return c;
+    }
+    /// DAPO: clip-higher 0.2/0.28, token-level mean, no KL.
+    static loss_config dapo() {
+        loss_config c;
+        c.epsilon_high = 0.28;
+        return c;
+    }
+    /// Dr. GRPO: sum over tokens divided by (sequences * max_completion_length), no KL.
+    static loss_config dr_grpo(double max_completion_length) {
+        loss_config c;
+        c.agg = aggregation::token_sum_over_constant;
+        c.max_completion_length = max_completion_length;
+        return c;
+    }
+    /// GSPO: sequence-level ratio, epsilon 3e-4 / 4e-4, sequence mean of token means.
+    static loss_config gspo() {
+        loss_config c;
+        c.ratio = ratio_level::sequence;
+        c.epsilon_low = 3e-4;
+        c.epsilon_high = 4e-4;
+        c.agg = aggregation::seq_mean_token_mean;
+        return c;
+    }
+};
+
+/// The per-token inputs of the loss, all [completions, tokens] views of the host's buffers.
+/// A default-constructed (absent) optional view means "not given".
+template <class T, class Space = host_space>
+struct loss_inputs {
+    matrix_view<const T, Space> logp;       ///< log-probs under the current policy (required)
+    matrix_view<const T, Space> old_logp;   ///< log-probs of the sampling policy; absent = on-policy, ratio 1
+    matrix_view<const T, Space> ref_logp;   ///< log-probs of the reference policy; required when beta != 0
+    matrix_view<const T, Space> advantages; ///< per token, or broadcast_to_tokens(per-completion vector)
+    matrix_view<const T, Space> mask;       ///< 1 = token counts, 0 = masked; absent = all ones
+    vector_view<const std::int64_t, Space> lengths; ///< tokens t >= lengths[i] are masked; absent = all valid
+};
+
+/// Where results go. Both optional: without grad_logp the call is forward-only.
+template <class T, class Space = host_space>
+struct loss_outputs {
+    matrix_view<T, Space> grad_logp;      ///< dLoss/dlogp, exactly 0 at masked positions
+    matrix_view<T, Space> per_token_loss; ///< policy term + beta*KL per token, 0 at masked positions
+};
+
+/// The loss and the diagnostics peers log. Means are over this call's unmasked tokens.
+struct loss_stats {
+    double loss = 0;            ///< policy_loss + beta * kl_loss
+    double policy_loss = 0;     ///< aggregated clipped surrogate
+    double kl_loss = 0;         ///< aggregated KL estimate (before beta), same normalizer
+    double token_count = 0;     ///< unmasked tokens in this call
+    double clip_fraction_low = 0;    ///< TRL clip_ratio/low_mean: r < 1-eps_low and A < 0
+    double clip_fraction_high = 0;   ///< TRL clip_ratio/high_mean: r > 1+eps_high and A > 0
+    double clip_fraction_region = 0; ///< TRL clip_ratio/region_mean; verl actor/pg_clipfrac
+    double dual_clip_fraction = 0;   ///< verl actor/pg_clipfrac_lower
+    double ratio_mean = 0;
+    double ratio_min = 0;
+    double ratio_max = 0;
+    double kl_mean = 0;     ///< token mean of the KL estimate (TRL "kl"); 0 when beta == 0
+    double approx_kl = 0;   ///< token mean of old - logp (verl actor/ppo_kl); 0 when on-policy
+};
+
+namespace detail {
+
+/// Backend-independent form of a loss call, built after validation.
+struct loss_params {
+    math::clip_bounds<double> clip;
+    double log_ratio_clamp;
+    ratio_level ratio;
+    double beta;
+    kl_estimator kl;
+    double kl_log_ratio_clamp, kl_value_clamp;
+    bool kl_straight_through;
+    aggregation agg;
+    double sequences;       ///< S
+    double constant_length; ///< L
+    double loss_scale;
+};
+
+/// Checks the configuration and the shapes of every view; throws grpo::error before anything is touched.
+template <class T, class S>
+loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, const loss_outputs<T, S>& out,
+                            const loss_config& cfg) {
+    constexpr double inf = std::numeric_limits<double>::infinity();
+    check_range(where, "config.epsilon_low", cfg.epsilon_low, 0, 1 - 1e-12, "a value in [0, 1)");
+    check_range(where, "config.epsilon_high", cfg.epsilon_high, 0, inf, "a value >= 0");
+    if (cfg.delta != 0) check_range(where, "config.delta", cfg.delta, 1 + 1e-12, inf, "0 (off) or a value > 1");
+    if (cfg.dual_clip_c != 0)
+        check_range(where, "config.dual_clip_c", cfg.dual_clip_c, 1 + 1e-12, inf, "0 (off) or a value > 1");
+    check_range(where, "config.log_ratio_clamp", cfg.log_ratio_clamp, 0, inf, "a value >= 0 (0 = off)");
+    check_range(where, "config.beta", cfg.beta, 0, inf, "a finite value >= 0");
+    check_range(where, "config.kl_log_ratio_clamp", cfg.kl_log_ratio_clamp, 0, inf, "a value >= 0 (0 = off)");
+    check_range(where, "config.kl_value_clamp", cfg.kl_value_clamp, 0, inf, "a value >= 0 (0 = off)");
+    check_range(where, "config.global_token_count", cfg.global_token_count, 0, inf, "a value >= 0 (0 = local)");
+    check_range(where, "config.global_sequence_count", cfg.global_sequence_count, 0, inf,
+                "a value >= 0 (0 = local)");
+    check_range(where, "config.max_completion_length", cfg.max_completion_length, 0, inf,
+                "a value >= 0 (0 = padded length)");
+    check_range(where, "config.loss_scale", cfg.loss_scale, -inf, inf, "a finite value");
+
+    if (!in.logp.present() && !in.logp.empty())
+        raise_argument(errc::invalid_value, where, "logp", "a view of the current log-probs", "an absent view");
+    const index_t rows = in.logp.rows(), cols = in.logp.cols();
+    if (in.old_logp.present()) check_shape(where, "old_logp", in.old_logp, rows, cols);
+    if (cfg.beta != 0) {
+        if (!in.ref_logp.present() && rows * cols > 0)
+            raise_argument(errc::invalid_value, where, "ref_logp", "reference log-probs because beta != 0",
+                           "an absent view");
+        check_shape(where, "ref_logp", in.ref_logp, rows, cols);
+    }
+    if (!in.advantages.present() && rows * cols > 0)
+        raise_argument(errc::invalid_value, where, "advantages",
+                       "a [completions, tokens] view (use broadcast_to_tokens for per-completion values)",
+                       "an absent view");
+    check_shape(where, "advantages", in.advantages, rows, cols);
+    if (in.mask.present()) check_shape(where, "mask", in.mask, rows, cols);
+    if (in.lengths.present()) check_size(where, "lengths", in.lengths, rows);
+    if (out.grad_logp.present()) {
+        check_shape(where, "grad_logp", out.grad_logp, rows, cols);
+        check_no_alias(where, "grad_logp", out.grad_logp, "logp", in.logp);
+        check_no_alias(where, "grad_logp", out.grad_logp, "old_logp", in.old_logp);
+        check_no_alias(where, "grad_logp", out.grad_logp, "ref_logp", in.ref_logp);
+        check_no_alias(where, "grad_logp", out.grad_logp, "advantages", in.advantages);
+        check_no_alias(where, "grad_logp", out.grad_logp, "mask", in.mask);
+        check_no_alias(where, "grad_logp", out.grad_logp, "per_token_loss", out.per_token_loss);
+    }
+    if (out.per_token_loss.present()) {
+        check_shape(where, "per_token_loss", out.per_token_loss, rows, cols);
+        check_no_alias(where, "per_token_loss", out.per_token_loss, "logp", in.logp);
+        check_no_alias(where, "per_token_loss", out.per_token_loss, "old_logp", in.old_logp);
+        check_no_alias(where, "per_token_loss", out.per_token_loss, "ref_logp", in.ref_logp);
+        check_no_alias(where, "per_token_loss", out.per_token_loss, "advantages", in.advantages);
+        check_no_alias(where, "per_token_loss", out.per_token_loss, "mask", in.mask);
+    }
+
+    if (cfg.global_sequence_count > 0 && cfg.global_sequence_count < static_cast<double>(rows))
+        raise_argument(errc::invalid_value, where, "config.global_sequence_count",
+                       "0 (local) or at least the rows of this call (" + to_str(rows) + ")",
+                       num_str(cfg.global_sequence_count));
+
+    loss_params p{};
+    p.clip = {1 - cfg.epsilon_low, 1 + cfg.epsilon_high, cfg.delta != 0 ? cfg.delta : inf, cfg.dual_clip_c};
+    p.log_ratio_clamp = cfg.log_ratio_clamp;
+    p.ratio = cfg.ratio;
+    p.beta = cfg.beta;
+    p.kl = cfg.kl;
+    p.kl_log_ratio_clamp = cfg.kl_log_ratio_clamp;
+    p.kl_value_clamp = cfg.kl_value_clamp;
+    p.kl_straight_through = cfg.kl_straight_through;
+    p.agg = cfg.agg;
+    p.sequences = cfg.global_sequence_count > 0 ? cfg.global_sequence_count : static_cast<double>(rows);
+    p.constant_length = cfg.max_completion_length > 0 ? cfg.max_completion_length : static_cast<double>(cols);
+    p.loss_scale = cfg.loss_scale;
+    return p;
+}
+
+} // namespace detail
+GRPO_NAMESPACE_END
