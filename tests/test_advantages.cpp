@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: MIT
+// Advantages against hand-computed values for every estimator, std convention and epsilon.
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "catch.hpp"
+#include <grpo/grpo.hpp>
+
+namespace {
+
+template <class T>
+std::vector<T> advantages_of(const std::vector<T>& rewards, const grpo::groups& g, const grpo::advantage_config& cfg,
+                             grpo::advantage_stats* stats = nullptr, const grpo::group_outputs& per_group = {}) {
+    std::vector<T> adv(rewards.size(), T(-99));
+    auto st = grpo::compute_advantages(grpo::exec::host{},
+                                       grpo::vector_view<const T>(rewards.data(), static_cast<grpo::index_t>(rewards.size())),
+                                       g, grpo::vector_view<T>(adv.data(), static_cast<grpo::index_t>(adv.size())), cfg,
+                                       per_group);
+    if (stats) *stats = st;
+    return adv;
+}
+
+} // namespace
+
+TEMPLATE_TEST_CASE("z-score: the tutorial group 1,1,0,0,0,0.5", "[advantages]", float, double) {
+    const std::vector<TestType> r{1, 1, 0, 0, 0, TestType(0.5)};
+    // mean 5/12, unbiased std sqrt(174/720) = 0.4915960401250875
+    auto a = advantages_of(r, grpo::groups::contiguous(6), grpo::advantage_config::trl());
+    CHECK(a[0] == Approx(1.1863698011172374).epsilon(1e-6));
+    CHECK(a[1] == Approx(1.1863698011172374).epsilon(1e-6));
+    CHECK(a[2] == Approx(-0.8474070007980269).epsilon(1e-6));
+    CHECK(a[5] == Approx(0.16948140015960533).epsilon(1e-6));
+    a = advantages_of(r, grpo::groups::contiguous(6), grpo::advantage_config::verl());
+    CHECK(a[0] == Approx(1.1866087175482247).epsilon(1e-6));
+    CHECK(a[2] == Approx(-0.8475776553915892).epsilon(1e-6));
+}
+
+TEST_CASE("z-score: r = [1,0,0,0] under TRL's and verl's epsilons, and the biased std", "[advantages]") {
+    const std::vector<double> r{1, 0, 0, 0};
+    auto a = advantages_of(r, grpo::groups::contiguous(4), grpo::advantage_config::trl());
+    CHECK(a[0] == Approx(1.4997000599880024).epsilon(1e-14));
+    CHECK(a[1] == Approx(-0.4999000199960008).epsilon(1e-14));
+    a = advantages_of(r, grpo::groups::contiguous(4), grpo::advantage_config::verl());
+    CHECK(a[0] == Approx(1.499997000006).epsilon(1e-12));
+    CHECK(a[3] == Approx(-0.499999000002).epsilon(1e-12));
+    grpo::advantage_config openrlhf;
+    openrlhf.epsilon = grpo::advantage_config::openrlhf_epsilon;
+    a = advantages_of(r, grpo::groups::contiguous(4), openrlhf);
+    CHECK(a[0] == Approx(1.499999997).epsilon(1e-9));
+    grpo::advantage_config biased;
+    biased.std = grpo::std_estimator::biased; // population std 0.4330127
+    a = advantages_of(r, grpo::groups::contiguous(4), biased);
+    CHECK(a[0] == Approx(1.731650899923592).epsilon(1e-14));
+    CHECK(a[1] == Approx(-0.5772169666411974).epsilon(1e-14));
+}
+
+TEST_CASE("constant groups give exactly 0 and are flagged; singleton conventions of TRL and verl", "[advantages]") {
+    const std::vector<double> r{0.1, 0.1, 0.1, 1, 0, 0.7};
+    grpo::advantage_stats st;
+    std::vector<double> mean(2), sd(2);
+    std::vector<std::uint8_t> zero(2);
+    std::vector<std::int64_t> count(2);
+    grpo::group_outputs go{grpo::vector_view<double>(mean.data(), 2), grpo::vector_view<double>(sd.data(), 2),
+                           grpo::vector_view<std::uint8_t>(zero.data(), 2),
+                           grpo::vector_view<std::int64_t>(count.data(), 2)};
+    auto a = advantages_of(r, grpo::groups::contiguous(3), grpo::advantage_config{}, &st, go);
+    CHECK(a[0] == 0.0); // exactly: 0.1+0.1+0.1 != 0.3, but the pivot-shifted mean is exact
+    CHECK(a[1] == 0.0);
+    CHECK(a[2] == 0.0);
+    CHECK(sd[0] == 0.0);
+    CHECK(mean[0] == 0.1);
+    CHECK(zero[0] == 1);
+    CHECK(zero[1] == 0);
+    CHECK(count[1] == 3);
+    CHECK(st.zero_variance_groups == 1);
+    CHECK(st.zero_variance_fraction == 0.5);
+
+    const std::vector<double> singles{2.5, -1};
+    a = advantages_of(singles, grpo::groups::contiguous(1), grpo::advantage_config::trl());
+    CHECK(a[0] == 0.0);
+    CHECK(a[1] == 0.0);
+    a = advantages_of(singles, grpo::groups::contiguous(1), grpo::advantage_config::verl());
+    CHECK(a[0] == Approx(2.5 / (1 + 1e-6)).epsilon(1e-15)); // verl: mean 0, std 1
+    CHECK(a[1] == Approx(-1 / (1 + 1e-6)).epsilon(1e-15));
+}
+
+TEST_CASE("mean-only (Dr. GRPO), batch std (TRL scale_rewards=batch), RLOO", "[advantages]") {
+    const std::vector<double> r{1, 0, 0, 0, 3, 1};
+    grpo::advantage_config cfg;
+    cfg.estimator = grpo::advantage_estimator::group_centered;
+    auto a = advantages_of(r, grpo::groups::contiguous(3), cfg);
+    CHECK(a[0] == Approx(2.0 / 3));
+    CHECK(a[1] == Approx(-1.0 / 3));
+    CHECK(a[3] == Approx(-4.0 / 3));
+    CHECK(a[4] == Approx(5.0 / 3));
+
+    cfg.estimator = grpo::advantage_estimator::group_centered_batch_std;
+    // batch: mean 5/6, unbiased std sqrt((1/36+25/36*3... )/5) computed below
+    double m = 5.0 / 6, ss = 0;
+    for (double x : r) ss += (x - m) * (x - m);
+    const double batch_std = std::sqrt(ss / 5);
+    a = advantages_of(r, grpo::groups::contiguous(3), cfg);
+    CHECK(a[0] == Approx((1 - 1.0 / 3) / (batch_std + 1e-4)));
+    CHECK(a[4] == Approx((3 - 4.0 / 3) / (batch_std + 1e-4)));
+
+    cfg.estimator = grpo::advantage_estimator::rloo;
+    a = advantages_of(r, grpo::groups::contiguous(3), cfg);
+    CHECK(a[0] == Approx(1.0));       // 1 - mean(0, 0)
+    CHECK(a[1] == Approx(-0.5));      // 0 - mean(1, 0)
+    CHECK(a[3] == Approx(-2.0));      // 0 - mean(3, 1)
+    CHECK(a[4] == Approx(2.5));       // 3 - mean(0, 1)
+}
+
+TEST_CASE("REINFORCE++-baseline: group centering then (token-weighted) batch whitening", "[advantages]") {
+    const std::vector<double> r{1, 0, 2, 2};
+    grpo::advantage_config cfg;
+    cfg.estimator = grpo::advantage_estimator::group_centered_batch_whitened;
+    // centered: [0.5, -0.5, 0, 0]; mean 0; unbiased var = 0.5/3; A = c / sqrt(var + 1e-8)
+    auto a = advantages_of(r, grpo::groups::contiguous(2), cfg);
+    const double s = std::sqrt(0.5 / 3 + 1e-8);
+    CHECK(a[0] == Approx(0.5 / s).epsilon(1e-12));
+    CHECK(a[1] == Approx(-0.5 / s).epsilon(1e-12));
+    CHECK(a[2] == Approx(0.0).margin(1e-15));
+    // Token weights [3, 1, 1, 1]: weighted mean (1.5 - 0.5)/6 = 1/6; unbiased weighted var = sum w d^2 / (6 - 1)
+    std::vector<double> adv(4), w{3, 1, 1, 1};
+    grpo::compute_advantages(grpo::exec::host{}, grpo::vector_view<const double>(r.data(), 4), grpo::groups::contiguous(2),
+                             grpo::vector_view<double>(adv.data(), 4), cfg, {}, grpo::vector_view<const double>(w.data(), 4));
+    const double mu = 1.0 / 6, var = (3 * (1.0 / 9) + (4.0 / 9) + 2 * (1.0 / 36)) / 5; // = 1/6
+    CHECK(adv[0] == Approx((0.5 - mu) / std::sqrt(var + 1e-8)).epsilon(1e-12));
+    CHECK(adv[1] == Approx((-0.5 - mu) / std::sqrt(var + 1e-8)).epsilon(1e-12));
+}
+
+TEST_CASE("groups by id: arbitrary order and sizes equal the contiguous result", "[advantages]") {
+    const std::vector<double> contiguous{1, 0, 0, 0, 0.5, 0.25, 2};
+    // same rewards, shuffled, with ids: group 0 = {1,0,0,0}, group 1 = {0.5, 0.25}, group 2 = {2}
+    const std::vector<double> shuffled{0.5, 0, 2, 1, 0, 0.25, 0};
+    const std::vector<std::int64_t> ids{1, 0, 2, 0, 0, 1, 0};
+    grpo::advantage_config cfg = grpo::advantage_config::verl();
+    std::vector<double> adv(7);
+    grpo::compute_advantages(grpo::exec::host{}, grpo::vector_view<const double>(shuffled.data(), 7),
+                             grpo::groups::by_id(grpo::vector_view<const std::int64_t>(ids.data(), 7), 3),
+                             grpo::vector_view<double>(adv.data(), 7), cfg);
+    auto g4 = advantages_of(std::vector<double>{1, 0, 0, 0}, grpo::groups::contiguous(4), cfg);
+    auto g2 = advantages_of(std::vector<double>{0.5, 0.25}, grpo::groups::contiguous(2), cfg);
+    CHECK(adv[3] == g4[0]);
+    CHECK(adv[1] == g4[1]);
+    CHECK(adv[0] == g2[0]);
+    CHECK(adv[5] == g2[1]);
+    CHECK(adv[2] == Approx(2 / (1 + 1e-6))); // singleton, verl convention
+    (void)contiguous;
+}
+
+TEST_CASE("NaN rewards (TRL None) are left out of the statistics and get advantage 0", "[advantages]") {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const std::vector<double> r{1, nan, 0, 0, nan, 5, nan, nan};
+    grpo::advantage_stats st;
+    auto a = advantages_of(r, grpo::groups::contiguous(4), grpo::advantage_config::trl(), &st);
+    // group 0 scored {1, 0, 0}: mean 1/3, std sqrt(1/3)
+    const double sd = std::sqrt(1.0 / 3);
+    CHECK(a[0] == Approx((2.0 / 3) / (sd + 1e-4)));
+    CHECK(a[1] == 0.0);
+    CHECK(a[2] == Approx((-1.0 / 3) / (sd + 1e-4)));
+    // group 1 has one scored reward: a singleton, advantage 0, and nothing is NaN
+    CHECK(a[5] == 0.0);
+    CHECK(a[4] == 0.0);
+    CHECK(st.scored == 4);
+    for (double x : a) CHECK(std::isfinite(x));
+}
+
+TEST_CASE("advantage statistics for logging", "[advantages]") {
+    const std::vector<double> r{1, 0, 0, 0, 1, 1, 1, 1};
+    grpo::advantage_stats st;
+    advantages_of(r, grpo::groups::contiguous(4), grpo::advantage_config{}, &st);
+    CHECK(st.num_groups == 2);
+    CHECK(st.zero_variance_groups == 1);
+    CHECK(st.reward_mean == Approx(5.0 / 8));
+    CHECK(st.advantage_max == Approx(1.4997000599880024));
+    CHECK(st.advantage_min == Approx(-0.4999000199960008));
+}

@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: MIT
+// Shared test fixtures: an owning batch of loss inputs and a deterministic RNG.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include <grpo/grpo.hpp>
+
+namespace grpo_test {
+
+/// splitmix64: the same stream on every platform and standard library.
+struct rng {
+    std::uint64_t state;
+    explicit rng(std::uint64_t seed) : state(seed) {}
+    std::uint64_t next() {
+        std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+    }
+    double uniform(double lo = 0, double hi = 1) { return lo + (hi - lo) * (next() >> 11) * 0x1.0p-53; }
+};
+
+/// Owning [rows, cols] buffers for one loss call, filled with random but well-conditioned values.
+template <class T>
+struct batch {
+    grpo::index_t rows, cols;
+    std::vector<T> logp, old_logp, ref_logp, adv_tok, adv_seq, mask, grad, per_token;
+    std::vector<std::int64_t> lengths;
+
+    batch(grpo::index_t r, grpo::index_t c, std::uint64_t seed, double masked_fraction = 0.2)
+        : rows(r), cols(c), logp(r * c), old_logp(r * c), ref_logp(r * c), adv_tok(r * c), adv_seq(r),
+          mask(r * c), grad(r * c, T(-7)), per_token(r * c, T(-7)), lengths(r) {
+        rng g(seed);
+        for (grpo::index_t k = 0; k < r * c; ++k) {
+            logp[k] = T(g.uniform(-3, -0.05));
+            old_logp[k] = T(double(logp[k]) + g.uniform(-0.4, 0.4)); // ratios in ~[0.67, 1.5]: some clipped
+            ref_logp[k] = T(double(logp[k]) + g.uniform(-0.6, 0.6));
+            adv_tok[k] = T(g.uniform(-2, 2));
+            mask[k] = g.uniform() < masked_fraction ? T(0) : T(1);
+        }
+        for (grpo::index_t i = 0; i < r; ++i) {
+            adv_seq[i] = T(g.uniform(-2, 2));
+            lengths[i] = static_cast<std::int64_t>(g.next() % static_cast<std::uint64_t>(c + 1));
+        }
+    }
+
+    grpo::loss_inputs<T> inputs(bool per_token_adv = true, bool with_mask = true, bool with_old = true,
+                                bool with_lengths = false) const {
+        grpo::loss_inputs<T> in;
+        in.logp = grpo::matrix_view<const T>(logp.data(), rows, cols);
+        if (with_old) in.old_logp = grpo::matrix_view<const T>(old_logp.data(), rows, cols);
+        in.ref_logp = grpo::matrix_view<const T>(ref_logp.data(), rows, cols);
+        in.advantages = per_token_adv ? grpo::matrix_view<const T>(adv_tok.data(), rows, cols)
+                                      : grpo::broadcast_to_tokens(grpo::vector_view<const T>(adv_seq.data(), rows), cols);
+        if (with_mask) in.mask = grpo::matrix_view<const T>(mask.data(), rows, cols);
+        if (with_lengths) in.lengths = grpo::vector_view<const std::int64_t>(lengths.data(), rows);
+        return in;
+    }
+    grpo::loss_outputs<T> outputs() {
+        grpo::loss_outputs<T> out;
+        out.grad_logp = grpo::matrix_view<T>(grad.data(), rows, cols);
+        out.per_token_loss = grpo::matrix_view<T>(per_token.data(), rows, cols);
+        return out;
+    }
+};
+
+} // namespace grpo_test
