@@ -20,22 +20,22 @@ TEST_CASE("clipped surrogate: symmetric clip, both signs of the advantage", "[ma
     auto t = clipped_surrogate(1.1, 2.0, ppo);
     CHECK(t.loss == Approx(-2.2));
     CHECK(t.dloss_dratio == -2.0);
-    CHECK_FALSE((t.clipped_low || t.clipped_high));
+    CHECK(t.clipped_low + t.clipped_high == 0.0);
     // A > 0, r above 1+eps: clipped, no gradient.
     t = clipped_surrogate(1.5, 2.0, ppo);
     CHECK(t.loss == Approx(-2.4));
     CHECK(t.dloss_dratio == 0.0);
-    CHECK(t.clipped_high);
+    CHECK(t.clipped_high == 1.0);
     // A > 0, r below 1-eps: min picks the unclipped term, gradient flows, not counted as clipped.
     t = clipped_surrogate(0.5, 2.0, ppo);
     CHECK(t.loss == Approx(-1.0));
     CHECK(t.dloss_dratio == -2.0);
-    CHECK_FALSE((t.clipped_low || t.clipped_high));
+    CHECK(t.clipped_low + t.clipped_high == 0.0);
     // A < 0, r below 1-eps: clipped low.
     t = clipped_surrogate(0.5, -2.0, ppo);
     CHECK(t.loss == Approx(1.6));
     CHECK(t.dloss_dratio == 0.0);
-    CHECK(t.clipped_low);
+    CHECK(t.clipped_low == 1.0);
     // A < 0, r above 1+eps: unclipped term wins (pessimistic bound), gradient -A.
     t = clipped_surrogate(1.5, -2.0, ppo);
     CHECK(t.loss == Approx(3.0));
@@ -50,10 +50,10 @@ TEST_CASE("clipped surrogate: asymmetric clip-higher", "[math][surrogate]") {
     t = clipped_surrogate(1.3, 1.0, dapo);
     CHECK(t.loss == Approx(-1.28));
     CHECK(t.dloss_dratio == 0.0);
-    CHECK(t.clipped_high);
+    CHECK(t.clipped_high == 1.0);
     t = clipped_surrogate(0.7, -1.0, dapo);
     CHECK(t.loss == Approx(0.8));
-    CHECK(t.clipped_low);
+    CHECK(t.clipped_low == 1.0);
 }
 
 TEST_CASE("clipped surrogate: verl dual clip caps the loss at -c*A for A < 0", "[math][surrogate]") {
@@ -61,14 +61,14 @@ TEST_CASE("clipped surrogate: verl dual clip caps the loss at -c*A for A < 0", "
     auto t = clipped_surrogate(2.0, -1.0, dual); // C1 = 2 < 3: unchanged
     CHECK(t.loss == Approx(2.0));
     CHECK(t.dloss_dratio == 1.0);
-    CHECK_FALSE(t.dual_clipped);
+    CHECK(t.dual_clipped == 0.0);
     t = clipped_surrogate(4.0, -1.0, dual); // C1 = 4 > 3: capped, zero gradient
     CHECK(t.loss == Approx(3.0));
     CHECK(t.dloss_dratio == 0.0);
-    CHECK(t.dual_clipped);
+    CHECK(t.dual_clipped == 1.0);
     t = clipped_surrogate(4.0, 1.0, dual); // A > 0: dual clip does not apply
     CHECK(t.loss == Approx(-1.2));
-    CHECK_FALSE(t.dual_clipped);
+    CHECK(t.dual_clipped == 0.0);
 }
 
 TEST_CASE("clipped surrogate: TRL two-sided delta caps the unclipped ratio", "[math][surrogate]") {
@@ -147,4 +147,23 @@ TEST_CASE("aggregation weights", "[math][aggregation]") {
     CHECK(row_weight(aggregation::token_sum_over_constant, 3.0, 10.0, 4.0, 8.0) == Approx(1.0 / 32));
     CHECK(row_weight(aggregation::token_sum, 3.0, 10.0, 4.0, 8.0) == 1.0);
     CHECK(row_weight(aggregation::token_mean, 0.0, 0.0, 4.0, 8.0) == 0.0); // no tokens: loss 0, not NaN
+}
+
+TEST_CASE("the vectorizable exp matches std::exp to a few ulp, with std::exp's overflow, underflow and NaN", "[math][exp]") {
+    double worst_double = 0;
+    for (double x = -700; x < 700; x += 0.0137)
+        worst_double = std::max(worst_double, std::abs(grpo::math::exp(x) - std::exp(x)) / std::exp(x));
+    CHECK(worst_double < 4 * std::numeric_limits<double>::epsilon());
+    double worst_float = 0;
+    for (float x = -85; x < 85; x += 0.00173f)
+        worst_float = std::max(worst_float, std::abs(double(grpo::math::exp(x)) - std::exp(double(x))) / std::exp(double(x)));
+    CHECK(worst_float < 4 * std::numeric_limits<float>::epsilon());
+    CHECK(grpo::math::exp(0.0) == 1.0);
+    CHECK(grpo::math::exp(0.0f) == 1.0f);
+    CHECK(std::isinf(grpo::math::exp(1000.0)));
+    CHECK(std::isinf(grpo::math::exp(100.0f)));
+    CHECK(grpo::math::exp(-1000.0) == 0.0);
+    CHECK(std::isnan(grpo::math::exp(std::numeric_limits<double>::quiet_NaN())));
+    CHECK(grpo::math::select(true, 1.5, 2.5) == 1.5);
+    CHECK(grpo::math::select(false, 1.5f, 2.5f) == 2.5f);
 }

@@ -35,31 +35,15 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE kl_term<C> kl_penalty(kl_estimator estimator, 
                                                          C output_clamp, bool straight_through) {
     const C raw = logp - ref_logp;
     const clamped<C> x = clamp_symmetric(raw, input_clamp);
-    C value, dvalue_dx;
-    switch (estimator) {
-    case kl_estimator::k1:
-        value = x.value;
-        dvalue_dx = C(1);
-        break;
-    case kl_estimator::k2:
-        value = C(0.5) * x.value * x.value;
-        dvalue_dx = x.value;
-        break;
-    case kl_estimator::abs:
-        value = x.value < C(0) ? -x.value : x.value;
-        dvalue_dx = x.value > C(0) ? C(1) : (x.value < C(0) ? C(-1) : C(0)); // torch.abs: sign(x), 0 at 0
-        break;
-    case kl_estimator::k3:
-    default: {
-        const C e = math::exp(-x.value);
-        value = e + x.value - C(1);
-        dvalue_dx = C(1) - e;
-        break;
-    }
-    }
+    // Every estimator is evaluated and one is selected: no branches, so token loops vectorize.
+    const C e = math::exp(-x.value);
+    const C sign = select(x.value > C(0), C(1), select(x.value < C(0), C(-1), C(0))); // torch.abs': 0 at 0
+    const bool k1 = estimator == kl_estimator::k1, k2 = estimator == kl_estimator::k2,
+               abs_ = estimator == kl_estimator::abs;
+    const C value = select(k1, x.value, select(k2, C(0.5) * x.value * x.value, select(abs_, sign * x.value, e + x.value - C(1))));
+    const C dvalue_dx = select(k1, C(1), select(k2, x.value, select(abs_, sign, C(1) - e)));
     const clamped<C> out = clamp_symmetric(value, output_clamp);
-    if (straight_through) return {out.value, raw};
-    return {out.value, out.grad * dvalue_dx * x.grad};
+    return {out.value, select(straight_through, raw, out.grad * dvalue_dx * x.grad)};
 }
 
 } // namespace math

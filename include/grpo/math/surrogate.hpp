@@ -22,9 +22,10 @@ template <class C>
 struct surrogate_term {
     C loss;
     C dloss_dratio;
-    bool clipped_low;  ///< ratio < 1 - eps_low with A < 0 (TRL clip_ratio/low_mean)
-    bool clipped_high; ///< ratio > 1 + eps_high with A > 0 (TRL clip_ratio/high_mean)
-    bool dual_clipped; ///< the dual-clip bound -c*A was taken (verl pg_clipfrac_lower)
+    // Flags are 0 or 1 in C rather than bool so that they sum directly and token loops vectorize.
+    C clipped_low;  ///< 1 when ratio < 1 - eps_low with A < 0 (TRL clip_ratio/low_mean)
+    C clipped_high; ///< 1 when ratio > 1 + eps_high with A > 0 (TRL clip_ratio/high_mean)
+    C dual_clipped; ///< 1 when the dual-clip bound -c*A was taken (verl pg_clipfrac_lower)
 };
 
 /// loss = -min(min(r, delta) * A, clamp(r, low, high) * A), then, for A < 0 with dual clip on,
@@ -34,38 +35,24 @@ struct surrogate_term {
 template <class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE surrogate_term<C> clipped_surrogate(C ratio, C advantage,
                                                                       const clip_bounds<C>& clip) {
-    const C capped = ratio > clip.delta ? clip.delta : ratio;
+    const C capped = select(ratio > clip.delta, clip.delta, ratio);
     const clamped<C> clipped = clamp_with_grad(ratio, clip.low, clip.high);
     const C unclipped_obj = capped * advantage;
     const C clipped_obj = clipped.value * advantage;
-    const C d_unclipped = ratio > clip.delta ? C(0) : advantage;
+    const C d_unclipped = select(ratio > clip.delta, C(0), advantage);
     const C d_clipped = clipped.grad * advantage;
-
-    surrogate_term<C> t;
-    if (unclipped_obj < clipped_obj) {
-        t.loss = -unclipped_obj;
-        t.dloss_dratio = -d_unclipped;
-    } else if (clipped_obj < unclipped_obj) {
-        t.loss = -clipped_obj;
-        t.dloss_dratio = -d_clipped;
-    } else {
-        t.loss = -unclipped_obj;
-        t.dloss_dratio = -C(0.5) * (d_unclipped + d_clipped);
-    }
-    t.clipped_low = advantage < C(0) && ratio < clip.low;
-    t.clipped_high = advantage > C(0) && ratio > clip.high;
-    t.dual_clipped = false;
-    if (clip.dual_c > C(0) && advantage < C(0)) {
-        const C bound = -clip.dual_c * advantage;
-        if (bound < t.loss) {
-            t.loss = bound;
-            t.dloss_dratio = C(0);
-            t.dual_clipped = true;
-        } else if (bound == t.loss) {
-            t.dloss_dratio *= C(0.5);
-        }
-    }
-    return t;
+    // min of the two objectives; on a tie torch.minimum gives each side half the gradient.
+    const bool take_unclipped = unclipped_obj < clipped_obj, take_clipped = clipped_obj < unclipped_obj;
+    C loss = select(take_clipped, -clipped_obj, -unclipped_obj);
+    C dloss = select(take_unclipped, -d_unclipped, select(take_clipped, -d_clipped, C(-0.5) * (d_unclipped + d_clipped)));
+    // Dual clip (verl): for A < 0, loss = min(loss, -c * A), again splitting a tie.
+    const bool dual_on = (clip.dual_c > C(0)) & (advantage < C(0));
+    const C bound = -clip.dual_c * advantage;
+    const bool dual = dual_on & (bound < loss), dual_tie = dual_on & (bound == loss);
+    loss = select(dual, bound, loss);
+    dloss = select(dual, C(0), select(dual_tie, C(0.5) * dloss, dloss));
+    return {loss, dloss, select((advantage < C(0)) & (ratio < clip.low), C(1), C(0)),
+            select((advantage > C(0)) & (ratio > clip.high), C(1), C(0)), select(dual, C(1), C(0))};
 }
 
 } // namespace math

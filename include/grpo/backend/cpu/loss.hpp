@@ -36,10 +36,6 @@ index_t valid_end(const loss_views<T>& v, index_t i) {
     const index_t cols = v.logp.cols();
     return v.lengths.present() ? std::min<index_t>(cols, static_cast<index_t>(v.lengths[i])) : cols;
 }
-template <class T>
-bool masked_out(const loss_views<T>& v, index_t i, index_t t) {
-    return v.mask.present() && v.mask(i, t) == T(0);
-}
 
 /// First problem of row i as (column, argument), or column -1. Checks mask values and, at unmasked tokens,
 /// finiteness of every input the loss reads. Also returns the row's token count.
@@ -85,88 +81,210 @@ template <class T>
                    num_str(static_cast<double>(m(i, t))) + at);
 }
 
-/// The fused pass over one row: loss terms, gradient, diagnostics.
-template <class T>
-void loss_row(const loss_views<T>& v, const loss_params& p, double total_tokens, index_t i, row_partials& out) {
-    using C = double;
+/// Column access with a stride known at compile time (1 = contiguous, 0 = broadcast) or at run time (-1).
+template <int Static>
+struct column_stride {
+    index_t runtime;
+    index_t operator()(index_t t) const { return Static >= 0 ? t * Static : t * runtime; }
+};
+
+/// Column strides of every array of a row. Tok/Adv = -1: known at run time.
+template <int Tok, int Adv>
+struct row_layout {
+    column_stride<Tok> lp, old, ref, mask, grad, per_token;
+    column_stride<Adv> adv;
+};
+
+/// Tokens per block of the main sweep: per-token results go to small stack arrays, written by a loop the
+/// compiler can vectorize, and are then summed in double in a fixed lane order (deterministic, accurate).
+constexpr index_t token_block = 256;
+constexpr index_t sum_lanes = 8;
+
+/// sum_k x[k] for k < n in double, 8 independent lanes then lanes in order: same result on every run.
+template <class C>
+double lane_sum(const C* x, index_t n) {
+    double lanes[sum_lanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+    index_t k = 0;
+    for (; k + sum_lanes <= n; k += sum_lanes)
+        for (index_t l = 0; l < sum_lanes; ++l) lanes[l] += static_cast<double>(x[k + l]);
+    for (; k < n; ++k) lanes[k % sum_lanes] += static_cast<double>(x[k]);
+    double total = 0;
+    for (index_t l = 0; l < sum_lanes; ++l) total += lanes[l];
+    return total;
+}
+
+/// The fused pass over one row: loss terms, gradient, diagnostics. Per-token math runs in the input
+/// precision T (fp32 math for fp32 inputs, as torch does), every sum in double.
+/// Absent inputs are replaced by stand-ins that give the right numbers without branches in the loop:
+/// no old_logp -> old = logp (ratio exp(0) = 1, d ratio/d logp = 1: the on-policy exp(logp - sg(logp)));
+/// no mask -> a row of ones (`ones`, contiguous); beta == 0 -> the KL is skipped (WithKL = false).
+template <class T, bool WithKL, class Layout>
+void loss_row_impl(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens, index_t i,
+                   row_partials& out, const Layout& L) {
+    using C = T;
     const index_t cols = v.logp.cols();
     const index_t end = valid_end(v, i);
-    const bool has_old = v.old_logp.present();
+    const T* lp = v.logp.row_data(i);
+    const T* old = v.old_logp.present() ? v.old_logp.row_data(i) : lp;
+    const T* ref = WithKL ? v.ref_logp.row_data(i) : lp;
+    const T* adv = v.adv.row_data(i);
+    const T* mask = v.mask.present() ? v.mask.row_data(i) : ones;
+    T* grad = v.grad.present() ? v.grad.row_data(i) : nullptr;
+    T* per_token = v.per_token.present() ? v.per_token.row_data(i) : nullptr;
     const bool sequence = p.ratio != ratio_level::token;
 
     // Sweep 1 (row-local, stays in cache): token count, and the mean log-ratio for sequence-level ratios.
-    C n = 0, log_ratio_sum = 0;
+    double n = 0, log_ratio_sum = 0;
     if (v.mask.present() || sequence) {
-        for (index_t t = 0; t < end; ++t) {
-            if (masked_out(v, i, t)) continue;
-            n += 1;
-            if (sequence && has_old) log_ratio_sum += C(v.logp(i, t)) - C(v.old_logp(i, t));
+        alignas(64) C count[token_block], lr[token_block];
+        for (index_t t0 = 0; t0 < end; t0 += token_block) {
+            const index_t nb = std::min(token_block, end - t0);
+            for (index_t k = 0; k < nb; ++k) {
+                const index_t t = t0 + k;
+                const bool valid = mask[L.mask(t)] != T(0);
+                const C d = C(lp[L.lp(t)] - old[L.old(t)]); // loads are unconditional so the loop vectorizes
+                count[k] = math::select(valid, C(1), C(0));
+                lr[k] = math::select(valid, d, C(0));
+            }
+            n += lane_sum(count, nb);
+            if (sequence) log_ratio_sum += lane_sum(lr, nb);
         }
     } else {
-        n = static_cast<C>(end);
+        n = static_cast<double>(end);
     }
-    const C w = p.loss_scale * math::row_weight<C>(p.agg, n, total_tokens, p.sequences, p.constant_length);
+    const double w = p.loss_scale * math::row_weight<double>(p.agg, n, total_tokens, p.sequences, p.constant_length);
 
     // Sequence ratio s_i = exp(clamp(mean_t log r)); ds/dlogp_t = s * clamp' / n (TRL/GSPO) for every token.
-    C s = 1, ds_per_token = 0, cross_grad = 0;
+    double s = 1, ds = 0, cross_grad = 0;
     if (sequence && n > 0) {
-        const math::clamped<C> lr = math::clamp_symmetric(log_ratio_sum / n, p.log_ratio_clamp);
+        const math::clamped<double> lr = math::clamp_symmetric(log_ratio_sum / n, p.log_ratio_clamp);
         s = math::exp(lr.value);
-        ds_per_token = s * lr.grad;
+        ds = s * lr.grad;
         if (p.ratio == ratio_level::sequence) {
             // Sweep 2: dL/ds_i = sum_t w * dloss_t/ds, spread back over the tokens through the mean.
-            C dloss_ds = 0;
-            for (index_t t = 0; t < end; ++t) {
-                if (masked_out(v, i, t)) continue;
-                dloss_ds += math::clipped_surrogate<C>(s, C(v.adv(i, t)), p.clip).dloss_dratio;
+            alignas(64) C d[token_block];
+            const math::clip_bounds<C> clip{C(p.clip.low), C(p.clip.high), C(p.clip.delta), C(p.clip.dual_c)};
+            double dloss_ds = 0;
+            for (index_t t0 = 0; t0 < end; t0 += token_block) {
+                const index_t nb = std::min(token_block, end - t0);
+                for (index_t k = 0; k < nb; ++k) {
+                    const index_t t = t0 + k;
+                    const bool valid = mask[L.mask(t)] != T(0);
+                    const C a_raw = C(adv[L.adv(t)]);
+                    const C a = math::select(valid, a_raw, C(0));
+                    d[k] = math::select(valid, math::clipped_surrogate<C>(C(s), a, clip).dloss_dratio, C(0));
+                }
+                dloss_ds += lane_sum(d, nb);
             }
-            cross_grad = w * dloss_ds * ds_per_token / n;
+            cross_grad = w * dloss_ds * ds / n;
         }
     }
 
+    const math::clip_bounds<C> clip{C(p.clip.low), C(p.clip.high), C(p.clip.delta), C(p.clip.dual_c)};
+    const C lr_clamp = C(p.log_ratio_clamp), beta = C(p.beta), cw = C(w), ccross = C(cross_grad);
+    const C seq_ratio = C(s), seq_dratio = p.ratio == ratio_level::sequence_token ? C(ds) : C(0);
+    const C kl_in = C(p.kl_log_ratio_clamp), kl_out = C(p.kl_value_clamp);
+    const kl_estimator est = p.kl;
+    const bool straight = p.kl_straight_through;
+    constexpr C inf = std::numeric_limits<C>::infinity();
+
+    alignas(64) C pol[token_block], kl[token_block], ratio[token_block], neg_lr[token_block], low[token_block],
+        high[token_block], dual[token_block], rmin[token_block], rmax[token_block], gbuf[token_block],
+        lbuf[token_block];
     row_partials acc{0, 0, 0, 0, 0, 0, 0, 0, std::numeric_limits<double>::infinity(),
                      -std::numeric_limits<double>::infinity(), 0};
-    const bool write_grad = v.grad.present(), write_loss = v.per_token.present();
-    for (index_t t = 0; t < cols; ++t) {
-        if (t >= end || masked_out(v, i, t)) {
-            if (write_grad) v.grad(i, t) = T(0);
-            if (write_loss) v.per_token(i, t) = T(0);
-            continue;
+    for (index_t t0 = 0; t0 < end; t0 += token_block) {
+        const index_t nb = std::min(token_block, end - t0);
+        for (index_t k = 0; k < nb; ++k) {
+            const index_t t = t0 + k;
+            const bool valid = mask[L.mask(t)] != T(0);
+            // Loads are unconditional (so the loop vectorizes); masked values are replaced by harmless ones
+            // before any arithmetic, so NaN or Inf there never reaches a result.
+            const C x_raw = C(lp[L.lp(t)]), old_raw = C(old[L.old(t)]), a_raw = C(adv[L.adv(t)]);
+            const C x = math::select(valid, x_raw, C(0));
+            const C log_ratio = math::select(valid, C(x_raw - old_raw), C(0));
+            const C a = math::select(valid, a_raw, C(0));
+            const math::clamped<C> lr = math::clamp_symmetric(log_ratio, lr_clamp);
+            const C token_ratio = math::exp(lr.value);
+            const C r = math::select(sequence, seq_ratio, token_ratio);
+            const C dr = math::select(sequence, seq_dratio, token_ratio * lr.grad);
+            const math::surrogate_term<C> sur = math::clipped_surrogate<C>(r, a, clip);
+            C kl_value = 0, kl_grad = 0;
+            if (WithKL) {
+                const C y_raw = C(ref[L.ref(t)]);
+                const C y = math::select(valid, y_raw, C(0));
+                const math::kl_term<C> term = math::kl_penalty<C>(est, x, y, kl_in, kl_out, straight);
+                kl_value = term.value;
+                kl_grad = term.grad;
+            }
+            gbuf[k] = math::select(valid, cw * (sur.dloss_dratio * dr + beta * kl_grad) + ccross, C(0));
+            lbuf[k] = math::select(valid, sur.loss + beta * kl_value, C(0));
+            pol[k] = math::select(valid, sur.loss, C(0));
+            kl[k] = math::select(valid, kl_value, C(0));
+            ratio[k] = math::select(valid, r, C(0));
+            neg_lr[k] = -log_ratio;
+            low[k] = math::select(valid, sur.clipped_low, C(0));
+            high[k] = math::select(valid, sur.clipped_high, C(0));
+            dual[k] = math::select(valid, sur.dual_clipped, C(0));
+            rmin[k] = math::select(valid, r, inf);
+            rmax[k] = math::select(valid, r, -inf);
         }
-        const C logp = v.logp(i, t);
-        const C log_ratio = has_old ? logp - C(v.old_logp(i, t)) : C(0);
-        C ratio, dratio_dlogp;
-        if (sequence) {
-            ratio = s;
-            dratio_dlogp = p.ratio == ratio_level::sequence_token ? ds_per_token : C(0);
-        } else {
-            const math::clamped<C> lr = math::clamp_symmetric(log_ratio, p.log_ratio_clamp);
-            ratio = has_old ? math::exp(lr.value) : C(1);
-            dratio_dlogp = ratio * lr.grad; // on-policy: d exp(logp - sg(logp)) = 1
+        if (grad)
+            for (index_t k = 0; k < nb; ++k) grad[L.grad(t0 + k)] = static_cast<T>(gbuf[k]);
+        if (per_token)
+            for (index_t k = 0; k < nb; ++k) per_token[L.per_token(t0 + k)] = static_cast<T>(lbuf[k]);
+        acc.policy += lane_sum(pol, nb);
+        acc.kl_sum += lane_sum(kl, nb);
+        acc.ratio_sum += lane_sum(ratio, nb);
+        acc.neg_log_ratio += lane_sum(neg_lr, nb);
+        acc.clip_low += lane_sum(low, nb);
+        acc.clip_high += lane_sum(high, nb);
+        acc.dual += lane_sum(dual, nb);
+        for (index_t k = 0; k < nb; ++k) {
+            acc.ratio_min = std::min(acc.ratio_min, static_cast<double>(rmin[k]));
+            acc.ratio_max = std::max(acc.ratio_max, static_cast<double>(rmax[k]));
         }
-        const math::surrogate_term<C> sur = math::clipped_surrogate<C>(ratio, C(v.adv(i, t)), p.clip);
-        math::kl_term<C> kl{0, 0};
-        if (p.beta != 0)
-            kl = math::kl_penalty<C>(p.kl, logp, C(v.ref_logp(i, t)), p.kl_log_ratio_clamp, p.kl_value_clamp,
-                                     p.kl_straight_through);
-        if (write_grad)
-            v.grad(i, t) = static_cast<T>(w * (sur.dloss_dratio * dratio_dlogp + p.beta * kl.grad) + cross_grad);
-        if (write_loss) v.per_token(i, t) = static_cast<T>(sur.loss + p.beta * kl.value);
-        acc.policy += sur.loss;
-        acc.kl_sum += kl.value;
-        acc.tokens += 1;
-        acc.clip_low += sur.clipped_low;
-        acc.clip_high += sur.clipped_high;
-        acc.dual += sur.dual_clipped;
-        acc.ratio_sum += ratio;
-        acc.ratio_min = std::min(acc.ratio_min, ratio);
-        acc.ratio_max = std::max(acc.ratio_max, ratio);
-        acc.neg_log_ratio -= log_ratio;
     }
+    for (index_t t = end; t < cols; ++t) {
+        if (grad) grad[L.grad(t)] = T(0);
+        if (per_token) per_token[L.per_token(t)] = T(0);
+    }
+    acc.tokens = n;
     // Store the row's share already weighted, so the final reduction is a plain ordered sum.
-    acc.policy *= w;
     acc.kl = acc.kl_sum * w;
+    acc.policy *= w;
     out = acc;
+}
+
+/// Picks the instantiation: rows whose arrays are all contiguous (torch, numpy, ggml) get compile-time unit
+/// strides, with the advantage broadcast (stride 0) or per token (stride 1), so the token loop vectorizes;
+/// any other layout uses run-time strides per array.
+template <class T>
+void loss_row(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens, index_t i,
+              row_partials& out) {
+    const index_t s_lp = v.logp.col_stride();
+    const index_t s_old = v.old_logp.present() ? v.old_logp.col_stride() : s_lp; // stand-in: logp itself
+    const index_t s_ref = p.beta != 0 ? v.ref_logp.col_stride() : s_lp;
+    const index_t s_mask = v.mask.present() ? v.mask.col_stride() : 1;             // stand-in: a row of ones
+    const index_t s_grad = v.grad.present() ? v.grad.col_stride() : 1;
+    const index_t s_per = v.per_token.present() ? v.per_token.col_stride() : 1;
+    const index_t s_adv = v.adv.col_stride();
+    const bool contiguous = s_lp == 1 && s_old == 1 && s_ref == 1 && s_mask == 1 && s_grad == 1 && s_per == 1;
+    const bool with_kl = p.beta != 0;
+    if (contiguous && (s_adv == 0 || s_adv == 1)) {
+        const column_stride<1> u{1};
+        if (s_adv == 0) {
+            const row_layout<1, 0> L{u, u, u, u, u, u, {0}};
+            return with_kl ? loss_row_impl<T, true>(v, ones, p, total_tokens, i, out, L)
+                           : loss_row_impl<T, false>(v, ones, p, total_tokens, i, out, L);
+        }
+        const row_layout<1, 1> L{u, u, u, u, u, u, u};
+        return with_kl ? loss_row_impl<T, true>(v, ones, p, total_tokens, i, out, L)
+                       : loss_row_impl<T, false>(v, ones, p, total_tokens, i, out, L);
+    }
+    const row_layout<-1, -1> L{{s_lp}, {s_old}, {s_ref}, {s_mask}, {s_grad}, {s_per}, {s_adv}};
+    return with_kl ? loss_row_impl<T, true>(v, ones, p, total_tokens, i, out, L)
+                   : loss_row_impl<T, false>(v, ones, p, total_tokens, i, out, L);
 }
 
 /// Rows per task: enough work per task to amortize scheduling, independent of the thread count.
@@ -175,8 +293,13 @@ inline index_t row_grain(index_t cols) { return std::max<index_t>(1, 16384 / std
 template <class T>
 loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const loss_params& p, bool check_values,
                          double global_tokens, workspace& ws) {
-    const index_t rows = v.logp.rows();
-    double* scratch = ws.doubles(static_cast<std::size_t>(rows) * row_partials_doubles);
+    const index_t rows = v.logp.rows(), cols = v.logp.cols();
+    // Scratch: per-row partials, then (when no mask is given) a row of ones standing in for the mask.
+    const std::size_t partial_doubles = static_cast<std::size_t>(rows) * row_partials_doubles;
+    const std::size_t ones_doubles = v.mask.present() ? 0 : (static_cast<std::size_t>(cols) * sizeof(T) + 7) / 8;
+    double* scratch = ws.doubles(partial_doubles + ones_doubles);
+    T* ones = reinterpret_cast<T*>(scratch + partial_doubles);
+    if (!v.mask.present()) std::fill(ones, ones + cols, T(1));
     const index_t grain = row_grain(v.logp.cols());
 
     // Pre-pass, only when needed: value checks (before any write) and/or the local token count.
@@ -205,7 +328,7 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const los
 
     auto* partials = reinterpret_cast<row_partials*>(scratch);
     parallel_for(ex, rows, grain, [&](index_t first, index_t last) {
-        for (index_t i = first; i < last; ++i) loss_row(v, p, total_tokens, i, partials[i]);
+        for (index_t i = first; i < last; ++i) loss_row(v, ones, p, total_tokens, i, partials[i]);
     });
 
     loss_stats st;
