@@ -16,3 +16,7 @@
 #include "math/advantage.hpp"
 #include "advantages.hpp"
 #include "loss.hpp"
+#include "sampler.hpp"
+#include "rewards.hpp"
+#include "process_rewards.hpp"
+#include "train_step.hpp"
