@@ -6,7 +6,8 @@
 #
 #   grpo::eigen    grpo::grpo + Eigen3::Eigen   (include <grpo/adapters/eigen.hpp>)
 #   grpo::xtensor  grpo::grpo + xtensor         (include <grpo/adapters/xtensor.hpp>)
-#   grpo::cuda, grpo::torch, grpo::ggml: added by the issues that bring those backends/adapters; follow the
+#   grpo::ggml     grpo::grpo + ggml::ggml      (include <grpo/adapters/ggml.hpp>)
+#   grpo::cuda, grpo::torch: added by the issues that bring those backends/adapters; follow the
 #   same pattern (an option GRPO_WITH_<X>, a QUIET find, the target only when the dependency is found).
 
 if(GRPO_WITH_EIGEN)
@@ -32,5 +33,26 @@ if(GRPO_WITH_XTENSOR)
     target_link_libraries(grpo_xtensor INTERFACE grpo xtensor)
   else()
     message(STATUS "grpo: xtensor not found, grpo::xtensor not provided")
+  endif()
+endif()
+
+# grpo::ggml: ggml is in no distribution package; cmake/scripts/build-ggml.sh builds it from the
+# llama-cpp-python sdist on PyPI into a cache prefix (pass -DCMAKE_PREFIX_PATH=<prefix>).
+# GRPO_BUILD_GGML_EXAMPLE=ON (what CI sets) makes a missing ggml an error instead of a skip.
+option(GRPO_WITH_GGML "Provide grpo::ggml (grpo/adapters/ggml.hpp + ggml) when ggml is found" ON)
+option(GRPO_BUILD_GGML_EXAMPLE "Build and test the ggml adapter and examples/ggml (needs ggml: cmake/scripts/build-ggml.sh)" OFF)
+if(GRPO_WITH_GGML OR GRPO_BUILD_GGML_EXAMPLE)
+  if(NOT TARGET ggml::ggml)
+    find_package(ggml CONFIG QUIET)
+  endif()
+  if(TARGET ggml::ggml)
+    add_library(grpo_ggml INTERFACE)
+    add_library(grpo::ggml ALIAS grpo_ggml)
+    target_link_libraries(grpo_ggml INTERFACE grpo ggml::ggml)
+  elseif(GRPO_BUILD_GGML_EXAMPLE)
+    message(FATAL_ERROR "grpo: GRPO_BUILD_GGML_EXAMPLE=ON but ggml was not found. Build it with "
+                        "cmake/scripts/build-ggml.sh and pass -DCMAKE_PREFIX_PATH=<the prefix it prints>.")
+  else()
+    message(STATUS "grpo: ggml not found, grpo::ggml not provided (cmake/scripts/build-ggml.sh builds it)")
   endif()
 endif()

@@ -1,0 +1,21 @@
+# SPDX-License-Identifier: MIT
+# cmake -P check-example.cmake -DEXE=<example> [-DARGS=a|b] [-DMIN_AFTER=0.8]: runs an example, shows its output,
+# and fails unless it ends with "held-out accuracy: <before> -> <after>" with after >= MIN_AFTER and after > before.
+string(REPLACE "|" ";" _args "${ARGS}")
+execute_process(COMMAND "${EXE}" ${_args} RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _err)
+message("${_out}${_err}")
+if(NOT _rc EQUAL 0)
+  message(FATAL_ERROR "${EXE} exited with ${_rc}")
+endif()
+if(NOT _out MATCHES "held-out accuracy: ([0-9.]+) -> ([0-9.]+)\n*$")
+  message(FATAL_ERROR "${EXE}: no final 'held-out accuracy: x -> y' line")
+endif()
+set(_before "${CMAKE_MATCH_1}")
+set(_after "${CMAKE_MATCH_2}")
+if(NOT MIN_AFTER)
+  set(MIN_AFTER 0)
+endif()
+if(NOT _after GREATER _before OR _after LESS MIN_AFTER)
+  message(FATAL_ERROR "${EXE}: held-out accuracy ${_before} -> ${_after} (needs > before and >= ${MIN_AFTER})")
+endif()
+message(STATUS "held-out accuracy ${_before} -> ${_after}")
