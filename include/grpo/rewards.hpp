@@ -357,14 +357,12 @@ auto exact_match_reward(Decode decode, Reference reference, answer_format format
 inline bool tags_in_order(std::string_view text, std::initializer_list<std::string_view> tags) {
     std::size_t pos = 0;
     bool first = true;
-    std::string_view last;
     for (std::string_view tag : tags) {
         const std::size_t p = text.find(tag, pos);
         if (p == std::string_view::npos) return false;
         if (first && !detail::trim(text.substr(0, p)).empty()) return false;
         first = false;
         pos = p + tag.size();
-        last = tag;
     }
     return detail::trim(text.substr(pos)).empty();
 }

@@ -1,0 +1,33 @@
+# SPDX-License-Identifier: MIT
+# Optional CUDA backend: grpo::cuda (INTERFACE: grpo::grpo + CUDA::cudart). Header-only like the rest; CUDA
+# translation units of the consumer include <grpo/cuda.cuh>.
+include(CheckLanguage)
+check_language(CUDA)
+if(CMAKE_CUDA_COMPILER)
+  set(_grpo_cuda_default ON)
+else()
+  set(_grpo_cuda_default OFF)
+endif()
+option(GRPO_ENABLE_CUDA "Provide grpo::cuda and build the CUDA tests/benchmarks (needs nvcc)" ${_grpo_cuda_default})
+
+if(GRPO_ENABLE_CUDA)
+  if(NOT CMAKE_CUDA_COMPILER)
+    message(FATAL_ERROR "grpo: GRPO_ENABLE_CUDA=ON but no CUDA compiler was found (set CMAKE_CUDA_COMPILER)")
+  endif()
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES "80;90")
+  endif()
+  # nvcc must use a host compiler it supports; default to the C++ compiler of this project.
+  if(NOT DEFINED CMAKE_CUDA_HOST_COMPILER AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+    set(CMAKE_CUDA_HOST_COMPILER "${CMAKE_CXX_COMPILER}")
+  endif()
+  enable_language(CUDA)
+  find_package(CUDAToolkit REQUIRED)
+  add_library(grpo_cuda INTERFACE)
+  add_library(grpo::cuda ALIAS grpo_cuda)
+  target_link_libraries(grpo_cuda INTERFACE grpo::grpo CUDA::cudart)
+  target_compile_features(grpo_cuda INTERFACE cuda_std_17)
+  message(STATUS "grpo: CUDA backend enabled (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, archs ${CMAKE_CUDA_ARCHITECTURES})")
+else()
+  message(STATUS "grpo: CUDA backend disabled")
+endif()
