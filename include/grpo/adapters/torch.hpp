@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: MIT
+// LibTorch adapter: grpo views of torch::Tensor and the GRPO loss as a LibTorch autograd function. Include it
+// yourself (it is not part of grpo/grpo.hpp) and link grpo::torch (find_package(grpo CONFIG COMPONENTS torch)).
+// Written against LibTorch 1.13 (Debian's libtorch-dev) and 2.x; it uses only API present in both.
+//
+//   grpo::libtorch::matrix<const float>(t)   matrix_view of a 2-D tensor, no copy: sizes, strides (in
+//                                            elements, 0 from expand() allowed for read-only views) and the
+//                                            storage offset are taken as they are. matrix<float>(t) is a
+//                                            writable view (strides must not overlap).
+//   grpo::libtorch::vector<const float>(t)   vector_view of a 1-D tensor, likewise.
+//   grpo::libtorch::grpo_loss(logp, old_logp, ref_logp, advantages, mask, cfg)
+//                                            the GRPO loss as a 0-dim tensor whose backward() is grpo's
+//                                            fused dLoss/dlogp: one pass computes loss and gradient, the
+//                                            gradient is kept for backward.
+//
+// The element type named in matrix<T>/vector<T> must be the tensor's dtype (float = kFloat, double = kDouble,
+// std::int64_t = kLong); anything else is a grpo::error (errc::unsupported) naming the argument, the dtype
+// wanted and the dtype found. grpo_loss itself accepts float16/bfloat16/float32/float64 log-probs (the math
+// runs in fp32, or fp64 for double, and torch casts the gradient back) and bool/integer/floating masks.
+//
+// Devices: CPU tensors run on grpo's CPU backend. CUDA tensors run on grpo's CUDA backend on torch's current
+// stream when this header is compiled by nvcc in a translation unit that also links grpo::cuda (then
+// <grpo/cuda.cuh> and c10's CUDA stream API are available); elsewhere a CUDA tensor is rejected with
+// errc::memory_space, as is every other device.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include <torch/torch.h>
+
+#include "../grpo.hpp"
+
+#if defined(__CUDACC__) && __has_include(<c10/cuda/CUDAStream.h>)
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include "../cuda.cuh"
+#define GRPO_TORCH_HAS_CUDA 1
+#else
+#define GRPO_TORCH_HAS_CUDA 0
+#endif
+
+GRPO_NAMESPACE_BEGIN
+namespace libtorch {
+namespace detail {
+
+using grpo::detail::raise_argument;
+using grpo::detail::to_str;
+
+template <class T>
+struct dtype_of;
+template <>
+struct dtype_of<float> {
+    static constexpr c10::ScalarType value = c10::ScalarType::Float;
+};
+template <>
+struct dtype_of<double> {
+    static constexpr c10::ScalarType value = c10::ScalarType::Double;
+};
+template <>
+struct dtype_of<std::int64_t> {
+    static constexpr c10::ScalarType value = c10::ScalarType::Long;
+};
+
+inline std::string dtype_name(c10::ScalarType t) { return std::string("torch.") + c10::toString(t); }
+
+inline std::string sizes_str(const at::Tensor& t) {
+    std::string s = "[";
+    for (std::int64_t d = 0; d < t.dim(); ++d) s += (d ? ", " : "") + std::to_string(t.size(d));
+    return s + "]";
+}
+
+/// Checks what every view needs: a defined tensor of dtype T, rank `rank`, on a device `Space` can reach.
+template <class T, class Space>
+void check_viewable(const at::Tensor& t, const char* where, const char* name, std::int64_t rank) {
+    using value_type = std::remove_cv_t<T>;
+    static_assert(std::is_same<value_type, float>::value || std::is_same<value_type, double>::value ||
+                      std::is_same<value_type, std::int64_t>::value,
+                  "grpo::libtorch: views exist for float, double and std::int64_t elements");
+    if (!t.defined()) raise_argument(errc::invalid_value, where, name, "a defined tensor", "an undefined tensor");
+    if (t.scalar_type() != dtype_of<value_type>::value)
+        raise_argument(errc::unsupported, where, name, "dtype " + dtype_name(dtype_of<value_type>::value),
+                       "dtype " + dtype_name(t.scalar_type()));
+    if (t.dim() != rank)
+        raise_argument(errc::shape_mismatch, where, name, std::to_string(rank) + "-D tensor",
+                       std::to_string(t.dim()) + "-D tensor of shape " + sizes_str(t));
+    const bool want_cuda = std::is_same<Space, device_space>::value;
+    if (want_cuda ? !t.is_cuda() : !t.is_cpu())
+        raise_argument(errc::memory_space, where, name, want_cuda ? "a CUDA tensor" : "a CPU tensor",
+                       "a tensor on " + t.device().str());
+}
+
+template <class T>
+T* data_of(const at::Tensor& t) {
+    // data_ptr() already includes the storage offset (slices, narrow, select).
+    return const_cast<T*>(t.data_ptr<std::remove_cv_t<T>>());
+}
+
+} // namespace detail
+
+/// matrix_view over a 2-D tensor without a copy: element (i, j) is t[i][j]. T is the tensor's element type,
+/// const-qualified for a read-only view (which may have stride 0, e.g. from expand()). Space is host_space
+/// for CPU tensors, device_space for CUDA tensors. Throws grpo::error for an undefined tensor, another dtype,
+/// another rank, another device, or (writable views) overlapping strides.
+template <class T, class Space = host_space>
+matrix_view<T, Space> matrix(const at::Tensor& t, const char* name = "tensor") {
+    detail::check_viewable<T, Space>(t, "libtorch::matrix", name, 2);
+    return matrix_view<T, Space>(detail::data_of<T>(t), t.size(0), t.size(1), t.stride(0), t.stride(1));
+}
+
+/// vector_view over a 1-D tensor without a copy (same rules as matrix).
+template <class T, class Space = host_space>
+vector_view<T, Space> vector(const at::Tensor& t, const char* name = "tensor") {
+    detail::check_viewable<T, Space>(t, "libtorch::vector", name, 1);
+    return vector_view<T, Space>(detail::data_of<T>(t), t.size(0), t.stride(0));
+}
+
+/// What grpo_loss can hand back besides the loss tensor.
+struct loss_extras {
+    /// If set, receives the diagnostics (clip fractions, ratio and KL means, token count) of the call.
+    loss_stats* stats = nullptr;
+    /// Optional int64 [completions] valid lengths: tokens t >= lengths[i] are masked (as loss_inputs).
+    at::Tensor lengths;
+    /// CPU only: the pool the fused pass runs on (nullptr = the calling thread). Results do not depend on it.
+    thread_pool* pool = nullptr;
+};
+
+namespace detail {
+
+/// The floating type grpo computes in for a tensor of dtype t: fp64 for double, fp32 for everything else.
+inline c10::ScalarType compute_dtype(c10::ScalarType t) {
+    return t == c10::ScalarType::Double ? c10::ScalarType::Double : c10::ScalarType::Float;
+}
+
+/// Runs the fused pass (CPU or CUDA) on tensors of dtype T; grad may be undefined (forward only).
+template <class T>
+loss_stats fused_pass(const at::Tensor& logp, const at::Tensor& old_logp, const at::Tensor& ref_logp,
+                      const at::Tensor& advantages, const at::Tensor& mask, const at::Tensor& lengths,
+                      const at::Tensor& grad, const loss_config& cfg, thread_pool* pool) {
+    auto run = [&](auto space) -> loss_stats {
+        using S = decltype(space);
+        loss_inputs<T, S> in;
+        in.logp = matrix<const T, S>(logp, "logp");
+        if (old_logp.defined()) in.old_logp = matrix<const T, S>(old_logp, "old_logp");
+        if (ref_logp.defined()) in.ref_logp = matrix<const T, S>(ref_logp, "ref_logp");
+        in.advantages = matrix<const T, S>(advantages, "advantages");
+        if (mask.defined()) in.mask = matrix<const T, S>(mask, "mask");
+        if (lengths.defined()) in.lengths = vector<const std::int64_t, S>(lengths, "lengths");
+        loss_outputs<T, S> out;
+        if (grad.defined()) out.grad_logp = matrix<T, S>(grad, "grad_logp");
+#if GRPO_TORCH_HAS_CUDA
+        if constexpr (std::is_same<S, device_space>::value) {
+            const c10::cuda::CUDAGuard guard(logp.device());
+            thread_local cuda_workspace ws;
+            return loss_and_grad(exec::cuda{c10::cuda::getCurrentCUDAStream().stream()}, in, out, cfg, ws);
+        } else
+#endif
+        {
+            thread_local workspace ws; // reused: no heap allocation once it has seen the batch size
+            return loss_and_grad(exec::host{pool}, in, out, cfg, ws);
+        }
+    };
+#if GRPO_TORCH_HAS_CUDA
+    if (logp.is_cuda()) return run(device_space{});
+#endif
+    return run(host_space{}); // grpo_loss has checked the device
+}
+
+/// The autograd node: forward runs the fused pass once and keeps dLoss/dlogp; backward scales it by the
+/// incoming gradient. Only logp receives a gradient (old, ref, advantages and mask are data).
+struct loss_function : public torch::autograd::Function<loss_function> {
+    // Optional inputs travel as c10::optional: LibTorch 1.13 cannot record an undefined at::Tensor argument.
+    static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::Tensor logp,
+                              c10::optional<at::Tensor> old_logp, c10::optional<at::Tensor> ref_logp,
+                              at::Tensor advantages, c10::optional<at::Tensor> mask,
+                              c10::optional<at::Tensor> lengths, loss_config cfg, loss_stats* stats,
+                              thread_pool* pool) {
+        const bool need_grad = logp.requires_grad();
+        at::Tensor grad;
+        if (need_grad) grad = at::empty(logp.sizes(), logp.options());
+        const auto get = [](const c10::optional<at::Tensor>& t) { return t.has_value() ? *t : at::Tensor(); };
+        const loss_stats st =
+            logp.scalar_type() == c10::ScalarType::Double
+                ? fused_pass<double>(logp, get(old_logp), get(ref_logp), advantages, get(mask), get(lengths),
+                                     grad, cfg, pool)
+                : fused_pass<float>(logp, get(old_logp), get(ref_logp), advantages, get(mask), get(lengths), grad,
+                                    cfg, pool);
+        if (stats) *stats = st;
+        if (need_grad) ctx->save_for_backward({grad});
+        return at::scalar_tensor(st.loss, logp.options());
+    }
+
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                   torch::autograd::variable_list grad_out) {
+        const at::Tensor grad = ctx->get_saved_variables()[0];
+        // One gradient per forward argument; the non-differentiable ones get undefined tensors.
+        return {grad * grad_out[0], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
+                at::Tensor(),       at::Tensor(), at::Tensor(), at::Tensor()};
+    }
+};
+
+/// Brings an optional input to the compute dtype (a no-op when it already is); checks its device.
+inline c10::optional<at::Tensor> prepare(const at::Tensor& t, const at::Tensor& like, const char* name, bool required) {
+    if (!t.defined()) {
+        if (required)
+            raise_argument(errc::invalid_value, "libtorch::grpo_loss", name, "a defined tensor", "an undefined tensor");
+        return c10::nullopt;
+    }
+    if (t.device() != like.device())
+        raise_argument(errc::memory_space, "libtorch::grpo_loss", name, "a tensor on " + like.device().str(),
+                       "a tensor on " + t.device().str());
+    if (!(at::isFloatingType(t.scalar_type()) || at::isIntegralType(t.scalar_type(), /*includeBool=*/true)))
+        raise_argument(errc::unsupported, "libtorch::grpo_loss", name, "a real floating, integer or bool dtype",
+                       "dtype " + dtype_name(t.scalar_type()));
+    return t.detach().to(like.scalar_type());
+}
+
+} // namespace detail
+
+/// The GRPO loss of a batch as a LibTorch autograd value: loss.backward() sends grpo's fused dLoss/dlogp into
+/// the host's graph (chain rule through whatever produced logp).
+///
+///   loss = loss_scale * sum_i w_i sum_t m_it * ( -min(r_it A_it, clip(r_it, 1-eps_low, 1+eps_high) A_it)
+///                                                + beta * KL_k3(logp_it, ref_it) ),   r_it = exp(logp - old)
+/// with every variant of loss_config (clip-higher, dual clip, delta, GSPO ratios, KL estimators and clamps,
+/// aggregation modes). TRL: GRPOTrainer._compute_loss; verl: compute_policy_loss + kl_penalty + agg_loss.
+///
+/// @param logp        [B, T] log-probs under the current policy (float16/bfloat16/float32/float64); the only
+///                    input that receives a gradient.
+/// @param old_logp    [B, T] log-probs of the sampling policy, or an undefined tensor (on-policy: ratio 1).
+/// @param ref_logp    [B, T] reference log-probs; required when cfg.beta != 0, may be undefined otherwise.
+/// @param advantages  [B] per completion (broadcast along tokens without a copy) or [B, T] per token.
+/// @param mask        [B, T] 1 = token counts (bool, integer or floating), or undefined (all tokens count).
+/// @param cfg         loss_config (TRL defaults; loss_config::verl(), ::deepseekmath(), ::dapo(), ...).
+/// @param extras      optional stats out, lengths, CPU thread pool.
+/// @returns a 0-dim tensor of logp's compute dtype (fp32, or fp64 for double).
+/// Throws grpo::error for a bad dtype, device, rank or shape, naming the argument (nothing is computed).
+/// Inputs other than logp are detached and converted to the compute dtype when they differ (a copy); advantages
+/// of shape [B] are expanded with stride 0 (no copy). First-order only: the saved gradient is a constant.
+inline at::Tensor grpo_loss(const at::Tensor& logp, const at::Tensor& old_logp, const at::Tensor& ref_logp,
+                            const at::Tensor& advantages, const at::Tensor& mask, const loss_config& cfg = {},
+                            const loss_extras& extras = {}) {
+    constexpr const char* where = "libtorch::grpo_loss";
+    if (!logp.defined()) detail::raise_argument(errc::invalid_value, where, "logp", "a defined tensor", "an undefined tensor");
+    if (!at::isFloatingType(logp.scalar_type()))
+        detail::raise_argument(errc::unsupported, where, "logp", "a floating dtype (float16, bfloat16, float32, float64)",
+                               "dtype " + detail::dtype_name(logp.scalar_type()));
+    if (logp.dim() != 2)
+        detail::raise_argument(errc::shape_mismatch, where, "logp", "2-D tensor [completions, tokens]",
+                               std::to_string(logp.dim()) + "-D tensor of shape " + detail::sizes_str(logp));
+    if (!(logp.is_cpu() || (GRPO_TORCH_HAS_CUDA && logp.is_cuda())))
+        detail::raise_argument(errc::memory_space, where, "logp",
+                               GRPO_TORCH_HAS_CUDA ? "a CPU or CUDA tensor"
+                                                   : "a CPU tensor (CUDA tensors need this header compiled by "
+                                                     "nvcc with grpo::cuda linked)",
+                               "a tensor on " + logp.device().str());
+    // Autograd-aware cast: backward casts the gradient back to logp's dtype.
+    const at::Tensor x = logp.to(detail::compute_dtype(logp.scalar_type()));
+    at::Tensor adv = *detail::prepare(advantages, x, "advantages", true);
+    if (adv.dim() == 1 && adv.size(0) == x.size(0)) adv = adv.unsqueeze(1).expand({x.size(0), x.size(1)});
+    c10::optional<at::Tensor> lengths;
+    if (extras.lengths.defined()) lengths = extras.lengths; // dtype, rank and device checked by the view
+    return detail::loss_function::apply(x, detail::prepare(old_logp, x, "old_logp", false),
+                                        detail::prepare(ref_logp, x, "ref_logp", false), adv,
+                                        detail::prepare(mask, x, "mask", false), lengths, cfg, extras.stats,
+                                        extras.pool);
+}
+
+} // namespace libtorch
+GRPO_NAMESPACE_END
