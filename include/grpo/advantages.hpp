@@ -226,11 +226,9 @@ advantage_stats compute_advantages(const exec::host&, vector_view<R> rewards_in,
         double m2 = 0;
         for (index_t i = 0; i < n; ++i)
             if (scored(i)) {
-                const double d = centered(i) - white_mean;
-                m2 += weight(i) * d * d;
+                m2 += math::weighted_sq_deviation(weight(i), centered(i), white_mean);
             }
-        const double var = m2 / wsum * (wsum / (wsum - 1)); // verl: biased masked mean, then * N/(N-1)
-        white_scale = 1 / std::sqrt(var + cfg.whiten_epsilon);
+        white_scale = math::whitening_scale(m2, wsum, cfg.whiten_epsilon);
     }
 
     const double batch_std = batch.std(cfg.std);
@@ -241,12 +239,8 @@ advantage_stats compute_advantages(const exec::host&, vector_view<R> rewards_in,
     for (index_t i = 0; i < n; ++i) {
         double a = 0;
         if (scored(i)) {
-            const moments& m = groups_m[group_of(i)];
-            const double scale_std =
-                cfg.estimator == advantage_estimator::group_centered_batch_std ? batch_std : m.std(cfg.std);
-            a = math::group_advantage<double>(cfg.estimator, rewards[i], m.count, m.mean(), scale_std, cfg.epsilon,
-                                              cfg.singleton);
-            if (whiten) a = (a - white_mean) * white_scale;
+            a = math::completion_advantage<double>(cfg.estimator, rewards[i], groups_m[group_of(i)], cfg.std,
+                                                   batch_std, cfg.epsilon, cfg.singleton, white_mean, white_scale);
             adv.add_first_pass(a);
             amin = std::min(amin, a);
             amax = std::max(amax, a);
@@ -259,7 +253,7 @@ advantage_stats compute_advantages(const exec::host&, vector_view<R> rewards_in,
 
     for (index_t j = 0; j < k; ++j) {
         const moments& m = groups_m[j];
-        const bool zero_var = m.m2 == 0; // every scored reward equal (or fewer than two)
+        const bool zero_var = m.zero_variance(); // every scored reward equal (or fewer than two)
         st.zero_variance_groups += zero_var;
         if (per_group.mean.present()) per_group.mean[j] = m.mean();
         if (per_group.std.present()) per_group.std[j] = m.std(cfg.std);

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include <grpo/cuda.cuh>
@@ -205,6 +206,178 @@ TEST_CASE("cuda loss: bad inputs throw before any launch", "[cuda]") {
     din = mirror(a, b.inputs());
     din.logp = grpo::matrix_view<const double, grpo::device_space>(b.logp.data(), 3, 8);
     CHECK_THROWS_AS(grpo::loss_and_grad(grpo::exec::cuda{}, din, dout, cfg, ws), grpo::error);
+}
+
+namespace {
+
+// 16-bit element types: inputs rounded to the type, fp32 math on device, outputs rounded to the type.
+inline __half to_h16(double x, __half*) { return __float2half(static_cast<float>(x)); }
+inline __nv_bfloat16 to_h16(double x, __nv_bfloat16*) { return __float2bfloat16(static_cast<float>(x)); }
+inline double from_h16(__half h) { return static_cast<double>(__half2float(h)); }
+inline double from_h16(__nv_bfloat16 h) { return static_cast<double>(__bfloat162float(h)); }
+
+template <class H>
+H to_h(double x) {
+    return to_h16(x, static_cast<H*>(nullptr));
+}
+/// Half of the spacing between adjacent values near 1: the relative error of one rounding to H.
+template <class H>
+constexpr double half_ulp() {
+    return std::is_same<H, __half>::value ? 0x1.0p-11 : 0x1.0p-8;
+}
+
+/// Spacing of the subnormals (fp16 gradients of a few 1e-5 are subnormal; bf16 has float's exponent range).
+template <class H>
+constexpr double subnormal_spacing() {
+    return std::is_same<H, __half>::value ? 0x1.0p-24 : 0x1.0p-133;
+}
+
+template <class H>
+std::vector<H> to_h_vector(const std::vector<double>& v) {
+    std::vector<H> h(v.size());
+    for (std::size_t k = 0; k < v.size(); ++k) h[k] = to_h<H>(v[k]);
+    return h;
+}
+
+/// Rounds every input of `b` to H in place (so the fp64 CPU reference sees exactly the device's inputs).
+template <class H>
+void round_inputs(grpo_test::batch<double>& b) {
+    for (auto* v : {&b.logp, &b.old_logp, &b.ref_logp, &b.adv_tok, &b.adv_seq, &b.mask})
+        for (double& x : *v) x = from_h16(to_h<H>(x));
+}
+
+struct h16_result {
+    grpo::loss_stats st;
+    std::vector<double> grad, per_token;
+    std::vector<unsigned char> raw_grad; // bit pattern, for the determinism check
+};
+
+/// The CUDA loss in H over the (already rounded) batch `b`; same optional inputs as b.inputs(...).
+template <class H>
+h16_result run_h16(const grpo_test::batch<double>& b, bool per_token_adv, bool with_mask, bool with_old,
+                   bool with_lengths, const grpo::loss_config& cfg, grpo::cuda_workspace& ws) {
+    device_arena a;
+    const grpo::index_t r = b.rows, c = b.cols;
+    auto up = [&](const std::vector<double>& v) {
+        const std::vector<H> h = to_h_vector<H>(v);
+        return a.copy(h.data(), h.size());
+    };
+    using CV = grpo::matrix_view<const H, grpo::device_space>;
+    grpo::loss_inputs<H, grpo::device_space> in;
+    in.logp = CV(up(b.logp), r, c);
+    if (with_old) in.old_logp = CV(up(b.old_logp), r, c);
+    in.ref_logp = CV(up(b.ref_logp), r, c);
+    in.advantages = per_token_adv ? CV(up(b.adv_tok), r, c)
+                                  : grpo::broadcast_to_tokens(
+                                        grpo::vector_view<const H, grpo::device_space>(up(b.adv_seq), r), c);
+    if (with_mask) in.mask = CV(up(b.mask), r, c);
+    if (with_lengths)
+        in.lengths = grpo::vector_view<const std::int64_t, grpo::device_space>(a.copy(b.lengths.data(), b.lengths.size()), r);
+    const std::vector<H> fill(static_cast<std::size_t>(r * c), to_h<H>(-7));
+    grpo::loss_outputs<H, grpo::device_space> out;
+    out.grad_logp = grpo::matrix_view<H, grpo::device_space>(a.copy(fill.data(), fill.size()), r, c);
+    out.per_token_loss = grpo::matrix_view<H, grpo::device_space>(a.copy(fill.data(), fill.size()), r, c);
+    h16_result res;
+    res.st = grpo::loss_and_grad(grpo::exec::cuda{}, in, out, cfg, ws);
+    std::vector<H> g(fill.size()), l(fill.size());
+    REQUIRE(cudaMemcpy(g.data(), out.grad_logp.data(), g.size() * sizeof(H), cudaMemcpyDeviceToHost) == cudaSuccess);
+    REQUIRE(cudaMemcpy(l.data(), out.per_token_loss.data(), l.size() * sizeof(H), cudaMemcpyDeviceToHost) ==
+            cudaSuccess);
+    for (std::size_t k = 0; k < g.size(); ++k) {
+        res.grad.push_back(from_h16(g[k]));
+        res.per_token.push_back(from_h16(l[k]));
+    }
+    res.raw_grad.resize(g.size() * sizeof(H));
+    std::memcpy(res.raw_grad.data(), g.data(), res.raw_grad.size());
+    return res;
+}
+
+/// bf16/fp16 device loss against the fp64 CPU loss on the same rounded inputs: per-token values within one
+/// rounding to H (plus one subnormal spacing, plus fp32 math: 1e-6 of the array's scale), scalars (double sums
+/// of fp32 terms) 1e-5.
+template <class H>
+void h16_parity(grpo::index_t rows, grpo::index_t cols, std::uint64_t seed, const grpo::loss_config& cfg,
+                bool per_token_adv, bool with_mask, bool with_old, bool with_lengths) {
+    grpo_test::batch<double> b(rows, cols, seed);
+    round_inputs<H>(b);
+    auto hout = b.outputs();
+    const grpo::loss_stats ref =
+        grpo::loss_and_grad(grpo::exec::host{}, b.inputs(per_token_adv, with_mask, with_old, with_lengths), hout, cfg);
+    grpo::cuda_workspace ws;
+    const h16_result got = run_h16<H>(b, per_token_adv, with_mask, with_old, with_lengths, cfg, ws);
+    const double rel = 1e-5;
+    CHECK(got.st.token_count == ref.token_count);
+    CHECK(close(got.st.loss, ref.loss, rel));
+    CHECK(close(got.st.policy_loss, ref.policy_loss, rel));
+    CHECK(close(got.st.kl_loss, ref.kl_loss, rel));
+    CHECK(close(got.st.clip_fraction_low, ref.clip_fraction_low, rel));
+    CHECK(close(got.st.clip_fraction_high, ref.clip_fraction_high, rel));
+    CHECK(close(got.st.dual_clip_fraction, ref.dual_clip_fraction, rel));
+    CHECK(close(got.st.ratio_mean, ref.ratio_mean, rel));
+    CHECK(close(got.st.ratio_min, ref.ratio_min, rel));
+    CHECK(close(got.st.ratio_max, ref.ratio_max, rel));
+    CHECK(close(got.st.kl_mean, ref.kl_mean, rel));
+    CHECK(close(got.st.approx_kl, ref.approx_kl, rel));
+    auto check_array = [&](const std::vector<double>& dev, const std::vector<double>& cpu) {
+        double scale = 0;
+        for (double x : cpu) scale = std::fmax(scale, std::fabs(x));
+        std::size_t bad = 0;
+        for (std::size_t k = 0; k < cpu.size(); ++k)
+            if (!(std::fabs(dev[k] - cpu[k]) <= 1.01 * half_ulp<H>() * std::fabs(cpu[k]) + subnormal_spacing<H>() + 1e-6 * scale))
+                ++bad;
+        CHECK(bad == 0);
+    };
+    check_array(got.grad, b.grad);
+    check_array(got.per_token, b.per_token);
+}
+
+template <class H>
+void h16_all() {
+    h16_parity<H>(7, 301, 101, grpo::loss_config{}, true, true, true, false);
+    grpo::loss_config gspo = grpo::loss_config::gspo();
+    gspo.beta = 0.04;
+    h16_parity<H>(7, 301, 102, gspo, false, true, true, false); // stride-0 per-sequence advantages
+    grpo::loss_config dapo = grpo::loss_config::verl();
+    dapo.epsilon_high = 0.28;
+    dapo.dual_clip_c = 3;
+    dapo.beta = 0.04;
+    dapo.kl = grpo::kl_estimator::k2;
+    h16_parity<H>(5, 257, 103, dapo, true, false, true, true); // lengths instead of a mask
+    grpo::loss_config st = grpo::loss_config{};
+    st.ratio = grpo::ratio_level::sequence_token;
+    st.agg = grpo::aggregation::seq_mean_token_sum;
+    h16_parity<H>(3, 5000, 104, st, true, true, false, false); // long rows, on-policy
+}
+
+} // namespace
+
+TEST_CASE("cuda loss: bf16 inputs, fp32 math, parity with the fp64 CPU result", "[cuda][bf16]") { h16_all<__nv_bfloat16>(); }
+TEST_CASE("cuda loss: fp16 inputs, fp32 math, parity with the fp64 CPU result", "[cuda][fp16]") { h16_all<__half>(); }
+
+TEST_CASE("cuda loss: bf16 deterministic across runs", "[cuda][bf16]") {
+    grpo_test::batch<double> b(33, 4097, 121);
+    round_inputs<__nv_bfloat16>(b);
+    grpo::loss_config cfg = grpo::loss_config::gspo();
+    cfg.beta = 0.04;
+    grpo::cuda_workspace ws;
+    const h16_result a = run_h16<__nv_bfloat16>(b, true, true, true, false, cfg, ws);
+    for (int run = 0; run < 3; ++run) {
+        const h16_result c = run_h16<__nv_bfloat16>(b, true, true, true, false, cfg, ws);
+        CHECK(std::memcmp(&a.st, &c.st, sizeof a.st) == 0);
+        CHECK(a.raw_grad == c.raw_grad);
+    }
+}
+
+TEST_CASE("cuda loss: bf16 bad shapes throw before any launch", "[cuda][bf16]") {
+    device_arena a;
+    std::vector<__nv_bfloat16> h(24, to_h<__nv_bfloat16>(-1));
+    using CV = grpo::matrix_view<const __nv_bfloat16, grpo::device_space>;
+    grpo::loss_inputs<__nv_bfloat16, grpo::device_space> in;
+    in.logp = CV(a.copy(h.data(), h.size()), 3, 8);
+    in.advantages = CV(a.copy(h.data(), h.size()), 3, 7);
+    grpo::loss_outputs<__nv_bfloat16, grpo::device_space> out;
+    grpo::cuda_workspace ws;
+    CHECK_THROWS_AS(grpo::loss_and_grad(grpo::exec::cuda{}, in, out, grpo::loss_config{}, ws), grpo::error);
 }
 
 int main(int argc, char** argv) {

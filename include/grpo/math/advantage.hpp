@@ -47,14 +47,27 @@ struct group_moments {
 
     GRPO_HOST_DEVICE void add_first_pass(C x) {
         if (count == 0) pivot = x;
+        add_shifted(x);
+    }
+    /// First-pass accumulation against a pivot fixed beforehand (parallel backends: every partial of one
+    /// group uses the group's first value as pivot, then the partial count and shifted_sum are summed).
+    GRPO_HOST_DEVICE void add_shifted(C x) {
         count += 1;
         shifted_sum += x - pivot;
+    }
+    /// Moments with a preset pivot and nothing accumulated yet.
+    GRPO_HOST_DEVICE static group_moments with_pivot(C p) {
+        group_moments m;
+        m.pivot = p;
+        return m;
     }
     GRPO_HOST_DEVICE C mean() const { return count > 0 ? pivot + shifted_sum / count : C(0); }
     GRPO_HOST_DEVICE void add_second_pass(C x, C mean_value) {
         const C d = x - mean_value;
         m2 += d * d;
     }
+    /// Every value equal (or fewer than two): no learning signal (TRL frac_reward_zero_std).
+    GRPO_HOST_DEVICE bool zero_variance() const { return m2 == 0; }
     /// 0 for fewer than two values (or one with the biased estimator's single value).
     GRPO_HOST_DEVICE C std(std_estimator e) const {
         const C dof = e == std_estimator::unbiased ? count - 1 : count;
@@ -81,6 +94,35 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE C group_advantage(advantage_estimator est, C r
     case advantage_estimator::group_centered_batch_whitened:
     default: return r - mean;
     }
+}
+
+/// One term of the weighted second moment used by batch whitening: w * (x - mean)^2.
+template <class C>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE C weighted_sq_deviation(C w, C x, C mean) {
+    const C d = x - mean;
+    return w * d * d;
+}
+
+/// Scale of group_centered_batch_whitened: 1 / sqrt(var + whiten_epsilon), var = unbiased weighted variance
+/// (verl masked_whiten: biased masked mean of the squared deviations, then * N / (N - 1)).
+/// `weighted_m2` = sum w (x - mean)^2, `weight_sum` = sum w (must be > 1).
+template <class C>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE C whitening_scale(C weighted_m2, C weight_sum, C whiten_epsilon) {
+    const C var = weighted_m2 / weight_sum * (weight_sum / (weight_sum - 1));
+    return 1 / math::sqrt(var + whiten_epsilon);
+}
+
+/// Advantage of one scored completion with reward r in a group with moments m: group_advantage with the
+/// estimator's std (the group's, or `batch_std` for group_centered_batch_std), then, for
+/// group_centered_batch_whitened, (a - white_mean) * white_scale.
+template <class C>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE C completion_advantage(advantage_estimator est, C r, const group_moments<C>& m,
+                                                         std_estimator std_est, C batch_std, C epsilon,
+                                                         singleton_group singleton, C white_mean, C white_scale) {
+    const C scale_std = est == advantage_estimator::group_centered_batch_std ? batch_std : m.std(std_est);
+    C a = group_advantage<C>(est, r, m.count, m.mean(), scale_std, epsilon, singleton);
+    if (est == advantage_estimator::group_centered_batch_whitened) a = (a - white_mean) * white_scale;
+    return a;
 }
 
 } // namespace math

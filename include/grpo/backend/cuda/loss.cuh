@@ -2,12 +2,18 @@
 // CUDA backend of the fused loss pass. One block per row; every sum is a CUB block reduction in double
 // (fixed shape for a fixed block size) followed by a single-block pass over the rows in row order, so the
 // results are identical on every run. No float atomics.
+//
+// Element types: float and double (math in the same type), __half and __nv_bfloat16 (loaded into float, math
+// in float, grad_logp / per_token_loss rounded back to the input type on store). Reductions are in double.
 #pragma once
 
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include <cub/block/block_reduce.cuh>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math_constants.h>
 
@@ -25,6 +31,28 @@ constexpr int pre_fields = 4;
 /// Scalars written by the final pass, in loss_stats field order.
 constexpr int stats_fields = 13;
 
+/// Type the per-token math runs in: the element type for float/double, float for the 16-bit types.
+template <class T>
+struct compute_type {
+    using type = T;
+};
+template <>
+struct compute_type<__half> {
+    using type = float;
+};
+template <>
+struct compute_type<__nv_bfloat16> {
+    using type = float;
+};
+template <class T>
+using compute_t = typename compute_type<T>::type;
+
+/// Element types the CUDA loss pass accepts.
+template <class T>
+struct is_loss_element
+    : std::integral_constant<bool, std::is_same<T, float>::value || std::is_same<T, double>::value ||
+                                       std::is_same<T, __half>::value || std::is_same<T, __nv_bfloat16>::value> {};
+
 template <class T>
 struct device_loss_views {
     matrix_view<const T, device_space> logp, old_logp, ref_logp, adv, mask;
@@ -41,7 +69,7 @@ __device__ inline index_t valid_end(const device_loss_views<T>& v, index_t i) {
 }
 template <class T>
 __device__ inline bool is_valid(const device_loss_views<T>& v, index_t i, index_t t) {
-    return !v.mask.present() || v.mask(i, t) != T(0);
+    return !v.mask.present() || compute_t<T>(v.mask(i, t)) != compute_t<T>(0);
 }
 template <class T>
 __device__ inline T old_at(const device_loss_views<T>& v, index_t i, index_t t) {
@@ -61,7 +89,7 @@ struct dmax {
 template <class T>
 __global__ void __launch_bounds__(loss_block) loss_prepass_kernel(device_loss_views<T> v, loss_params p,
                                                                   double* pre) {
-    using C = T;
+    using C = compute_t<T>;
     __shared__ typename block_reduce::TempStorage tmp;
     __shared__ double bcast[2];
     const index_t i = blockIdx.x;
@@ -121,7 +149,7 @@ template <class T>
 __global__ void __launch_bounds__(loss_block) loss_main_kernel(device_loss_views<T> v, loss_params p,
                                                                const double* pre, const double* total_tokens,
                                                                double* partials) {
-    using C = T;
+    using C = compute_t<T>;
     __shared__ typename block_reduce::TempStorage tmp;
     const index_t i = blockIdx.x;
     const index_t cols = v.logp.cols();

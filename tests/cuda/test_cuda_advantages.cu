@@ -1,0 +1,467 @@
+// SPDX-License-Identifier: MIT
+// CPU-vs-CUDA parity of compute_advantages: every estimator, both std conventions, both singleton rules,
+// NaN-ignoring, contiguous and id-based groups (variable sizes, singletons, empty and constant groups),
+// per-group outputs, statistics, determinism, the no-sync record, and the errors of bad inputs.
+// Without a GPU the executable prints a message and exits 77 (SKIP_RETURN_CODE in tests/cuda/CMakeLists.txt).
+#ifdef GRPO_CATCH3
+#include <catch2/catch_session.hpp>
+#include <catch2/catch_test_macros.hpp>
+#else
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+#endif
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <grpo/cuda.cuh>
+
+#include "test_helpers.hpp"
+
+namespace {
+
+using grpo::index_t;
+
+/// A device copy of a host vector, freed at scope exit.
+template <class T>
+struct dbuf {
+    T* p = nullptr;
+    std::size_t n = 0;
+    explicit dbuf(const std::vector<T>& h) : n(h.size()) {
+        REQUIRE(cudaMalloc(reinterpret_cast<void**>(&p), (n + 1) * sizeof(T)) == cudaSuccess);
+        if (n) REQUIRE(cudaMemcpy(p, h.data(), n * sizeof(T), cudaMemcpyHostToDevice) == cudaSuccess);
+    }
+    explicit dbuf(std::size_t count, T fill) : dbuf(std::vector<T>(count, fill)) {}
+    ~dbuf() { cudaFree(p); }
+    dbuf(const dbuf&) = delete;
+    dbuf& operator=(const dbuf&) = delete;
+    std::vector<T> get() const {
+        std::vector<T> h(n);
+        if (n) REQUIRE(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost) == cudaSuccess);
+        return h;
+    }
+    grpo::vector_view<T, grpo::device_space> view() const { return {p, static_cast<index_t>(n)}; }
+    grpo::vector_view<const T, grpo::device_space> cview() const { return {p, static_cast<index_t>(n)}; }
+};
+
+bool close(double a, double b, double rel) {
+    if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);
+    return std::fabs(a - b) <= rel * std::fmax(1.0, std::fmax(std::fabs(a), std::fabs(b)));
+}
+
+/// A batch of rewards with its grouping. Contiguous (size G) when ids is empty.
+struct problem {
+    std::vector<double> rewards;
+    index_t group_size = 0;
+    std::vector<std::int64_t> ids;
+    index_t num_groups = 0;
+    std::vector<double> weights; // token weights (whitening); empty = none
+    bool contiguous() const { return ids.empty(); }
+    index_t k() const { return contiguous() ? static_cast<index_t>(rewards.size()) / group_size : num_groups; }
+};
+
+/// Random rewards in contiguous groups of G; group 1 constant (0.1 repeated), some binary groups,
+/// optionally some NaN rewards (one group fully NaN).
+problem contiguous_problem(index_t groups, index_t G, std::uint64_t seed, bool with_nan) {
+    grpo_test::rng g(seed);
+    problem p;
+    p.group_size = G;
+    p.rewards.resize(static_cast<std::size_t>(groups * G));
+    for (index_t j = 0; j < groups; ++j)
+        for (index_t q = 0; q < G; ++q) {
+            double r = j % 3 == 0 ? double(g.next() % 2) : g.uniform(-1, 2);
+            if (j == 1) r = 0.1; // constant group: std exactly 0, advantages exactly 0
+            p.rewards[static_cast<std::size_t>(j * G + q)] = r;
+        }
+    if (with_nan) {
+        for (std::size_t i = 0; i < p.rewards.size(); ++i)
+            if (g.uniform() < 0.1) p.rewards[i] = std::numeric_limits<double>::quiet_NaN();
+        if (groups > 2)
+            for (index_t q = 0; q < G; ++q) p.rewards[static_cast<std::size_t>(2 * G + q)] = std::nan("");
+    }
+    p.weights.resize(p.rewards.size());
+    for (double& w : p.weights) w = double(1 + g.next() % 50);
+    return p;
+}
+
+/// Id-based groups with the given sizes (0 = an empty group), rows shuffled; group 0 constant.
+problem id_problem(const std::vector<index_t>& sizes, std::uint64_t seed, bool with_nan) {
+    grpo_test::rng g(seed);
+    problem p;
+    p.num_groups = static_cast<index_t>(sizes.size());
+    for (index_t j = 0; j < p.num_groups; ++j)
+        for (index_t q = 0; q < sizes[static_cast<std::size_t>(j)]; ++q) {
+            p.ids.push_back(j);
+            p.rewards.push_back(j == 0 ? 0.7 : (j % 2 ? double(g.next() % 2) : g.uniform(-3, 1)));
+        }
+    for (std::size_t i = p.ids.size(); i > 1; --i) { // Fisher-Yates with the fixed rng
+        const std::size_t s = static_cast<std::size_t>(g.next() % i);
+        std::swap(p.ids[i - 1], p.ids[s]);
+        std::swap(p.rewards[i - 1], p.rewards[s]);
+    }
+    if (with_nan)
+        for (double& r : p.rewards)
+            if (g.uniform() < 0.1) r = std::numeric_limits<double>::quiet_NaN();
+    p.weights.resize(p.rewards.size());
+    for (double& w : p.weights) w = double(1 + g.next() % 50);
+    return p;
+}
+
+struct result {
+    grpo::advantage_stats st;
+    std::vector<double> adv, mean, std;
+    std::vector<std::uint8_t> zero;
+    std::vector<std::int64_t> count;
+};
+
+template <class T>
+result run_cpu(const problem& pb, const grpo::advantage_config& cfg, bool weights) {
+    const index_t n = static_cast<index_t>(pb.rewards.size()), k = pb.k();
+    std::vector<T> r(pb.rewards.begin(), pb.rewards.end()), a(pb.rewards.size(), T(-99));
+    result out;
+    out.mean.assign(static_cast<std::size_t>(k), -1);
+    out.std.assign(static_cast<std::size_t>(k), -1);
+    out.zero.assign(static_cast<std::size_t>(k), 7);
+    out.count.assign(static_cast<std::size_t>(k), -1);
+    grpo::group_outputs go{grpo::vector_view<double>(out.mean.data(), k), grpo::vector_view<double>(out.std.data(), k),
+                           grpo::vector_view<std::uint8_t>(out.zero.data(), k),
+                           grpo::vector_view<std::int64_t>(out.count.data(), k)};
+    const grpo::groups g = pb.contiguous() ? grpo::groups::contiguous(pb.group_size)
+                                           : grpo::groups::by_id({pb.ids.data(), n}, pb.num_groups);
+    out.st = grpo::compute_advantages(grpo::exec::host{}, grpo::vector_view<const T>(r.data(), n), g,
+                                      grpo::vector_view<T>(a.data(), n), cfg, go,
+                                      weights ? grpo::vector_view<const double>(pb.weights.data(), n)
+                                              : grpo::vector_view<const double>());
+    out.adv.assign(a.begin(), a.end());
+    return out;
+}
+
+/// One CUDA call (syncing overload); `ws` may be shared between calls to exercise reuse.
+template <class T>
+result run_cuda(const problem& pb, const grpo::advantage_config& cfg, bool weights, grpo::cuda_workspace& ws,
+                bool no_sync = false) {
+    const index_t n = static_cast<index_t>(pb.rewards.size()), k = pb.k();
+    dbuf<T> r(std::vector<T>(pb.rewards.begin(), pb.rewards.end()));
+    dbuf<T> a(pb.rewards.size(), T(-99));
+    dbuf<std::int64_t> ids(pb.ids);
+    dbuf<double> w(pb.weights), mean(static_cast<std::size_t>(k), -1.0), sd(static_cast<std::size_t>(k), -1.0);
+    dbuf<std::uint8_t> zero(static_cast<std::size_t>(k), std::uint8_t(7));
+    dbuf<std::int64_t> count(static_cast<std::size_t>(k), std::int64_t(-1));
+    const grpo::device_group_outputs go{mean.view(), sd.view(), zero.view(), count.view()};
+    const grpo::device_groups g = pb.contiguous() ? grpo::device_groups::contiguous(pb.group_size)
+                                                  : grpo::device_groups::by_id(ids.cview(), pb.num_groups);
+    const auto tw = weights ? w.cview() : grpo::vector_view<const double, grpo::device_space>();
+    result out;
+    if (no_sync) {
+        dbuf<double> rec(grpo::advantage_stats_doubles, -5.0);
+        cudaStream_t s = nullptr;
+        REQUIRE(cudaStreamCreate(&s) == cudaSuccess);
+        grpo::compute_advantages(grpo::exec::cuda{s}, r.cview(), g, a.view(), cfg, ws, rec.p, go, tw);
+        REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+        cudaStreamDestroy(s);
+        const std::vector<double> h = rec.get();
+        REQUIRE(h[10] == 0);
+        out.st = grpo::unpack_advantage_stats(h.data());
+    } else {
+        out.st = grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), g, a.view(), cfg, ws, go, tw);
+    }
+    const std::vector<T> av = a.get();
+    out.adv.assign(av.begin(), av.end());
+    out.mean = mean.get();
+    out.std = sd.get();
+    out.zero = zero.get();
+    out.count = count.get();
+    return out;
+}
+
+void compare(const result& cpu, const result& gpu, double rel) {
+    CHECK(gpu.st.num_groups == cpu.st.num_groups);
+    CHECK(gpu.st.zero_variance_groups == cpu.st.zero_variance_groups);
+    CHECK(gpu.st.zero_variance_fraction == cpu.st.zero_variance_fraction);
+    CHECK(gpu.st.scored == cpu.st.scored);
+    CHECK(close(gpu.st.reward_mean, cpu.st.reward_mean, rel));
+    CHECK(close(gpu.st.reward_std, cpu.st.reward_std, rel));
+    CHECK(close(gpu.st.advantage_mean, cpu.st.advantage_mean, rel));
+    CHECK(close(gpu.st.advantage_std, cpu.st.advantage_std, rel));
+    CHECK(close(gpu.st.advantage_min, cpu.st.advantage_min, rel));
+    CHECK(close(gpu.st.advantage_max, cpu.st.advantage_max, rel));
+    std::size_t bad = 0;
+    REQUIRE(gpu.adv.size() == cpu.adv.size());
+    for (std::size_t i = 0; i < cpu.adv.size(); ++i) bad += !close(gpu.adv[i], cpu.adv[i], rel);
+    for (std::size_t j = 0; j < cpu.mean.size(); ++j) {
+        bad += !close(gpu.mean[j], cpu.mean[j], rel);
+        bad += !close(gpu.std[j], cpu.std[j], rel);
+        bad += gpu.zero[j] != cpu.zero[j];
+        bad += gpu.count[j] != cpu.count[j];
+    }
+    CHECK(bad == 0);
+}
+
+const grpo::advantage_estimator all_estimators[] = {
+    grpo::advantage_estimator::group_zscore, grpo::advantage_estimator::group_centered,
+    grpo::advantage_estimator::group_centered_batch_std, grpo::advantage_estimator::rloo,
+    grpo::advantage_estimator::group_centered_batch_whitened};
+
+/// Every estimator x std x singleton rule x NaN policy on one problem, both element types' tolerance.
+template <class T>
+void parity_sweep(const problem& clean, const problem& nanny, double rel) {
+    grpo::cuda_workspace ws; // shared by every call: reuse must not leak state between calls
+    for (auto est : all_estimators)
+        for (auto sd : {grpo::std_estimator::unbiased, grpo::std_estimator::biased})
+            for (auto single : {grpo::singleton_group::zero, grpo::singleton_group::raw_reward})
+                for (int nan = 0; nan < 2; ++nan)
+                    for (int weights = 0; weights < (est == grpo::advantage_estimator::group_centered_batch_whitened ? 2 : 1);
+                         ++weights) {
+                        grpo::advantage_config cfg;
+                        cfg.estimator = est;
+                        cfg.std = sd;
+                        cfg.singleton = single;
+                        cfg.nan = nan ? grpo::nan_rewards::ignore : grpo::nan_rewards::reject;
+                        const problem& pb = nan ? nanny : clean;
+                        const int estimator = int(est), std_kind = int(sd), singleton = int(single);
+                        CAPTURE(estimator, std_kind, singleton, nan, weights);
+                        compare(run_cpu<T>(pb, cfg, weights != 0), run_cuda<T>(pb, cfg, weights != 0, ws), rel);
+                    }
+}
+
+/// Advantages of constant groups are exactly 0 on device too (when the estimator only centers/scales).
+template <class T>
+void check_constant_group_exact(const problem& pb, index_t constant_group) {
+    grpo::cuda_workspace ws;
+    for (auto est : {grpo::advantage_estimator::group_zscore, grpo::advantage_estimator::group_centered,
+                     grpo::advantage_estimator::group_centered_batch_std, grpo::advantage_estimator::rloo}) {
+        grpo::advantage_config cfg;
+        cfg.estimator = est;
+        const result r = run_cuda<T>(pb, cfg, false, ws);
+        const std::size_t j = static_cast<std::size_t>(constant_group);
+        CHECK(r.std[j] == 0);
+        CHECK(r.zero[j] == 1);
+        for (std::size_t i = 0; i < pb.rewards.size(); ++i) {
+            const bool member = pb.contiguous() ? index_t(i) / pb.group_size == constant_group
+                                                : pb.ids[i] == constant_group;
+            if (member) CHECK(r.adv[i] == 0);
+        }
+    }
+}
+
+std::vector<index_t> variable_sizes() {
+    // Singletons (1), empty groups (0), a group larger than one CUDA block of the group kernel (300).
+    return {6, 1, 4, 0, 9, 1, 2, 16, 3, 300, 5, 0, 1, 7, 8, 2};
+}
+
+} // namespace
+
+TEST_CASE("cuda advantages: parity with the CPU backend, contiguous groups", "[cuda][advantages]") {
+    SECTION("G = 8, double") {
+        parity_sweep<double>(contiguous_problem(40, 8, 1, false), contiguous_problem(40, 8, 2, true), 1e-12);
+    }
+    SECTION("G = 8, float") {
+        parity_sweep<float>(contiguous_problem(40, 8, 3, false), contiguous_problem(40, 8, 4, true), 1e-6);
+    }
+    SECTION("G = 1: every group a singleton") {
+        parity_sweep<double>(contiguous_problem(33, 1, 5, false), contiguous_problem(33, 1, 6, true), 1e-12);
+    }
+    SECTION("G = 512 (groups wider than the 128-thread group block), many rows for the 1024-thread batch block") {
+        parity_sweep<double>(contiguous_problem(9, 512, 7, false), contiguous_problem(9, 512, 8, true), 1e-12);
+    }
+}
+
+TEST_CASE("cuda advantages: parity with the CPU backend, id-based groups", "[cuda][advantages]") {
+    SECTION("variable sizes, singletons, empty groups, double") {
+        parity_sweep<double>(id_problem(variable_sizes(), 11, false), id_problem(variable_sizes(), 12, true), 1e-12);
+    }
+    SECTION("variable sizes, float") {
+        parity_sweep<float>(id_problem(variable_sizes(), 13, false), id_problem(variable_sizes(), 14, true), 1e-6);
+    }
+    SECTION("many groups") {
+        std::vector<index_t> sizes;
+        for (int j = 0; j < 700; ++j) sizes.push_back(index_t(j % 11));
+        parity_sweep<double>(id_problem(sizes, 15, false), id_problem(sizes, 16, true), 1e-12);
+    }
+}
+
+TEST_CASE("cuda advantages: constant groups are exactly 0 with std exactly 0", "[cuda][advantages]") {
+    check_constant_group_exact<double>(contiguous_problem(12, 6, 21, false), 1);
+    check_constant_group_exact<float>(contiguous_problem(12, 6, 22, false), 1);
+    check_constant_group_exact<double>(id_problem(variable_sizes(), 23, false), 0);
+}
+
+TEST_CASE("cuda advantages: empty batch", "[cuda][advantages]") {
+    problem pb;
+    pb.group_size = 4;
+    grpo::cuda_workspace ws;
+    compare(run_cpu<double>(pb, {}, false), run_cuda<double>(pb, {}, false, ws), 1e-12);
+}
+
+TEST_CASE("cuda advantages: the no-sync record equals the syncing result", "[cuda][advantages]") {
+    grpo::cuda_workspace ws;
+    const problem pb = id_problem(variable_sizes(), 31, true);
+    grpo::advantage_config cfg = grpo::advantage_config::trl();
+    const result a = run_cuda<double>(pb, cfg, false, ws);
+    const result b = run_cuda<double>(pb, cfg, false, ws, true);
+    CHECK(std::memcmp(&a.st, &b.st, sizeof a.st) == 0);
+    CHECK(a.adv == b.adv);
+}
+
+TEST_CASE("cuda advantages: deterministic across runs", "[cuda][advantages]") {
+    std::vector<index_t> sizes;
+    for (int j = 0; j < 300; ++j) sizes.push_back(index_t(1 + j % 37));
+    for (const problem& pb : {contiguous_problem(256, 16, 41, true), id_problem(sizes, 42, true)})
+        for (auto est : all_estimators) {
+            grpo::advantage_config cfg = grpo::advantage_config::trl();
+            cfg.estimator = est;
+            grpo::cuda_workspace ws1, ws2;
+            const result a = run_cuda<float>(pb, cfg, true, ws1);
+            for (int run = 0; run < 3; ++run) {
+                const result b = run_cuda<float>(pb, cfg, true, run == 0 ? ws2 : ws1);
+                CHECK(std::memcmp(&a.st, &b.st, sizeof a.st) == 0);
+                CHECK(a.adv == b.adv); // advantages are stored as double copies of the floats: exact compare
+                CHECK(a.mean == b.mean);
+                CHECK(a.std == b.std);
+            }
+        }
+}
+
+namespace {
+
+/// The CPU message for `pb` under `cfg` (which must throw), or "" when it does not.
+std::string cpu_error(const problem& pb, const grpo::advantage_config& cfg, bool weights) {
+    try {
+        run_cpu<double>(pb, cfg, weights);
+    } catch (const grpo::error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+/// The CUDA call throws grpo::error with the CPU's message and writes nothing.
+void check_same_error(const problem& pb, const grpo::advantage_config& cfg, bool weights = false) {
+    const std::string expected = cpu_error(pb, cfg, weights);
+    REQUIRE(!expected.empty());
+    const index_t n = static_cast<index_t>(pb.rewards.size()), k = pb.k();
+    dbuf<double> r(pb.rewards), a(pb.rewards.size(), -99.0), mean(static_cast<std::size_t>(k), -1.0), w(pb.weights);
+    dbuf<std::int64_t> ids(pb.ids);
+    const grpo::device_groups g = pb.contiguous() ? grpo::device_groups::contiguous(pb.group_size)
+                                                  : grpo::device_groups::by_id(ids.cview(), pb.num_groups);
+    grpo::device_group_outputs go;
+    go.mean = mean.view();
+    grpo::cuda_workspace ws;
+    std::string got;
+    try {
+        grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), g, a.view(), cfg, ws, go,
+                                 weights ? w.cview() : grpo::vector_view<const double, grpo::device_space>());
+    } catch (const grpo::error& e) {
+        got = e.what();
+    }
+    CHECK(got == expected);
+    CHECK(a.get() == std::vector<double>(static_cast<std::size_t>(n), -99.0));
+    CHECK(mean.get() == std::vector<double>(static_cast<std::size_t>(k), -1.0));
+
+    // The no-sync overload reports an error code in the record and writes nothing either.
+    dbuf<double> rec(grpo::advantage_stats_doubles, 0.0);
+    grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), g, a.view(), cfg, ws, rec.p, go,
+                             weights ? w.cview() : grpo::vector_view<const double, grpo::device_space>());
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    const std::vector<double> h = rec.get();
+    CHECK(h[10] != 0);
+    CHECK_THROWS_AS(grpo::unpack_advantage_stats(h.data()), grpo::error);
+    CHECK(a.get() == std::vector<double>(static_cast<std::size_t>(n), -99.0));
+}
+
+} // namespace
+
+TEST_CASE("cuda advantages: bad values give the CPU backend's error, outputs untouched", "[cuda][advantages]") {
+    SECTION("id out of range") {
+        problem pb = id_problem(variable_sizes(), 51, false);
+        pb.ids[17] = pb.num_groups;
+        pb.ids[40] = -1;
+        check_same_error(pb, {});
+    }
+    SECTION("Inf reward") {
+        problem pb = contiguous_problem(5, 4, 52, false);
+        pb.rewards[9] = std::numeric_limits<double>::infinity();
+        check_same_error(pb, grpo::advantage_config::trl());
+    }
+    SECTION("NaN reward with nan_rewards::reject") {
+        problem pb = contiguous_problem(5, 4, 53, false);
+        pb.rewards[3] = std::nan("");
+        pb.rewards[11] = std::nan("");
+        check_same_error(pb, {});
+    }
+    SECTION("negative token weight") {
+        problem pb = contiguous_problem(5, 4, 54, false);
+        pb.weights[6] = -1;
+        grpo::advantage_config cfg;
+        cfg.estimator = grpo::advantage_estimator::group_centered_batch_whitened;
+        check_same_error(pb, cfg, true);
+    }
+    SECTION("whitening with a single scored reward") {
+        problem pb = contiguous_problem(1, 3, 55, false);
+        pb.rewards[0] = std::nan("");
+        pb.rewards[2] = std::nan("");
+        grpo::advantage_config cfg;
+        cfg.estimator = grpo::advantage_estimator::group_centered_batch_whitened;
+        cfg.nan = grpo::nan_rewards::ignore;
+        check_same_error(pb, cfg);
+    }
+}
+
+TEST_CASE("cuda advantages: bad shapes and configuration throw before any launch", "[cuda][advantages]") {
+    const problem pb = contiguous_problem(4, 4, 61, false);
+    dbuf<double> r(pb.rewards), a(pb.rewards.size(), 0.0), small(3, 0.0);
+    dbuf<std::int64_t> ids(std::vector<std::int64_t>(pb.rewards.size(), 0));
+    grpo::cuda_workspace ws;
+    grpo::advantage_config cfg;
+    using grpo::device_groups;
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), device_groups::contiguous(3), a.view(), cfg, ws),
+                    grpo::error);
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), device_groups::contiguous(0), a.view(), cfg, ws),
+                    grpo::error);
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), device_groups::contiguous(4), small.view(), cfg, ws),
+                    grpo::error);
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), device_groups::by_id({ids.p, 3}, 1), a.view(), cfg, ws),
+                    grpo::error);
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), device_groups::by_id(ids.cview(), 0), a.view(), cfg, ws),
+                    grpo::error);
+    grpo::device_group_outputs go;
+    go.std = small.view(); // 3 != 4 groups
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), device_groups::contiguous(4), a.view(), cfg, ws, go),
+                    grpo::error);
+    cfg.epsilon = -1;
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), device_groups::contiguous(4), a.view(), cfg, ws),
+                    grpo::error);
+    cfg = {};
+    // Host groups::by_id cannot reach the device.
+    std::vector<std::int64_t> host_ids(pb.rewards.size(), 0);
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo::exec::cuda{}, r.cview(),
+                                             grpo::groups::by_id({host_ids.data(), index_t(host_ids.size())}, 1),
+                                             a.view(), cfg, ws),
+                    grpo::error);
+    // A host pointer in a device_space view: caught by the debug-mode runtime check.
+    std::vector<double> host_r(pb.rewards);
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo::exec::cuda{}, grpo::vector_view<const double, grpo::device_space>(host_r.data(), 16),
+                                             device_groups::contiguous(4), a.view(), cfg, ws),
+                    grpo::error);
+    // The no-sync overload needs a stats buffer.
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), device_groups::contiguous(4), a.view(), cfg, ws,
+                                             static_cast<double*>(nullptr)),
+                    grpo::error);
+    // Nothing was written by any of these calls.
+    CHECK(a.get() == std::vector<double>(pb.rewards.size(), 0.0));
+}
+
+int main(int argc, char** argv) {
+    int devices = 0;
+    const cudaError_t e = cudaGetDeviceCount(&devices);
+    if (e != cudaSuccess || devices == 0) {
+        std::printf("SKIPPED: no CUDA device available (%s); CUDA tests compiled but not run\n",
+                    e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+        return 77;
+    }
+    return Catch::Session().run(argc, argv);
+}
