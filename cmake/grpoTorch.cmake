@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: MIT
 # grpo::torch: grpo::grpo + LibTorch (include <grpo/adapters/torch.hpp>). GRPO_WITH_TORCH (default ON) looks for
-# LibTorch quietly; without it the target, its tests and examples/libtorch are simply not built.
+# LibTorch quietly; without it the target and its tests are simply not built. GRPO_BUILD_TORCH_EXAMPLE=ON (what CI
+# sets) builds examples/libtorch and makes a missing LibTorch an error instead of a skip.
 option(GRPO_WITH_TORCH "Provide grpo::torch (grpo/adapters/torch.hpp + LibTorch) when LibTorch is found" ON)
-option(GRPO_BUILD_TORCH_EXAMPLE "Build examples/libtorch and run it under ctest (needs LibTorch)" ${PROJECT_IS_TOP_LEVEL})
-if(GRPO_WITH_TORCH)
+option(GRPO_BUILD_TORCH_EXAMPLE "Build examples/libtorch and run it under ctest (needs LibTorch: apt install libtorch-dev)" OFF)
+if(GRPO_WITH_TORCH OR GRPO_BUILD_TORCH_EXAMPLE)
   if(NOT TARGET torch)
     find_package(Torch QUIET CONFIG)
   endif()
@@ -12,6 +13,9 @@ if(GRPO_WITH_TORCH)
     add_library(grpo::torch ALIAS grpo_torch)
     target_link_libraries(grpo_torch INTERFACE grpo torch)
     message(STATUS "grpo: LibTorch ${Torch_VERSION} found, grpo::torch provided")
+  elseif(GRPO_BUILD_TORCH_EXAMPLE)
+    message(FATAL_ERROR "grpo: GRPO_BUILD_TORCH_EXAMPLE=ON but LibTorch was not found (apt install libtorch-dev, "
+                        "or pass -DTorch_DIR=<libtorch>/share/cmake/Torch)")
   else()
     message(STATUS "grpo: LibTorch not found, grpo::torch not provided (apt install libtorch-dev)")
   endif()

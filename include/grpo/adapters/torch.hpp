@@ -33,7 +33,9 @@
 
 #include "../grpo.hpp"
 
-#if defined(__CUDACC__) && __has_include(<c10/cuda/CUDAStream.h>)
+// A CUDA build of LibTorch ships c10/cuda/impl/cuda_cmake_macros.h; CPU-only builds (Debian's) may ship the
+// other c10/cuda headers without it, and those cannot be included.
+#if defined(__CUDACC__) && __has_include(<c10/cuda/CUDAStream.h>) && __has_include(<c10/cuda/impl/cuda_cmake_macros.h>)
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include "../cuda.cuh"
