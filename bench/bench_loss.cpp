@@ -2,6 +2,8 @@
 // Loss+gradient throughput of the CPU backend, against a memory-bandwidth baseline measured in the same run.
 //
 //   BM_loss_and_grad/<rows>/<cols>/<threads>/<full validation>  fused pass, fp32, beta = 0.04, mask, old + ref
+//   BM_loss_and_grad_baseline_isa/<rows>/<cols>/<threads>/0    the same without the run-time AVX2 version
+//                                                               (the default x86-64 target): its speed-up
 //   BM_stream_baseline/<rows>/<cols>/<threads>                  reads the same 4 arrays, writes 1: the
 //                                                               machine's attainable bandwidth for this pattern
 // Counters: tokens/s ("items_per_second") and bytes/s ("bytes_per_second"), 20 bytes per token in fp32
@@ -67,6 +69,12 @@ void BM_loss_and_grad(benchmark::State& state) {
     state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * tokens * bytes_per_token));
 }
 
+void BM_loss_and_grad_baseline_isa(benchmark::State& state) {
+    grpo::detail::cpu::cpu_dispatch_enabled() = false;
+    BM_loss_and_grad(state);
+    grpo::detail::cpu::cpu_dispatch_enabled() = true;
+}
+
 void BM_stream_baseline(benchmark::State& state) {
     data d(state.range(0), state.range(1));
     auto pool = make_pool(static_cast<int>(state.range(2)));
@@ -97,5 +105,10 @@ void shapes(benchmark::internal::Benchmark* b, bool with_validation) {
 } // namespace
 
 BENCHMARK(BM_loss_and_grad)->Apply([](benchmark::internal::Benchmark* b) { shapes(b, true); });
+BENCHMARK(BM_loss_and_grad_baseline_isa)->Apply([](benchmark::internal::Benchmark* b) {
+    for (auto shape : {std::pair<int, int>{64, 4096}, {512, 8192}})
+        for (int threads : {1, 2}) b->Args({shape.first, shape.second, threads, 0});
+    b->Unit(benchmark::kMillisecond)->UseRealTime();
+});
 BENCHMARK(BM_stream_baseline)->Apply([](benchmark::internal::Benchmark* b) { shapes(b, false); });
 BENCHMARK_MAIN();

@@ -36,6 +36,35 @@ TEMPLATE_TEST_CASE("loss, statistics and gradient are bit-identical for 1..7 thr
     }
 }
 
+TEMPLATE_TEST_CASE("the AVX2 version of the row pass is bit-identical to the baseline", "[loss][determinism]", float,
+                   double) {
+    INFO("this CPU " << (grpo::detail::cpu::cpu_has_avx2() ? "has" : "lacks") << " AVX2; dispatch compiled in: "
+                     << GRPO_CPU_AVX2_DISPATCH);
+    grpo::loss_config verl = grpo::loss_config::verl();
+    verl.beta = 0.001;
+    grpo::loss_config dual = grpo::loss_config::dapo();
+    dual.dual_clip_c = 3;
+    dual.delta = 1.3;
+    dual.beta = 0.04;
+    dual.kl = grpo::kl_estimator::k2;
+    for (const grpo::loss_config& cfg : {grpo::loss_config::deepseekmath(), verl, dual, grpo::loss_config::gspo()}) {
+        for (bool per_token_adv : {true, false}) {
+            grpo_test::batch<TestType> a(9, 1031, 5), b(9, 1031, 5); // 1031: a vector tail in every row
+            grpo::detail::cpu::cpu_dispatch_enabled() = false;
+            const auto base = grpo::loss_and_grad(grpo::exec::host{}, a.inputs(per_token_adv), a.outputs(), cfg);
+            grpo::detail::cpu::cpu_dispatch_enabled() = true;
+            const auto fast = grpo::loss_and_grad(grpo::exec::host{}, b.inputs(per_token_adv), b.outputs(), cfg);
+            CHECK(same_bits(fast.loss, base.loss));
+            CHECK(same_bits(fast.kl_mean, base.kl_mean));
+            CHECK(same_bits(fast.ratio_mean, base.ratio_mean));
+            CHECK(same_bits(fast.ratio_max, base.ratio_max));
+            CHECK(same_bits(fast.clip_fraction_region, base.clip_fraction_region));
+            CHECK(std::memcmp(a.grad.data(), b.grad.data(), a.grad.size() * sizeof(TestType)) == 0);
+            CHECK(std::memcmp(a.per_token.data(), b.per_token.data(), a.per_token.size() * sizeof(TestType)) == 0);
+        }
+    }
+}
+
 TEST_CASE("the thread pool runs every task exactly once", "[exec]") {
     grpo::thread_pool pool(4);
     for (int rep = 0; rep < 50; ++rep) {

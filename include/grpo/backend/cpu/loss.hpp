@@ -118,8 +118,16 @@ double lane_sum(const C* x, index_t n) {
 /// Absent inputs are replaced by stand-ins that give the right numbers without branches in the loop:
 /// no old_logp -> old = logp (ratio exp(0) = 1, d ratio/d logp = 1: the on-policy exp(logp - sg(logp)));
 /// no mask -> a row of ones (`ones`, contiguous); beta == 0 -> the KL is skipped (WithKL = false).
+// GCC 12 at -O2 (CMake's RelWithDebInfo) does not vectorize the token loop (its -O2 cost model is "very cheap"):
+// ask for -O3 on this one function so that the speed does not depend on the consumer's build type.
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__) && !defined(GRPO_NO_CPU_DISPATCH)
+#define GRPO_CPU_HOT_LOOP __attribute__((optimize("O3")))
+#else
+#define GRPO_CPU_HOT_LOOP
+#endif
+
 template <class T, bool WithKL, class Layout>
-void loss_row_impl(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens, index_t i,
+GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens, index_t i,
                    row_partials& out, const Layout& L) {
     using C = T;
     const index_t cols = v.logp.cols();
@@ -256,6 +264,51 @@ void loss_row_impl(const loss_views<T>& v, const T* ones, const loss_params& p, 
     out = acc;
 }
 
+// AVX2 version of the contiguous-row pass, chosen at run time (GCC/Clang on x86-64, when the build does not
+// already target AVX2). Vector width only: no FMA (it would change roundings), no reassociation, so every result
+// is bit-identical to the baseline path (tests/test_determinism.cpp compares them). `flatten` inlines the
+// per-token math into the AVX2 function; on GCC `optimize("O3")` lets it vectorize in -O2 builds too (GCC 12's
+// -O2 cost model leaves the token loop scalar). GRPO_NO_CPU_DISPATCH turns this off.
+#if !defined(GRPO_NO_CPU_DISPATCH) && !defined(__CUDACC__) && !defined(__AVX2__) && \
+    (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define GRPO_CPU_AVX2_DISPATCH 1
+#if defined(__clang__)
+#define GRPO_AVX2_FUNCTION __attribute__((target("avx2"), flatten))
+#else
+#define GRPO_AVX2_FUNCTION __attribute__((target("avx2"), optimize("O3"), flatten))
+#endif
+inline bool cpu_has_avx2() {
+    static const bool has = __builtin_cpu_supports("avx2") != 0;
+    return has;
+}
+template <class T, bool WithKL, class Layout>
+GRPO_AVX2_FUNCTION void loss_row_avx2(const loss_views<T>& v, const T* ones, const loss_params& p,
+                                      double total_tokens, index_t i, row_partials& out, const Layout& L) {
+    loss_row_impl<T, WithKL>(v, ones, p, total_tokens, i, out, L);
+}
+#else
+#define GRPO_CPU_AVX2_DISPATCH 0
+inline bool cpu_has_avx2() { return false; }
+#endif
+
+/// Whether the contiguous-row pass may use the AVX2 version (set_cpu_dispatch(false) forces the baseline, for
+/// the tests that compare both).
+inline bool& cpu_dispatch_enabled() {
+    static bool enabled = true;
+    return enabled;
+}
+
+/// Contiguous rows: the AVX2 version where the CPU has it, the baseline otherwise.
+template <class T, bool WithKL, class Layout>
+void loss_row_contiguous(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens,
+                         index_t i, row_partials& out, const Layout& L) {
+#if GRPO_CPU_AVX2_DISPATCH
+    if (cpu_dispatch_enabled() && cpu_has_avx2())
+        return loss_row_avx2<T, WithKL>(v, ones, p, total_tokens, i, out, L);
+#endif
+    loss_row_impl<T, WithKL>(v, ones, p, total_tokens, i, out, L);
+}
+
 /// Picks the instantiation: rows whose arrays are all contiguous (torch, numpy, ggml) get compile-time unit
 /// strides, with the advantage broadcast (stride 0) or per token (stride 1), so the token loop vectorizes;
 /// any other layout uses run-time strides per array.
@@ -275,12 +328,12 @@ void loss_row(const loss_views<T>& v, const T* ones, const loss_params& p, doubl
         const column_stride<1> u{1};
         if (s_adv == 0) {
             const row_layout<1, 0> L{u, u, u, u, u, u, {0}};
-            return with_kl ? loss_row_impl<T, true>(v, ones, p, total_tokens, i, out, L)
-                           : loss_row_impl<T, false>(v, ones, p, total_tokens, i, out, L);
+            return with_kl ? loss_row_contiguous<T, true>(v, ones, p, total_tokens, i, out, L)
+                           : loss_row_contiguous<T, false>(v, ones, p, total_tokens, i, out, L);
         }
         const row_layout<1, 1> L{u, u, u, u, u, u, u};
-        return with_kl ? loss_row_impl<T, true>(v, ones, p, total_tokens, i, out, L)
-                       : loss_row_impl<T, false>(v, ones, p, total_tokens, i, out, L);
+        return with_kl ? loss_row_contiguous<T, true>(v, ones, p, total_tokens, i, out, L)
+                       : loss_row_contiguous<T, false>(v, ones, p, total_tokens, i, out, L);
     }
     const row_layout<-1, -1> L{{s_lp}, {s_old}, {s_ref}, {s_mask}, {s_grad}, {s_per}, {s_adv}};
     return with_kl ? loss_row_impl<T, true>(v, ones, p, total_tokens, i, out, L)
