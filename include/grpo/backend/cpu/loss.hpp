@@ -113,6 +113,26 @@ double lane_sum(const C* x, index_t n) {
     return total;
 }
 
+/// min_k x[k] (Max = false) or max_k x[k] (Max = true) for k < n, folded into `acc`, with 8 independent lanes
+/// so that it vectorizes (a serial std::min chain does not); min and max are exact, so the lanes change nothing.
+template <bool Max, class C>
+double lane_extreme(const C* x, index_t n, double acc) {
+    C lanes[sum_lanes];
+    for (index_t l = 0; l < sum_lanes; ++l) lanes[l] = static_cast<C>(acc);
+    index_t k = 0;
+    for (; k + sum_lanes <= n; k += sum_lanes)
+        for (index_t l = 0; l < sum_lanes; ++l) {
+            const C v = x[k + l];
+            lanes[l] = Max ? (v > lanes[l] ? v : lanes[l]) : (v < lanes[l] ? v : lanes[l]);
+        }
+    for (; k < n; ++k) lanes[0] = Max ? (x[k] > lanes[0] ? x[k] : lanes[0]) : (x[k] < lanes[0] ? x[k] : lanes[0]);
+    for (index_t l = 0; l < sum_lanes; ++l) {
+        const double v = static_cast<double>(lanes[l]);
+        acc = Max ? (v > acc ? v : acc) : (v < acc ? v : acc);
+    }
+    return acc;
+}
+
 /// The fused pass over one row: loss terms, gradient, diagnostics. Per-token math runs in the input
 /// precision T (fp32 math for fp32 inputs, as torch does), every sum in double.
 /// Absent inputs are replaced by stand-ins that give the right numbers without branches in the loop:
@@ -248,10 +268,8 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
         acc.clip_low += lane_sum(low, nb);
         acc.clip_high += lane_sum(high, nb);
         acc.dual += lane_sum(dual, nb);
-        for (index_t k = 0; k < nb; ++k) {
-            acc.ratio_min = std::min(acc.ratio_min, static_cast<double>(rmin[k]));
-            acc.ratio_max = std::max(acc.ratio_max, static_cast<double>(rmax[k]));
-        }
+        acc.ratio_min = lane_extreme<false>(rmin, nb, acc.ratio_min);
+        acc.ratio_max = lane_extreme<true>(rmax, nb, acc.ratio_max);
     }
     for (index_t t = end; t < cols; ++t) {
         if (grad) grad[L.grad(t)] = T(0);
