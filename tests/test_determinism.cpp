@@ -65,6 +65,30 @@ TEMPLATE_TEST_CASE("the AVX2 version of the row pass is bit-identical to the bas
     }
 }
 
+TEMPLATE_TEST_CASE("the plain-configuration instantiation is bit-identical to the general one", "[loss][determinism]",
+                   float, double) {
+    // Clamps far outside the data (1e30) change no value, but they make the configuration not plain, so the
+    // second call takes the general instantiation (run-time clamps, estimator and dual clip).
+    for (double beta : {0.0, 0.04}) {
+        for (bool per_token_adv : {true, false}) {
+            grpo::loss_config plain = grpo::loss_config::deepseekmath();
+            plain.beta = beta;
+            grpo::loss_config general = plain;
+            general.log_ratio_clamp = 1e30;
+            general.kl_value_clamp = 1e30;
+            grpo_test::batch<TestType> a(7, 517, 9), b(7, 517, 9);
+            const auto st_plain = grpo::loss_and_grad(grpo::exec::host{}, a.inputs(per_token_adv), a.outputs(), plain);
+            const auto st_general = grpo::loss_and_grad(grpo::exec::host{}, b.inputs(per_token_adv), b.outputs(), general);
+            CHECK(same_bits(st_plain.loss, st_general.loss));
+            CHECK(same_bits(st_plain.kl_mean, st_general.kl_mean));
+            CHECK(same_bits(st_plain.ratio_min, st_general.ratio_min));
+            CHECK(same_bits(st_plain.clip_fraction_low, st_general.clip_fraction_low));
+            CHECK(std::memcmp(a.grad.data(), b.grad.data(), a.grad.size() * sizeof(TestType)) == 0);
+            CHECK(std::memcmp(a.per_token.data(), b.per_token.data(), a.per_token.size() * sizeof(TestType)) == 0);
+        }
+    }
+}
+
 TEST_CASE("the thread pool runs every task exactly once", "[exec]") {
     grpo::thread_pool pool(4);
     for (int rep = 0; rep < 50; ++rep) {

@@ -146,7 +146,7 @@ double lane_extreme(const C* x, index_t n, double acc) {
 #define GRPO_CPU_HOT_LOOP
 #endif
 
-template <class T, bool WithKL, class Layout>
+template <class T, bool WithKL, class Layout, bool Plain = false>
 GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens, index_t i,
                    row_partials& out, const Layout& L) {
     using C = T;
@@ -159,7 +159,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
     const T* mask = v.mask.present() ? v.mask.row_data(i) : ones;
     T* grad = v.grad.present() ? v.grad.row_data(i) : nullptr;
     T* per_token = v.per_token.present() ? v.per_token.row_data(i) : nullptr;
-    const bool sequence = p.ratio != ratio_level::token;
+    const bool sequence = !Plain && p.ratio != ratio_level::token;
 
     // Sweep 1 (row-local, stays in cache): token count, and the mean log-ratio for sequence-level ratios.
     double n = 0, log_ratio_sum = 0;
@@ -208,13 +208,16 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
         }
     }
 
-    const math::clip_bounds<C> clip{C(p.clip.low), C(p.clip.high), C(p.clip.delta), C(p.clip.dual_c)};
-    const C lr_clamp = C(p.log_ratio_clamp), beta = C(p.beta), cw = C(w), ccross = C(cross_grad);
-    const C seq_ratio = C(s), seq_dratio = p.ratio == ratio_level::sequence_token ? C(ds) : C(0);
-    const C kl_in = C(p.kl_log_ratio_clamp), kl_out = C(p.kl_value_clamp);
-    const kl_estimator est = p.kl;
-    const bool straight = p.kl_straight_through;
+    // Plain: the common configuration (token ratio, k3, no clamps, no delta, no dual clip) with those settings
+    // as compile-time constants, so the disabled features fold away; same operations, same results.
     constexpr C inf = std::numeric_limits<C>::infinity();
+    const math::clip_bounds<C> clip{C(p.clip.low), C(p.clip.high), Plain ? inf : C(p.clip.delta),
+                                    Plain ? C(0) : C(p.clip.dual_c)};
+    const C lr_clamp = Plain ? C(0) : C(p.log_ratio_clamp), beta = C(p.beta), cw = C(w), ccross = C(cross_grad);
+    const C seq_ratio = C(s), seq_dratio = p.ratio == ratio_level::sequence_token ? C(ds) : C(0);
+    const C kl_in = Plain ? C(0) : C(p.kl_log_ratio_clamp), kl_out = Plain ? C(0) : C(p.kl_value_clamp);
+    const kl_estimator est = Plain ? kl_estimator::k3 : p.kl;
+    const bool straight = !Plain && p.kl_straight_through;
 
     alignas(64) C pol[token_block], kl[token_block], ratio[token_block], neg_lr[token_block], low[token_block],
         high[token_block], dual[token_block], rmin[token_block], rmax[token_block], gbuf[token_block],
@@ -299,10 +302,10 @@ inline bool cpu_has_avx2() {
     static const bool has = __builtin_cpu_supports("avx2") != 0;
     return has;
 }
-template <class T, bool WithKL, class Layout>
+template <class T, bool WithKL, class Layout, bool Plain>
 GRPO_AVX2_FUNCTION void loss_row_avx2(const loss_views<T>& v, const T* ones, const loss_params& p,
                                       double total_tokens, index_t i, row_partials& out, const Layout& L) {
-    loss_row_impl<T, WithKL>(v, ones, p, total_tokens, i, out, L);
+    loss_row_impl<T, WithKL, Layout, Plain>(v, ones, p, total_tokens, i, out, L);
 }
 #else
 #define GRPO_CPU_AVX2_DISPATCH 0
@@ -317,14 +320,33 @@ inline bool& cpu_dispatch_enabled() {
 }
 
 /// Contiguous rows: the AVX2 version where the CPU has it, the baseline otherwise.
-template <class T, bool WithKL, class Layout>
+template <class T, bool WithKL, bool Plain, class Layout>
 void loss_row_contiguous(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens,
                          index_t i, row_partials& out, const Layout& L) {
 #if GRPO_CPU_AVX2_DISPATCH
     if (cpu_dispatch_enabled() && cpu_has_avx2())
-        return loss_row_avx2<T, WithKL>(v, ones, p, total_tokens, i, out, L);
+        return loss_row_avx2<T, WithKL, Layout, Plain>(v, ones, p, total_tokens, i, out, L);
 #endif
-    loss_row_impl<T, WithKL>(v, ones, p, total_tokens, i, out, L);
+    loss_row_impl<T, WithKL, Layout, Plain>(v, ones, p, total_tokens, i, out, L);
+}
+
+/// True for the configuration loss_row_impl<..., Plain = true> hard-codes (the KL settings matter only with KL).
+inline bool is_plain(const loss_params& p) {
+    const bool plain_kl = p.beta == 0 || (p.kl == kl_estimator::k3 && !p.kl_straight_through &&
+                                          !(p.kl_log_ratio_clamp > 0) && !(p.kl_value_clamp > 0));
+    return plain_kl && p.ratio == ratio_level::token && !(p.log_ratio_clamp > 0) && !(p.clip.dual_c > 0) &&
+           p.clip.delta == std::numeric_limits<double>::infinity();
+}
+
+/// Contiguous rows: picks the instantiation for the KL term (or not) and the plain configuration (or not).
+template <class T, class Layout>
+void loss_row_unit_stride(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens,
+                         index_t i, row_partials& out, const Layout& L) {
+    if (p.beta != 0)
+        return is_plain(p) ? loss_row_contiguous<T, true, true>(v, ones, p, total_tokens, i, out, L)
+                           : loss_row_contiguous<T, true, false>(v, ones, p, total_tokens, i, out, L);
+    return is_plain(p) ? loss_row_contiguous<T, false, true>(v, ones, p, total_tokens, i, out, L)
+                       : loss_row_contiguous<T, false, false>(v, ones, p, total_tokens, i, out, L);
 }
 
 /// Picks the instantiation: rows whose arrays are all contiguous (torch, numpy, ggml) get compile-time unit
@@ -344,14 +366,9 @@ void loss_row(const loss_views<T>& v, const T* ones, const loss_params& p, doubl
     const bool with_kl = p.beta != 0;
     if (contiguous && (s_adv == 0 || s_adv == 1)) {
         const column_stride<1> u{1};
-        if (s_adv == 0) {
-            const row_layout<1, 0> L{u, u, u, u, u, u, {0}};
-            return with_kl ? loss_row_contiguous<T, true>(v, ones, p, total_tokens, i, out, L)
-                           : loss_row_contiguous<T, false>(v, ones, p, total_tokens, i, out, L);
-        }
-        const row_layout<1, 1> L{u, u, u, u, u, u, u};
-        return with_kl ? loss_row_contiguous<T, true>(v, ones, p, total_tokens, i, out, L)
-                       : loss_row_contiguous<T, false>(v, ones, p, total_tokens, i, out, L);
+        if (s_adv == 0)
+            return loss_row_unit_stride(v, ones, p, total_tokens, i, out, row_layout<1, 0>{u, u, u, u, u, u, {0}});
+        return loss_row_unit_stride(v, ones, p, total_tokens, i, out, row_layout<1, 1>{u, u, u, u, u, u, u});
     }
     const row_layout<-1, -1> L{{s_lp}, {s_old}, {s_ref}, {s_mask}, {s_grad}, {s_per}, {s_adv}};
     return with_kl ? loss_row_impl<T, true>(v, ones, p, total_tokens, i, out, L)
