@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include <torch/version.h> // TORCH_VERSION
+
 #include <grpo/adapters/torch.hpp>
 #include <grpo/grpo.hpp>
 

@@ -209,7 +209,8 @@ loss_stats loss_and_grad(const exec::cuda& ex, const loss_inputs<T, device_space
                                      &st.dual_clip_fraction, &st.ratio_mean, &st.ratio_min, &st.ratio_max,
                                      &st.kl_mean, &st.approx_kl};
     for (int k = 0; k < loss_stats_doubles; ++k) *f[k] = h[k];
-    if (cfg.global_token_count > 0 && cfg.global_token_count < st.token_count)
+    // As on the CPU, only under validation::full; unlike the CPU, after the kernels ran (docs/cuda.md).
+    if (cfg.checks == validation::full && cfg.global_token_count > 0 && cfg.global_token_count < st.token_count)
         detail::raise_argument(errc::invalid_value, "loss_and_grad(cuda)", "config.global_token_count",
                                "0 (local) or at least this call's unmasked tokens (" +
                                    detail::num_str(st.token_count) + ")",
@@ -436,16 +437,19 @@ void compute_advantages(const exec::cuda& ex, vector_view<R, device_space> rewar
     detail::cuda_check(cudaMemsetAsync(s.errors, 0, dc::adv_error_slots * sizeof(unsigned long long), st), where,
                        "cudaMemsetAsync");
     if (n > 0) dc::adv_validate_kernel<T><<<grid_for(n), dc::adv_elem_block, 0, st>>>(v, p, s);
+    if (by_id && k > 0) {
+        // Empty groups (and an empty batch) keep begin = end = 0, so the group kernel sees count 0.
+        detail::cuda_check(cudaMemsetAsync(s.begin, 0, static_cast<std::size_t>(k) * sizeof(std::int64_t), st),
+                           where, "cudaMemsetAsync");
+        detail::cuda_check(cudaMemsetAsync(s.end, 0, static_cast<std::size_t>(k) * sizeof(std::int64_t), st),
+                           where, "cudaMemsetAsync");
+    }
     if (by_id && n > 0) {
         std::size_t temp = s.sort_temp_bytes;
         detail::cuda_check(cub::DeviceRadixSort::SortPairs(s.sort_temp, temp, s.keys_in, s.keys_out, s.rows_in,
                                                            s.rows_out, static_cast<std::int64_t>(n), 0,
                                                            dc::adv_key_bits(k), st),
                            where, "cub::DeviceRadixSort::SortPairs");
-        detail::cuda_check(cudaMemsetAsync(s.begin, 0, static_cast<std::size_t>(k) * sizeof(std::int64_t), st),
-                           where, "cudaMemsetAsync");
-        detail::cuda_check(cudaMemsetAsync(s.end, 0, static_cast<std::size_t>(k) * sizeof(std::int64_t), st),
-                           where, "cudaMemsetAsync");
         dc::adv_offsets_kernel<<<grid_for(n), dc::adv_elem_block, 0, st>>>(s.keys_out, n, k, s.errors, s.begin,
                                                                              s.end);
     }

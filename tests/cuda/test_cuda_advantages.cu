@@ -61,7 +61,8 @@ struct problem {
     std::vector<std::int64_t> ids;
     index_t num_groups = 0;
     std::vector<double> weights; // token weights (whitening); empty = none
-    bool contiguous() const { return ids.empty(); }
+    bool by_id = false;          // id-based even when there are no rows
+    bool contiguous() const { return ids.empty() && !by_id; }
     index_t k() const { return contiguous() ? static_cast<index_t>(rewards.size()) / group_size : num_groups; }
 };
 
@@ -296,6 +297,11 @@ TEST_CASE("cuda advantages: empty batch", "[cuda][advantages]") {
     pb.group_size = 4;
     grpo::cuda_workspace ws;
     compare(run_cpu<double>(pb, {}, false), run_cuda<double>(pb, {}, false, ws), 1e-12);
+    // id-based grouping with groups but no rows: every group empty (begin = end = 0 on device).
+    problem ids;
+    ids.num_groups = 3;
+    ids.by_id = true;
+    compare(run_cpu<double>(ids, {}, true), run_cuda<double>(ids, {}, true, ws), 1e-12);
 }
 
 TEST_CASE("cuda advantages: the no-sync record equals the syncing result", "[cuda][advantages]") {

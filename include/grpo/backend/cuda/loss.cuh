@@ -197,12 +197,12 @@ __global__ void __launch_bounds__(loss_block) loss_main_kernel(device_loss_views
             acc[7] += static_cast<double>(rr);
             acc[8] = acc[8] < double(rr) ? acc[8] : double(rr);
             acc[9] = acc[9] > double(rr) ? acc[9] : double(rr);
+            acc[10] += -static_cast<double>(log_ratio); // approx_kl: unmasked tokens only, as on the CPU
         }
-        if (t < end) acc[10] += -static_cast<double>(C(v.logp(i, t)) - C(old_at(v, i, t)));
         if (v.grad.present()) v.grad(i, t) = T(g);
         if (v.per_token.present()) v.per_token(i, t) = T(l);
     }
-    double out[row_fields];
+    double out[row_fields] = {};
     for (int f = 0; f < row_fields; ++f) {
         if (f == 1 || f == 3) continue;
         __syncthreads();
