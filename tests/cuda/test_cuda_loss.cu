@@ -123,7 +123,7 @@ void parity_all_variants(double rel) {
     std::uint64_t seed = 11;
     for (aggregation agg : aggs)
         for (ratio_level lvl : levels)
-            for (int variant = 0; variant < 4; ++variant) {
+            for (int variant = 0; variant < 7; ++variant) {
                 grpo_test::batch<T> b(7, 301, ++seed);
                 grpo::loss_config cfg = variant == 1 ? grpo::loss_config::verl() : grpo::loss_config{};
                 cfg.agg = agg;
@@ -131,7 +131,25 @@ void parity_all_variants(double rel) {
                 if (variant >= 1) cfg.beta = 0.04;
                 if (variant == 2) cfg.kl = grpo::kl_estimator::k2;
                 if (variant == 3) cfg.epsilon_high = 0.28, cfg.dual_clip_c = 3;
-                check_parity(b, b.inputs(variant != 3, variant != 2, variant != 1, variant == 3), cfg, rel);
+                if (variant == 4) { // delta, k1, loss_scale
+                    cfg.delta = 1.3;
+                    cfg.kl = grpo::kl_estimator::k1;
+                    cfg.loss_scale = 2.5;
+                }
+                if (variant == 5) { // |x| with the k2 gradient, global counts, a constant length
+                    cfg.kl = grpo::kl_estimator::abs;
+                    cfg.kl_straight_through = true;
+                    cfg.global_token_count = 5000; // >= 7 * 301
+                    cfg.global_sequence_count = 20;
+                    cfg.max_completion_length = 400;
+                }
+                if (variant == 6) { // k3 with both KL clamps active on part of the batch
+                    cfg.kl_log_ratio_clamp = 0.3;
+                    cfg.kl_value_clamp = 0.02;
+                }
+                const bool per_token_adv = variant != 3 && variant != 5;
+                check_parity(b, b.inputs(per_token_adv, variant != 2, variant != 1, variant == 3 || variant == 4),
+                             cfg, rel);
             }
 }
 
@@ -188,6 +206,35 @@ TEST_CASE("cuda loss: deterministic across runs", "[cuda]") {
         CHECK(std::memcmp(&s1, &s2, sizeof s1) == 0);
         CHECK(download(dout.grad_logp) == g1);
     }
+}
+
+TEST_CASE("cuda loss: the no-sync overload on a stream writes the syncing overload's scalars", "[cuda]") {
+    grpo_test::batch<double> b(12, 777, 5);
+    device_arena a;
+    const auto din = mirror(a, b.inputs(false, true, true, true));
+    grpo::loss_outputs<double, grpo::device_space> d1, d2;
+    d1.grad_logp = grpo::matrix_view<double, grpo::device_space>(a.copy(b.grad.data(), b.grad.size()), 12, 777);
+    d2.grad_logp = grpo::matrix_view<double, grpo::device_space>(a.copy(b.grad.data(), b.grad.size()), 12, 777);
+    grpo::loss_config cfg = grpo::loss_config::verl();
+    cfg.beta = 0.001;
+    grpo::cuda_workspace ws1, ws2;
+    const grpo::loss_stats sync = grpo::loss_and_grad(grpo::exec::cuda{}, din, d1, cfg, ws1);
+
+    cudaStream_t stream = nullptr;
+    REQUIRE(cudaStreamCreate(&stream) == cudaSuccess);
+    std::vector<double> minus(grpo::loss_stats_doubles, -5.0);
+    double* d_stats = a.copy(minus.data(), minus.size());
+    ws2.doubles(grpo::cuda_workspace::loss_doubles(12)); // pre-sized: the call below allocates nothing
+    grpo::loss_and_grad(grpo::exec::cuda{stream}, din, d2, cfg, ws2, d_stats);
+    REQUIRE(cudaStreamSynchronize(stream) == cudaSuccess);
+    cudaStreamDestroy(stream);
+    std::vector<double> h(grpo::loss_stats_doubles);
+    REQUIRE(cudaMemcpy(h.data(), d_stats, h.size() * sizeof(double), cudaMemcpyDeviceToHost) == cudaSuccess);
+    const double expected[] = {sync.loss, sync.policy_loss, sync.kl_loss, sync.token_count, sync.clip_fraction_low,
+                               sync.clip_fraction_high, sync.clip_fraction_region, sync.dual_clip_fraction,
+                               sync.ratio_mean, sync.ratio_min, sync.ratio_max, sync.kl_mean, sync.approx_kl};
+    for (int k = 0; k < grpo::loss_stats_doubles; ++k) CHECK(h[static_cast<std::size_t>(k)] == expected[k]);
+    CHECK(download(d1.grad_logp) == download(d2.grad_logp));
 }
 
 TEST_CASE("cuda loss: bad inputs throw before any launch", "[cuda]") {
