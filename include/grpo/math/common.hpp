@@ -44,7 +44,8 @@ template <class C, class I, int Mantissa, int Bias, int Degree>
 inline C exp_vectorizable(C x) {
     const C log2e = C(1.4426950408889634), ln2_hi = C(0.693145751953125), ln2_lo = C(1.4286068203094173e-06);
     const C max_x = C(Bias) * C(0.6931471805599453), min_x = -max_x + C(1); // keep 2^n a normal number
-    const C xc = select(x > max_x, max_x, select(x < min_x, min_x, x));
+    // NaN is replaced by 0 here (and restored at the end): converting NaN to an integer below would be UB.
+    const C xc = select(x > max_x, max_x, select(x < min_x, min_x, select(x != x, C(0), x)));
     const C shifter = C(1.5) * C(I(1) << Mantissa); // adding it rounds to an integer in the low bits
     const C n = (xc * log2e + shifter) - shifter;
     const C r = (xc - n * ln2_hi) - n * ln2_lo;
