@@ -44,10 +44,10 @@ template <class C, class I, int Mantissa, int Bias, int Degree>
 inline C exp_vectorizable(C x) {
     const C log2e = C(1.4426950408889634), ln2_hi = C(0.693145751953125), ln2_lo = C(1.4286068203094173e-06);
     const C max_x = C(Bias) * C(0.6931471805599453), min_x = -max_x + C(1); // keep 2^n a normal number
-    // NaN is replaced by 0 here (and restored at the end): converting NaN to an integer below would be UB.
-    const C xc = select(x > max_x, max_x, select(x < min_x, min_x, select(x != x, C(0), x)));
+    const C xc = select(x > max_x, max_x, select(x < min_x, min_x, x));
     const C shifter = C(1.5) * C(I(1) << Mantissa); // adding it rounds to an integer in the low bits
-    const C n = (xc * log2e + shifter) - shifter;
+    const C shifted = xc * log2e + shifter;
+    const C n = shifted - shifter;
     const C r = (xc - n * ln2_hi) - n * ln2_lo;
     // Horner on sum_k r^k / k!, with 1/k! as constants (no division in the loop).
     constexpr double inv_factorial[14] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040,
@@ -55,7 +55,13 @@ inline C exp_vectorizable(C x) {
                                           1.0 / 479001600, 1.0 / 6227020800.0};
     C p = C(inv_factorial[Degree]);
     for (int k = Degree - 1; k >= 0; --k) p = p * r + C(inv_factorial[k]);
-    const I bits = (static_cast<I>(n) + Bias) << Mantissa;
+    // 2^n from the bits: n is the difference of the bit patterns of `shifted` and `shifter` (no float-to-int
+    // conversion, which would be UB for NaN), in unsigned arithmetic so that no value makes the shift UB.
+    using U = std::make_unsigned_t<I>;
+    U shifted_bits, shifter_bits;
+    std::memcpy(&shifted_bits, &shifted, sizeof shifted_bits);
+    std::memcpy(&shifter_bits, &shifter, sizeof shifter_bits);
+    const U bits = (shifted_bits - shifter_bits + U(Bias)) << Mantissa;
     C scale;
     std::memcpy(&scale, &bits, sizeof scale);
     C y = p * scale;
