@@ -133,11 +133,6 @@ double lane_extreme(const C* x, index_t n, double acc) {
     return acc;
 }
 
-/// The fused pass over one row: loss terms, gradient, diagnostics. Per-token math runs in the input
-/// precision T (fp32 math for fp32 inputs, as torch does), every sum in double.
-/// Absent inputs are replaced by stand-ins that give the right numbers without branches in the loop:
-/// no old_logp -> old = logp (ratio exp(0) = 1, d ratio/d logp = 1: the on-policy exp(logp - sg(logp)));
-/// no mask -> a row of ones (`ones`, contiguous); beta == 0 -> the KL is skipped (WithKL = false).
 // GCC 12 at -O2 (CMake's RelWithDebInfo) does not vectorize the token loop (its -O2 cost model is "very cheap"):
 // ask for -O3 on this one function so that the speed does not depend on the consumer's build type.
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__) && !defined(GRPO_NO_CPU_DISPATCH)
@@ -146,9 +141,15 @@ double lane_extreme(const C* x, index_t n, double acc) {
 #define GRPO_CPU_HOT_LOOP
 #endif
 
+/// The fused pass over one row: loss terms, gradient, diagnostics. Per-token math runs in the input
+/// precision T (fp32 math for fp32 inputs, as torch does), every sum in double.
+/// Absent inputs are replaced by stand-ins that give the right numbers without branches in the loop:
+/// no old_logp -> old = logp (ratio exp(0) = 1, d ratio/d logp = 1: the on-policy exp(logp - sg(logp)));
+/// no mask -> a row of ones (`ones`, contiguous); beta == 0 -> the KL is skipped (WithKL = false).
+/// Plain = true: the common configuration fixed at compile time (see is_plain).
 template <class T, bool WithKL, class Layout, bool Plain = false>
-GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens, index_t i,
-                   row_partials& out, const Layout& L) {
+GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, const loss_params& p,
+                                     double total_tokens, index_t i, row_partials& out, const Layout& L) {
     using C = T;
     const index_t cols = v.logp.cols();
     const index_t end = valid_end(v, i);
@@ -312,8 +313,8 @@ GRPO_AVX2_FUNCTION void loss_row_avx2(const loss_views<T>& v, const T* ones, con
 inline bool cpu_has_avx2() { return false; }
 #endif
 
-/// Whether the contiguous-row pass may use the AVX2 version (set_cpu_dispatch(false) forces the baseline, for
-/// the tests that compare both).
+/// Whether the contiguous-row pass may use the AVX2 version. Tests and benchmarks set it to false to run the
+/// default-target version for comparison; not meant to be changed while another thread runs a loss pass.
 inline bool& cpu_dispatch_enabled() {
     static bool enabled = true;
     return enabled;
@@ -341,7 +342,7 @@ inline bool is_plain(const loss_params& p) {
 /// Contiguous rows: picks the instantiation for the KL term (or not) and the plain configuration (or not).
 template <class T, class Layout>
 void loss_row_unit_stride(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens,
-                         index_t i, row_partials& out, const Layout& L) {
+                          index_t i, row_partials& out, const Layout& L) {
     if (p.beta != 0)
         return is_plain(p) ? loss_row_contiguous<T, true, true>(v, ones, p, total_tokens, i, out, L)
                            : loss_row_contiguous<T, true, false>(v, ones, p, total_tokens, i, out, L);
