@@ -102,10 +102,12 @@ struct advantage_stats {
 
 namespace detail {
 
-template <class T>
-void check_advantage_call(const char* where, vector_view<const T> rewards, const groups& g,
-                          vector_view<T> advantages, const advantage_config& cfg, const group_outputs& go,
-                          vector_view<const double> token_weights) {
+/// The shape and configuration checks of a compute_advantages call, for host views (groups, group_outputs) and
+/// device views (device_groups, device_group_outputs in cuda.cuh) alike: nothing here reads an element.
+template <class T, class Space, class Groups, class GroupOutputs>
+void check_advantage_shapes(const char* where, vector_view<const T, Space> rewards, const Groups& g,
+                            vector_view<T, Space> advantages, const advantage_config& cfg, const GroupOutputs& go,
+                            vector_view<const double, Space> token_weights) {
     const index_t n = rewards.size();
     check_range(where, "config.epsilon", cfg.epsilon, 0, std::numeric_limits<double>::infinity(), "a value >= 0");
     check_range(where, "config.whiten_epsilon", cfg.whiten_epsilon, 0, std::numeric_limits<double>::infinity(),
@@ -122,16 +124,31 @@ void check_advantage_call(const char* where, vector_view<const T> rewards, const
         check_size(where, "groups.ids", g.ids(), n);
         const index_t k = g.num_groups(n);
         if (k < 1 && n > 0) raise_argument(errc::invalid_value, where, "num_groups", "a value >= 1", to_str(k));
-        for (index_t i = 0; i < n; ++i)
-            if (g.ids()[i] < 0 || g.ids()[i] >= k)
-                raise_argument(errc::invalid_value, where, "groups.ids", "ids in [0, " + to_str(k) + ")",
-                               std::to_string(static_cast<long long>(g.ids()[i])) + " at index " + to_str(i));
     }
     const index_t k = g.num_groups(n);
     if (go.mean.present()) check_size(where, "group_outputs.mean", go.mean, k);
     if (go.std.present()) check_size(where, "group_outputs.std", go.std, k);
     if (go.zero_variance.present()) check_size(where, "group_outputs.zero_variance", go.zero_variance, k);
     if (go.count.present()) check_size(where, "group_outputs.count", go.count, k);
+    if (cfg.estimator == advantage_estimator::group_centered_batch_whitened && token_weights.present())
+        check_size(where, "token_weights", token_weights, n);
+}
+
+/// Every check of a host compute_advantages call: the shapes, then the values (ids in range, rewards finite or
+/// NaN as cfg.nan allows, token weights >= 0).
+template <class T>
+void check_advantage_call(const char* where, vector_view<const T> rewards, const groups& g,
+                          vector_view<T> advantages, const advantage_config& cfg, const group_outputs& go,
+                          vector_view<const double> token_weights) {
+    check_advantage_shapes(where, rewards, g, advantages, cfg, go, token_weights);
+    const index_t n = rewards.size();
+    if (!g.is_contiguous()) {
+        const index_t k = g.num_groups(n);
+        for (index_t i = 0; i < n; ++i)
+            if (g.ids()[i] < 0 || g.ids()[i] >= k)
+                raise_argument(errc::invalid_value, where, "groups.ids", "ids in [0, " + to_str(k) + ")",
+                               std::to_string(static_cast<long long>(g.ids()[i])) + " at index " + to_str(i));
+    }
     for (index_t i = 0; i < n; ++i) {
         const double r = static_cast<double>(rewards[i]);
         if (std::isinf(r) || (std::isnan(r) && cfg.nan == nan_rewards::reject))
@@ -140,12 +157,10 @@ void check_advantage_call(const char* where, vector_view<const T> rewards, const
                                                           : "finite values or NaN",
                            num_str(r) + " at index " + to_str(i));
     }
-    if (cfg.estimator == advantage_estimator::group_centered_batch_whitened && token_weights.present()) {
-        check_size(where, "token_weights", token_weights, n);
+    if (cfg.estimator == advantage_estimator::group_centered_batch_whitened && token_weights.present())
         for (index_t i = 0; i < n; ++i)
             check_range(where, "token_weights", token_weights[i], 0, std::numeric_limits<double>::infinity(),
                         "finite weights >= 0");
-    }
 }
 
 } // namespace detail

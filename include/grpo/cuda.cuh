@@ -303,37 +303,15 @@ inline advantage_stats unpack_advantage_stats(const double* h) {
 
 namespace detail {
 
-/// Host-side shape and configuration checks of a CUDA compute_advantages call: the shape/config part of
-/// check_advantage_call with the same check functions and messages. Values (ids in range, finite rewards,
-/// token weights >= 0) live in device memory and are checked by adv_validate_kernel.
+/// Host-side checks of a CUDA compute_advantages call: the CPU's shape and configuration checks, then that
+/// every view is device memory. Values (ids in range, finite rewards, token weights >= 0) live in device memory
+/// and are checked by adv_validate_kernel.
 template <class T>
-void check_advantage_shapes(const char* where, vector_view<const T, device_space> rewards, const device_groups& g,
-                            vector_view<T, device_space> advantages, const advantage_config& cfg,
-                            const device_group_outputs& go, vector_view<const double, device_space> token_weights) {
-    const index_t n = rewards.size();
-    check_range(where, "config.epsilon", cfg.epsilon, 0, std::numeric_limits<double>::infinity(), "a value >= 0");
-    check_range(where, "config.whiten_epsilon", cfg.whiten_epsilon, 0, std::numeric_limits<double>::infinity(),
-                "a value >= 0");
-    check_size(where, "advantages", advantages, n);
-    check_no_alias(where, "advantages", advantages, "rewards", rewards);
-    if (g.is_contiguous()) {
-        if (g.size() < 1)
-            raise_argument(errc::invalid_value, where, "groups", "a group size >= 1", to_str(g.size()));
-        if (n % g.size() != 0)
-            raise_argument(errc::shape_mismatch, where, "groups",
-                           "a group size that divides the " + to_str(n) + " rewards", to_str(g.size()));
-    } else {
-        check_size(where, "groups.ids", g.ids(), n);
-        const index_t k = g.num_groups(n);
-        if (k < 1 && n > 0) raise_argument(errc::invalid_value, where, "num_groups", "a value >= 1", to_str(k));
-    }
-    const index_t k = g.num_groups(n);
-    if (go.mean.present()) check_size(where, "group_outputs.mean", go.mean, k);
-    if (go.std.present()) check_size(where, "group_outputs.std", go.std, k);
-    if (go.zero_variance.present()) check_size(where, "group_outputs.zero_variance", go.zero_variance, k);
-    if (go.count.present()) check_size(where, "group_outputs.count", go.count, k);
-    if (cfg.estimator == advantage_estimator::group_centered_batch_whitened && token_weights.present())
-        check_size(where, "token_weights", token_weights, n);
+void check_device_advantage_call(const char* where, vector_view<const T, device_space> rewards,
+                                 const device_groups& g, vector_view<T, device_space> advantages,
+                                 const advantage_config& cfg, const device_group_outputs& go,
+                                 vector_view<const double, device_space> token_weights) {
+    detail::check_advantage_shapes<T, device_space>(where, rewards, g, advantages, cfg, go, token_weights);
     check_device_view(where, "rewards", rewards);
     check_device_view(where, "advantages", advantages);
     if (!g.is_contiguous()) check_device_view(where, "groups.ids", g.ids());
@@ -398,7 +376,7 @@ void compute_advantages(const exec::cuda& ex, vector_view<R, device_space> rewar
                   "grpo::compute_advantages (CUDA): rewards and advantages must have the same float/double type");
     constexpr const char* where = "compute_advantages(cuda)";
     const vector_view<const T, device_space> rewards = rewards_in;
-    detail::check_advantage_shapes<T>(where, rewards, g, advantages, cfg, per_group, token_weights);
+    detail::check_device_advantage_call<T>(where, rewards, g, advantages, cfg, per_group, token_weights);
     if (d_stats == nullptr)
         detail::raise_argument(errc::invalid_value, where, "d_stats",
                                "a device buffer of advantage_stats_doubles", "nullptr");
@@ -481,8 +459,8 @@ advantage_stats compute_advantages(const exec::cuda& ex, vector_view<R, device_s
     const bool by_id = !g.is_contiguous();
     // The stats record sits in the workspace (the layout is the same one the no-sync overload carves).
     // Validate the group shape first so that num_groups/sizes used for the layout are meaningful.
-    detail::check_advantage_shapes<std::remove_const_t<R>>(where, rewards, g, advantages, cfg, per_group,
-                                                           token_weights);
+    detail::check_device_advantage_call<std::remove_const_t<R>>(where, rewards, g, advantages, cfg, per_group,
+                                                                token_weights);
     const std::size_t sort_bytes = by_id ? dc::adv_sort_temp_bytes(n, k) : 0;
     const std::size_t bytes = dc::adv_layout(n, k, by_id, sort_bytes, nullptr, nullptr);
     dc::adv_scratch s;
