@@ -11,6 +11,7 @@
 // step helper (grpo::trainer) its log-prob / gradient callables.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -268,6 +269,99 @@ inline bool is_correct(const problem& p, const grpo::token_id* toks, grpo::index
     for (int k = 0; k < digits_in_answer; ++k)
         if (toks[k] != p.answer_digit(k)) return false;
     return true;
+}
+
+// ---- Shared by the framework examples (examples/ggml, examples/libtorch), whose policies evaluate many cells at
+// once: `log_probs(probs, prefixes, positions)` returns a pointer to vocab log-probabilities per cell, cell-major,
+// valid until the next call.
+
+/// The token whose cumulative probability first exceeds u (u uniform in [0, 1)); the last token if none does.
+inline int sample_from_log_probs(const float* lp, double u) {
+    double acc = 0;
+    for (int v = 0; v < vocab; ++v) {
+        acc += std::exp(double(lp[v]));
+        if (u < acc) return v;
+    }
+    return vocab - 1;
+}
+
+/// Decodes every row position by position, one batched log_probs call per position, until each row has
+/// emitted <eos> or max_tokens tokens. choose(row, lp) picks the token from the row's log-probabilities;
+/// emit(row, t, token, lp) records it. prefix(row) is the row's token buffer (max_tokens entries).
+template <class LogProbs, class Prefix, class Choose, class Emit>
+void decode_rows(std::size_t rows, const std::vector<const problem*>& problem_of, Prefix prefix, LogProbs log_probs,
+                 Choose choose, Emit emit) {
+    std::vector<char> done(rows, 0);
+    for (int t = 0; t < max_tokens; ++t) {
+        std::vector<const problem*> probs;
+        std::vector<const grpo::token_id*> prefixes;
+        std::vector<int> positions;
+        std::vector<std::size_t> which;
+        for (std::size_t i = 0; i < rows; ++i)
+            if (!done[i]) {
+                probs.push_back(problem_of[i]);
+                prefixes.push_back(prefix(i));
+                positions.push_back(t);
+                which.push_back(i);
+            }
+        if (which.empty()) break;
+        const float* dist = log_probs(probs, prefixes, positions);
+        for (std::size_t c = 0; c < which.size(); ++c) {
+            const float* lp = dist + c * vocab;
+            const int y = choose(which[c], lp);
+            emit(which[c], t, y, lp);
+            if (y == eos) done[which[c]] = 1;
+        }
+    }
+}
+
+/// GroupSampler body: G completions per prompt sampled from log_probs, old log-probs recorded.
+template <class LogProbs>
+void sample_groups(const problem* prompts, grpo::index_t num_prompts, grpo::index_t group_size,
+                   grpo::rollout_buffer<float>& out, rng& g, LogProbs log_probs) {
+    const auto rows = static_cast<std::size_t>(num_prompts * group_size);
+    auto tokens = out.tokens();
+    auto logp = out.old_logp();
+    auto lengths = out.lengths();
+    auto truncated = out.truncated();
+    std::vector<const problem*> problem_of(rows);
+    for (std::size_t i = 0; i < rows; ++i) {
+        problem_of[i] = &prompts[static_cast<grpo::index_t>(i) / group_size];
+        lengths[static_cast<grpo::index_t>(i)] = 0;
+    }
+    decode_rows(
+        rows, problem_of, [&](std::size_t i) { return tokens.row_data(static_cast<grpo::index_t>(i)); }, log_probs,
+        [&](std::size_t, const float* lp) { return sample_from_log_probs(lp, g.uniform()); },
+        [&](std::size_t i, int t, int y, const float* lp) {
+            const auto r = static_cast<grpo::index_t>(i);
+            tokens(r, t) = y;
+            logp(r, t) = lp[y];
+            lengths[r] = t + 1;
+        });
+    for (std::size_t i = 0; i < rows; ++i) {
+        const auto r = static_cast<grpo::index_t>(i);
+        truncated[r] = !(lengths[r] > 0 && tokens(r, lengths[r] - 1) == eos);
+    }
+}
+
+/// Greedy exact-match accuracy on the held-out prompts.
+template <class LogProbs>
+double greedy_accuracy(const std::vector<problem>& eval, LogProbs log_probs) {
+    const std::size_t n = eval.size();
+    std::vector<grpo::token_id> toks(n * max_tokens, eos);
+    std::vector<int> length(n, 0);
+    std::vector<const problem*> problem_of(n);
+    for (std::size_t i = 0; i < n; ++i) problem_of[i] = &eval[i];
+    decode_rows(
+        n, problem_of, [&](std::size_t i) { return &toks[i * max_tokens]; }, log_probs,
+        [](std::size_t, const float* lp) { return static_cast<int>(std::max_element(lp, lp + vocab) - lp); },
+        [&](std::size_t i, int t, int y, const float*) {
+            toks[i * max_tokens + static_cast<std::size_t>(t)] = y;
+            length[i] = t + 1;
+        });
+    int correct = 0;
+    for (std::size_t i = 0; i < n; ++i) correct += is_correct(eval[i], &toks[i * max_tokens], length[i]);
+    return n ? double(correct) / double(n) : 0.0;
 }
 
 /// Outcome rewards: exact match on the answer (1), per-digit partial credit (1), a format check (0.2) and DAPO

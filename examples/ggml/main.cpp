@@ -306,6 +306,16 @@ private:
     scratch scratch_;
 };
 
+/// The batched log-probabilities grpo_demo's decoding helpers ask for, from one ggml graph per call.
+auto log_probs_of(host& h, const ggml_policy& net) {
+    return [&h, &net, dist = std::vector<float>()](const std::vector<const problem*>& probs,
+                                                   const std::vector<const grpo::token_id*>& prefixes,
+                                                   const std::vector<int>& positions) mutable {
+        h.evaluate(net, probs, prefixes, positions, dist);
+        return static_cast<const float*>(dist.data());
+    };
+}
+
 /// The GroupSampler: G completions per prompt, position by position, all rows of the batch in one graph each.
 class ggml_sampler : public grpo::group_sampler<problem, float> {
 public:
@@ -314,48 +324,7 @@ public:
 
     void sample(const problem* prompts, grpo::index_t num_prompts, grpo::index_t group_size,
                 grpo::rollout_buffer<float>& out) override {
-        const grpo::index_t rows = num_prompts * group_size;
-        auto tokens = out.tokens();
-        auto logp = out.old_logp();
-        auto lengths = out.lengths();
-        auto truncated = out.truncated();
-        std::vector<char> done(static_cast<std::size_t>(rows), 0);
-        for (grpo::index_t i = 0; i < rows; ++i) lengths[i] = 0;
-        std::vector<float> dist;
-        for (int t = 0; t < ::max_tokens; ++t) {
-            std::vector<const problem*> probs;
-            std::vector<const grpo::token_id*> prefixes;
-            std::vector<int> positions;
-            std::vector<grpo::index_t> which;
-            for (grpo::index_t i = 0; i < rows; ++i)
-                if (!done[static_cast<std::size_t>(i)]) {
-                    probs.push_back(&prompts[i / group_size]);
-                    prefixes.push_back(tokens.row_data(i));
-                    positions.push_back(t);
-                    which.push_back(i);
-                }
-            if (which.empty()) break;
-            host_->evaluate(host_->policy(), probs, prefixes, positions, dist);
-            for (std::size_t c = 0; c < which.size(); ++c) {
-                const grpo::index_t i = which[c];
-                const float* lp = &dist[c * vocab];
-                const double u = rng_->uniform();
-                double acc = 0;
-                int y = vocab - 1;
-                for (int v = 0; v < vocab; ++v) {
-                    acc += std::exp(double(lp[v]));
-                    if (u < acc) {
-                        y = v;
-                        break;
-                    }
-                }
-                tokens(i, t) = y;
-                logp(i, t) = lp[y];
-                lengths[i] = t + 1;
-                if (y == grpo_demo::eos) done[static_cast<std::size_t>(i)] = 1;
-            }
-        }
-        for (grpo::index_t i = 0; i < rows; ++i) truncated[i] = !done[static_cast<std::size_t>(i)];
+        grpo_demo::sample_groups(prompts, num_prompts, group_size, out, *rng_, log_probs_of(*host_, host_->policy()));
     }
 
 private:
@@ -365,36 +334,7 @@ private:
 
 /// Greedy exact-match accuracy on the held-out prompts, all prompts in one graph per position.
 double held_out_accuracy(host& h, const std::vector<problem>& eval) {
-    const std::size_t n = eval.size();
-    std::vector<grpo::token_id> toks(n * max_tokens, grpo_demo::eos);
-    std::vector<int> length(n, 0);
-    std::vector<char> done(n, 0);
-    std::vector<float> dist;
-    for (int t = 0; t < max_tokens; ++t) {
-        std::vector<const problem*> probs;
-        std::vector<const grpo::token_id*> prefixes;
-        std::vector<int> positions;
-        std::vector<std::size_t> which;
-        for (std::size_t i = 0; i < n; ++i)
-            if (!done[i]) {
-                probs.push_back(&eval[i]);
-                prefixes.push_back(&toks[i * max_tokens]);
-                positions.push_back(t);
-                which.push_back(i);
-            }
-        if (which.empty()) break;
-        h.evaluate(h.policy(), probs, prefixes, positions, dist);
-        for (std::size_t c = 0; c < which.size(); ++c) {
-            const float* lp = &dist[c * vocab];
-            const int y = static_cast<int>(std::max_element(lp, lp + vocab) - lp);
-            toks[which[c] * max_tokens + static_cast<std::size_t>(t)] = y;
-            length[which[c]] = t + 1;
-            if (y == grpo_demo::eos) done[which[c]] = 1;
-        }
-    }
-    int correct = 0;
-    for (std::size_t i = 0; i < n; ++i) correct += grpo_demo::is_correct(eval[i], &toks[i * max_tokens], length[i]);
-    return n ? double(correct) / double(n) : 0.0;
+    return grpo_demo::greedy_accuracy(eval, log_probs_of(h, h.policy()));
 }
 
 [[noreturn]] void usage(const std::string& msg) {

@@ -96,6 +96,16 @@ torch::Tensor feature_tensor(const std::vector<const problem*>& probs, const std
     return feats;
 }
 
+/// The batched log-probabilities grpo_demo's decoding helpers ask for: one forward pass per call.
+auto log_probs_of(policy_net& net) {
+    return [&net, dist = torch::Tensor()](const std::vector<const problem*>& probs,
+                                          const std::vector<const grpo::token_id*>& prefixes,
+                                          const std::vector<int>& positions) mutable {
+        dist = net->forward(feature_tensor(probs, prefixes, positions)).contiguous();
+        return static_cast<const float*>(dist.data_ptr<float>());
+    };
+}
+
 /// The GroupSampler: G completions per prompt, all unfinished rows advanced one token per forward pass.
 class torch_sampler : public grpo::group_sampler<problem, float> {
 public:
@@ -105,48 +115,7 @@ public:
     void sample(const problem* prompts, grpo::index_t num_prompts, grpo::index_t group_size,
                 grpo::rollout_buffer<float>& out) override {
         torch::NoGradGuard no_grad;
-        const grpo::index_t rows = num_prompts * group_size;
-        auto tokens = out.tokens();
-        auto logp = out.old_logp();
-        auto lengths = out.lengths();
-        auto truncated = out.truncated();
-        std::vector<char> done(static_cast<std::size_t>(rows), 0);
-        for (grpo::index_t i = 0; i < rows; ++i) lengths[i] = 0;
-        for (int t = 0; t < ::max_tokens; ++t) {
-            std::vector<const problem*> probs;
-            std::vector<const grpo::token_id*> prefixes;
-            std::vector<int> positions;
-            std::vector<grpo::index_t> which;
-            for (grpo::index_t i = 0; i < rows; ++i)
-                if (!done[static_cast<std::size_t>(i)]) {
-                    probs.push_back(&prompts[i / group_size]);
-                    prefixes.push_back(tokens.row_data(i));
-                    positions.push_back(t);
-                    which.push_back(i);
-                }
-            if (which.empty()) break;
-            const torch::Tensor dist = (*net_)->forward(feature_tensor(probs, prefixes, positions)).contiguous();
-            const float* d = dist.data_ptr<float>();
-            for (std::size_t c = 0; c < which.size(); ++c) {
-                const grpo::index_t i = which[c];
-                const float* lp = d + c * vocab;
-                const double u = rng_->uniform();
-                double acc = 0;
-                int y = vocab - 1;
-                for (int v = 0; v < vocab; ++v) {
-                    acc += std::exp(double(lp[v]));
-                    if (u < acc) {
-                        y = v;
-                        break;
-                    }
-                }
-                tokens(i, t) = y;
-                logp(i, t) = lp[y];
-                lengths[i] = t + 1;
-                if (y == grpo_demo::eos) done[static_cast<std::size_t>(i)] = 1;
-            }
-        }
-        for (grpo::index_t i = 0; i < rows; ++i) truncated[i] = !done[static_cast<std::size_t>(i)];
+        grpo_demo::sample_groups(prompts, num_prompts, group_size, out, *rng_, log_probs_of(*net_));
     }
 
 private:
@@ -157,34 +126,7 @@ private:
 /// Greedy exact-match accuracy on the held-out prompts.
 double held_out_accuracy(policy_net& net, const std::vector<problem>& eval) {
     torch::NoGradGuard no_grad;
-    const std::size_t n = eval.size();
-    std::vector<grpo::token_id> toks(n * max_tokens, grpo_demo::eos);
-    std::vector<int> length(n, 0);
-    std::vector<char> done(n, 0);
-    for (int t = 0; t < max_tokens; ++t) {
-        std::vector<const problem*> probs;
-        std::vector<const grpo::token_id*> prefixes;
-        std::vector<int> positions;
-        std::vector<std::size_t> which;
-        for (std::size_t i = 0; i < n; ++i)
-            if (!done[i]) {
-                probs.push_back(&eval[i]);
-                prefixes.push_back(&toks[i * max_tokens]);
-                positions.push_back(t);
-                which.push_back(i);
-            }
-        if (which.empty()) break;
-        const torch::Tensor best = net->forward(feature_tensor(probs, prefixes, positions)).argmax(1).contiguous();
-        for (std::size_t c = 0; c < which.size(); ++c) {
-            const int y = static_cast<int>(best[static_cast<std::int64_t>(c)].item<std::int64_t>());
-            toks[which[c] * max_tokens + static_cast<std::size_t>(t)] = y;
-            length[which[c]] = t + 1;
-            if (y == grpo_demo::eos) done[which[c]] = 1;
-        }
-    }
-    int correct = 0;
-    for (std::size_t i = 0; i < n; ++i) correct += grpo_demo::is_correct(eval[i], &toks[i * max_tokens], length[i]);
-    return n ? double(correct) / double(n) : 0.0;
+    return grpo_demo::greedy_accuracy(eval, log_probs_of(net));
 }
 
 /// A rollout as tensors: features of every (row, position) cell, the sampled tokens, and what grpo needs.
