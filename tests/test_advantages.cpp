@@ -152,6 +152,26 @@ TEST_CASE("groups by id: arbitrary order and sizes equal the contiguous result",
     (void)contiguous;
 }
 
+TEST_CASE("groups by id: an empty batch (ids without storage) keeps its empty groups", "[advantages]") {
+    const std::vector<std::int64_t> no_ids; // data() may be nullptr: still id-based, not contiguous
+    const std::vector<double> no_rewards;
+    std::vector<double> adv, mean(3, -1.0);
+    std::vector<std::int64_t> count(3, -1);
+    grpo::group_outputs go;
+    go.mean = grpo::vector_view<double>(mean.data(), 3);
+    go.count = grpo::vector_view<std::int64_t>(count.data(), 3);
+    const grpo::groups g = grpo::groups::by_id(grpo::vector_view<const std::int64_t>(no_ids.data(), 0), 3);
+    CHECK_FALSE(g.is_contiguous());
+    const grpo::advantage_stats st =
+        grpo::compute_advantages(grpo::exec::host{}, grpo::vector_view<const double>(no_rewards.data(), 0), g,
+                                 grpo::vector_view<double>(adv.data(), 0), grpo::advantage_config{}, go);
+    CHECK(st.num_groups == 3);
+    CHECK(st.scored == 0);
+    CHECK(st.zero_variance_groups == 3);
+    CHECK(mean == std::vector<double>(3, 0.0));
+    CHECK(count == std::vector<std::int64_t>(3, 0));
+}
+
 TEST_CASE("NaN rewards (TRL None) are left out of the statistics and get advantage 0", "[advantages]") {
     const double nan = std::numeric_limits<double>::quiet_NaN();
     const std::vector<double> r{1, nan, 0, 0, nan, 5, nan, nan};

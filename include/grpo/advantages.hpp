@@ -67,9 +67,10 @@ public:
         groups g;
         g.ids_ = ids;
         g.num_groups_ = num_groups;
+        g.by_id_ = true; // not ids.present(): an empty batch's ids may well have no storage
         return g;
     }
-    bool is_contiguous() const noexcept { return !ids_.present(); }
+    bool is_contiguous() const noexcept { return !by_id_; }
     index_t size() const noexcept { return size_; }
     vector_view<const std::int64_t> ids() const noexcept { return ids_; }
     index_t num_groups(index_t rows) const noexcept {
@@ -80,6 +81,7 @@ private:
     index_t size_ = 0;
     vector_view<const std::int64_t> ids_;
     index_t num_groups_ = 0;
+    bool by_id_ = false;
 };
 
 /// Optional per-group outputs (each absent or of size num_groups).

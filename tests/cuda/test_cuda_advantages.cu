@@ -2,7 +2,8 @@
 // CPU-vs-CUDA parity of compute_advantages: every estimator, both std conventions, both singleton rules,
 // NaN-ignoring, contiguous and id-based groups (variable sizes, singletons, empty and constant groups),
 // per-group outputs, statistics, determinism, the no-sync record, and the errors of bad inputs.
-// Without a GPU the executable prints a message and exits 77 (SKIP_RETURN_CODE in tests/cuda/CMakeLists.txt).
+// Built twice (device_harness.hpp): for a GPU (without one the executable prints a message and exits 77,
+// SKIP_RETURN_CODE in tests/cuda/CMakeLists.txt) and for the host emulator (test_cuda_advantages_emulated).
 #ifdef GRPO_CATCH3
 #include <catch2/catch_session.hpp>
 #include <catch2/catch_test_macros.hpp>
@@ -19,8 +20,7 @@
 #include <string>
 #include <vector>
 
-#include <grpo/cuda.cuh>
-
+#include "device_harness.hpp"
 #include "test_helpers.hpp"
 
 namespace {
@@ -33,16 +33,17 @@ struct dbuf {
     T* p = nullptr;
     std::size_t n = 0;
     explicit dbuf(const std::vector<T>& h) : n(h.size()) {
-        REQUIRE(cudaMalloc(reinterpret_cast<void**>(&p), (n + 1) * sizeof(T)) == cudaSuccess);
-        if (n) REQUIRE(cudaMemcpy(p, h.data(), n * sizeof(T), cudaMemcpyHostToDevice) == cudaSuccess);
+        p = static_cast<T*>(grpo_test::device_alloc((n + 1) * sizeof(T)));
+        REQUIRE(p != nullptr);
+        REQUIRE(grpo_test::to_device(p, h.data(), n * sizeof(T)));
     }
     explicit dbuf(std::size_t count, T fill) : dbuf(std::vector<T>(count, fill)) {}
-    ~dbuf() { cudaFree(p); }
+    ~dbuf() { grpo_test::device_free(p); }
     dbuf(const dbuf&) = delete;
     dbuf& operator=(const dbuf&) = delete;
     std::vector<T> get() const {
         std::vector<T> h(n);
-        if (n) REQUIRE(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost) == cudaSuccess);
+        REQUIRE(grpo_test::to_host(h.data(), p, n * sizeof(T)));
         return h;
     }
     grpo::vector_view<T, grpo::device_space> view() const { return {p, static_cast<index_t>(n)}; }
@@ -144,9 +145,9 @@ result run_cpu(const problem& pb, const grpo::advantage_config& cfg, bool weight
 
 /// One CUDA call (syncing overload); `ws` may be shared between calls to exercise reuse.
 template <class T>
-result run_cuda(const problem& pb, const grpo::advantage_config& cfg, bool weights, grpo::cuda_workspace& ws,
+result run_cuda(const problem& pb, const grpo::advantage_config& cfg, bool weights, grpo_test::device_workspace& ws,
                 bool no_sync = false) {
-    const index_t n = static_cast<index_t>(pb.rewards.size()), k = pb.k();
+    const index_t k = pb.k();
     dbuf<T> r(std::vector<T>(pb.rewards.begin(), pb.rewards.end()));
     dbuf<T> a(pb.rewards.size(), T(-99));
     dbuf<std::int64_t> ids(pb.ids);
@@ -160,16 +161,14 @@ result run_cuda(const problem& pb, const grpo::advantage_config& cfg, bool weigh
     result out;
     if (no_sync) {
         dbuf<double> rec(grpo::advantage_stats_doubles, -5.0);
-        cudaStream_t s = nullptr;
-        REQUIRE(cudaStreamCreate(&s) == cudaSuccess);
-        grpo::compute_advantages(grpo::exec::cuda{s}, r.cview(), g, a.view(), cfg, ws, rec.p, go, tw);
-        REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
-        cudaStreamDestroy(s);
+        grpo_test::test_stream s;
+        grpo::compute_advantages(s.exec(), r.cview(), g, a.view(), cfg, ws, rec.p, go, tw);
+        REQUIRE(s.synchronize());
         const std::vector<double> h = rec.get();
         REQUIRE(h[10] == 0);
         out.st = grpo::unpack_advantage_stats(h.data());
     } else {
-        out.st = grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), g, a.view(), cfg, ws, go, tw);
+        out.st = grpo::compute_advantages(grpo_test::default_exec(), r.cview(), g, a.view(), cfg, ws, go, tw);
     }
     const std::vector<T> av = a.get();
     out.adv.assign(av.begin(), av.end());
@@ -211,7 +210,7 @@ const grpo::advantage_estimator all_estimators[] = {
 /// Every estimator x std x singleton rule x NaN policy on one problem, both element types' tolerance.
 template <class T>
 void parity_sweep(const problem& clean, const problem& nanny, double rel) {
-    grpo::cuda_workspace ws; // shared by every call: reuse must not leak state between calls
+    grpo_test::device_workspace ws; // shared by every call: reuse must not leak state between calls
     for (auto est : all_estimators)
         for (auto sd : {grpo::std_estimator::unbiased, grpo::std_estimator::biased})
             for (auto single : {grpo::singleton_group::zero, grpo::singleton_group::raw_reward})
@@ -233,7 +232,7 @@ void parity_sweep(const problem& clean, const problem& nanny, double rel) {
 /// Advantages of constant groups are exactly 0 on device too (when the estimator only centers/scales).
 template <class T>
 void check_constant_group_exact(const problem& pb, index_t constant_group) {
-    grpo::cuda_workspace ws;
+    grpo_test::device_workspace ws;
     for (auto est : {grpo::advantage_estimator::group_zscore, grpo::advantage_estimator::group_centered,
                      grpo::advantage_estimator::group_centered_batch_std, grpo::advantage_estimator::rloo}) {
         grpo::advantage_config cfg;
@@ -295,7 +294,7 @@ TEST_CASE("cuda advantages: constant groups are exactly 0 with std exactly 0", "
 TEST_CASE("cuda advantages: empty batch", "[cuda][advantages]") {
     problem pb;
     pb.group_size = 4;
-    grpo::cuda_workspace ws;
+    grpo_test::device_workspace ws;
     compare(run_cpu<double>(pb, {}, false), run_cuda<double>(pb, {}, false, ws), 1e-12);
     // id-based grouping with groups but no rows: every group empty (begin = end = 0 on device).
     problem ids;
@@ -305,7 +304,7 @@ TEST_CASE("cuda advantages: empty batch", "[cuda][advantages]") {
 }
 
 TEST_CASE("cuda advantages: the no-sync record equals the syncing result", "[cuda][advantages]") {
-    grpo::cuda_workspace ws;
+    grpo_test::device_workspace ws;
     const problem pb = id_problem(variable_sizes(), 31, true);
     grpo::advantage_config cfg = grpo::advantage_config::trl();
     const result a = run_cuda<double>(pb, cfg, false, ws);
@@ -321,7 +320,7 @@ TEST_CASE("cuda advantages: deterministic across runs", "[cuda][advantages]") {
         for (auto est : all_estimators) {
             grpo::advantage_config cfg = grpo::advantage_config::trl();
             cfg.estimator = est;
-            grpo::cuda_workspace ws1, ws2;
+            grpo_test::device_workspace ws1, ws2;
             const result a = run_cuda<float>(pb, cfg, true, ws1);
             for (int run = 0; run < 3; ++run) {
                 const result b = run_cuda<float>(pb, cfg, true, run == 0 ? ws2 : ws1);
@@ -356,10 +355,10 @@ void check_same_error(const problem& pb, const grpo::advantage_config& cfg, bool
                                                   : grpo::device_groups::by_id(ids.cview(), pb.num_groups);
     grpo::device_group_outputs go;
     go.mean = mean.view();
-    grpo::cuda_workspace ws;
+    grpo_test::device_workspace ws;
     std::string got;
     try {
-        grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), g, a.view(), cfg, ws, go,
+        grpo::compute_advantages(grpo_test::default_exec(), r.cview(), g, a.view(), cfg, ws, go,
                                  weights ? w.cview() : grpo::vector_view<const double, grpo::device_space>());
     } catch (const grpo::error& e) {
         got = e.what();
@@ -370,10 +369,9 @@ void check_same_error(const problem& pb, const grpo::advantage_config& cfg, bool
 
     // The no-sync overload reports an error code in the record and writes nothing either.
     dbuf<double> rec(grpo::advantage_stats_doubles, 0.0);
-    grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), g, a.view(), cfg, ws, rec.p, go,
+    grpo::compute_advantages(grpo_test::default_exec(), r.cview(), g, a.view(), cfg, ws, rec.p, go,
                              weights ? w.cview() : grpo::vector_view<const double, grpo::device_space>());
-    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
-    const std::vector<double> h = rec.get();
+    const std::vector<double> h = rec.get(); // cudaMemcpy waits for the default stream
     CHECK(h[10] != 0);
     CHECK_THROWS_AS(grpo::unpack_advantage_stats(h.data()), grpo::error);
     CHECK(a.get() == std::vector<double>(static_cast<std::size_t>(n), -99.0));
@@ -421,53 +419,46 @@ TEST_CASE("cuda advantages: bad shapes and configuration throw before any launch
     const problem pb = contiguous_problem(4, 4, 61, false);
     dbuf<double> r(pb.rewards), a(pb.rewards.size(), 0.0), small(3, 0.0);
     dbuf<std::int64_t> ids(std::vector<std::int64_t>(pb.rewards.size(), 0));
-    grpo::cuda_workspace ws;
+    grpo_test::device_workspace ws;
     grpo::advantage_config cfg;
     using grpo::device_groups;
-    CHECK_THROWS_AS(grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), device_groups::contiguous(3), a.view(), cfg, ws),
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::contiguous(3), a.view(), cfg, ws),
                     grpo::error);
-    CHECK_THROWS_AS(grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), device_groups::contiguous(0), a.view(), cfg, ws),
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::contiguous(0), a.view(), cfg, ws),
                     grpo::error);
-    CHECK_THROWS_AS(grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), device_groups::contiguous(4), small.view(), cfg, ws),
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::contiguous(4), small.view(), cfg, ws),
                     grpo::error);
-    CHECK_THROWS_AS(grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), device_groups::by_id({ids.p, 3}, 1), a.view(), cfg, ws),
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::by_id({ids.p, 3}, 1), a.view(), cfg, ws),
                     grpo::error);
-    CHECK_THROWS_AS(grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), device_groups::by_id(ids.cview(), 0), a.view(), cfg, ws),
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::by_id(ids.cview(), 0), a.view(), cfg, ws),
                     grpo::error);
     grpo::device_group_outputs go;
     go.std = small.view(); // 3 != 4 groups
-    CHECK_THROWS_AS(grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), device_groups::contiguous(4), a.view(), cfg, ws, go),
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::contiguous(4), a.view(), cfg, ws, go),
                     grpo::error);
     cfg.epsilon = -1;
-    CHECK_THROWS_AS(grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), device_groups::contiguous(4), a.view(), cfg, ws),
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::contiguous(4), a.view(), cfg, ws),
                     grpo::error);
     cfg = {};
     // Host groups::by_id cannot reach the device.
     std::vector<std::int64_t> host_ids(pb.rewards.size(), 0);
-    CHECK_THROWS_AS(grpo::compute_advantages(grpo::exec::cuda{}, r.cview(),
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(),
                                              grpo::groups::by_id({host_ids.data(), index_t(host_ids.size())}, 1),
                                              a.view(), cfg, ws),
                     grpo::error);
+#ifndef GRPO_TEST_EMULATED
     // A host pointer in a device_space view: caught by the debug-mode runtime check.
     std::vector<double> host_r(pb.rewards);
-    CHECK_THROWS_AS(grpo::compute_advantages(grpo::exec::cuda{}, grpo::vector_view<const double, grpo::device_space>(host_r.data(), 16),
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), grpo::vector_view<const double, grpo::device_space>(host_r.data(), 16),
                                              device_groups::contiguous(4), a.view(), cfg, ws),
                     grpo::error);
+#endif
     // The no-sync overload needs a stats buffer.
-    CHECK_THROWS_AS(grpo::compute_advantages(grpo::exec::cuda{}, r.cview(), device_groups::contiguous(4), a.view(), cfg, ws,
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::contiguous(4), a.view(), cfg, ws,
                                              static_cast<double*>(nullptr)),
                     grpo::error);
     // Nothing was written by any of these calls.
     CHECK(a.get() == std::vector<double>(pb.rewards.size(), 0.0));
 }
 
-int main(int argc, char** argv) {
-    int devices = 0;
-    const cudaError_t e = cudaGetDeviceCount(&devices);
-    if (e != cudaSuccess || devices == 0) {
-        std::printf("SKIPPED: no CUDA device available (%s); CUDA tests compiled but not run\n",
-                    e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
-        return 77;
-    }
-    return Catch::Session().run(argc, argv);
-}
+int main(int argc, char** argv) { return grpo_test::run_device_tests(argc, argv); }

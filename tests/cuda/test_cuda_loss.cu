@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-// CPU-vs-CUDA parity of the fused loss pass. Without a GPU the executable prints a message and exits 77,
-// which tests/cuda/CMakeLists.txt declares as SKIP_RETURN_CODE: ctest reports SKIPPED, never passed.
+// CPU-vs-CUDA parity of the fused loss pass. Built twice (device_harness.hpp): for a GPU, where without one the
+// executable prints a message and exits 77, which tests/cuda/CMakeLists.txt declares as SKIP_RETURN_CODE (ctest
+// reports SKIPPED, never passed); and for the host emulator of the same kernels (test_cuda_loss_emulated).
 #ifdef GRPO_CATCH3
 #include <catch2/catch_session.hpp>
 #include <catch2/catch_test_macros.hpp>
@@ -15,8 +16,7 @@
 #include <type_traits>
 #include <vector>
 
-#include <grpo/cuda.cuh>
-
+#include "device_harness.hpp"
 #include "test_helpers.hpp"
 
 namespace {
@@ -25,14 +25,14 @@ namespace {
 struct device_arena {
     std::vector<void*> blocks;
     ~device_arena() {
-        for (void* p : blocks) cudaFree(p);
+        for (void* p : blocks) grpo_test::device_free(p);
     }
     template <class T>
     T* copy(const T* src, std::size_t n) {
-        void* p = nullptr;
-        REQUIRE(cudaMalloc(&p, n * sizeof(T) + 1) == cudaSuccess);
+        void* p = grpo_test::device_alloc(n * sizeof(T) + 1);
+        REQUIRE(p != nullptr);
         blocks.push_back(p);
-        if (n) REQUIRE(cudaMemcpy(p, src, n * sizeof(T), cudaMemcpyHostToDevice) == cudaSuccess);
+        REQUIRE(grpo_test::to_device(p, src, n * sizeof(T)));
         return static_cast<T*>(p);
     }
     template <class T>
@@ -69,7 +69,7 @@ std::vector<T> download(const grpo::matrix_view<T, grpo::device_space>& m) {
                                     : static_cast<std::size_t>((m.rows() - 1) * m.row_stride() +
                                                                (m.cols() - 1) * m.col_stride() + 1);
     h.resize(n);
-    if (n) REQUIRE(cudaMemcpy(h.data(), m.data(), n * sizeof(T), cudaMemcpyDeviceToHost) == cudaSuccess);
+    REQUIRE(grpo_test::to_host(h.data(), m.data(), n * sizeof(T)));
     return h;
 }
 
@@ -89,8 +89,8 @@ void check_parity(grpo_test::batch<T>& b, const grpo::loss_inputs<T>& hin, const
     grpo::loss_outputs<T, grpo::device_space> dout;
     dout.grad_logp = grpo::matrix_view<T, grpo::device_space>(a.copy(fill.data(), fill.size()), b.rows, b.cols);
     dout.per_token_loss = grpo::matrix_view<T, grpo::device_space>(a.copy(fill.data(), fill.size()), b.rows, b.cols);
-    grpo::cuda_workspace ws;
-    const grpo::loss_stats got = grpo::loss_and_grad(grpo::exec::cuda{}, din, dout, cfg, ws);
+    grpo_test::device_workspace ws;
+    const grpo::loss_stats got = grpo::loss_and_grad(grpo_test::default_exec(), din, dout, cfg, ws);
     CHECK(got.token_count == ref.token_count);
     CHECK(close(got.loss, ref.loss, rel));
     CHECK(close(got.policy_loss, ref.policy_loss, rel));
@@ -158,6 +158,16 @@ void parity_all_variants(double rel) {
 TEST_CASE("cuda loss: parity with the CPU backend, double", "[cuda]") { parity_all_variants<double>(1e-12); }
 TEST_CASE("cuda loss: parity with the CPU backend, float", "[cuda]") { parity_all_variants<float>(1e-6); }
 
+#ifdef GRPO_TEST_EMULATED
+TEST_CASE("cuda loss (emulated): parity at other block sizes", "[cuda]") {
+    for (int threads : {1, 2, 32}) {
+        grpo_test::emulated_threads() = threads;
+        parity_all_variants<double>(1e-12);
+    }
+    grpo_test::emulated_threads() = 5;
+}
+#endif
+
 TEST_CASE("cuda loss: edge cases", "[cuda]") {
     SECTION("T = 1") {
         grpo_test::batch<double> b(5, 1, 3);
@@ -196,13 +206,13 @@ TEST_CASE("cuda loss: deterministic across runs", "[cuda]") {
     const auto din = mirror(a, b.inputs());
     grpo::loss_outputs<float, grpo::device_space> dout;
     dout.grad_logp = grpo::matrix_view<float, grpo::device_space>(a.copy(b.grad.data(), b.grad.size()), 33, 4097);
-    grpo::cuda_workspace ws;
+    grpo_test::device_workspace ws;
     grpo::loss_config cfg = grpo::loss_config::gspo();
     cfg.beta = 0.04;
-    const grpo::loss_stats s1 = grpo::loss_and_grad(grpo::exec::cuda{}, din, dout, cfg, ws);
+    const grpo::loss_stats s1 = grpo::loss_and_grad(grpo_test::default_exec(), din, dout, cfg, ws);
     const std::vector<float> g1 = download(dout.grad_logp);
     for (int run = 0; run < 5; ++run) {
-        const grpo::loss_stats s2 = grpo::loss_and_grad(grpo::exec::cuda{}, din, dout, cfg, ws);
+        const grpo::loss_stats s2 = grpo::loss_and_grad(grpo_test::default_exec(), din, dout, cfg, ws);
         CHECK(std::memcmp(&s1, &s2, sizeof s1) == 0);
         CHECK(download(dout.grad_logp) == g1);
     }
@@ -217,19 +227,17 @@ TEST_CASE("cuda loss: the no-sync overload on a stream writes the syncing overlo
     d2.grad_logp = grpo::matrix_view<double, grpo::device_space>(a.copy(b.grad.data(), b.grad.size()), 12, 777);
     grpo::loss_config cfg = grpo::loss_config::verl();
     cfg.beta = 0.001;
-    grpo::cuda_workspace ws1, ws2;
-    const grpo::loss_stats sync = grpo::loss_and_grad(grpo::exec::cuda{}, din, d1, cfg, ws1);
+    grpo_test::device_workspace ws1, ws2;
+    const grpo::loss_stats sync = grpo::loss_and_grad(grpo_test::default_exec(), din, d1, cfg, ws1);
 
-    cudaStream_t stream = nullptr;
-    REQUIRE(cudaStreamCreate(&stream) == cudaSuccess);
+    grpo_test::test_stream stream;
     std::vector<double> minus(grpo::loss_stats_doubles, -5.0);
     double* d_stats = a.copy(minus.data(), minus.size());
-    ws2.doubles(grpo::cuda_workspace::loss_doubles(12)); // pre-sized: the call below allocates nothing
-    grpo::loss_and_grad(grpo::exec::cuda{stream}, din, d2, cfg, ws2, d_stats);
-    REQUIRE(cudaStreamSynchronize(stream) == cudaSuccess);
-    cudaStreamDestroy(stream);
+    ws2.doubles(grpo_test::device_workspace::loss_doubles(12)); // pre-sized: the call below allocates nothing
+    grpo::loss_and_grad(stream.exec(), din, d2, cfg, ws2, d_stats);
+    REQUIRE(stream.synchronize());
     std::vector<double> h(grpo::loss_stats_doubles);
-    REQUIRE(cudaMemcpy(h.data(), d_stats, h.size() * sizeof(double), cudaMemcpyDeviceToHost) == cudaSuccess);
+    REQUIRE(grpo_test::to_host(h.data(), d_stats, h.size() * sizeof(double)));
     const double expected[] = {sync.loss, sync.policy_loss, sync.kl_loss, sync.token_count, sync.clip_fraction_low,
                                sync.clip_fraction_high, sync.clip_fraction_region, sync.dual_clip_fraction,
                                sync.ratio_mean, sync.ratio_min, sync.ratio_max, sync.kl_mean, sync.approx_kl};
@@ -242,19 +250,22 @@ TEST_CASE("cuda loss: bad inputs throw before any launch", "[cuda]") {
     device_arena a;
     auto din = mirror(a, b.inputs());
     grpo::loss_outputs<double, grpo::device_space> dout;
-    grpo::cuda_workspace ws;
+    grpo_test::device_workspace ws;
     grpo::loss_config cfg;
     cfg.epsilon_low = 1.5;
-    CHECK_THROWS_AS(grpo::loss_and_grad(grpo::exec::cuda{}, din, dout, cfg, ws), grpo::error);
+    CHECK_THROWS_AS(grpo::loss_and_grad(grpo_test::default_exec(), din, dout, cfg, ws), grpo::error);
     cfg = grpo::loss_config{};
     din.advantages = grpo::matrix_view<const double, grpo::device_space>(din.advantages.data(), 3, 7);
-    CHECK_THROWS_AS(grpo::loss_and_grad(grpo::exec::cuda{}, din, dout, cfg, ws), grpo::error);
+    CHECK_THROWS_AS(grpo::loss_and_grad(grpo_test::default_exec(), din, dout, cfg, ws), grpo::error);
+#ifndef GRPO_TEST_EMULATED
     // A host pointer in a device_space view: caught by the debug-mode runtime check.
     din = mirror(a, b.inputs());
     din.logp = grpo::matrix_view<const double, grpo::device_space>(b.logp.data(), 3, 8);
-    CHECK_THROWS_AS(grpo::loss_and_grad(grpo::exec::cuda{}, din, dout, cfg, ws), grpo::error);
+    CHECK_THROWS_AS(grpo::loss_and_grad(grpo_test::default_exec(), din, dout, cfg, ws), grpo::error);
+#endif
 }
 
+#ifndef GRPO_TEST_EMULATED // the 16-bit types need the CUDA toolkit
 namespace {
 
 // 16-bit element types: inputs rounded to the type, fp32 math on device, outputs rounded to the type.
@@ -302,7 +313,7 @@ struct h16_result {
 /// The CUDA loss in H over the (already rounded) batch `b`; same optional inputs as b.inputs(...).
 template <class H>
 h16_result run_h16(const grpo_test::batch<double>& b, bool per_token_adv, bool with_mask, bool with_old,
-                   bool with_lengths, const grpo::loss_config& cfg, grpo::cuda_workspace& ws) {
+                   bool with_lengths, const grpo::loss_config& cfg, grpo_test::device_workspace& ws) {
     device_arena a;
     const grpo::index_t r = b.rows, c = b.cols;
     auto up = [&](const std::vector<double>& v) {
@@ -325,7 +336,7 @@ h16_result run_h16(const grpo_test::batch<double>& b, bool per_token_adv, bool w
     out.grad_logp = grpo::matrix_view<H, grpo::device_space>(a.copy(fill.data(), fill.size()), r, c);
     out.per_token_loss = grpo::matrix_view<H, grpo::device_space>(a.copy(fill.data(), fill.size()), r, c);
     h16_result res;
-    res.st = grpo::loss_and_grad(grpo::exec::cuda{}, in, out, cfg, ws);
+    res.st = grpo::loss_and_grad(grpo_test::default_exec(), in, out, cfg, ws);
     std::vector<H> g(fill.size()), l(fill.size());
     REQUIRE(cudaMemcpy(g.data(), out.grad_logp.data(), g.size() * sizeof(H), cudaMemcpyDeviceToHost) == cudaSuccess);
     REQUIRE(cudaMemcpy(l.data(), out.per_token_loss.data(), l.size() * sizeof(H), cudaMemcpyDeviceToHost) ==
@@ -350,7 +361,7 @@ void h16_parity(grpo::index_t rows, grpo::index_t cols, std::uint64_t seed, cons
     auto hout = b.outputs();
     const grpo::loss_stats ref =
         grpo::loss_and_grad(grpo::exec::host{}, b.inputs(per_token_adv, with_mask, with_old, with_lengths), hout, cfg);
-    grpo::cuda_workspace ws;
+    grpo_test::device_workspace ws;
     const h16_result got = run_h16<H>(b, per_token_adv, with_mask, with_old, with_lengths, cfg, ws);
     const double rel = 1e-5;
     CHECK(got.st.token_count == ref.token_count);
@@ -406,7 +417,7 @@ TEST_CASE("cuda loss: bf16 deterministic across runs", "[cuda][bf16]") {
     round_inputs<__nv_bfloat16>(b);
     grpo::loss_config cfg = grpo::loss_config::gspo();
     cfg.beta = 0.04;
-    grpo::cuda_workspace ws;
+    grpo_test::device_workspace ws;
     const h16_result a = run_h16<__nv_bfloat16>(b, true, true, true, false, cfg, ws);
     for (int run = 0; run < 3; ++run) {
         const h16_result c = run_h16<__nv_bfloat16>(b, true, true, true, false, cfg, ws);
@@ -423,17 +434,10 @@ TEST_CASE("cuda loss: bf16 bad shapes throw before any launch", "[cuda][bf16]") 
     in.logp = CV(a.copy(h.data(), h.size()), 3, 8);
     in.advantages = CV(a.copy(h.data(), h.size()), 3, 7);
     grpo::loss_outputs<__nv_bfloat16, grpo::device_space> out;
-    grpo::cuda_workspace ws;
-    CHECK_THROWS_AS(grpo::loss_and_grad(grpo::exec::cuda{}, in, out, grpo::loss_config{}, ws), grpo::error);
+    grpo_test::device_workspace ws;
+    CHECK_THROWS_AS(grpo::loss_and_grad(grpo_test::default_exec(), in, out, grpo::loss_config{}, ws), grpo::error);
 }
 
-int main(int argc, char** argv) {
-    int devices = 0;
-    const cudaError_t e = cudaGetDeviceCount(&devices);
-    if (e != cudaSuccess || devices == 0) {
-        std::printf("SKIPPED: no CUDA device available (%s); CUDA tests compiled but not run\n",
-                    e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
-        return 77;
-    }
-    return Catch::Session().run(argc, argv);
-}
+#endif // GRPO_TEST_EMULATED
+
+int main(int argc, char** argv) { return grpo_test::run_device_tests(argc, argv); }

@@ -1,0 +1,276 @@
+// SPDX-License-Identifier: MIT
+// Kernels of the CUDA loss pass, written against the block model of block.hpp (CUDA-free; see there).
+//
+// One call is at most two launches on the caller's stream, plus a memset of two counters:
+//   loss_count_kernel  only for aggregation::token_mean with a local token count (the gradient of every token
+//                      depends on the batch's token count): counts each row's valid tokens (reads the mask
+//                      only) and, in the last block to finish, their sum in a fixed order.
+//   loss_main_kernel   the fused pass, one block per row (grid-stride over rows): ratio, clip, KL, mask,
+//                      gradient and per-token loss written once, per-row partials of the loss and of every
+//                      diagnostic; the last block to finish reduces the row partials in a fixed order into the
+//                      loss_stats scalars. Rows whose weight depends on their own token count
+//                      (seq_mean_token_mean) or that need the sequence ratio (GSPO) first count / sum over the
+//                      row in the same block; that re-read of the row's mask (and logp, old_logp for GSPO, and
+//                      the advantages for ratio_level::sequence) follows the first read directly.
+// Every sum is in double, first per thread in index order, then a block reduction of fixed shape: for a
+// fixed block size the results are identical on every run. No float atomics.
+//
+// Element types: float and double (math in the same type) and, on the GPU, __half and __nv_bfloat16 (loaded
+// into float, math in float, grad_logp / per_token_loss rounded back to the input type on store; the
+// compute_type specializations live in device.cuh).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "../../loss_types.hpp"
+#include "block.hpp"
+
+GRPO_NAMESPACE_BEGIN
+namespace detail {
+namespace cuda {
+
+constexpr int loss_block = 256;
+/// Per-row partials (doubles): same fields as the CPU backend's row_partials.
+constexpr int row_fields = 11; // policy, kl, kl_sum, tokens, clip_low, clip_high, dual, ratio_sum, rmin, rmax, neg_lr
+/// Scalars of the stats record, in loss_stats field order.
+constexpr int stats_fields = 13;
+
+/// Type the per-token math runs in: the element type itself for float/double (device.cuh: float for 16-bit).
+template <class T>
+struct compute_type {
+    using type = T;
+};
+template <class T>
+using compute_t = typename compute_type<T>::type;
+
+/// Element types the loss pass accepts (device.cuh adds __half and __nv_bfloat16).
+template <class T>
+struct is_loss_element : std::integral_constant<bool, std::is_same<T, float>::value || std::is_same<T, double>::value> {};
+
+template <class T>
+struct device_loss_views {
+    matrix_view<const T, device_space> logp, old_logp, ref_logp, adv, mask;
+    vector_view<const std::int64_t, device_space> lengths;
+    matrix_view<T, device_space> grad, per_token;
+};
+
+/// The loss scratch in the workspace: per-row token counts and partials, the batch token count, the stats
+/// record of the syncing overload, and the two last-block counters (zeroed before every call).
+struct loss_scratch {
+    double* row_tokens = nullptr; ///< rows
+    double* partials = nullptr;   ///< rows * row_fields
+    double* total = nullptr;      ///< 1
+    double* stats = nullptr;      ///< stats_fields
+    unsigned long long* counters = nullptr; ///< 2
+};
+
+inline std::size_t loss_scratch_doubles(index_t rows) {
+    return static_cast<std::size_t>(rows) * (1 + row_fields) + 1 + stats_fields + 2;
+}
+
+inline loss_scratch loss_layout(double* base, index_t rows) {
+    loss_scratch s;
+    const std::size_t r = static_cast<std::size_t>(rows);
+    s.row_tokens = base;
+    s.partials = s.row_tokens + r;
+    s.total = s.partials + r * row_fields;
+    s.stats = s.total + 1;
+    s.counters = reinterpret_cast<unsigned long long*>(s.stats + stats_fields);
+    return s;
+}
+
+template <class T>
+GRPO_HOST_DEVICE inline index_t valid_end(const device_loss_views<T>& v, index_t i) {
+    const index_t cols = v.logp.cols();
+    if (!v.lengths.present()) return cols;
+    const index_t l = static_cast<index_t>(v.lengths[i]);
+    return l < 0 ? 0 : (l > cols ? cols : l);
+}
+template <class T>
+GRPO_HOST_DEVICE inline bool is_valid(const device_loss_views<T>& v, index_t i, index_t t) {
+    return !v.mask.present() || compute_t<T>(v.mask(i, t)) != compute_t<T>(0);
+}
+template <class T>
+GRPO_HOST_DEVICE inline T old_at(const device_loss_views<T>& v, index_t i, index_t t) {
+    return v.old_logp.present() ? v.old_logp(i, t) : v.logp(i, t);
+}
+
+/// Valid tokens of row i that this thread sees (index order); the caller reduces over the block.
+template <class T, class B>
+GRPO_HOST_DEVICE inline double thread_valid_tokens(const B& b, const device_loss_views<T>& v, index_t i) {
+    const index_t end = valid_end(v, i);
+    if (!v.mask.present()) { // lengths only: the count needs no read of the row
+        const index_t t = b.thread();
+        return t < end ? static_cast<double>((end - 1 - t) / b.threads() + 1) : 0.0;
+    }
+    double n = 0;
+    for (index_t t = b.thread(); t < end; t += b.threads()) n += is_valid(v, i, t) ? 1.0 : 0.0;
+    return n;
+}
+
+/// Per-row valid-token counts and, in the last block, their batch total (aggregation::token_mean, local count).
+template <class T>
+struct loss_count_kernel {
+    static constexpr int block = loss_block;
+    device_loss_views<T> v;
+    loss_scratch s;
+
+    template <class B>
+    GRPO_HOST_DEVICE void operator()(B& b) const {
+        const index_t rows = v.logp.rows();
+        for (index_t i = b.block(); i < rows; i += b.blocks()) {
+            const double n = b.sum(thread_valid_tokens(b, v, i));
+            if (b.thread() == 0) s.row_tokens[i] = n;
+        }
+        if (!b.last_block_done(s.counters)) return;
+        double total = 0;
+        for (index_t i = b.thread(); i < rows; i += b.threads()) total += b.load(s.row_tokens + i);
+        total = b.sum(total);
+        if (b.thread() == 0) *s.total = total;
+    }
+};
+
+/// The fused pass: loss terms, gradient, per-token loss, per-row partials, and the stats in the last block.
+template <class T>
+struct loss_main_kernel {
+    static constexpr int block = loss_block;
+    device_loss_views<T> v;
+    loss_params p;
+    loss_scratch s;
+    bool counted;         ///< loss_count_kernel ran before: s.row_tokens and *s.total hold the counts
+    double global_tokens; ///< loss_config::global_token_count (0: this call's count)
+    double* stats;        ///< stats_fields doubles: the caller's record
+
+    template <class B>
+    GRPO_HOST_DEVICE void operator()(B& b) const {
+        using C = compute_t<T>;
+        const index_t rows = v.logp.rows();
+        const index_t cols = v.logp.cols();
+        const bool sequence = p.ratio != ratio_level::token;
+        const bool row_count_first = sequence || (p.agg == aggregation::seq_mean_token_mean && !counted);
+        const double total = global_tokens > 0 ? global_tokens : (counted ? *s.total : 0.0);
+        const math::clip_bounds<C> clip{C(p.clip.low), C(p.clip.high), C(p.clip.delta), C(p.clip.dual_c)};
+        const C lr_clamp = C(p.log_ratio_clamp), beta = C(p.beta);
+        const C kl_in = C(p.kl_log_ratio_clamp), kl_out = C(p.kl_value_clamp);
+        const bool with_kl = p.beta != 0;
+        const double inf = infinity();
+
+        for (index_t i = b.block(); i < rows; i += b.blocks()) {
+            const index_t end = valid_end(v, i);
+            // Row count (and for GSPO the mean log-ratio) before any gradient: the weight depends on them.
+            double n = counted ? s.row_tokens[i] : 0.0;
+            double seq = 1, dseq = 0, dloss_dseq = 0;
+            if (row_count_first) {
+                double lr = 0;
+                if (sequence)
+                    for (index_t t = b.thread(); t < end; t += b.threads())
+                        if (is_valid(v, i, t)) lr += static_cast<double>(C(v.logp(i, t)) - C(old_at(v, i, t)));
+                n = b.sum(thread_valid_tokens(b, v, i));
+                if (sequence) lr = b.sum(lr);
+                if (sequence && n > 0) {
+                    const math::clamped<double> c = math::clamp_symmetric(lr / n, p.log_ratio_clamp);
+                    seq = math::exp(c.value);
+                    dseq = seq * c.grad;
+                    if (p.ratio == ratio_level::sequence) { // dL/ds sums over the row's tokens
+                        double d = 0;
+                        for (index_t t = b.thread(); t < end; t += b.threads())
+                            if (is_valid(v, i, t))
+                                d += static_cast<double>(
+                                    math::clipped_surrogate<C>(C(seq), C(v.adv(i, t)), clip).dloss_dratio);
+                        dloss_dseq = b.sum(d);
+                    }
+                }
+            }
+            const double w =
+                p.loss_scale * math::row_weight<double>(p.agg, n, total, p.sequences, p.constant_length);
+            const double cross = (p.ratio == ratio_level::sequence && n > 0) ? w * dloss_dseq * dseq / n : 0.0;
+            const C cw = C(w), ccross = C(cross), seq_ratio = C(seq);
+            const C seq_dratio = p.ratio == ratio_level::sequence_token ? C(dseq) : C(0);
+
+            double acc[row_fields] = {0, 0, 0, 0, 0, 0, 0, 0, inf, -inf, 0};
+            for (index_t t = b.thread(); t < cols; t += b.threads()) {
+                const bool valid = t < end && is_valid(v, i, t);
+                C g = 0, l = 0;
+                if (valid) {
+                    const C x = C(v.logp(i, t));
+                    const C log_ratio = x - C(old_at(v, i, t));
+                    const C a = C(v.adv(i, t));
+                    const math::clamped<C> lr = math::clamp_symmetric(log_ratio, lr_clamp);
+                    const C token_ratio = math::exp(lr.value);
+                    const C rr = sequence ? seq_ratio : token_ratio;
+                    const C dr = sequence ? seq_dratio : token_ratio * lr.grad;
+                    const math::surrogate_term<C> sur = math::clipped_surrogate<C>(rr, a, clip);
+                    C kl_value = 0, kl_grad = 0;
+                    if (with_kl) {
+                        const math::kl_term<C> term = math::kl_penalty<C>(p.kl, x, C(v.ref_logp(i, t)), kl_in,
+                                                                          kl_out, p.kl_straight_through);
+                        kl_value = term.value;
+                        kl_grad = term.grad;
+                    }
+                    g = cw * (sur.dloss_dratio * dr + beta * kl_grad) + ccross;
+                    l = sur.loss + beta * kl_value;
+                    acc[0] += static_cast<double>(sur.loss);
+                    acc[2] += static_cast<double>(kl_value);
+                    acc[3] += 1;
+                    acc[4] += static_cast<double>(sur.clipped_low);
+                    acc[5] += static_cast<double>(sur.clipped_high);
+                    acc[6] += static_cast<double>(sur.dual_clipped);
+                    acc[7] += static_cast<double>(rr);
+                    acc[8] = acc[8] < double(rr) ? acc[8] : double(rr);
+                    acc[9] = acc[9] > double(rr) ? acc[9] : double(rr);
+                    acc[10] += -static_cast<double>(log_ratio); // approx_kl: unmasked tokens only, as on the CPU
+                }
+                if (v.grad.present()) v.grad(i, t) = T(g);
+                if (v.per_token.present()) v.per_token(i, t) = T(l);
+            }
+            double out[row_fields];
+            for (int f = 0; f < row_fields; ++f) {
+                if (f == 1) continue;
+                out[f] = f == 8 ? b.min(acc[f]) : f == 9 ? b.max(acc[f]) : b.sum(acc[f]);
+            }
+            if (b.thread() == 0) {
+                double* o = s.partials + i * row_fields;
+                for (int f = 0; f < row_fields; ++f) o[f] = out[f];
+                o[0] = out[0] * w;
+                o[1] = out[2] * w;
+            }
+        }
+        if (b.last_block_done(s.counters + 1)) write_stats(b, rows);
+    }
+
+    /// The last block: the row partials in a fixed order (per thread in row order, then the block reduction).
+    template <class B>
+    GRPO_HOST_DEVICE void write_stats(B& b, index_t rows) const {
+        const double inf = infinity();
+        double f[row_fields] = {0, 0, 0, 0, 0, 0, 0, 0, inf, -inf, 0};
+        for (index_t i = b.thread(); i < rows; i += b.threads()) {
+            const double* o = s.partials + i * row_fields;
+            for (int k = 0; k < row_fields; ++k) {
+                const double x = b.load(o + k);
+                f[k] = k == 8 ? (x < f[k] ? x : f[k]) : k == 9 ? (x > f[k] ? x : f[k]) : f[k] + x;
+            }
+        }
+        for (int k = 0; k < row_fields; ++k) f[k] = k == 8 ? b.min(f[k]) : k == 9 ? b.max(f[k]) : b.sum(f[k]);
+        if (b.thread() != 0) return;
+        const double n = f[3];
+        double st[stats_fields] = {f[0] + p.beta * f[1], f[0], f[1], n, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        if (n > 0) {
+            st[4] = f[4] / n;
+            st[5] = f[5] / n;
+            st[6] = (f[4] + f[5]) / n;
+            st[7] = f[6] / n;
+            st[8] = f[7] / n;
+            st[9] = f[8];
+            st[10] = f[9];
+            st[11] = f[2] / n;
+            st[12] = f[10] / n;
+        }
+        for (int k = 0; k < stats_fields; ++k) stats[k] = st[k];
+    }
+};
+
+} // namespace cuda
+} // namespace detail
+GRPO_NAMESPACE_END

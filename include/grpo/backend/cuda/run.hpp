@@ -1,0 +1,399 @@
+// SPDX-License-Identifier: MIT
+// The public entry points of the CUDA backend, written once over a launch policy (a "device"): cuda.cuh binds
+// them to exec::cuda (a stream and a cuda_workspace), cuda_emulated.hpp to exec::cuda_emulated (the host
+// emulator). CUDA-free. A device D provides
+//   double* scratch_doubles(std::size_t n)         workspace memory, grown when needed
+//   void zero(void* p, std::size_t bytes)          stream-ordered memset
+//   template <class K> void launch(const K&, index_t blocks)
+//   std::size_t sort_temp_bytes(index_t n, int key_bits), void sort_pairs(...)     stable radix sort
+//   void check_pointer(where, name, const void*)   debug check that a kernel may dereference the pointer
+//   double* host_doubles(std::size_t n), void copy_to_host(void*, const void*, std::size_t bytes),
+//   void synchronize(where), void check_launch(where)
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "../../advantages.hpp"
+#include "../../loss.hpp"
+#include "advantage_kernels.hpp"
+#include "loss_kernels.hpp"
+
+GRPO_NAMESPACE_BEGIN
+
+/// Executors that run the CUDA backend's kernels (exec::cuda, exec::cuda_emulated) specialize this with
+/// `using workspace = ...;` and a static `device(const Exec&, workspace&)` returning their launch policy.
+template <class Exec>
+struct cuda_backend_traits;
+
+namespace detail {
+template <class Exec, class = void>
+struct is_cuda_executor : std::false_type {};
+template <class Exec>
+struct is_cuda_executor<Exec, decltype(void(sizeof(cuda_backend_traits<Exec>)))> : std::true_type {};
+template <class Exec, class R = void>
+using if_cuda_executor = std::enable_if_t<is_cuda_executor<Exec>::value, R>;
+template <class Exec>
+using cuda_workspace_of = typename cuda_backend_traits<Exec>::workspace;
+} // namespace detail
+
+/// Grouping of completions for the CUDA compute_advantages: like grpo::groups, with the ids in device memory.
+/// Converts implicitly from groups::contiguous(G); groups::by_id holds host ids and is rejected (grpo::error).
+class device_groups {
+public:
+    static device_groups contiguous(index_t size) {
+        device_groups g;
+        g.size_ = size;
+        return g;
+    }
+    static device_groups by_id(vector_view<const std::int64_t, device_space> ids, index_t num_groups) {
+        device_groups g;
+        g.ids_ = ids;
+        g.num_groups_ = num_groups;
+        g.by_id_ = true;
+        return g;
+    }
+    /// From host-side groups: contiguous only (by_id ids would be host memory).
+    device_groups(const groups& g) : size_(g.size()) { // NOLINT: implicit on purpose
+        if (!g.is_contiguous())
+            detail::raise_argument(errc::invalid_value, "compute_advantages(cuda)", "groups",
+                                   "groups::contiguous(G) or device_groups::by_id(device ids, num_groups)",
+                                   "groups::by_id with host-memory ids");
+    }
+    bool is_contiguous() const noexcept { return !by_id_; }
+    index_t size() const noexcept { return size_; }
+    vector_view<const std::int64_t, device_space> ids() const noexcept { return ids_; }
+    index_t num_groups(index_t rows) const noexcept {
+        return is_contiguous() ? (size_ > 0 ? rows / size_ : 0) : num_groups_;
+    }
+
+private:
+    device_groups() = default;
+    index_t size_ = 0;
+    vector_view<const std::int64_t, device_space> ids_;
+    index_t num_groups_ = 0;
+    bool by_id_ = false;
+};
+
+/// Optional per-group outputs in device memory (each absent or of size num_groups); see group_outputs.
+struct device_group_outputs {
+    vector_view<double, device_space> mean;
+    vector_view<double, device_space> std;
+    vector_view<std::uint8_t, device_space> zero_variance;
+    vector_view<std::int64_t, device_space> count;
+};
+
+/// Number of doubles written by the no-sync loss_and_grad overload, in loss_stats field order
+/// (loss, policy_loss, kl_loss, token_count, clip_fraction_low, clip_fraction_high, clip_fraction_region,
+/// dual_clip_fraction, ratio_mean, ratio_min, ratio_max, kl_mean, approx_kl).
+constexpr int loss_stats_doubles = detail::cuda::stats_fields;
+
+/// Doubles written by the no-sync compute_advantages: advantage_stats in field order (num_groups,
+/// zero_variance_groups, zero_variance_fraction, scored, reward_mean, reward_std, advantage_mean,
+/// advantage_std, advantage_min, advantage_max), then [10] an error code (0 = valid inputs; 1 bad id,
+/// 2 bad reward, 3 bad token weight, 4 total whitening weight <= 1), [11] the first offending row,
+/// [12] the offending value. With a non-zero code nothing else was written.
+constexpr int advantage_stats_doubles = detail::cuda::adv_stats_fields;
+
+/// Unpacks a host copy of the no-sync record; throws grpo::error when it carries an error code.
+inline advantage_stats unpack_advantage_stats(const double* h) {
+    const int code = static_cast<int>(h[10]);
+    if (code != 0) {
+        static const char* const names[] = {"", "groups.ids", "rewards", "token_weights", "rewards"};
+        const char* name = code >= 1 && code <= 4 ? names[code] : "rewards";
+        detail::raise_argument(code == 1 || code == 4 ? errc::invalid_value : errc::non_finite,
+                               "compute_advantages(cuda)", name,
+                               code == 4 ? "a total whitening weight > 1" : "valid values",
+                               code == 4 ? std::string("a smaller total weight")
+                                         : "an invalid value at index " + detail::num_str(h[11]));
+    }
+    advantage_stats st;
+    st.num_groups = static_cast<index_t>(h[0]);
+    st.zero_variance_groups = static_cast<index_t>(h[1]);
+    st.zero_variance_fraction = h[2];
+    st.scored = static_cast<index_t>(h[3]);
+    st.reward_mean = h[4];
+    st.reward_std = h[5];
+    st.advantage_mean = h[6];
+    st.advantage_std = h[7];
+    st.advantage_min = h[8];
+    st.advantage_max = h[9];
+    return st;
+}
+
+namespace detail {
+namespace cuda {
+
+/// A host_space view never reaches a kernel (compile time); with debug checks the device also checks the pointer.
+template <class D, class V>
+void check_device_view(D& dev, const char* where, const char* name, const V& v) {
+    static_assert(std::is_same<typename V::memory_space, device_space>::value,
+                  "grpo (CUDA): every view passed to the CUDA backend must be in device_space");
+    if (v.present() && !v.empty()) dev.check_pointer(where, name, v.data());
+}
+
+template <class T, class D>
+void run_loss(D& dev, const loss_inputs<T, device_space>& in, const loss_outputs<T, device_space>& out,
+              const loss_config& cfg, double* d_stats) {
+    static_assert(is_loss_element<T>::value,
+                  "grpo::loss_and_grad (CUDA): element type must be float, double, __half or __nv_bfloat16");
+    constexpr const char* where = "loss_and_grad(cuda)";
+    const loss_params p = check_loss_call(where, in, out, cfg);
+    check_device_view(dev, where, "logp", in.logp);
+    check_device_view(dev, where, "old_logp", in.old_logp);
+    check_device_view(dev, where, "ref_logp", in.ref_logp);
+    check_device_view(dev, where, "advantages", in.advantages);
+    check_device_view(dev, where, "mask", in.mask);
+    check_device_view(dev, where, "lengths", in.lengths);
+    check_device_view(dev, where, "grad_logp", out.grad_logp);
+    check_device_view(dev, where, "per_token_loss", out.per_token_loss);
+    if (d_stats == nullptr)
+        raise_argument(errc::invalid_value, where, "d_stats", "a device buffer of loss_stats_doubles", "nullptr");
+    dev.check_pointer(where, "d_stats", d_stats);
+    // The CPU backend also checks global_token_count >= this call's tokens; that needs the token count on the
+    // host, so this no-sync path trusts the caller (docs/cuda.md); the syncing overload checks it.
+    const index_t rows = in.logp.rows();
+    const device_loss_views<T> v{in.logp, in.old_logp, in.ref_logp, in.advantages,
+                                 in.mask, in.lengths, out.grad_logp, out.per_token_loss};
+    const loss_scratch s = loss_layout(dev.scratch_doubles(loss_scratch_doubles(rows)), rows);
+    dev.zero(s.counters, 2 * sizeof(unsigned long long));
+    const bool count_first = cfg.agg == aggregation::token_mean && !(cfg.global_token_count > 0);
+    const index_t blocks = grid_for_items(rows);
+    if (count_first) dev.launch(loss_count_kernel<T>{v, s}, blocks);
+    dev.launch(loss_main_kernel<T>{v, p, s, count_first, cfg.global_token_count, d_stats}, blocks);
+    dev.check_launch(where);
+}
+
+template <class T, class D>
+loss_stats run_loss_sync(D& dev, const loss_inputs<T, device_space>& in, const loss_outputs<T, device_space>& out,
+                         const loss_config& cfg) {
+    constexpr const char* where = "loss_and_grad(cuda)";
+    const index_t rows = in.logp.rows();
+    double* d_stats = loss_layout(dev.scratch_doubles(loss_scratch_doubles(rows)), rows).stats;
+    run_loss(dev, in, out, cfg, d_stats);
+    double* h = dev.host_doubles(loss_stats_doubles);
+    dev.copy_to_host(h, d_stats, loss_stats_doubles * sizeof(double));
+    dev.synchronize(where);
+    loss_stats st;
+    double* f[loss_stats_doubles] = {&st.loss, &st.policy_loss, &st.kl_loss, &st.token_count,
+                                     &st.clip_fraction_low, &st.clip_fraction_high, &st.clip_fraction_region,
+                                     &st.dual_clip_fraction, &st.ratio_mean, &st.ratio_min, &st.ratio_max,
+                                     &st.kl_mean, &st.approx_kl};
+    for (int k = 0; k < loss_stats_doubles; ++k) *f[k] = h[k];
+    // As on the CPU, only under validation::full; unlike the CPU, after the kernels ran (docs/cuda.md).
+    if (cfg.checks == validation::full && cfg.global_token_count > 0 && cfg.global_token_count < st.token_count)
+        raise_argument(errc::invalid_value, where, "config.global_token_count",
+                       "0 (local) or at least this call's unmasked tokens (" + num_str(st.token_count) + ")",
+                       num_str(cfg.global_token_count));
+    return st;
+}
+
+/// Host-side checks of a CUDA compute_advantages call: the CPU's shape and configuration checks, then that
+/// every view is device memory. Values (ids in range, finite rewards, token weights >= 0) live in device memory
+/// and are checked by adv_validate_kernel.
+template <class T, class D>
+void check_device_advantage_call(D& dev, const char* where, vector_view<const T, device_space> rewards,
+                                 const device_groups& g, vector_view<T, device_space> advantages,
+                                 const advantage_config& cfg, const device_group_outputs& go,
+                                 vector_view<const double, device_space> token_weights) {
+    check_advantage_shapes<T, device_space>(where, rewards, g, advantages, cfg, go, token_weights);
+    check_device_view(dev, where, "rewards", rewards);
+    check_device_view(dev, where, "advantages", advantages);
+    if (!g.is_contiguous()) check_device_view(dev, where, "groups.ids", g.ids());
+    check_device_view(dev, where, "group_outputs.mean", go.mean);
+    check_device_view(dev, where, "group_outputs.std", go.std);
+    check_device_view(dev, where, "group_outputs.zero_variance", go.zero_variance);
+    check_device_view(dev, where, "group_outputs.count", go.count);
+    check_device_view(dev, where, "token_weights", token_weights);
+}
+
+template <class D>
+adv_scratch adv_scratch_for(D& dev, index_t n, index_t k, bool by_id) {
+    const std::size_t sort_bytes = by_id ? dev.sort_temp_bytes(n, adv_key_bits(k)) : 0;
+    const std::size_t bytes = adv_layout(n, k, by_id, sort_bytes, nullptr, nullptr);
+    adv_scratch s;
+    adv_layout(n, k, by_id, sort_bytes, dev.scratch_doubles((bytes + sizeof(double) - 1) / sizeof(double)), &s);
+    return s;
+}
+
+template <class T, class D>
+void run_advantages(D& dev, vector_view<const T, device_space> rewards, const device_groups& g,
+                    vector_view<T, device_space> advantages, const advantage_config& cfg, double* d_stats,
+                    const device_group_outputs& per_group, vector_view<const double, device_space> token_weights) {
+    static_assert(std::is_floating_point<T>::value,
+                  "grpo::compute_advantages (CUDA): rewards and advantages must have the same float/double type");
+    constexpr const char* where = "compute_advantages(cuda)";
+    check_device_advantage_call<T>(dev, where, rewards, g, advantages, cfg, per_group, token_weights);
+    if (d_stats == nullptr)
+        raise_argument(errc::invalid_value, where, "d_stats", "a device buffer of advantage_stats_doubles",
+                       "nullptr");
+    dev.check_pointer(where, "d_stats", d_stats);
+
+    const index_t n = rewards.size();
+    const index_t k = g.num_groups(n);
+    const bool by_id = !g.is_contiguous();
+    const adv_scratch s = adv_scratch_for(dev, n, k, by_id);
+    adv_params p{};
+    p.n = n;
+    p.k = k;
+    p.group_size = by_id ? 0 : g.size();
+    p.contiguous = !by_id;
+    p.reject_nan = cfg.nan == nan_rewards::reject;
+    p.whiten = cfg.estimator == advantage_estimator::group_centered_batch_whitened;
+    p.est = cfg.estimator;
+    p.std_est = cfg.std;
+    p.singleton = cfg.singleton;
+    p.epsilon = cfg.epsilon;
+    p.whiten_epsilon = cfg.whiten_epsilon;
+    const adv_views<T> v{rewards,       advantages,     g.ids(),   token_weights,
+                         per_group.mean, per_group.std, per_group.zero_variance, per_group.count};
+    const index_t elem_blocks = grid_for_items(n > k ? n : k, adv_elem_block, 65535);
+
+    dev.zero(s.errors, adv_error_slots * sizeof(unsigned long long));
+    if (n > 0) dev.launch(adv_validate_kernel<T>{v, p, s}, elem_blocks);
+    if (by_id && k > 0) { // groups without rows keep begin = end = 0, so the group kernel sees count 0
+        dev.zero(s.begin, static_cast<std::size_t>(k) * sizeof(std::int64_t));
+        dev.zero(s.end, static_cast<std::size_t>(k) * sizeof(std::int64_t));
+    }
+    if (by_id && n > 0) {
+        dev.sort_pairs(s.keys_in, s.keys_out, s.rows_in, s.rows_out, n, adv_key_bits(k), s.sort_temp,
+                       s.sort_temp_bytes);
+        dev.launch(adv_offsets_kernel{s.keys_out, n, k, s.errors, s.begin, s.end}, elem_blocks);
+    }
+    if (k > 0) dev.launch(adv_group_kernel<T>{v, p, s}, grid_for_items(k));
+    dev.launch(adv_batch_kernel<T>{v, p, s}, 1);
+    if (n > 0 || k > 0) dev.launch(adv_write_kernel<T>{v, p, s}, elem_blocks);
+    dev.launch(adv_stats_kernel<T>{v, p, s, d_stats}, 1);
+    dev.check_launch(where);
+}
+
+template <class T, class D>
+std::vector<T> download_strided(D& dev, vector_view<const T, device_space> v) {
+    std::vector<T> h;
+    if (!v.present() || v.empty()) return h;
+    h.resize(static_cast<std::size_t>((v.size() - 1) * v.stride() + 1));
+    dev.copy_to_host(h.data(), v.data(), h.size() * sizeof(T));
+    dev.synchronize("compute_advantages(cuda)");
+    return h;
+}
+
+/// Error path of the syncing overload (the device recorded invalid values, nothing was written): copies the
+/// inputs to the host and runs the CPU backend on them, which throws the same grpo::error (same message) the
+/// CPU backend throws for these inputs.
+template <class T, class D>
+[[noreturn]] void raise_advantage_value_error(D& dev, const char* where, const double* h,
+                                              vector_view<const T, device_space> rewards, const device_groups& g,
+                                              const advantage_config& cfg,
+                                              vector_view<const double, device_space> token_weights) {
+    const index_t n = rewards.size();
+    const std::vector<T> r = download_strided(dev, rewards);
+    const std::vector<double> w = download_strided(dev, token_weights);
+    std::vector<std::int64_t> ids;
+    if (!g.is_contiguous()) ids = download_strided(dev, g.ids());
+    std::vector<T> adv(static_cast<std::size_t>(n));
+    const groups hg = g.is_contiguous()
+                          ? groups::contiguous(g.size())
+                          : groups::by_id(vector_view<const std::int64_t>(ids.data(), n, g.ids().stride()),
+                                          g.num_groups(n));
+    compute_advantages(exec::host{}, vector_view<const T>(r.data(), n, rewards.stride()), hg,
+                       vector_view<T>(adv.data(), n), cfg, group_outputs{},
+                       token_weights.present() ? vector_view<const double>(w.data(), n, token_weights.stride())
+                                               : vector_view<const double>());
+    (void)unpack_advantage_stats(h); // the CPU did not throw (a value on an fp edge): report the device's finding
+    raise_argument(errc::invalid_value, where, "rewards", "valid values", "invalid values reported by the device");
+}
+
+template <class T, class D>
+advantage_stats run_advantages_sync(D& dev, vector_view<const T, device_space> rewards, const device_groups& g,
+                                    vector_view<T, device_space> advantages, const advantage_config& cfg,
+                                    const device_group_outputs& per_group,
+                                    vector_view<const double, device_space> token_weights) {
+    constexpr const char* where = "compute_advantages(cuda)";
+    // Shapes first, so that the sizes the layout uses are meaningful; the record sits in the workspace.
+    check_device_advantage_call<T>(dev, where, rewards, g, advantages, cfg, per_group, token_weights);
+    const index_t n = rewards.size();
+    double* d_stats = adv_scratch_for(dev, n, g.num_groups(n), !g.is_contiguous()).stats;
+    run_advantages(dev, rewards, g, advantages, cfg, d_stats, per_group, token_weights);
+    double* h = dev.host_doubles(advantage_stats_doubles);
+    dev.copy_to_host(h, d_stats, advantage_stats_doubles * sizeof(double));
+    dev.synchronize(where);
+    if (h[10] != 0) raise_advantage_value_error<T>(dev, where, h, rewards, g, cfg, token_weights);
+    return unpack_advantage_stats(h);
+}
+
+} // namespace cuda
+} // namespace detail
+
+/// Fused loss + gradient + diagnostics on device, without a host sync: the scalars are written to `d_stats`
+/// (loss_stats_doubles device doubles) in stream order. Same formulas, options and errors as
+/// loss_and_grad(exec::host, ...) (TRL compute_loss / verl compute_policy_loss + kl_penalty + agg_loss).
+/// Shapes and configuration are checked on the host before any launch; values (finiteness, mask in {0,1}) are
+/// NOT checked on device, and lengths outside [0, cols] are clamped. Element types: float and double (math in
+/// that type), on the GPU also __half and __nv_bfloat16 (converted to float on load, fp32 math, grad_logp /
+/// per_token_loss written in the input type). Per-row and batch sums are in double for every type.
+template <class Exec, class T>
+detail::if_cuda_executor<Exec> loss_and_grad(const Exec& ex, const loss_inputs<T, device_space>& in,
+                                             const loss_outputs<T, device_space>& out, const loss_config& cfg,
+                                             detail::cuda_workspace_of<Exec>& ws, double* d_stats) {
+    auto dev = cuda_backend_traits<Exec>::device(ex, ws);
+    detail::cuda::run_loss(dev, in, out, cfg, d_stats);
+}
+
+/// Fused loss + gradient + diagnostics on device; waits for the stream once to return the scalars.
+template <class Exec, class T>
+detail::if_cuda_executor<Exec, loss_stats> loss_and_grad(const Exec& ex, const loss_inputs<T, device_space>& in,
+                                                         const loss_outputs<T, device_space>& out,
+                                                         const loss_config& cfg, detail::cuda_workspace_of<Exec>& ws) {
+    auto dev = cuda_backend_traits<Exec>::device(ex, ws);
+    return detail::cuda::run_loss_sync(dev, in, out, cfg);
+}
+
+/// Group-relative advantages on device, without a host sync: the CUDA counterpart of
+/// compute_advantages(exec::host, ...) with device_space views (TRL _compute_advantages / verl
+/// compute_grpo_outcome_advantage and relatives). Shapes and configuration are checked on the host before any
+/// launch (same grpo::error messages as the CPU backend). Values (ids in [0, num_groups), finite rewards or NaN
+/// with nan_rewards::ignore, token weights finite >= 0, total whitening weight > 1) are checked on device: on
+/// failure nothing is written to `advantages` / `per_group` and the record in `d_stats`
+/// (advantage_stats_doubles device doubles, see there) carries the error code.
+/// Rewards and advantages: float or double (same type). Deterministic; no float atomics.
+template <class Exec, class R, class T>
+detail::if_cuda_executor<Exec> compute_advantages(const Exec& ex, vector_view<R, device_space> rewards,
+                                                  const device_groups& g, vector_view<T, device_space> advantages,
+                                                  const advantage_config& cfg, detail::cuda_workspace_of<Exec>& ws,
+                                                  double* d_stats, const device_group_outputs& per_group = {},
+                                                  vector_view<const double, device_space> token_weights = {}) {
+    static_assert(std::is_same<std::remove_const_t<R>, T>::value,
+                  "grpo::compute_advantages (CUDA): rewards and advantages must have the same float/double type");
+    auto dev = cuda_backend_traits<Exec>::device(ex, ws);
+    detail::cuda::run_advantages<T>(dev, rewards, g, advantages, cfg, d_stats, per_group, token_weights);
+}
+
+/// Group-relative advantages on device; waits for the stream once to return the statistics. Invalid values
+/// throw the same grpo::error as the CPU backend (nothing is written to the outputs).
+template <class Exec, class R, class T>
+detail::if_cuda_executor<Exec, advantage_stats>
+compute_advantages(const Exec& ex, vector_view<R, device_space> rewards, const device_groups& g,
+                   vector_view<T, device_space> advantages, const advantage_config& cfg,
+                   detail::cuda_workspace_of<Exec>& ws, const device_group_outputs& per_group = {},
+                   vector_view<const double, device_space> token_weights = {}) {
+    static_assert(std::is_same<std::remove_const_t<R>, T>::value,
+                  "grpo::compute_advantages (CUDA): rewards and advantages must have the same float/double type");
+    auto dev = cuda_backend_traits<Exec>::device(ex, ws);
+    return detail::cuda::run_advantages_sync<T>(dev, rewards, g, advantages, cfg, per_group, token_weights);
+}
+
+/// Convenience overload with a temporary workspace (allocates and frees device memory: not for hot loops).
+template <class Exec, class R, class T>
+detail::if_cuda_executor<Exec, advantage_stats>
+compute_advantages(const Exec& ex, vector_view<R, device_space> rewards, const device_groups& g,
+                   vector_view<T, device_space> advantages, const advantage_config& cfg = {},
+                   const device_group_outputs& per_group = {},
+                   vector_view<const double, device_space> token_weights = {}) {
+    detail::cuda_workspace_of<Exec> ws;
+    return compute_advantages(ex, rewards, g, advantages, cfg, ws, per_group, token_weights);
+}
+
+GRPO_NAMESPACE_END

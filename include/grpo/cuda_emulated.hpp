@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: MIT
+// The CUDA backend's kernels, run on the host: exec::cuda_emulated. A plain C++17 header (no CUDA toolkit).
+//
+//   grpo::emulated_workspace ws;
+//   grpo::loss_stats st = grpo::loss_and_grad(grpo::exec::cuda_emulated{}, in, out, cfg, ws);
+//   grpo::compute_advantages(grpo::exec::cuda_emulated{}, d_rewards, grpo::groups::contiguous(G), d_adv, acfg, ws);
+//
+// The same entry points, checks and kernel bodies as exec::cuda (backend/cuda/run.hpp, *_kernels.hpp), launched
+// by an emulator instead of a GPU: every simulated thread is a std::thread, a block's threads meet at a barrier
+// for each reduction, blocks run one after the other in reverse order, and the radix sort is std::stable_sort.
+// "device_space" views here hold host memory. It exists so that machines without a GPU (CI) run the CUDA kernel
+// code against the CPU backend; it is slow (a thread per simulated thread) and not meant for training. float and
+// double only (the 16-bit types need the CUDA toolkit).
+#pragma once
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <numeric>
+#include <thread>
+#include <vector>
+
+#include "backend/cuda/run.hpp"
+#include "grpo.hpp"
+
+GRPO_NAMESPACE_BEGIN
+
+namespace exec {
+/// Runs the CUDA backend's kernels on the host (see cuda_emulated.hpp). `threads_per_block` simulated threads
+/// per block (the GPU uses each kernel's own block size; results agree to rounding, not bit for bit).
+struct cuda_emulated {
+    int threads_per_block = 8;
+};
+} // namespace exec
+
+/// Scratch of exec::cuda_emulated, the counterpart of cuda_workspace (host memory; grows when needed).
+class emulated_workspace {
+public:
+    double* doubles(std::size_t count) {
+        if (count > scratch_.size()) scratch_.assign(count, 0.0);
+        return scratch_.data();
+    }
+    double* host_doubles(std::size_t count) {
+        if (count > host_.size()) host_.assign(count, 0.0);
+        return host_.data();
+    }
+    /// Same queries as cuda_workspace (the emulator's sort needs no scratch).
+    static std::size_t loss_doubles(index_t rows) { return detail::cuda::loss_scratch_doubles(rows); }
+    static std::size_t advantage_doubles(index_t rows, index_t num_groups, bool by_id) {
+        return (detail::cuda::adv_layout(rows, num_groups, by_id, 0, nullptr, nullptr) + sizeof(double) - 1) /
+               sizeof(double);
+    }
+
+private:
+    std::vector<double> scratch_, host_;
+};
+
+namespace detail {
+namespace cuda {
+
+/// What the simulated threads of one block share: the barrier, the reduction slots, the last-block flag.
+class emulated_block_state {
+public:
+    emulated_block_state(int threads, index_t block, index_t blocks, std::mutex& atomics)
+        : threads_(threads), block_(block), blocks_(blocks), slots_(static_cast<std::size_t>(threads)),
+          atomics_(atomics) {}
+
+    void barrier() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        const std::uint64_t generation = generation_;
+        if (++arrived_ == threads_) {
+            arrived_ = 0;
+            ++generation_;
+            cv_.notify_all();
+        } else {
+            cv_.wait(lock, [&] { return generation_ != generation; });
+        }
+    }
+
+    int threads_;
+    index_t block_, blocks_;
+    std::vector<double> slots_;
+    bool last_ = false;
+    std::mutex& atomics_;
+
+private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    int arrived_ = 0;
+    std::uint64_t generation_ = 0;
+};
+
+/// A simulated thread's view of its block (block.hpp).
+class emulated_block {
+public:
+    emulated_block(emulated_block_state& st, int thread) : st_(st), thread_(thread) {}
+    index_t thread() const { return thread_; }
+    index_t threads() const { return st_.threads_; }
+    index_t block() const { return st_.block_; }
+    index_t blocks() const { return st_.blocks_; }
+    double sum(double x) {
+        return reduce(x, [](double a, double b) { return a + b; });
+    }
+    double min(double x) {
+        return reduce(x, [](double a, double b) { return b < a ? b : a; });
+    }
+    double max(double x) {
+        return reduce(x, [](double a, double b) { return b > a ? b : a; });
+    }
+    double load(const double* p) const { return *p; }
+    void atomic_max(unsigned long long* p, unsigned long long v) const {
+        std::lock_guard<std::mutex> lock(st_.atomics_);
+        if (v > *p) *p = v;
+    }
+    bool last_block_done(unsigned long long* counter) {
+        st_.barrier();
+        if (thread_ == 0) {
+            std::lock_guard<std::mutex> lock(st_.atomics_);
+            st_.last_ = (*counter)++ == static_cast<unsigned long long>(st_.blocks_) - 1;
+        }
+        st_.barrier();
+        return st_.last_;
+    }
+
+private:
+    template <class Op>
+    double reduce(double x, Op op) {
+        st_.slots_[static_cast<std::size_t>(thread_)] = x;
+        st_.barrier();
+        double r = st_.slots_[0];
+        for (std::size_t k = 1; k < st_.slots_.size(); ++k) r = op(r, st_.slots_[k]);
+        st_.barrier(); // nobody overwrites a slot before every thread has read them all
+        return r;
+    }
+    emulated_block_state& st_;
+    int thread_;
+};
+
+/// The launch policy of run.hpp for exec::cuda_emulated.
+class emulated_device {
+public:
+    emulated_device(int threads, emulated_workspace& ws) : threads_(threads < 1 ? 1 : threads), ws_(ws) {}
+
+    double* scratch_doubles(std::size_t n) { return ws_.doubles(n); }
+    void zero(void* p, std::size_t bytes) { std::memset(p, 0, bytes); }
+
+    template <class K>
+    void launch(const K& kernel, index_t blocks) {
+        std::mutex atomics;
+        for (index_t blk = blocks - 1; blk >= 0; --blk) { // reverse order: no kernel may rely on block order
+            emulated_block_state st(threads_, blk, blocks, atomics);
+            std::vector<std::thread> workers;
+            for (int t = 1; t < threads_; ++t)
+                workers.emplace_back([&st, &kernel, t] {
+                    emulated_block b(st, t);
+                    kernel(b);
+                });
+            emulated_block b0(st, 0);
+            kernel(b0);
+            for (std::thread& w : workers) w.join();
+        }
+    }
+
+    std::size_t sort_temp_bytes(index_t, int) const { return 0; }
+    void sort_pairs(const std::uint64_t* keys_in, std::uint64_t* keys_out, const std::int64_t* values_in,
+                    std::int64_t* values_out, index_t n, int, void*, std::size_t) const {
+        std::vector<std::size_t> order(static_cast<std::size_t>(n));
+        std::iota(order.begin(), order.end(), std::size_t(0));
+        std::stable_sort(order.begin(), order.end(),
+                         [&](std::size_t a, std::size_t b) { return keys_in[a] < keys_in[b]; });
+        for (std::size_t q = 0; q < order.size(); ++q) {
+            keys_out[q] = keys_in[order[q]];
+            values_out[q] = values_in[order[q]];
+        }
+    }
+
+    void check_pointer(const char*, const char*, const void*) const {}
+    double* host_doubles(std::size_t n) { return ws_.host_doubles(n); }
+    void copy_to_host(void* h, const void* d, std::size_t bytes) const { std::memcpy(h, d, bytes); }
+    void synchronize(const char*) const {}
+    void check_launch(const char*) const {}
+
+private:
+    int threads_;
+    emulated_workspace& ws_;
+};
+
+} // namespace cuda
+} // namespace detail
+
+template <>
+struct cuda_backend_traits<exec::cuda_emulated> {
+    using workspace = emulated_workspace;
+    static detail::cuda::emulated_device device(const exec::cuda_emulated& ex, workspace& ws) {
+        return detail::cuda::emulated_device(ex.threads_per_block, ws);
+    }
+};
+
+GRPO_NAMESPACE_END
