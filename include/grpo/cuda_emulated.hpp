@@ -7,7 +7,7 @@
 //
 // The same entry points, checks and kernel bodies as exec::cuda (backend/cuda/run.hpp, *_kernels.hpp), launched
 // by an emulator instead of a GPU: every simulated thread is a std::thread, a block's threads meet at a barrier
-// for each reduction, blocks run one after the other in reverse order, and the radix sort is std::stable_sort.
+// for each reduction, blocks run four at a time from the last one down, and the radix sort is std::stable_sort.
 // "device_space" views here hold host memory. It exists so that machines without a GPU (CI) run the CUDA kernel
 // code against the CPU backend; it is slow (a thread per simulated thread) and not meant for training. float and
 // double only (the 16-bit types need the CUDA toolkit).
@@ -148,19 +148,25 @@ public:
     double* scratch_doubles(std::size_t n) { return ws_.doubles(n); }
     void zero(void* p, std::size_t bytes) { std::memset(p, 0, bytes); }
 
+    /// Blocks run in waves of blocks_at_once, each wave concurrently (so that a thread sanitizer sees races
+    /// between blocks too), the waves from the last block index down (no kernel may rely on block order).
     template <class K>
     void launch(const K& kernel, index_t blocks) {
+        constexpr index_t blocks_at_once = 4;
         std::mutex atomics;
-        for (index_t blk = blocks - 1; blk >= 0; --blk) { // reverse order: no kernel may rely on block order
-            emulated_block_state st(threads_, blk, blocks, atomics);
+        for (index_t hi = blocks; hi > 0; hi -= blocks_at_once) {
+            const index_t lo = hi > blocks_at_once ? hi - blocks_at_once : 0;
+            std::vector<std::unique_ptr<emulated_block_state>> states;
             std::vector<std::thread> workers;
-            for (int t = 1; t < threads_; ++t)
-                workers.emplace_back([&st, &kernel, t] {
-                    emulated_block b(st, t);
-                    kernel(b);
-                });
-            emulated_block b0(st, 0);
-            kernel(b0);
+            for (index_t blk = hi - 1; blk >= lo; --blk) {
+                states.push_back(std::make_unique<emulated_block_state>(threads_, blk, blocks, atomics));
+                emulated_block_state* st = states.back().get();
+                for (int t = 0; t < threads_; ++t)
+                    workers.emplace_back([st, &kernel, t] {
+                        emulated_block b(*st, t);
+                        kernel(b);
+                    });
+            }
             for (std::thread& w : workers) w.join();
         }
     }

@@ -16,7 +16,8 @@
 //   last_block_done(unsigned long long* counter)              collective: true in every thread of the block that
 //                                                             finished last (the others' writes are visible)
 // Bodies never assume threads() == K::block, and never depend on the order in which blocks run: the emulator
-// uses few threads and runs the blocks in reverse order to make either mistake show up in the tests.
+// uses few threads and runs the blocks in reverse order, a few at once, to make either mistake (or a race
+// between blocks, under a thread sanitizer) show up in the tests.
 #pragma once
 
 #include <cstdint>
