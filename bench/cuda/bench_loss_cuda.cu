@@ -96,7 +96,8 @@ void time_on_stream(benchmark::State& state, double bytes, double tokens, Run ru
 }
 
 /// The fused loss + gradient, DeepSeekMath configuration (as the CPU benchmark): beta 0.04, k3,
-/// seq-mean-token-mean, no sync (scalars stay on device).
+/// seq-mean-token-mean, no sync (scalars stay on device). Third argument: 1 = validation::full (the default of
+/// loss_config: one more read of every input), 0 = validation::shapes_only.
 template <class T>
 void bm_loss(benchmark::State& state) {
     if (!have_gpu()) {
@@ -119,7 +120,8 @@ void bm_loss(benchmark::State& state) {
     ws.doubles(grpo::cuda_workspace::loss_doubles(d.rows)); // no allocation in the timed loop
     double* stats = nullptr;
     cudaMalloc(&stats, grpo::loss_stats_doubles * sizeof(double));
-    const grpo::loss_config cfg = grpo::loss_config::deepseekmath();
+    grpo::loss_config cfg = grpo::loss_config::deepseekmath();
+    cfg.checks = state.range(2) ? grpo::validation::full : grpo::validation::shapes_only;
     time_on_stream(state, d.bytes(), double(d.rows) * double(d.cols),
                    [&](cudaStream_t s) { grpo::loss_and_grad(grpo::exec::cuda{s}, in, out, cfg, ws, stats); });
     cudaFree(stats);
@@ -214,10 +216,15 @@ void bm_advantages(benchmark::State& state) {
 
 } // namespace
 
-BENCHMARK_TEMPLATE(bm_loss, float)->Args({64, 4096})->Args({512, 8192})->Args({1024, 16384})->UseManualTime();
+BENCHMARK_TEMPLATE(bm_loss, float)
+    ->Args({64, 4096, 0})
+    ->Args({512, 8192, 0})
+    ->Args({1024, 16384, 0})
+    ->Args({512, 8192, 1})
+    ->UseManualTime();
 BENCHMARK_TEMPLATE(bm_stream_baseline, float)->Args({64, 4096})->Args({512, 8192})->Args({1024, 16384})->UseManualTime();
-BENCHMARK_TEMPLATE(bm_loss, double)->Args({64, 4096})->Args({512, 8192})->UseManualTime();
-BENCHMARK_TEMPLATE(bm_loss, __nv_bfloat16)->Args({1024, 16384})->UseManualTime();
+BENCHMARK_TEMPLATE(bm_loss, double)->Args({64, 4096, 0})->Args({512, 8192, 0})->UseManualTime();
+BENCHMARK_TEMPLATE(bm_loss, __nv_bfloat16)->Args({1024, 16384, 0})->UseManualTime();
 BENCHMARK_TEMPLATE(bm_stream_baseline, __nv_bfloat16)->Args({1024, 16384})->UseManualTime();
 BENCHMARK_TEMPLATE(bm_advantages, float)
     ->ArgNames({"rows", "G", "by_id"})

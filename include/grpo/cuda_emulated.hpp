@@ -10,7 +10,8 @@
 // for each reduction, blocks run four at a time from the last one down, and the radix sort is std::stable_sort.
 // "device_space" views here hold host memory. It exists so that machines without a GPU (CI) run the CUDA kernel
 // code against the CPU backend; it is slow (a thread per simulated thread) and not meant for training. float and
-// double only (the 16-bit types need the CUDA toolkit).
+// double; also __half and __nv_bfloat16 for the loss when <grpo/backend/cuda/half_types.hpp> is included (it
+// needs the CUDA toolkit's headers, not a GPU).
 #pragma once
 
 #include <algorithm>

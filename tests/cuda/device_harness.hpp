@@ -3,7 +3,8 @@
 //   *.cu compiled by nvcc      exec::cuda on a GPU (cudaMalloc, cudaMemcpy, streams); exits 77 (SKIPPED)
 //                              when the machine has no GPU;
 //   *_emulated.cpp (g++)       GRPO_TEST_EMULATED: exec::cuda_emulated, the same kernels run by the host
-//                              emulator on host memory, so that CI without a GPU runs them.
+//                              emulator on host memory, so that CI without a GPU runs them; with
+//                              GRPO_TEST_EMULATED_HALF (CUDA toolkit headers found) the bf16/fp16 cases too.
 #pragma once
 
 #include <cstddef>
@@ -13,6 +14,9 @@
 
 #ifdef GRPO_TEST_EMULATED
 #include <grpo/cuda_emulated.hpp>
+#ifdef GRPO_TEST_EMULATED_HALF // the CUDA toolkit's headers are on the include path: 16-bit types too
+#include <grpo/backend/cuda/half_types.hpp>
+#endif
 #else
 #include <grpo/cuda.cuh>
 #endif

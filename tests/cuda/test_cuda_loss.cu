@@ -13,6 +13,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -241,7 +243,8 @@ TEST_CASE("cuda loss: the no-sync overload on a stream writes the syncing overlo
     const double expected[] = {sync.loss, sync.policy_loss, sync.kl_loss, sync.token_count, sync.clip_fraction_low,
                                sync.clip_fraction_high, sync.clip_fraction_region, sync.dual_clip_fraction,
                                sync.ratio_mean, sync.ratio_min, sync.ratio_max, sync.kl_mean, sync.approx_kl};
-    for (int k = 0; k < grpo::loss_stats_doubles; ++k) CHECK(h[static_cast<std::size_t>(k)] == expected[k]);
+    for (int k = 0; k < 13; ++k) CHECK(h[static_cast<std::size_t>(k)] == expected[k]);
+    for (int k = 13; k < grpo::loss_stats_doubles; ++k) CHECK(h[static_cast<std::size_t>(k)] == 0); // no error
     CHECK(download(d1.grad_logp) == download(d2.grad_logp));
 }
 
@@ -265,7 +268,111 @@ TEST_CASE("cuda loss: bad inputs throw before any launch", "[cuda]") {
 #endif
 }
 
-#ifndef GRPO_TEST_EMULATED // the 16-bit types need the CUDA toolkit
+#if !defined(GRPO_TEST_EMULATED) || defined(GRPO_TEST_EMULATED_HALF) // 16-bit types: CUDA toolkit headers
+namespace {
+
+/// The CPU's message for these inputs (which must throw), as the CUDA backend words it.
+std::string cpu_message(grpo_test::batch<double>& b, const grpo::loss_inputs<double>& in, const grpo::loss_config& cfg) {
+    auto out = b.outputs();
+    try {
+        grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg);
+    } catch (const grpo::error& e) {
+        std::string m = e.what();
+        const std::string from = "grpo::loss_and_grad:";
+        if (m.compare(0, from.size(), from) == 0) m = "grpo::loss_and_grad(cuda):" + m.substr(from.size());
+        return m;
+    }
+    return "";
+}
+
+/// Under validation::full the device finds the same first bad value as the CPU and writes nothing; the
+/// no-sync record carries the error; validation::shapes_only does not look.
+void check_bad_value(grpo_test::batch<double>& b, const grpo::loss_inputs<double>& hin, grpo::loss_config cfg) {
+    const std::string expected = cpu_message(b, hin, cfg);
+    REQUIRE(!expected.empty());
+    device_arena a;
+    const auto din = mirror(a, hin);
+    const std::vector<double> fill(static_cast<std::size_t>(b.rows * b.cols), -7.0);
+    grpo::loss_outputs<double, grpo::device_space> dout;
+    dout.grad_logp = grpo::matrix_view<double, grpo::device_space>(a.copy(fill.data(), fill.size()), b.rows, b.cols);
+    grpo_test::device_workspace ws;
+    std::string got;
+    try {
+        grpo::loss_and_grad(grpo_test::default_exec(), din, dout, cfg, ws);
+    } catch (const grpo::error& e) {
+        got = e.what();
+    }
+    CHECK(got == expected);
+    CHECK(download(dout.grad_logp) == fill);
+
+    std::vector<double> zeros(grpo::loss_stats_doubles, 0.0);
+    double* d_stats = a.copy(zeros.data(), zeros.size());
+    grpo::loss_and_grad(grpo_test::default_exec(), din, dout, cfg, ws, d_stats);
+    std::vector<double> h(grpo::loss_stats_doubles);
+    REQUIRE(grpo_test::to_host(h.data(), d_stats, h.size() * sizeof(double)));
+    CHECK(h[13] != 0);
+    CHECK_THROWS_AS(grpo::unpack_loss_stats(h.data(), b.cols), grpo::error);
+    CHECK(download(dout.grad_logp) == fill);
+
+    if (h[13] == 1) return; // lengths: shapes_only clamps them (docs/cuda.md)
+    cfg.checks = grpo::validation::shapes_only;
+    CHECK_NOTHROW(grpo::loss_and_grad(grpo_test::default_exec(), din, dout, cfg, ws));
+}
+
+} // namespace
+
+TEST_CASE("cuda loss: bad values under validation::full give the CPU backend's error, outputs untouched", "[cuda]") {
+    const double nan = std::nan(""), inf = std::numeric_limits<double>::infinity();
+    grpo::loss_config kl;
+    kl.beta = 0.04;
+    SECTION("NaN logp; the first bad row wins over a later one") {
+        grpo_test::batch<double> b(6, 50, 31);
+        for (double& m : b.mask) m = 1;
+        b.logp[3 * 50 + 17] = nan;
+        b.logp[4 * 50 + 2] = nan;
+        check_bad_value(b, b.inputs(), kl);
+    }
+    SECTION("within a row, the first bad column wins; at a column, mask, logp, old, ref, adv in that order") {
+        grpo_test::batch<double> b(4, 40, 32);
+        for (double& m : b.mask) m = 1;
+        b.adv_tok[2 * 40 + 9] = inf;
+        b.ref_logp[2 * 40 + 9] = nan;
+        b.old_logp[2 * 40 + 30] = -inf;
+        check_bad_value(b, b.inputs(true, true, true, false), kl);
+        b.ref_logp[2 * 40 + 9] = -1; // now the advantage at the same column
+        check_bad_value(b, b.inputs(true, true, true, false), kl);
+    }
+    SECTION("a mask value other than 0 or 1") {
+        grpo_test::batch<double> b(3, 33, 33);
+        b.mask[1 * 33 + 4] = 0.5;
+        check_bad_value(b, b.inputs(), grpo::loss_config{});
+    }
+    SECTION("NaN at masked tokens is fine; at unmasked ones it is not") {
+        grpo_test::batch<double> b(3, 20, 34);
+        for (double& m : b.mask) m = 1;
+        b.mask[1 * 20 + 3] = 0;
+        b.logp[1 * 20 + 3] = nan;
+        grpo::loss_config cfg = kl;
+        {
+            device_arena a;
+            const auto din = mirror(a, b.inputs());
+            grpo::loss_outputs<double, grpo::device_space> dout;
+            grpo_test::device_workspace ws;
+            CHECK_NOTHROW(grpo::loss_and_grad(grpo_test::default_exec(), din, dout, cfg, ws));
+        }
+        b.logp[2 * 20 + 19] = nan;
+        check_bad_value(b, b.inputs(), cfg);
+    }
+    SECTION("lengths outside [0, cols] come before any value") {
+        grpo_test::batch<double> b(5, 16, 35);
+        b.logp[0] = nan;
+        b.lengths[3] = 17;
+        check_bad_value(b, b.inputs(true, true, true, true), grpo::loss_config{});
+        b.lengths[3] = -1;
+        check_bad_value(b, b.inputs(true, true, true, true), grpo::loss_config{});
+    }
+}
+
 namespace {
 
 // 16-bit element types: inputs rounded to the type, fp32 math on device, outputs rounded to the type.
@@ -338,9 +445,8 @@ h16_result run_h16(const grpo_test::batch<double>& b, bool per_token_adv, bool w
     h16_result res;
     res.st = grpo::loss_and_grad(grpo_test::default_exec(), in, out, cfg, ws);
     std::vector<H> g(fill.size()), l(fill.size());
-    REQUIRE(cudaMemcpy(g.data(), out.grad_logp.data(), g.size() * sizeof(H), cudaMemcpyDeviceToHost) == cudaSuccess);
-    REQUIRE(cudaMemcpy(l.data(), out.per_token_loss.data(), l.size() * sizeof(H), cudaMemcpyDeviceToHost) ==
-            cudaSuccess);
+    REQUIRE(grpo_test::to_host(g.data(), out.grad_logp.data(), g.size() * sizeof(H)));
+    REQUIRE(grpo_test::to_host(l.data(), out.per_token_loss.data(), l.size() * sizeof(H)));
     for (std::size_t k = 0; k < g.size(); ++k) {
         res.grad.push_back(from_h16(g[k]));
         res.per_token.push_back(from_h16(l[k]));
@@ -438,6 +544,6 @@ TEST_CASE("cuda loss: bf16 bad shapes throw before any launch", "[cuda][bf16]") 
     CHECK_THROWS_AS(grpo::loss_and_grad(grpo_test::default_exec(), in, out, grpo::loss_config{}, ws), grpo::error);
 }
 
-#endif // GRPO_TEST_EMULATED
+#endif // 16-bit types
 
 int main(int argc, char** argv) { return grpo_test::run_device_tests(argc, argv); }

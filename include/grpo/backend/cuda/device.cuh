@@ -10,32 +10,16 @@
 
 #include <cub/block/block_reduce.cuh>
 #include <cub/device/device_radix_sort.cuh>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include "../../error.hpp"
 #include "block.hpp"
+#include "half_types.hpp"
 #include "loss_kernels.hpp"
 
 GRPO_NAMESPACE_BEGIN
 namespace detail {
 namespace cuda {
-
-/// 16-bit inputs: math in float.
-template <>
-struct compute_type<__half> {
-    using type = float;
-};
-template <>
-struct compute_type<__nv_bfloat16> {
-    using type = float;
-};
-
-template <>
-struct is_loss_element<__half> : std::true_type {};
-template <>
-struct is_loss_element<__nv_bfloat16> : std::true_type {};
 
 struct min_op {
     __device__ double operator()(double a, double b) const { return b < a ? b : a; }

@@ -2,9 +2,12 @@
 // Kernels of the CUDA loss pass, written against the block model of block.hpp (CUDA-free; see there).
 //
 // One call is at most two launches on the caller's stream, plus a memset of two counters:
-//   loss_count_kernel  only for aggregation::token_mean with a local token count (the gradient of every token
-//                      depends on the batch's token count): counts each row's valid tokens (reads the mask
-//                      only) and, in the last block to finish, their sum in a fixed order.
+//   loss_check_kernel  for validation::full (the default) and for aggregation::token_mean with a local token
+//                      count (the gradient of every token depends on the batch's token count): per row, the
+//                      valid tokens and, under validation::full, the first bad value in the CPU backend's
+//                      order (lengths, then per token: mask in {0,1}, finite logp, old_logp, ref_logp,
+//                      advantages at unmasked tokens); the last block to finish sums the counts in a fixed
+//                      order and records the first error. Without validation it reads the mask only.
 //   loss_main_kernel   the fused pass, one block per row (grid-stride over rows): ratio, clip, KL, mask,
 //                      gradient and per-token loss written once, per-row partials of the loss and of every
 //                      diagnostic; the last block to finish reduces the row partials in a fixed order into the
@@ -34,8 +37,19 @@ namespace cuda {
 constexpr int loss_block = 256;
 /// Per-row partials (doubles): same fields as the CPU backend's row_partials.
 constexpr int row_fields = 11; // policy, kl, kl_sum, tokens, clip_low, clip_high, dual, ratio_sum, rmin, rmax, neg_lr
-/// Scalars of the stats record, in loss_stats field order.
-constexpr int stats_fields = 13;
+/// The stats record: loss_stats in field order, then the error fields (see loss_error).
+constexpr int stats_fields = 17;
+/// Error codes of the record ([13]; [14] row, [15] column, [16] the bad value), in the CPU's check order.
+enum loss_error : int {
+    loss_ok = 0,
+    loss_bad_length = 1, ///< lengths[i] outside [0, cols] ([15] unused)
+    loss_bad_mask = 2,   ///< a mask value other than 0 or 1
+    loss_bad_logp = 3,   ///< non-finite values at unmasked tokens:
+    loss_bad_old_logp = 4,
+    loss_bad_ref_logp = 5,
+    loss_bad_advantages = 6,
+};
+constexpr int loss_error_kinds = 8; ///< column keys are column * loss_error_kinds + code
 
 /// Type the per-token math runs in: the element type itself for float/double (device.cuh: float for 16-bit).
 template <class T>
@@ -56,27 +70,32 @@ struct device_loss_views {
     matrix_view<T, device_space> grad, per_token;
 };
 
-/// The loss scratch in the workspace: per-row token counts and partials, the batch token count, the stats
-/// record of the syncing overload, and the two last-block counters (zeroed before every call).
+/// The loss scratch in the workspace: per-row token counts, first errors and partials, the batch token
+/// count and error, the stats record of the syncing overload, and the two last-block counters (zeroed before
+/// every call).
 struct loss_scratch {
     double* row_tokens = nullptr; ///< rows
+    double* row_error = nullptr;  ///< rows: the row's first bad column key (column * loss_error_kinds + code), -1
     double* partials = nullptr;   ///< rows * row_fields
     double* total = nullptr;      ///< 1
+    double* error = nullptr;      ///< 4: code, row, column, value (loss_error)
     double* stats = nullptr;      ///< stats_fields
     unsigned long long* counters = nullptr; ///< 2
 };
 
 inline std::size_t loss_scratch_doubles(index_t rows) {
-    return static_cast<std::size_t>(rows) * (1 + row_fields) + 1 + stats_fields + 2;
+    return static_cast<std::size_t>(rows) * (2 + row_fields) + 1 + 4 + stats_fields + 2;
 }
 
 inline loss_scratch loss_layout(double* base, index_t rows) {
     loss_scratch s;
     const std::size_t r = static_cast<std::size_t>(rows);
     s.row_tokens = base;
-    s.partials = s.row_tokens + r;
+    s.row_error = s.row_tokens + r;
+    s.partials = s.row_error + r;
     s.total = s.partials + r * row_fields;
-    s.stats = s.total + 1;
+    s.error = s.total + 1;
+    s.stats = s.error + 4;
     s.counters = reinterpret_cast<unsigned long long*>(s.stats + stats_fields);
     return s;
 }
@@ -110,25 +129,102 @@ GRPO_HOST_DEVICE inline double thread_valid_tokens(const B& b, const device_loss
     return n;
 }
 
-/// Per-row valid-token counts and, in the last block, their batch total (aggregation::token_mean, local count).
+/// x is neither NaN nor infinite (x - x is 0 exactly then; works for every compute type, host and device).
+template <class C>
+GRPO_HOST_DEVICE inline bool is_finite_value(C x) {
+    return x - x == C(0);
+}
+
+/// Per-row valid-token counts and first bad values; in the last block, the batch total and the first error.
 template <class T>
-struct loss_count_kernel {
+struct loss_check_kernel {
     static constexpr int block = loss_block;
     device_loss_views<T> v;
     loss_scratch s;
+    bool check_values; ///< validation::full
+    bool need_ref;     ///< beta != 0: ref_logp is read, so it is checked
+
+    /// This thread's first problem in row i as a column key (column * loss_error_kinds + code), or -1, and
+    /// its count of valid tokens. Same order as the CPU backend's check_row.
+    template <class B>
+    GRPO_HOST_DEVICE double scan_row(const B& b, index_t i, double& tokens) const {
+        using C = compute_t<T>;
+        const index_t end = valid_end(v, i);
+        if (!check_values) {
+            tokens = thread_valid_tokens(b, v, i);
+            return -1;
+        }
+        tokens = 0;
+        for (index_t t = b.thread(); t < end; t += b.threads()) {
+            const double key = static_cast<double>(t) * loss_error_kinds;
+            if (v.mask.present()) {
+                const C m = C(v.mask(i, t));
+                if (m != C(0) && m != C(1)) return key + loss_bad_mask;
+                if (m == C(0)) continue;
+            }
+            tokens += 1;
+            if (!is_finite_value(C(v.logp(i, t)))) return key + loss_bad_logp;
+            if (v.old_logp.present() && !is_finite_value(C(v.old_logp(i, t)))) return key + loss_bad_old_logp;
+            if (need_ref && !is_finite_value(C(v.ref_logp(i, t)))) return key + loss_bad_ref_logp;
+            if (!is_finite_value(C(v.adv(i, t)))) return key + loss_bad_advantages;
+        }
+        return -1;
+    }
 
     template <class B>
     GRPO_HOST_DEVICE void operator()(B& b) const {
-        const index_t rows = v.logp.rows();
+        const index_t rows = v.logp.rows(), cols = v.logp.cols();
+        const double none = infinity();
         for (index_t i = b.block(); i < rows; i += b.blocks()) {
-            const double n = b.sum(thread_valid_tokens(b, v, i));
-            if (b.thread() == 0) s.row_tokens[i] = n;
+            double tokens = 0, key = -1;
+            const bool bad_length =
+                check_values && v.lengths.present() && (v.lengths[i] < 0 || v.lengths[i] > cols);
+            if (!bad_length) key = scan_row(b, i, tokens);
+            tokens = b.sum(tokens);
+            key = b.min(key < 0 ? none : key);
+            if (b.thread() == 0) {
+                s.row_tokens[i] = tokens;
+                s.row_error[i] = bad_length ? static_cast<double>(loss_bad_length) : key < none ? key : -1.0;
+            }
         }
         if (!b.last_block_done(s.counters)) return;
-        double total = 0;
-        for (index_t i = b.thread(); i < rows; i += b.threads()) total += b.load(s.row_tokens + i);
+        // Fixed-order total; the first error as the CPU reports it: a bad length anywhere first, then the
+        // first row with a bad value.
+        double total = 0, first_length = none, first_value = none;
+        for (index_t i = b.thread(); i < rows; i += b.threads()) {
+            total += b.load(s.row_tokens + i);
+            const double e = b.load(s.row_error + i);
+            const double row = static_cast<double>(i);
+            if (e == loss_bad_length && row < first_length) first_length = row;
+            if (e >= loss_bad_mask && row < first_value) first_value = row; // a value key (any column)
+        }
         total = b.sum(total);
-        if (b.thread() == 0) *s.total = total;
+        first_length = b.min(first_length);
+        first_value = b.min(first_value);
+        if (b.thread() != 0) return;
+        *s.total = total;
+        double err[4] = {0, 0, 0, 0};
+        if (first_length < none) {
+            const index_t i = static_cast<index_t>(first_length);
+            err[0] = loss_bad_length;
+            err[1] = first_length;
+            err[3] = static_cast<double>(v.lengths[i]);
+        } else if (first_value < none) {
+            const index_t i = static_cast<index_t>(first_value);
+            const double key = b.load(s.row_error + i);
+            const index_t t = static_cast<index_t>(key) / loss_error_kinds;
+            const int code = static_cast<int>(static_cast<index_t>(key) % loss_error_kinds);
+            const matrix_view<const T, device_space>& m = code == loss_bad_mask       ? v.mask
+                                                          : code == loss_bad_logp     ? v.logp
+                                                          : code == loss_bad_old_logp ? v.old_logp
+                                                          : code == loss_bad_ref_logp ? v.ref_logp
+                                                                                      : v.adv;
+            err[0] = code;
+            err[1] = first_value;
+            err[2] = static_cast<double>(t);
+            err[3] = static_cast<double>(compute_t<T>(m(i, t)));
+        }
+        for (int k = 0; k < 4; ++k) s.error[k] = err[k];
     }
 };
 
@@ -139,7 +235,7 @@ struct loss_main_kernel {
     device_loss_views<T> v;
     loss_params p;
     loss_scratch s;
-    bool counted;         ///< loss_count_kernel ran before: s.row_tokens and *s.total hold the counts
+    bool counted;         ///< loss_check_kernel ran before: s.row_tokens, *s.total and s.error are set
     double global_tokens; ///< loss_config::global_token_count (0: this call's count)
     double* stats;        ///< stats_fields doubles: the caller's record
 
@@ -151,13 +247,14 @@ struct loss_main_kernel {
         const bool sequence = p.ratio != ratio_level::token;
         const bool row_count_first = sequence || (p.agg == aggregation::seq_mean_token_mean && !counted);
         const double total = global_tokens > 0 ? global_tokens : (counted ? *s.total : 0.0);
+        const bool failed = counted && s.error[0] != 0; // bad values: write nothing but the error record
         const math::clip_bounds<C> clip{C(p.clip.low), C(p.clip.high), C(p.clip.delta), C(p.clip.dual_c)};
         const C lr_clamp = C(p.log_ratio_clamp), beta = C(p.beta);
         const C kl_in = C(p.kl_log_ratio_clamp), kl_out = C(p.kl_value_clamp);
         const bool with_kl = p.beta != 0;
         const double inf = infinity();
 
-        for (index_t i = b.block(); i < rows; i += b.blocks()) {
+        for (index_t i = failed ? rows : b.block(); i < rows; i += b.blocks()) {
             const index_t end = valid_end(v, i);
             // Row count (and for GSPO the mean log-ratio) before any gradient: the weight depends on them.
             double n = counted ? s.row_tokens[i] : 0.0;
@@ -237,7 +334,7 @@ struct loss_main_kernel {
                 o[1] = out[2] * w;
             }
         }
-        if (b.last_block_done(s.counters + 1)) write_stats(b, rows);
+        if (b.last_block_done(s.counters + 1)) write_stats(b, failed ? 0 : rows);
     }
 
     /// The last block: the row partials in a fixed order (per thread in row order, then the block reduction).
@@ -255,7 +352,7 @@ struct loss_main_kernel {
         for (int k = 0; k < row_fields; ++k) f[k] = k == 8 ? b.min(f[k]) : k == 9 ? b.max(f[k]) : b.sum(f[k]);
         if (b.thread() != 0) return;
         const double n = f[3];
-        double st[stats_fields] = {f[0] + p.beta * f[1], f[0], f[1], n, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        double st[stats_fields] = {f[0] + p.beta * f[1], f[0], f[1], n, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
         if (n > 0) {
             st[4] = f[4] / n;
             st[5] = f[5] / n;
@@ -267,6 +364,8 @@ struct loss_main_kernel {
             st[11] = f[2] / n;
             st[12] = f[10] / n;
         }
+        if (counted)
+            for (int k = 0; k < 4; ++k) st[13 + k] = s.error[k];
         for (int k = 0; k < stats_fields; ++k) stats[k] = st[k];
     }
 };

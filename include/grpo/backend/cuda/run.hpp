@@ -86,10 +86,39 @@ struct device_group_outputs {
     vector_view<std::int64_t, device_space> count;
 };
 
-/// Number of doubles written by the no-sync loss_and_grad overload, in loss_stats field order
-/// (loss, policy_loss, kl_loss, token_count, clip_fraction_low, clip_fraction_high, clip_fraction_region,
-/// dual_clip_fraction, ratio_mean, ratio_min, ratio_max, kl_mean, approx_kl).
+/// Number of doubles written by the no-sync loss_and_grad overload: loss_stats in field order (loss,
+/// policy_loss, kl_loss, token_count, clip_fraction_low, clip_fraction_high, clip_fraction_region,
+/// dual_clip_fraction, ratio_mean, ratio_min, ratio_max, kl_mean, approx_kl), then [13] an error code (0 =
+/// valid inputs or validation::shapes_only; 1 lengths, 2 mask, 3 logp, 4 old_logp, 5 ref_logp, 6 advantages),
+/// [14] its row, [15] its column, [16] the bad value. With a non-zero code nothing else was written.
 constexpr int loss_stats_doubles = detail::cuda::stats_fields;
+
+/// Unpacks a host copy of the no-sync loss record; throws grpo::error (the CPU backend's message, with
+/// "loss_and_grad(cuda)") when it carries an error code. `cols`: the call's logp.cols(), for the lengths message.
+inline loss_stats unpack_loss_stats(const double* h, index_t cols) {
+    constexpr const char* where = "loss_and_grad(cuda)";
+    const int code = static_cast<int>(h[13]);
+    if (code == detail::cuda::loss_bad_length)
+        detail::raise_argument(errc::invalid_value, where, "lengths", "values in [0, " + detail::to_str(cols) + "]",
+                               std::to_string(static_cast<long long>(h[16])) + " at index " +
+                                   detail::to_str(static_cast<index_t>(h[14])));
+    if (code != detail::cuda::loss_ok) {
+        static const char* const names[] = {"", "lengths", "mask", "logp", "old_logp", "ref_logp", "advantages"};
+        const char* name = code > 0 && code <= detail::cuda::loss_bad_advantages ? names[code] : "logp";
+        const std::string at = " at (" + detail::to_str(static_cast<index_t>(h[14])) + ", " +
+                               detail::to_str(static_cast<index_t>(h[15])) + ")";
+        if (code == detail::cuda::loss_bad_mask)
+            detail::raise_argument(errc::invalid_value, where, name, "values 0 or 1", detail::num_str(h[16]) + at);
+        detail::raise_argument(errc::non_finite, where, name, "finite values at unmasked tokens",
+                               detail::num_str(h[16]) + at);
+    }
+    loss_stats st;
+    double* f[13] = {&st.loss, &st.policy_loss, &st.kl_loss, &st.token_count, &st.clip_fraction_low,
+                     &st.clip_fraction_high, &st.clip_fraction_region, &st.dual_clip_fraction, &st.ratio_mean,
+                     &st.ratio_min, &st.ratio_max, &st.kl_mean, &st.approx_kl};
+    for (int k = 0; k < 13; ++k) *f[k] = h[k];
+    return st;
+}
 
 /// Doubles written by the no-sync compute_advantages: advantage_stats in field order (num_groups,
 /// zero_variance_groups, zero_variance_fraction, scored, reward_mean, reward_std, advantage_mean,
@@ -155,15 +184,17 @@ void run_loss(D& dev, const loss_inputs<T, device_space>& in, const loss_outputs
     dev.check_pointer(where, "d_stats", d_stats);
     // The CPU backend also checks global_token_count >= this call's tokens; that needs the token count on the
     // host, so this no-sync path trusts the caller (docs/cuda.md); the syncing overload checks it.
+    // Values (validation::full) are checked on device by loss_check_kernel before anything is written.
     const index_t rows = in.logp.rows();
     const device_loss_views<T> v{in.logp, in.old_logp, in.ref_logp, in.advantages,
                                  in.mask, in.lengths, out.grad_logp, out.per_token_loss};
     const loss_scratch s = loss_layout(dev.scratch_doubles(loss_scratch_doubles(rows)), rows);
     dev.zero(s.counters, 2 * sizeof(unsigned long long));
-    const bool count_first = cfg.agg == aggregation::token_mean && !(cfg.global_token_count > 0);
+    const bool check_values = cfg.checks == validation::full;
+    const bool pre_pass = check_values || (cfg.agg == aggregation::token_mean && !(cfg.global_token_count > 0));
     const index_t blocks = grid_for_items(rows);
-    if (count_first) dev.launch(loss_count_kernel<T>{v, s}, blocks);
-    dev.launch(loss_main_kernel<T>{v, p, s, count_first, cfg.global_token_count, d_stats}, blocks);
+    if (pre_pass) dev.launch(loss_check_kernel<T>{v, s, check_values, p.beta != 0}, blocks);
+    dev.launch(loss_main_kernel<T>{v, p, s, pre_pass, cfg.global_token_count, d_stats}, blocks);
     dev.check_launch(where);
 }
 
@@ -177,12 +208,7 @@ loss_stats run_loss_sync(D& dev, const loss_inputs<T, device_space>& in, const l
     double* h = dev.host_doubles(loss_stats_doubles);
     dev.copy_to_host(h, d_stats, loss_stats_doubles * sizeof(double));
     dev.synchronize(where);
-    loss_stats st;
-    double* f[loss_stats_doubles] = {&st.loss, &st.policy_loss, &st.kl_loss, &st.token_count,
-                                     &st.clip_fraction_low, &st.clip_fraction_high, &st.clip_fraction_region,
-                                     &st.dual_clip_fraction, &st.ratio_mean, &st.ratio_min, &st.ratio_max,
-                                     &st.kl_mean, &st.approx_kl};
-    for (int k = 0; k < loss_stats_doubles; ++k) *f[k] = h[k];
+    const loss_stats st = unpack_loss_stats(h, in.logp.cols());
     // As on the CPU, only under validation::full; unlike the CPU, after the kernels ran (docs/cuda.md).
     if (cfg.checks == validation::full && cfg.global_token_count > 0 && cfg.global_token_count < st.token_count)
         raise_argument(errc::invalid_value, where, "config.global_token_count",
@@ -330,9 +356,12 @@ advantage_stats run_advantages_sync(D& dev, vector_view<const T, device_space> r
 /// Fused loss + gradient + diagnostics on device, without a host sync: the scalars are written to `d_stats`
 /// (loss_stats_doubles device doubles) in stream order. Same formulas, options and errors as
 /// loss_and_grad(exec::host, ...) (TRL compute_loss / verl compute_policy_loss + kl_penalty + agg_loss).
-/// Shapes and configuration are checked on the host before any launch; values (finiteness, mask in {0,1}) are
-/// NOT checked on device, and lengths outside [0, cols] are clamped. Element types: float and double (math in
-/// that type), on the GPU also __half and __nv_bfloat16 (converted to float on load, fp32 math, grad_logp /
+/// Shapes and configuration are checked on the host before any launch (grpo::error). With validation::full
+/// (the default) the values are checked on device first, as the CPU backend checks them (lengths in
+/// [0, cols], mask in {0,1}, finite inputs at unmasked tokens; one more read of the inputs): on a bad value
+/// nothing is written but the error fields of `d_stats` (see loss_stats_doubles, unpack_loss_stats). With
+/// validation::shapes_only, lengths outside [0, cols] are clamped. Element types: float and double (math in
+/// that type), also __half and __nv_bfloat16 (converted to float on load, fp32 math, grad_logp /
 /// per_token_loss written in the input type). Per-row and batch sums are in double for every type.
 template <class Exec, class T>
 detail::if_cuda_executor<Exec> loss_and_grad(const Exec& ex, const loss_inputs<T, device_space>& in,
@@ -342,7 +371,8 @@ detail::if_cuda_executor<Exec> loss_and_grad(const Exec& ex, const loss_inputs<T
     detail::cuda::run_loss(dev, in, out, cfg, d_stats);
 }
 
-/// Fused loss + gradient + diagnostics on device; waits for the stream once to return the scalars.
+/// Fused loss + gradient + diagnostics on device; waits for the stream once to return the scalars. Bad values
+/// (validation::full) throw the CPU backend's grpo::error after the wait, with the outputs untouched.
 template <class Exec, class T>
 detail::if_cuda_executor<Exec, loss_stats> loss_and_grad(const Exec& ex, const loss_inputs<T, device_space>& in,
                                                          const loss_outputs<T, device_space>& out,
