@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: MIT
-// Must NOT compile: a host_space view passed to the CUDA backend (registered as a WILL_FAIL ctest).
+// Must NOT compile: a host_space view handed to the CUDA backend. The public overloads take device_space views
+// only (a host view finds no overload); below, the backend's own check, whose static_assert message the ctest
+// (tests/cuda/CMakeLists.txt) expects in the compiler's output.
 #include <grpo/cuda.cuh>
 
 int main() {
     float x[4] = {0, 0, 0, 0};
-    grpo::loss_inputs<float, grpo::host_space> in;
-    in.logp = grpo::matrix_view<const float>(x, 2, 2);
-    grpo::loss_outputs<float, grpo::host_space> out;
+    const grpo::matrix_view<const float> logp(x, 2, 2); // host_space
     grpo::cuda_workspace ws;
-    grpo::loss_and_grad(grpo::exec::cuda{}, in, out, grpo::loss_config{}, ws);
-    grpo::detail::check_device_view("main", "logp", in.logp); // the static_assert itself
+    grpo::detail::cuda::cuda_device dev(nullptr, ws);
+    grpo::detail::cuda::check_device_view(dev, "main", "logp", logp);
     return 0;
 }
