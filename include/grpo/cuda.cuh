@@ -10,7 +10,8 @@
 //
 // Views must be matrix_view<T, device_space> / vector_view<T, device_space>; a host_space view does not
 // compile. With GRPO_CUDA_DEBUG_CHECKS (or without NDEBUG) every pointer is also checked at run time with
-// cudaPointerGetAttributes.
+// cudaPointerGetAttributes. The overloads and their documentation are in backend/cuda/run.hpp (shared with
+// exec::cuda_emulated, cuda_emulated.hpp); this header adds the executor, the workspace and the launch policy.
 #pragma once
 
 #if !defined(__CUDACC__)

@@ -314,7 +314,7 @@ void check_bad_value(grpo_test::batch<double>& b, const grpo::loss_inputs<double
     CHECK_THROWS_AS(grpo::unpack_loss_stats(h.data(), b.cols), grpo::error);
     CHECK(download(dout.grad_logp) == fill);
 
-    if (h[13] == 1) return; // lengths: shapes_only clamps them (docs/cuda.md)
+    if (h[13] == 1 || h[13] == 7) return; // lengths (shapes_only clamps them) and the global count (no check)
     cfg.checks = grpo::validation::shapes_only;
     CHECK_NOTHROW(grpo::loss_and_grad(grpo_test::default_exec(), din, dout, cfg, ws));
 }
@@ -361,6 +361,12 @@ TEST_CASE("cuda loss: bad values under validation::full give the CPU backend's e
             CHECK_NOTHROW(grpo::loss_and_grad(grpo_test::default_exec(), din, dout, cfg, ws));
         }
         b.logp[2 * 20 + 19] = nan;
+        check_bad_value(b, b.inputs(), cfg);
+    }
+    SECTION("global_token_count below the call's tokens") {
+        grpo_test::batch<double> b(4, 30, 36);
+        grpo::loss_config cfg;
+        cfg.global_token_count = 3;
         check_bad_value(b, b.inputs(), cfg);
     }
     SECTION("lengths outside [0, cols] come before any value") {

@@ -7,7 +7,8 @@
 //                      valid tokens and, under validation::full, the first bad value in the CPU backend's
 //                      order (lengths, then per token: mask in {0,1}, finite logp, old_logp, ref_logp,
 //                      advantages at unmasked tokens); the last block to finish sums the counts in a fixed
-//                      order and records the first error. Without validation it reads the mask only.
+//                      order and records the first error (or a global_token_count below the sum). Without
+//                      validation it reads the mask only.
 //   loss_main_kernel   the fused pass, one block per row (grid-stride over rows): ratio, clip, KL, mask,
 //                      gradient and per-token loss written once, per-row partials of the loss and of every
 //                      diagnostic; the last block to finish reduces the row partials in a fixed order into the
@@ -48,6 +49,7 @@ enum loss_error : int {
     loss_bad_old_logp = 4,
     loss_bad_ref_logp = 5,
     loss_bad_advantages = 6,
+    loss_bad_global_count = 7, ///< global_token_count below this call's tokens ([14] the tokens, [16] the count)
 };
 constexpr int loss_error_kinds = 8; ///< column keys are column * loss_error_kinds + code
 
@@ -141,8 +143,9 @@ struct loss_check_kernel {
     static constexpr int block = loss_block;
     device_loss_views<T> v;
     loss_scratch s;
-    bool check_values; ///< validation::full
-    bool need_ref;     ///< beta != 0: ref_logp is read, so it is checked
+    bool check_values;    ///< validation::full
+    bool need_ref;        ///< beta != 0: ref_logp is read, so it is checked
+    double global_tokens; ///< loss_config::global_token_count (0: this call's count)
 
     /// This thread's first problem in row i as a column key (column * loss_error_kinds + code), or -1, and
     /// its count of valid tokens. Same order as the CPU backend's check_row.
@@ -223,6 +226,10 @@ struct loss_check_kernel {
             err[1] = first_value;
             err[2] = static_cast<double>(t);
             err[3] = static_cast<double>(compute_t<T>(m(i, t)));
+        } else if (check_values && global_tokens > 0 && global_tokens < total) {
+            err[0] = loss_bad_global_count;
+            err[1] = total;
+            err[3] = global_tokens;
         }
         for (int k = 0; k < 4; ++k) s.error[k] = err[k];
     }

@@ -89,8 +89,9 @@ struct device_group_outputs {
 /// Number of doubles written by the no-sync loss_and_grad overload: loss_stats in field order (loss,
 /// policy_loss, kl_loss, token_count, clip_fraction_low, clip_fraction_high, clip_fraction_region,
 /// dual_clip_fraction, ratio_mean, ratio_min, ratio_max, kl_mean, approx_kl), then [13] an error code (0 =
-/// valid inputs or validation::shapes_only; 1 lengths, 2 mask, 3 logp, 4 old_logp, 5 ref_logp, 6 advantages),
-/// [14] its row, [15] its column, [16] the bad value. With a non-zero code nothing else was written.
+/// valid inputs or validation::shapes_only; 1 lengths, 2 mask, 3 logp, 4 old_logp, 5 ref_logp, 6 advantages,
+/// 7 global_token_count below the call's tokens), [14] its row (7: the call's tokens), [15] its column, [16] the
+/// bad value. With a non-zero code nothing else was written.
 constexpr int loss_stats_doubles = detail::cuda::stats_fields;
 
 /// Unpacks a host copy of the no-sync loss record; throws grpo::error (the CPU backend's message, with
@@ -102,6 +103,10 @@ inline loss_stats unpack_loss_stats(const double* h, index_t cols) {
         detail::raise_argument(errc::invalid_value, where, "lengths", "values in [0, " + detail::to_str(cols) + "]",
                                std::to_string(static_cast<long long>(h[16])) + " at index " +
                                    detail::to_str(static_cast<index_t>(h[14])));
+    if (code == detail::cuda::loss_bad_global_count)
+        detail::raise_argument(errc::invalid_value, where, "config.global_token_count",
+                               "0 (local) or at least this call's unmasked tokens (" + detail::num_str(h[14]) + ")",
+                               detail::num_str(h[16]));
     if (code != detail::cuda::loss_ok) {
         static const char* const names[] = {"", "lengths", "mask", "logp", "old_logp", "ref_logp", "advantages"};
         const char* name = code > 0 && code <= detail::cuda::loss_bad_advantages ? names[code] : "logp";
@@ -182,9 +187,8 @@ void run_loss(D& dev, const loss_inputs<T, device_space>& in, const loss_outputs
     if (d_stats == nullptr)
         raise_argument(errc::invalid_value, where, "d_stats", "a device buffer of loss_stats_doubles", "nullptr");
     dev.check_pointer(where, "d_stats", d_stats);
-    // The CPU backend also checks global_token_count >= this call's tokens; that needs the token count on the
-    // host, so this no-sync path trusts the caller (docs/cuda.md); the syncing overload checks it.
-    // Values (validation::full) are checked on device by loss_check_kernel before anything is written.
+    // Values, and global_token_count against this call's tokens (validation::full), are checked on device by
+    // loss_check_kernel before anything is written.
     const index_t rows = in.logp.rows();
     const device_loss_views<T> v{in.logp, in.old_logp, in.ref_logp, in.advantages,
                                  in.mask, in.lengths, out.grad_logp, out.per_token_loss};
@@ -193,7 +197,7 @@ void run_loss(D& dev, const loss_inputs<T, device_space>& in, const loss_outputs
     const bool check_values = cfg.checks == validation::full;
     const bool pre_pass = check_values || (cfg.agg == aggregation::token_mean && !(cfg.global_token_count > 0));
     const index_t blocks = grid_for_items(rows);
-    if (pre_pass) dev.launch(loss_check_kernel<T>{v, s, check_values, p.beta != 0}, blocks);
+    if (pre_pass) dev.launch(loss_check_kernel<T>{v, s, check_values, p.beta != 0, cfg.global_token_count}, blocks);
     dev.launch(loss_main_kernel<T>{v, p, s, pre_pass, cfg.global_token_count, d_stats}, blocks);
     dev.check_launch(where);
 }
@@ -208,13 +212,7 @@ loss_stats run_loss_sync(D& dev, const loss_inputs<T, device_space>& in, const l
     double* h = dev.host_doubles(loss_stats_doubles);
     dev.copy_to_host(h, d_stats, loss_stats_doubles * sizeof(double));
     dev.synchronize(where);
-    const loss_stats st = unpack_loss_stats(h, in.logp.cols());
-    // As on the CPU, only under validation::full; unlike the CPU, after the kernels ran (docs/cuda.md).
-    if (cfg.checks == validation::full && cfg.global_token_count > 0 && cfg.global_token_count < st.token_count)
-        raise_argument(errc::invalid_value, where, "config.global_token_count",
-                       "0 (local) or at least this call's unmasked tokens (" + num_str(st.token_count) + ")",
-                       num_str(cfg.global_token_count));
-    return st;
+    return unpack_loss_stats(h, in.logp.cols());
 }
 
 /// Host-side checks of a CUDA compute_advantages call: the CPU's shape and configuration checks, then that
@@ -372,7 +370,8 @@ detail::if_cuda_executor<Exec> loss_and_grad(const Exec& ex, const loss_inputs<T
 }
 
 /// Fused loss + gradient + diagnostics on device; waits for the stream once to return the scalars. Bad values
-/// (validation::full) throw the CPU backend's grpo::error after the wait, with the outputs untouched.
+/// and a global_token_count below the call's tokens (validation::full) throw the CPU backend's grpo::error
+/// after the wait, with the outputs untouched.
 template <class Exec, class T>
 detail::if_cuda_executor<Exec, loss_stats> loss_and_grad(const Exec& ex, const loss_inputs<T, device_space>& in,
                                                          const loss_outputs<T, device_space>& out,
