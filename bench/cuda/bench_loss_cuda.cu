@@ -21,9 +21,14 @@
 
 namespace {
 
-bool have_gpu() {
+/// Without a GPU every benchmark reports an error (never a time) and returns.
+bool skipped_without_gpu(benchmark::State& state) {
     int n = 0;
-    return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+    if (cudaGetDeviceCount(&n) == cudaSuccess && n > 0) return false;
+    state.SkipWithError("no CUDA device");
+    for (auto _ : state) {
+    }
+    return true;
 }
 
 /// Theoretical DRAM bandwidth of device 0 in bytes/s: 2 (DDR) x memory clock x bus width.
@@ -100,12 +105,7 @@ void time_on_stream(benchmark::State& state, double bytes, double tokens, Run ru
 /// loss_config: one more read of every input), 0 = validation::shapes_only.
 template <class T>
 void bm_loss(benchmark::State& state) {
-    if (!have_gpu()) {
-        state.SkipWithError("no CUDA device");
-        for (auto _ : state) {
-        }
-        return;
-    }
+    if (skipped_without_gpu(state)) return;
     device_batch<T> d(state.range(0), state.range(1));
     using CV = grpo::matrix_view<const T, grpo::device_space>;
     grpo::loss_inputs<T, grpo::device_space> in;
@@ -137,12 +137,7 @@ __global__ void stream_kernel(const T* a, const T* b, const T* c, const T* m, T*
 /// Baseline for the loss: a plain kernel that reads the same 4 arrays and writes 1 (same bytes, same run).
 template <class T>
 void bm_stream_baseline(benchmark::State& state) {
-    if (!have_gpu()) {
-        state.SkipWithError("no CUDA device");
-        for (auto _ : state) {
-        }
-        return;
-    }
+    if (skipped_without_gpu(state)) return;
     device_batch<T> d(state.range(0), state.range(1));
     const std::size_t n = static_cast<std::size_t>(d.rows * d.cols);
     int sms = 0;
@@ -155,12 +150,7 @@ void bm_stream_baseline(benchmark::State& state) {
 
 template <class T>
 void bm_advantages(benchmark::State& state) {
-    if (!have_gpu()) {
-        state.SkipWithError("no CUDA device");
-        for (auto _ : state) {
-        }
-        return;
-    }
+    if (skipped_without_gpu(state)) return;
     const grpo::index_t rows = state.range(0), G = state.range(1);
     const bool by_id = state.range(2) != 0;
     const grpo::index_t k = rows / G;

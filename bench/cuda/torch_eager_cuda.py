@@ -12,22 +12,13 @@ and of the stream baseline. Needs torch with CUDA on a GPU machine; without one 
 """
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
 
 
-def grpo_loss_torch(torch, logp, old, ref, adv, mask, eps=0.2, beta=0.04):
-    ratio = torch.exp(logp - old)
-    clipped = torch.clamp(ratio, 1 - eps, 1 + eps)
-    per_token = -torch.min(ratio * adv, clipped * adv)
-    kl = torch.exp(ref - logp) - (ref - logp) - 1
-    per_token = per_token + beta * kl
-    per_seq = (per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)
-    return per_seq.mean()
-
-
-def time_torch(torch, rows, cols, dtype, repeats):
+def time_torch(torch, loss_fn, rows, cols, dtype, repeats):
     dev = torch.device("cuda")
     g = torch.Generator(device=dev).manual_seed(0)
     logp0 = -4 * torch.rand(rows, cols, generator=g, device=dev)
@@ -41,7 +32,7 @@ def time_torch(torch, rows, cols, dtype, repeats):
     for _ in range(repeats + 2):  # the first runs warm the caching allocator and the kernels
         logp.grad = None
         start.record()
-        loss = grpo_loss_torch(torch, logp, old, ref, adv, mask)
+        loss = loss_fn(logp, old, ref, adv, mask)
         loss.backward()
         stop.record()
         stop.synchronize()
@@ -76,6 +67,8 @@ def main():
     if not torch.cuda.is_available():
         print(f"torch {torch.__version__} has no usable CUDA device: no eager comparison")
         return 0
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from torch_eager import grpo_loss_torch  # the CPU comparison's loss, op for op
     dtypes = {"float": torch.float32, "__nv_bfloat16": torch.bfloat16, "double": torch.float64}
     print(f"torch {torch.__version__} on {torch.cuda.get_device_name(0)}; loss+grad, DeepSeekMath configuration")
     print(f"{'dtype':>14} {'shape':>12} {'torch ms':>9} {'grpo ms':>8} {'speed-up':>8} {'grpo GB/s':>9} "
@@ -84,7 +77,7 @@ def main():
         if "loss" not in r:
             continue
         ms, bps, peak = r["loss"]
-        t = time_torch(torch, rows, cols, dtypes[dtype], args.repeats)
+        t = time_torch(torch, grpo_loss_torch, rows, cols, dtypes[dtype], args.repeats)
         stream = f"{bps / r['stream_baseline'][1]:>8.0%}" if "stream_baseline" in r else f"{'-':>9}"
         print(f"{dtype:>14} {rows:>5}x{cols:<6} {t:>9.3f} {ms:>8.3f} {t / ms:>7.1f}x {bps / 1e9:>9.0f} "
               f"{bps / peak:>7.0%} {stream}")

@@ -55,34 +55,47 @@ struct advantage_config {
 };
 
 /// How completions are grouped: contiguous blocks of `size` rows (TRL/verl layout: prompt-major groups),
-/// or an id per row in [0, num_groups) (verl's `index`/uid, any order, any group sizes).
-class groups {
+/// or an id per row in [0, num_groups) (verl's `index`/uid, any order, any group sizes). `groups` holds host
+/// ids; the CUDA backend's `device_groups` holds device ids and converts implicitly from contiguous `groups`.
+template <class Space>
+class basic_groups {
 public:
-    static groups contiguous(index_t size) {
-        groups g;
+    basic_groups() = default;
+    static basic_groups contiguous(index_t size) {
+        basic_groups g;
         g.size_ = size;
         return g;
     }
-    static groups by_id(vector_view<const std::int64_t> ids, index_t num_groups) {
-        groups g;
+    static basic_groups by_id(vector_view<const std::int64_t, Space> ids, index_t num_groups) {
+        basic_groups g;
         g.ids_ = ids;
         g.num_groups_ = num_groups;
         g.by_id_ = true; // not ids.present(): an empty batch's ids may well have no storage
         return g;
     }
+    /// device_groups from host groups: contiguous only (host ids cannot reach a kernel; grpo::error).
+    template <class S = Space, class = std::enable_if_t<std::is_same<S, device_space>::value>>
+    basic_groups(const basic_groups<host_space>& g) : size_(g.size()) { // NOLINT: implicit on purpose
+        if (!g.is_contiguous())
+            detail::raise_argument(errc::invalid_value, "compute_advantages(cuda)", "groups",
+                                   "groups::contiguous(G) or device_groups::by_id(device ids, num_groups)",
+                                   "groups::by_id with host-memory ids");
+    }
     bool is_contiguous() const noexcept { return !by_id_; }
     index_t size() const noexcept { return size_; }
-    vector_view<const std::int64_t> ids() const noexcept { return ids_; }
+    vector_view<const std::int64_t, Space> ids() const noexcept { return ids_; }
     index_t num_groups(index_t rows) const noexcept {
         return is_contiguous() ? (size_ > 0 ? rows / size_ : 0) : num_groups_;
     }
 
 private:
     index_t size_ = 0;
-    vector_view<const std::int64_t> ids_;
+    vector_view<const std::int64_t, Space> ids_;
     index_t num_groups_ = 0;
     bool by_id_ = false;
 };
+using groups = basic_groups<host_space>;
+using device_groups = basic_groups<device_space>;
 
 /// Optional per-group outputs (each absent or of size num_groups).
 struct group_outputs {

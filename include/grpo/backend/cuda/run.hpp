@@ -40,44 +40,6 @@ template <class Exec>
 using cuda_workspace_of = typename cuda_backend_traits<Exec>::workspace;
 } // namespace detail
 
-/// Grouping of completions for the CUDA compute_advantages: like grpo::groups, with the ids in device memory.
-/// Converts implicitly from groups::contiguous(G); groups::by_id holds host ids and is rejected (grpo::error).
-class device_groups {
-public:
-    static device_groups contiguous(index_t size) {
-        device_groups g;
-        g.size_ = size;
-        return g;
-    }
-    static device_groups by_id(vector_view<const std::int64_t, device_space> ids, index_t num_groups) {
-        device_groups g;
-        g.ids_ = ids;
-        g.num_groups_ = num_groups;
-        g.by_id_ = true;
-        return g;
-    }
-    /// From host-side groups: contiguous only (by_id ids would be host memory).
-    device_groups(const groups& g) : size_(g.size()) { // NOLINT: implicit on purpose
-        if (!g.is_contiguous())
-            detail::raise_argument(errc::invalid_value, "compute_advantages(cuda)", "groups",
-                                   "groups::contiguous(G) or device_groups::by_id(device ids, num_groups)",
-                                   "groups::by_id with host-memory ids");
-    }
-    bool is_contiguous() const noexcept { return !by_id_; }
-    index_t size() const noexcept { return size_; }
-    vector_view<const std::int64_t, device_space> ids() const noexcept { return ids_; }
-    index_t num_groups(index_t rows) const noexcept {
-        return is_contiguous() ? (size_ > 0 ? rows / size_ : 0) : num_groups_;
-    }
-
-private:
-    device_groups() = default;
-    index_t size_ = 0;
-    vector_view<const std::int64_t, device_space> ids_;
-    index_t num_groups_ = 0;
-    bool by_id_ = false;
-};
-
 /// Optional per-group outputs in device memory (each absent or of size num_groups); see group_outputs.
 struct device_group_outputs {
     vector_view<double, device_space> mean;
@@ -169,9 +131,11 @@ void check_device_view(D& dev, const char* where, const char* name, const V& v) 
     if (v.present() && !v.empty()) dev.check_pointer(where, name, v.data());
 }
 
+/// Checks the call and launches the loss; the record goes to `d_stats`, or with nullptr to the workspace's
+/// own record. Returns where it went.
 template <class T, class D>
-void run_loss(D& dev, const loss_inputs<T, device_space>& in, const loss_outputs<T, device_space>& out,
-              const loss_config& cfg, double* d_stats) {
+const double* run_loss(D& dev, const loss_inputs<T, device_space>& in, const loss_outputs<T, device_space>& out,
+                       const loss_config& cfg, double* d_stats) {
     static_assert(is_loss_element<T>::value,
                   "grpo::loss_and_grad (CUDA): element type must be float, double, __half or __nv_bfloat16");
     constexpr const char* where = "loss_and_grad(cuda)";
@@ -184,8 +148,6 @@ void run_loss(D& dev, const loss_inputs<T, device_space>& in, const loss_outputs
     check_device_view(dev, where, "lengths", in.lengths);
     check_device_view(dev, where, "grad_logp", out.grad_logp);
     check_device_view(dev, where, "per_token_loss", out.per_token_loss);
-    if (d_stats == nullptr)
-        raise_argument(errc::invalid_value, where, "d_stats", "a device buffer of loss_stats_doubles", "nullptr");
     dev.check_pointer(where, "d_stats", d_stats);
     // Values, and global_token_count against this call's tokens (validation::full), are checked on device by
     // loss_check_kernel before anything is written.
@@ -193,6 +155,7 @@ void run_loss(D& dev, const loss_inputs<T, device_space>& in, const loss_outputs
     const device_loss_views<T> v{in.logp, in.old_logp, in.ref_logp, in.advantages,
                                  in.mask, in.lengths, out.grad_logp, out.per_token_loss};
     const loss_scratch s = loss_layout(dev.scratch_doubles(loss_scratch_doubles(rows)), rows);
+    if (d_stats == nullptr) d_stats = s.stats;
     dev.zero(s.counters, 2 * sizeof(unsigned long long));
     const bool check_values = cfg.checks == validation::full;
     const bool pre_pass = check_values || (cfg.agg == aggregation::token_mean && !(cfg.global_token_count > 0));
@@ -200,15 +163,14 @@ void run_loss(D& dev, const loss_inputs<T, device_space>& in, const loss_outputs
     if (pre_pass) dev.launch(loss_check_kernel<T>{v, s, check_values, p.beta != 0, cfg.global_token_count}, blocks);
     dev.launch(loss_main_kernel<T>{v, p, s, pre_pass, cfg.global_token_count, d_stats}, blocks);
     dev.check_launch(where);
+    return d_stats;
 }
 
 template <class T, class D>
 loss_stats run_loss_sync(D& dev, const loss_inputs<T, device_space>& in, const loss_outputs<T, device_space>& out,
                          const loss_config& cfg) {
     constexpr const char* where = "loss_and_grad(cuda)";
-    const index_t rows = in.logp.rows();
-    double* d_stats = loss_layout(dev.scratch_doubles(loss_scratch_doubles(rows)), rows).stats;
-    run_loss(dev, in, out, cfg, d_stats);
+    const double* d_stats = run_loss(dev, in, out, cfg, nullptr);
     double* h = dev.host_doubles(loss_stats_doubles);
     dev.copy_to_host(h, d_stats, loss_stats_doubles * sizeof(double));
     dev.synchronize(where);
@@ -243,23 +205,24 @@ adv_scratch adv_scratch_for(D& dev, index_t n, index_t k, bool by_id) {
     return s;
 }
 
+/// Checks the call and launches the advantages; the record goes to `d_stats`, or with nullptr to the
+/// workspace's own record. Returns where it went.
 template <class T, class D>
-void run_advantages(D& dev, vector_view<const T, device_space> rewards, const device_groups& g,
-                    vector_view<T, device_space> advantages, const advantage_config& cfg, double* d_stats,
-                    const device_group_outputs& per_group, vector_view<const double, device_space> token_weights) {
+const double* run_advantages(D& dev, vector_view<const T, device_space> rewards, const device_groups& g,
+                             vector_view<T, device_space> advantages, const advantage_config& cfg, double* d_stats,
+                             const device_group_outputs& per_group,
+                             vector_view<const double, device_space> token_weights) {
     static_assert(std::is_floating_point<T>::value,
                   "grpo::compute_advantages (CUDA): rewards and advantages must have the same float/double type");
     constexpr const char* where = "compute_advantages(cuda)";
     check_device_advantage_call<T>(dev, where, rewards, g, advantages, cfg, per_group, token_weights);
-    if (d_stats == nullptr)
-        raise_argument(errc::invalid_value, where, "d_stats", "a device buffer of advantage_stats_doubles",
-                       "nullptr");
     dev.check_pointer(where, "d_stats", d_stats);
 
     const index_t n = rewards.size();
     const index_t k = g.num_groups(n);
     const bool by_id = !g.is_contiguous();
     const adv_scratch s = adv_scratch_for(dev, n, k, by_id);
+    if (d_stats == nullptr) d_stats = s.stats;
     adv_params p{};
     p.n = n;
     p.k = k;
@@ -292,6 +255,7 @@ void run_advantages(D& dev, vector_view<const T, device_space> rewards, const de
     if (n > 0 || k > 0) dev.launch(adv_write_kernel<T>{v, p, s}, elem_blocks);
     dev.launch(adv_stats_kernel<T>{v, p, s, d_stats}, 1);
     dev.check_launch(where);
+    return d_stats;
 }
 
 template <class T, class D>
@@ -336,11 +300,7 @@ advantage_stats run_advantages_sync(D& dev, vector_view<const T, device_space> r
                                     const device_group_outputs& per_group,
                                     vector_view<const double, device_space> token_weights) {
     constexpr const char* where = "compute_advantages(cuda)";
-    // Shapes first, so that the sizes the layout uses are meaningful; the record sits in the workspace.
-    check_device_advantage_call<T>(dev, where, rewards, g, advantages, cfg, per_group, token_weights);
-    const index_t n = rewards.size();
-    double* d_stats = adv_scratch_for(dev, n, g.num_groups(n), !g.is_contiguous()).stats;
-    run_advantages(dev, rewards, g, advantages, cfg, d_stats, per_group, token_weights);
+    const double* d_stats = run_advantages(dev, rewards, g, advantages, cfg, nullptr, per_group, token_weights);
     double* h = dev.host_doubles(advantage_stats_doubles);
     dev.copy_to_host(h, d_stats, advantage_stats_doubles * sizeof(double));
     dev.synchronize(where);
@@ -365,6 +325,9 @@ template <class Exec, class T>
 detail::if_cuda_executor<Exec> loss_and_grad(const Exec& ex, const loss_inputs<T, device_space>& in,
                                              const loss_outputs<T, device_space>& out, const loss_config& cfg,
                                              detail::cuda_workspace_of<Exec>& ws, double* d_stats) {
+    if (d_stats == nullptr)
+        detail::raise_argument(errc::invalid_value, "loss_and_grad(cuda)", "d_stats",
+                               "a device buffer of loss_stats_doubles", "nullptr");
     auto dev = cuda_backend_traits<Exec>::device(ex, ws);
     detail::cuda::run_loss(dev, in, out, cfg, d_stats);
 }
@@ -396,6 +359,9 @@ detail::if_cuda_executor<Exec> compute_advantages(const Exec& ex, vector_view<R,
                                                   vector_view<const double, device_space> token_weights = {}) {
     static_assert(std::is_same<std::remove_const_t<R>, T>::value,
                   "grpo::compute_advantages (CUDA): rewards and advantages must have the same float/double type");
+    if (d_stats == nullptr)
+        detail::raise_argument(errc::invalid_value, "compute_advantages(cuda)", "d_stats",
+                               "a device buffer of advantage_stats_doubles", "nullptr");
     auto dev = cuda_backend_traits<Exec>::device(ex, ws);
     detail::cuda::run_advantages<T>(dev, rewards, g, advantages, cfg, d_stats, per_group, token_weights);
 }
