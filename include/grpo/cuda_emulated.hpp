@@ -22,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <numeric>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -144,7 +145,11 @@ private:
 /// The launch policy of run.hpp for exec::cuda_emulated.
 class emulated_device {
 public:
-    emulated_device(int threads, emulated_workspace& ws) : threads_(threads < 1 ? 1 : threads), ws_(ws) {}
+    emulated_device(int threads, emulated_workspace& ws) : threads_(threads), ws_(ws) {
+        if (threads < 1)
+            raise_argument(errc::invalid_value, "exec::cuda_emulated", "threads_per_block", "a value >= 1",
+                           std::to_string(threads));
+    }
 
     double* scratch_doubles(std::size_t n) { return ws_.doubles(n); }
     void zero(void* p, std::size_t bytes) { std::memset(p, 0, bytes); }

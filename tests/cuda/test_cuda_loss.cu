@@ -168,6 +168,16 @@ TEST_CASE("cuda loss (emulated): parity at other block sizes", "[cuda]") {
     }
     grpo_test::emulated_threads() = 5;
 }
+
+TEST_CASE("cuda loss (emulated): a block of no threads is an error", "[cuda]") {
+    grpo_test::batch<double> b(2, 8, 3);
+    device_arena a;
+    const auto din = mirror(a, b.inputs());
+    grpo::loss_outputs<double, grpo::device_space> dout;
+    grpo::emulated_workspace ws;
+    CHECK_THROWS_AS(grpo::loss_and_grad(grpo::exec::cuda_emulated{0}, din, dout, grpo::loss_config{}, ws),
+                    grpo::error);
+}
 #endif
 
 TEST_CASE("cuda loss: edge cases", "[cuda]") {
