@@ -110,5 +110,8 @@ BENCHMARK(BM_loss_and_grad_baseline_isa)->Apply([](benchmark::internal::Benchmar
         for (int threads : {1, 2}) b->Args({shape.first, shape.second, threads, 0});
     b->Unit(benchmark::kMillisecond)->UseRealTime();
 });
+// A small call (8 x 64 tokens), where per-call costs (argument checks, the workspace's in-use flag, the pool
+// hand-off) are visible next to the token work.
+BENCHMARK(BM_loss_and_grad)->Args({8, 64, 1, 0})->Args({8, 64, 1, 1})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_stream_baseline)->Apply([](benchmark::internal::Benchmark* b) { shapes(b, false); });
 BENCHMARK_MAIN();

@@ -117,6 +117,49 @@ struct advantage_stats {
 
 namespace detail {
 
+/// The configuration checks every advantage entry point shares.
+inline void check_advantage_config(const char* where, const advantage_config& cfg) {
+    check_enum(where, "config.estimator", cfg.estimator, 5);
+    check_enum(where, "config.std", cfg.std, 2);
+    check_enum(where, "config.singleton", cfg.singleton, 2);
+    check_enum(where, "config.nan", cfg.nan, 2);
+    check_range(where, "config.epsilon", cfg.epsilon, 0, std::numeric_limits<double>::infinity(), "a value >= 0");
+    check_range(where, "config.whiten_epsilon", cfg.whiten_epsilon, 0, std::numeric_limits<double>::infinity(),
+                "a value >= 0");
+}
+
+/// The group layout over n rows, for every entry point that takes groups: a contiguous size >= 1 dividing n,
+/// or ids of size n with num_groups >= 0 (>= 1 when n > 0). Ids themselves are checked by check_group_ids.
+template <class Space>
+void check_group_layout(const char* where, index_t n, const basic_groups<Space>& g) {
+    if (g.is_contiguous()) {
+        if (g.size() < 1)
+            raise_argument(errc::invalid_value, where, "groups", "a group size >= 1", to_str(g.size()));
+        if (n % g.size() != 0)
+            raise_argument(errc::shape_mismatch, where, "groups",
+                           "a group size that divides the " + to_str(n) + " rows", to_str(g.size()));
+    } else {
+        check_size(where, "groups.ids", g.ids(), n);
+        const index_t k = g.num_groups(n);
+        if (k < 0 || (k < 1 && n > 0))
+            raise_argument(errc::invalid_value, where, "num_groups", n > 0 ? "a value >= 1" : "a value >= 0",
+                           to_str(k));
+    }
+}
+/// Host ids in [0, num_groups).
+inline void check_group_ids(const char* where, index_t n, const groups& g) {
+    if (g.is_contiguous()) return;
+    const index_t k = g.num_groups(n);
+    for (index_t i = 0; i < n; ++i)
+        if (g.ids()[i] < 0 || g.ids()[i] >= k)
+            raise_argument(errc::invalid_value, where, "groups.ids", "ids in [0, " + to_str(k) + ")",
+                           std::to_string(static_cast<long long>(g.ids()[i])) + " at index " + to_str(i));
+}
+/// The group of row i (after check_group_layout and check_group_ids).
+inline index_t group_of(const groups& g, index_t i) {
+    return g.is_contiguous() ? i / g.size() : static_cast<index_t>(g.ids()[i]);
+}
+
 /// The shape and configuration checks of a compute_advantages call, for host views (groups, group_outputs) and
 /// device views (device_groups, device_group_outputs in cuda.cuh) alike: nothing here reads an element.
 template <class T, class Space, class Groups, class GroupOutputs>
@@ -124,22 +167,9 @@ void check_advantage_shapes(const char* where, vector_view<const T, Space> rewar
                             vector_view<T, Space> advantages, const advantage_config& cfg, const GroupOutputs& go,
                             vector_view<const double, Space> token_weights) {
     const index_t n = rewards.size();
-    check_range(where, "config.epsilon", cfg.epsilon, 0, std::numeric_limits<double>::infinity(), "a value >= 0");
-    check_range(where, "config.whiten_epsilon", cfg.whiten_epsilon, 0, std::numeric_limits<double>::infinity(),
-                "a value >= 0");
+    check_advantage_config(where, cfg);
     check_size(where, "advantages", advantages, n);
-    check_no_alias(where, "advantages", advantages, "rewards", rewards);
-    if (g.is_contiguous()) {
-        if (g.size() < 1)
-            raise_argument(errc::invalid_value, where, "groups", "a group size >= 1", to_str(g.size()));
-        if (n % g.size() != 0)
-            raise_argument(errc::shape_mismatch, where, "groups",
-                           "a group size that divides the " + to_str(n) + " rewards", to_str(g.size()));
-    } else {
-        check_size(where, "groups.ids", g.ids(), n);
-        const index_t k = g.num_groups(n);
-        if (k < 1 && n > 0) raise_argument(errc::invalid_value, where, "num_groups", "a value >= 1", to_str(k));
-    }
+    check_group_layout(where, n, g);
     const index_t k = g.num_groups(n);
     if (go.mean.present()) check_size(where, "group_outputs.mean", go.mean, k);
     if (go.std.present()) check_size(where, "group_outputs.std", go.std, k);
@@ -147,6 +177,16 @@ void check_advantage_shapes(const char* where, vector_view<const T, Space> rewar
     if (go.count.present()) check_size(where, "group_outputs.count", go.count, k);
     if (cfg.estimator == advantage_estimator::group_centered_batch_whitened && token_weights.present())
         check_size(where, "token_weights", token_weights, n);
+    // Every output against every input and every other output.
+    const auto ids = g.ids();
+    check_outputs_disjoint(where, {{"advantages", range_of(advantages)},
+                                   {"group_outputs.mean", range_of(go.mean)},
+                                   {"group_outputs.std", range_of(go.std)},
+                                   {"group_outputs.zero_variance", range_of(go.zero_variance)},
+                                   {"group_outputs.count", range_of(go.count)}},
+                           {{"rewards", range_of(rewards)},
+                            {"groups.ids", range_of(ids)},
+                            {"token_weights", range_of(token_weights)}});
 }
 
 /// Every check of a host compute_advantages call: the shapes, then the values (ids in range, rewards finite or
@@ -157,13 +197,7 @@ void check_advantage_call(const char* where, vector_view<const T> rewards, const
                           vector_view<const double> token_weights) {
     check_advantage_shapes(where, rewards, g, advantages, cfg, go, token_weights);
     const index_t n = rewards.size();
-    if (!g.is_contiguous()) {
-        const index_t k = g.num_groups(n);
-        for (index_t i = 0; i < n; ++i)
-            if (g.ids()[i] < 0 || g.ids()[i] >= k)
-                raise_argument(errc::invalid_value, where, "groups.ids", "ids in [0, " + to_str(k) + ")",
-                               std::to_string(static_cast<long long>(g.ids()[i])) + " at index " + to_str(i));
-    }
+    check_group_ids(where, n, g);
     for (index_t i = 0; i < n; ++i) {
         const double r = static_cast<double>(rewards[i]);
         if (std::isinf(r) || (std::isnan(r) && cfg.nan == nan_rewards::reject))
@@ -206,15 +240,15 @@ advantage_stats compute_advantages(const exec::host&, vector_view<R> rewards_in,
     const vector_view<const T> rewards = rewards_in;
     const char* where = "compute_advantages";
     detail::check_advantage_call(where, rewards, g, advantages, cfg, per_group, token_weights);
+    const workspace_lease lease(ws, where);
     const index_t n = rewards.size();
     const index_t k = g.num_groups(n);
     using moments = math::group_moments<double>;
     static_assert(sizeof(moments) == 4 * sizeof(double), "group_moments layout");
-    auto* groups_m = reinterpret_cast<moments*>(ws.doubles(static_cast<std::size_t>(k) * 4));
+    auto* groups_m = reinterpret_cast<moments*>(
+        ws.doubles(static_cast<std::size_t>(detail::checked_mul(where, "num_groups", k, 4)), where));
     std::fill(groups_m, groups_m + k, moments{});
-    auto group_of = [&](index_t i) -> index_t {
-        return g.is_contiguous() ? i / g.size() : static_cast<index_t>(g.ids()[i]);
-    };
+    auto group_of = [&](index_t i) { return detail::group_of(g, i); };
     auto scored = [&](index_t i) { return !std::isnan(static_cast<double>(rewards[i])); };
 
     // Group and batch statistics, two passes each, in row order.
@@ -232,7 +266,8 @@ advantage_stats compute_advantages(const exec::host&, vector_view<R> rewards_in,
             batch.add_second_pass(rewards[i], batch_mean);
         }
 
-    // Whitening statistics (group_centered_batch_whitened) over the centered values, weighted.
+    // Whitening statistics (group_centered_batch_whitened) over the centered values: weighted, pivot-shifted
+    // two-pass moments, so a constant batch has exactly zero deviation (and whitening_scale 0).
     double white_mean = 0, white_scale = 1;
     const bool whiten = cfg.estimator == advantage_estimator::group_centered_batch_whitened;
     if (whiten) {
@@ -242,41 +277,47 @@ advantage_stats compute_advantages(const exec::host&, vector_view<R> rewards_in,
                                                  cfg.singleton);
         };
         auto weight = [&](index_t i) { return token_weights.present() ? token_weights[i] : 1.0; };
-        double wsum = 0, wx = 0;
+        moments white;
         for (index_t i = 0; i < n; ++i)
-            if (scored(i)) {
-                wsum += weight(i);
-                wx += weight(i) * centered(i);
-            }
-        if (!(wsum > 1))
+            if (scored(i)) white.add_first_pass(centered(i), weight(i));
+        if (!(white.count > 1))
             detail::raise_argument(errc::invalid_value, where, "rewards",
                                    "a total whitening weight > 1 (verl masked_whiten needs at least 2 tokens)",
-                                   detail::num_str(wsum));
-        white_mean = wx / wsum;
-        double m2 = 0;
+                                   detail::num_str(white.count));
+        white_mean = white.mean();
         for (index_t i = 0; i < n; ++i)
-            if (scored(i)) {
-                m2 += math::weighted_sq_deviation(weight(i), centered(i), white_mean);
-            }
-        white_scale = math::whitening_scale(m2, wsum, cfg.whiten_epsilon);
+            if (scored(i)) white.add_second_pass(centered(i), white_mean, weight(i));
+        white_scale = math::whitening_scale(white.m2, white.count, cfg.whiten_epsilon);
     }
 
     const double batch_std = batch.std(cfg.std);
-    advantage_stats st;
-    st.num_groups = k;
-    moments adv;
+    auto advantage_of = [&](index_t i) {
+        return scored(i) ? math::completion_advantage<double>(cfg.estimator, rewards[i], groups_m[group_of(i)],
+                                                              cfg.std, batch_std, cfg.epsilon, cfg.singleton,
+                                                              white_mean, white_scale)
+                         : 0.0;
+    };
+    // Every advantage must fit the output type before anything is written (fp32 RLOO of rewards near 3e38
+    // would otherwise store +-inf).
     double amin = std::numeric_limits<double>::infinity(), amax = -amin;
-    for (index_t i = 0; i < n; ++i) {
-        double a = 0;
+    moments adv;
+    for (index_t i = 0; i < n; ++i)
         if (scored(i)) {
-            a = math::completion_advantage<double>(cfg.estimator, rewards[i], groups_m[group_of(i)], cfg.std,
-                                                   batch_std, cfg.epsilon, cfg.singleton, white_mean, white_scale);
+            const double a = advantage_of(i);
+            if (!(std::fabs(a) <= static_cast<double>(std::numeric_limits<T>::max())))
+                detail::raise_argument(errc::invalid_value, where, "rewards",
+                                       std::string("rewards whose advantages fit the output type (|A| <= ") +
+                                           detail::num_str(static_cast<double>(std::numeric_limits<T>::max())) + ")",
+                                       "advantage " + detail::num_str(a) + " at index " + detail::to_str(i) +
+                                           (std::isfinite(a) ? "" : " (the statistics of these rewards overflow double)"));
             adv.add_first_pass(a);
             amin = std::min(amin, a);
             amax = std::max(amax, a);
         }
-        advantages[i] = static_cast<T>(a);
-    }
+
+    advantage_stats st;
+    st.num_groups = k;
+    for (index_t i = 0; i < n; ++i) advantages[i] = static_cast<T>(advantage_of(i));
     const double adv_mean = adv.mean();
     for (index_t i = 0; i < n; ++i)
         if (scored(i)) adv.add_second_pass(advantages[i], adv_mean);

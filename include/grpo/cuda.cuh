@@ -18,6 +18,7 @@
 #error "grpo/cuda.cuh is a CUDA header: include it from a .cu file compiled by nvcc"
 #endif
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -43,7 +44,10 @@ struct cuda {
 } // namespace exec
 
 /// Reusable device scratch for the CUDA backend. Grows (cudaMalloc) only when a call needs more than it
-/// holds; reuse one per stream and the hot path never allocates. Not thread-safe; one stream at a time.
+/// holds; reuse one per stream and the hot path never allocates. One call at a time: every entry point holds it
+/// (basic_workspace_lease) and throws grpo::error (errc::in_use) when another call, on any thread, holds it.
+/// The no-sync overloads hold it only while they enqueue: do not use it from another stream before their work
+/// has completed.
 class cuda_workspace {
 public:
     cuda_workspace() = default;
@@ -78,6 +82,8 @@ public:
         return host_;
     }
     std::size_t capacity_doubles() const noexcept { return capacity_; }
+    /// True while a call holds this workspace.
+    bool in_use() const noexcept { return in_use_.load(std::memory_order_relaxed); }
 
     /// Doubles a compute_advantages call over `rows` rewards and `num_groups` groups needs (id-based groups
     /// also need the radix-sort buffers). Host-side query; pre-size with doubles() before the hot loop.
@@ -92,10 +98,13 @@ public:
     static std::size_t loss_doubles(index_t rows) { return detail::cuda::loss_scratch_doubles(rows); }
 
 private:
+    template <class W>
+    friend class basic_workspace_lease;
     double* data_ = nullptr;
     std::size_t capacity_ = 0;
     double* host_ = nullptr;
     std::size_t host_capacity_ = 0;
+    std::atomic<bool> in_use_{false};
 };
 
 namespace detail {

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -24,6 +25,7 @@
 #include <numeric>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "backend/cuda/run.hpp"
@@ -39,9 +41,22 @@ struct cuda_emulated {
 };
 } // namespace exec
 
-/// Scratch of exec::cuda_emulated, the counterpart of cuda_workspace (host memory; grows when needed).
+/// Scratch of exec::cuda_emulated, the counterpart of cuda_workspace (host memory; grows when needed). Serves
+/// one call at a time: every entry point holds it (basic_workspace_lease) and throws grpo::error
+/// (errc::in_use) when another call holds it.
 class emulated_workspace {
 public:
+    emulated_workspace() = default;
+    emulated_workspace(const emulated_workspace&) = delete;
+    emulated_workspace& operator=(const emulated_workspace&) = delete;
+    /// Moving takes the memory, never the in-use state (a workspace in use must not be moved).
+    emulated_workspace(emulated_workspace&& other) noexcept
+        : scratch_(std::move(other.scratch_)), host_(std::move(other.host_)) {}
+    emulated_workspace& operator=(emulated_workspace&& other) noexcept {
+        scratch_ = std::move(other.scratch_);
+        host_ = std::move(other.host_);
+        return *this;
+    }
     double* doubles(std::size_t count) {
         if (count > scratch_.size()) scratch_.assign(count, 0.0);
         return scratch_.data();
@@ -56,9 +71,14 @@ public:
         return (detail::cuda::adv_layout(rows, num_groups, by_id, 0, nullptr, nullptr) + sizeof(double) - 1) /
                sizeof(double);
     }
+    /// True while a call holds this workspace.
+    bool in_use() const noexcept { return in_use_.load(std::memory_order_relaxed); }
 
 private:
+    template <class W>
+    friend class basic_workspace_lease;
     std::vector<double> scratch_, host_;
+    std::atomic<bool> in_use_{false};
 };
 
 namespace detail {

@@ -22,6 +22,8 @@ enum class errc : int {
     memory_space,        ///< a view lives in a memory space the executor cannot reach
     unsupported,         ///< a combination of options or a dtype/device that grpo does not handle
     cuda,                ///< a CUDA runtime call failed
+    in_use,              ///< a workspace, pool or trainer is in use by another call on another thread
+    out_of_memory,       ///< scratch memory for the call could not be allocated (or its size overflows)
 };
 
 /// Short human name of an errc, for messages and logs.
@@ -35,6 +37,8 @@ inline const char* to_string(errc code) noexcept {
     case errc::memory_space: return "memory space";
     case errc::unsupported: return "unsupported";
     case errc::cuda: return "cuda error";
+    case errc::in_use: return "in use";
+    case errc::out_of_memory: return "out of memory";
     }
     return "unknown";
 }

@@ -18,14 +18,22 @@
 GRPO_NAMESPACE_BEGIN
 
 /// A fixed set of worker threads that grpo's CPU backend can borrow. Create it once and reuse it: starting
-/// threads allocates, running tasks on existing ones does not. One call at a time (run() is not reentrant).
+/// threads allocates, running tasks on existing ones does not.
+///
+/// Concurrency: any number of threads may share one pool. Calls to run() from different threads queue: one
+/// job has the workers at a time, the others wait for it (no hang, no race; each call's result is the same
+/// as alone). A run() from inside a task of the same pool (nested use) runs its tasks on the calling thread.
 class thread_pool {
 public:
     /// `threads` counts the calling thread too: thread_pool(4) starts 3 workers. 0 means hardware_concurrency.
     explicit thread_pool(unsigned threads = 0) {
         if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
         workers_.reserve(threads - 1);
-        for (unsigned i = 0; i + 1 < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+        for (unsigned i = 0; i + 1 < threads; ++i)
+            workers_.emplace_back([this] {
+                active_pool() = this; // a nested run() from a task runs inline instead of waiting for itself
+                worker_loop();
+            });
     }
     thread_pool(const thread_pool&) = delete;
     thread_pool& operator=(const thread_pool&) = delete;
@@ -46,10 +54,17 @@ public:
     template <class F>
     void run(std::size_t count, const F& task) {
         if (count == 0) return;
-        if (workers_.empty() || count == 1) {
+        if (workers_.empty() || count == 1 || active_pool() == this) {
             for (std::size_t k = 0; k < count; ++k) task(k);
             return;
         }
+        // One job at a time: concurrent callers wait here for the workers (the job's state below is shared).
+        std::lock_guard<std::mutex> job(job_mutex_);
+        struct mark {
+            thread_pool* previous;
+            ~mark() { active_pool() = previous; }
+        } marked{active_pool()};
+        active_pool() = this;
         {
             std::lock_guard<std::mutex> lock(mutex_);
             task_ = &task;
@@ -67,6 +82,11 @@ public:
     }
 
 private:
+    /// The pool whose job the current thread is running (a worker's own pool, or the pool a caller waits on).
+    static thread_pool*& active_pool() {
+        static thread_local thread_pool* pool = nullptr;
+        return pool;
+    }
     void drain() {
         for (std::size_t k = next_.fetch_add(1); k < count_; k = next_.fetch_add(1)) invoke_(task_, k);
     }
@@ -88,6 +108,7 @@ private:
     }
 
     std::vector<std::thread> workers_;
+    std::mutex job_mutex_; // held for a whole run(): serializes callers
     std::mutex mutex_;
     std::condition_variable wake_, done_;
     const void* task_ = nullptr;

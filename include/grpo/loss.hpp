@@ -37,6 +37,7 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_inputs<T, host_space>&
                          const loss_outputs<T, host_space>& out, const loss_config& cfg, workspace& ws) {
     static_assert(std::is_floating_point<T>::value, "grpo::loss_and_grad (host): element type must be float or double");
     const detail::loss_params p = detail::check_loss_call("loss_and_grad", in, out, cfg);
+    const workspace_lease lease(ws, "loss_and_grad");
     const index_t rows = in.logp.rows(), cols = in.logp.cols();
     if (in.lengths.present())
         for (index_t i = 0; i < rows; ++i)

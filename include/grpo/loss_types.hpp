@@ -181,6 +181,10 @@ template <class T, class S>
 loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, const loss_outputs<T, S>& out,
                             const loss_config& cfg) {
     constexpr double inf = std::numeric_limits<double>::infinity();
+    check_enum(where, "config.ratio", cfg.ratio, 3);
+    check_enum(where, "config.kl", cfg.kl, 4);
+    check_enum(where, "config.agg", cfg.agg, 5);
+    check_enum(where, "config.checks", cfg.checks, 2);
     check_range(where, "config.epsilon_low", cfg.epsilon_low, 0, 1 - 1e-12, "a value in [0, 1)");
     check_range(where, "config.epsilon_high", cfg.epsilon_high, 0, inf, "a value >= 0");
     if (cfg.delta != 0) check_range(where, "config.delta", cfg.delta, 1 + 1e-12, inf, "0 (off) or a value > 1");
@@ -190,16 +194,29 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
     check_range(where, "config.beta", cfg.beta, 0, inf, "a finite value >= 0");
     check_range(where, "config.kl_log_ratio_clamp", cfg.kl_log_ratio_clamp, 0, inf, "a value >= 0 (0 = off)");
     check_range(where, "config.kl_value_clamp", cfg.kl_value_clamp, 0, inf, "a value >= 0 (0 = off)");
-    check_range(where, "config.global_token_count", cfg.global_token_count, 0, inf, "a value >= 0 (0 = local)");
-    check_range(where, "config.global_sequence_count", cfg.global_sequence_count, 0, inf,
-                "a value >= 0 (0 = local)");
-    check_range(where, "config.max_completion_length", cfg.max_completion_length, 0, inf,
-                "a value >= 0 (0 = padded length)");
+    // Counts are 0 (local) or at least 1: then every row weight is at most 1 and |weight| <= |loss_scale|.
+    auto check_count = [&](const char* name, double value, const char* expected) {
+        check_range(where, name, value, 0, inf, expected);
+        if (value != 0 && value < 1) raise_argument(errc::invalid_value, where, name, expected, num_str(value));
+    };
+    check_count("config.global_token_count", cfg.global_token_count, "0 (local) or a count >= 1");
+    check_count("config.global_sequence_count", cfg.global_sequence_count, "0 (local) or a count >= 1");
+    check_count("config.max_completion_length", cfg.max_completion_length, "0 (padded length) or a length >= 1");
     check_range(where, "config.loss_scale", cfg.loss_scale, -inf, inf, "a finite value");
+    // Values that enter the per-token math in the element type's precision must fit it.
+    check_representable<T>(where, "config.beta", cfg.beta);
+    check_representable<T>(where, "config.loss_scale", cfg.loss_scale);
+    check_representable<T>(where, "config.dual_clip_c", cfg.dual_clip_c);
 
-    if (!in.logp.present() && !in.logp.empty())
-        raise_argument(errc::invalid_value, where, "logp", "a view of the current log-probs", "an absent view");
     const index_t rows = in.logp.rows(), cols = in.logp.cols();
+    if (!in.logp.present()) {
+        // No logp: only a call where every view is absent or empty is a (trivially empty) valid call.
+        const bool anything = !in.old_logp.empty() || !in.ref_logp.empty() || !in.advantages.empty() ||
+                              !in.mask.empty() || !in.lengths.empty() || !out.grad_logp.empty() ||
+                              !out.per_token_loss.empty() || rows * cols > 0;
+        if (anything)
+            raise_argument(errc::invalid_value, where, "logp", "a view of the current log-probs", "an absent view");
+    }
     if (in.old_logp.present()) check_shape(where, "old_logp", in.old_logp, rows, cols);
     if (cfg.beta != 0) {
         if (!in.ref_logp.present() && rows * cols > 0)
@@ -214,23 +231,15 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
     check_shape(where, "advantages", in.advantages, rows, cols);
     if (in.mask.present()) check_shape(where, "mask", in.mask, rows, cols);
     if (in.lengths.present()) check_size(where, "lengths", in.lengths, rows);
-    if (out.grad_logp.present()) {
-        check_shape(where, "grad_logp", out.grad_logp, rows, cols);
-        check_no_alias(where, "grad_logp", out.grad_logp, "logp", in.logp);
-        check_no_alias(where, "grad_logp", out.grad_logp, "old_logp", in.old_logp);
-        check_no_alias(where, "grad_logp", out.grad_logp, "ref_logp", in.ref_logp);
-        check_no_alias(where, "grad_logp", out.grad_logp, "advantages", in.advantages);
-        check_no_alias(where, "grad_logp", out.grad_logp, "mask", in.mask);
-        check_no_alias(where, "grad_logp", out.grad_logp, "per_token_loss", out.per_token_loss);
-    }
-    if (out.per_token_loss.present()) {
-        check_shape(where, "per_token_loss", out.per_token_loss, rows, cols);
-        check_no_alias(where, "per_token_loss", out.per_token_loss, "logp", in.logp);
-        check_no_alias(where, "per_token_loss", out.per_token_loss, "old_logp", in.old_logp);
-        check_no_alias(where, "per_token_loss", out.per_token_loss, "ref_logp", in.ref_logp);
-        check_no_alias(where, "per_token_loss", out.per_token_loss, "advantages", in.advantages);
-        check_no_alias(where, "per_token_loss", out.per_token_loss, "mask", in.mask);
-    }
+    if (out.grad_logp.present()) check_shape(where, "grad_logp", out.grad_logp, rows, cols);
+    if (out.per_token_loss.present()) check_shape(where, "per_token_loss", out.per_token_loss, rows, cols);
+    check_outputs_disjoint(where, {{"grad_logp", range_of(out.grad_logp)}, {"per_token_loss", range_of(out.per_token_loss)}},
+                           {{"logp", range_of(in.logp)},
+                            {"old_logp", range_of(in.old_logp)},
+                            {"ref_logp", range_of(in.ref_logp)},
+                            {"advantages", range_of(in.advantages)},
+                            {"mask", range_of(in.mask)},
+                            {"lengths", range_of(in.lengths)}});
 
     if (cfg.global_sequence_count > 0 && cfg.global_sequence_count < static_cast<double>(rows))
         raise_argument(errc::invalid_value, where, "config.global_sequence_count",

@@ -91,11 +91,19 @@ advantage_stats process_advantages(const exec::host&, vector_view<R> step_reward
     const char* where = "process_advantages";
     const index_t rows = token_advantages.rows(), cols = token_advantages.cols();
     const index_t steps = step_rewards.size();
+    detail::check_enum(where, "config.std", cfg.std, 2);
     detail::check_range(where, "config.epsilon", cfg.epsilon, 0, std::numeric_limits<double>::infinity(),
                         "a value >= 0");
-    detail::check_size(where, "step_offsets", step_offsets, rows + 1);
+    detail::check_size(where, "step_offsets", step_offsets, detail::checked_add(where, "rows", rows, 1));
     detail::check_size(where, "step_ends", step_ends, steps);
     if (normalized.present()) detail::check_size(where, "normalized", normalized, steps);
+    detail::check_group_layout(where, rows, g);
+    detail::check_outputs_disjoint(where, {{"token_advantages", detail::range_of(token_advantages)},
+                                           {"normalized", detail::range_of(normalized)}},
+                                   {{"step_rewards", detail::range_of(step_rewards)},
+                                    {"step_offsets", detail::range_of(step_offsets)},
+                                    {"step_ends", detail::range_of(step_ends)},
+                                    {"groups.ids", detail::range_of(g.ids())}});
     if (step_offsets[0] != 0)
         detail::raise_argument(errc::invalid_value, where, "step_offsets", "offsets[0] == 0",
                                std::to_string(static_cast<long long>(step_offsets[0])));
@@ -122,27 +130,13 @@ advantage_stats process_advantages(const exec::host&, vector_view<R> step_reward
                 detail::raise_argument(errc::non_finite, where, "step_rewards", "finite values",
                                        detail::num_str(step_rewards[j]) + " at step " + detail::to_str(j));
         }
-    if (g.is_contiguous()) {
-        if (g.size() < 1) detail::raise_argument(errc::invalid_value, where, "groups", "a group size >= 1", detail::to_str(g.size()));
-        if (rows % g.size() != 0)
-            detail::raise_argument(errc::shape_mismatch, where, "groups",
-                                   "a group size that divides the " + detail::to_str(rows) + " rows",
-                                   detail::to_str(g.size()));
-    } else {
-        detail::check_size(where, "groups.ids", g.ids(), rows);
-        for (index_t i = 0; i < rows; ++i)
-            if (g.ids()[i] < 0 || g.ids()[i] >= g.num_groups(rows))
-                detail::raise_argument(errc::invalid_value, where, "groups.ids",
-                                       "ids in [0, " + detail::to_str(g.num_groups(rows)) + ")",
-                                       std::to_string(static_cast<long long>(g.ids()[i])) + " at index " +
-                                           detail::to_str(i));
-    }
+    detail::check_group_ids(where, rows, g);
 
     // Group statistics over all steps of the group's rows (two passes, pivot-shifted).
     const index_t k = g.num_groups(rows);
-    auto group_of = [&](index_t i) { return g.is_contiguous() ? i / g.size() : static_cast<index_t>(g.ids()[i]); };
+    auto group_of = [&](index_t i) { return detail::group_of(g, i); };
     using moments = math::group_moments<double>;
-    std::vector<moments> m(static_cast<std::size_t>(k));
+    std::vector<moments> m = detail::make_scratch<moments>(where, "num_groups", k);
     moments batch;
     for (index_t i = 0; i < rows; ++i)
         for (index_t j = step_offsets[i]; j < step_offsets[i + 1]; ++j) {
@@ -158,9 +152,21 @@ advantage_stats process_advantages(const exec::host&, vector_view<R> step_reward
         }
     auto norm = [&](index_t i, index_t j) -> double {
         const moments& mm = m[group_of(i)];
-        if (mm.count < 2 || mm.m2 == 0) return 0.0;
-        return (static_cast<double>(step_rewards[j]) - mm.mean()) / (mm.std(cfg.std) + cfg.epsilon);
+        if (mm.count < 2 || mm.zero_variance()) return 0.0;
+        return math::group_advantage<double>(advantage_estimator::group_zscore, static_cast<double>(step_rewards[j]),
+                                             mm.count, mm.mean(), mm.std(cfg.std), cfg.epsilon, singleton_group::zero);
     };
+
+    // Every normalized reward must be finite and fit T before anything is written: rewards near the double range
+    // overflow the group statistics (mean or std of +-1.7e308 is inf).
+    for (index_t i = 0; i < rows; ++i)
+        for (index_t j = step_offsets[i]; j < step_offsets[i + 1]; ++j) {
+            const double r = norm(i, j);
+            if (!(std::fabs(r) <= static_cast<double>(std::numeric_limits<T>::max())))
+                detail::raise_argument(errc::invalid_value, where, "step_rewards",
+                                       "step rewards whose group statistics and normalized values fit the types",
+                                       "normalized value " + detail::num_str(r) + " at step " + detail::to_str(j));
+        }
 
     // Suffix sums, row by row from the last token backwards.
     advantage_stats st;

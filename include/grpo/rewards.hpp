@@ -57,6 +57,22 @@ inline void check_scores(const char* where, matrix_view<const double> scores, ve
 }
 
 /// nansum_k w_k x_k over row i; NaN when every x_ik is NaN (TRL: a row no function scored stays unscored).
+inline double weighted_nansum(matrix_view<const double> x, vector_view<const double> w, index_t i);
+
+/// Every row's combined reward (weighted_nansum) must fit T unless it is NaN because no function scored the
+/// row: scores and weights near the double range overflow the sum (inf, or inf - inf = NaN).
+template <class T>
+void check_combined_fits(const char* where, matrix_view<const double> scores, vector_view<const double> weights) {
+    for (index_t i = 0; i < scores.rows(); ++i) {
+        bool scored = false;
+        for (index_t k = 0; k < scores.cols(); ++k) scored = scored || !std::isnan(scores(i, k));
+        const double r = weighted_nansum(scores, weights, i);
+        if (scored && !(std::fabs(r) <= static_cast<double>(std::numeric_limits<T>::max())))
+            raise_argument(errc::invalid_value, where, "scores",
+                           "scores whose weighted sum fits the reward type", num_str(r) + " at row " + to_str(i));
+    }
+}
+
 inline double weighted_nansum(matrix_view<const double> x, vector_view<const double> w, index_t i) {
     double s = 0;
     bool any = false;
@@ -71,23 +87,8 @@ inline double weighted_nansum(matrix_view<const double> x, vector_view<const dou
 
 template <class T>
 void check_groups_of(const char* where, index_t n, const groups& g) {
-    if (g.is_contiguous()) {
-        if (g.size() < 1) raise_argument(errc::invalid_value, where, "groups", "a group size >= 1", to_str(g.size()));
-        if (n % g.size() != 0)
-            raise_argument(errc::shape_mismatch, where, "groups",
-                           "a group size that divides the " + to_str(n) + " rows", to_str(g.size()));
-    } else {
-        check_size(where, "groups.ids", g.ids(), n);
-        const index_t k = g.num_groups(n);
-        for (index_t i = 0; i < n; ++i)
-            if (g.ids()[i] < 0 || g.ids()[i] >= k)
-                raise_argument(errc::invalid_value, where, "groups.ids", "ids in [0, " + to_str(k) + ")",
-                               std::to_string(static_cast<long long>(g.ids()[i])) + " at index " + to_str(i));
-    }
-}
-
-inline index_t group_of(const groups& g, index_t i) {
-    return g.is_contiguous() ? i / g.size() : static_cast<index_t>(g.ids()[i]);
+    check_group_layout(where, n, g);
+    check_group_ids(where, n, g);
 }
 
 } // namespace detail
@@ -103,6 +104,9 @@ void combine_rewards(matrix_view<const double> scores, vector_view<const double>
     const char* where = "combine_rewards";
     detail::check_scores(where, scores, weights);
     detail::check_size(where, "rewards", rewards, scores.rows());
+    detail::check_outputs_disjoint(where, {{"rewards", detail::range_of(rewards)}},
+                                   {{"scores", detail::range_of(scores)}, {"weights", detail::range_of(weights)}});
+    detail::check_combined_fits<T>(where, scores, weights);
     for (index_t i = 0; i < scores.rows(); ++i) rewards[i] = static_cast<T>(detail::weighted_nansum(scores, weights, i));
 }
 
@@ -135,10 +139,16 @@ advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const doubl
     detail::check_size(where, "advantages", advantages, n);
     if (rewards.present()) detail::check_size(where, "rewards", rewards, n);
     detail::check_groups_of<T>(where, n, g);
-    detail::check_range(where, "config.epsilon", cfg.epsilon, 0, std::numeric_limits<double>::infinity(),
-                        "a value >= 0");
+    detail::check_advantage_config(where, cfg);
+    detail::check_enum(where, "aggregation", aggregation, 2);
+    detail::check_outputs_disjoint(where, {{"advantages", detail::range_of(advantages)}, {"rewards", detail::range_of(rewards)}},
+                                   {{"scores", detail::range_of(scores)},
+                                    {"weights", detail::range_of(weights)},
+                                    {"groups.ids", detail::range_of(g.ids())}});
+    const index_t cells = detail::checked_mul(where, "scores", n, nf);
+    if (aggregation == reward_aggregation::sum_then_normalize) detail::check_combined_fits<T>(where, scores, weights);
 
-    std::vector<T> combined(static_cast<std::size_t>(n));
+    std::vector<T> combined = detail::make_scratch<T>(where, "rewards", n);
     advantage_config c = cfg;
     c.nan = nan_rewards::ignore;
     if (aggregation == reward_aggregation::sum_then_normalize) {
@@ -147,7 +157,8 @@ advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const doubl
         // Per-function group statistics with NaN left out, then the weighted nansum of z-scores.
         const index_t k = g.num_groups(n);
         using moments = math::group_moments<double>;
-        std::vector<moments> m(static_cast<std::size_t>(k * nf));
+        std::vector<moments> m = detail::make_scratch<moments>(where, "num_groups * functions",
+                                                               detail::checked_mul(where, "num_groups * functions", k, nf));
         for (index_t i = 0; i < n; ++i)
             for (index_t f = 0; f < nf; ++f)
                 if (!std::isnan(scores(i, f))) m[detail::group_of(g, i) * nf + f].add_first_pass(scores(i, f));
@@ -157,31 +168,39 @@ advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const doubl
                     moments& mm = m[detail::group_of(g, i) * nf + f];
                     mm.add_second_pass(scores(i, f), mm.mean());
                 }
-        std::vector<double> z(static_cast<std::size_t>(n * nf));
+        std::vector<double> z = detail::make_scratch<double>(where, "scores", cells);
         for (index_t i = 0; i < n; ++i)
             for (index_t f = 0; f < nf; ++f) {
                 const moments& mm = m[detail::group_of(g, i) * nf + f];
                 const double x = scores(i, f);
                 z[i * nf + f] = (std::isnan(x) || mm.count < 2)
                                     ? std::numeric_limits<double>::quiet_NaN()
-                                    : (x - mm.mean()) / (mm.std(cfg.std) + cfg.epsilon);
+                                    : math::group_advantage<double>(advantage_estimator::group_zscore, x,
+                                                                    mm.count, mm.mean(), mm.std(cfg.std),
+                                                                    cfg.epsilon, singleton_group::zero);
+                if (!std::isnan(x) && !std::isfinite(z[i * nf + f])) // statistics of scores near 1.7e308 overflow
+                    detail::raise_argument(errc::invalid_value, where, "scores",
+                                           "scores whose per-function group statistics fit in double",
+                                           "z-score " + detail::num_str(z[i * nf + f]) + " at (" + detail::to_str(i) +
+                                               ", " + detail::to_str(f) + ")");
             }
         const matrix_view<const double> zv(z.data(), n, nf);
+        detail::check_combined_fits<T>(where, zv, weights);
         for (index_t i = 0; i < n; ++i) combined[i] = static_cast<T>(detail::weighted_nansum(zv, weights, i));
         c.estimator = advantage_estimator::group_zscore;
     }
 
     // The final normalization: per group, or over the whole batch for normalize_then_sum.
-    std::vector<T> adv(static_cast<std::size_t>(n));
+    std::vector<T> adv = detail::make_scratch<T>(where, "advantages", n);
     const vector_view<const T> cv(combined.data(), n);
     const groups final_groups = aggregation == reward_aggregation::sum_then_normalize ? g : groups::contiguous(n > 0 ? n : 1);
     advantage_stats st = n > 0 ? compute_advantages(ex, cv, final_groups, vector_view<T>(adv.data(), n), c)
                                : advantage_stats{};
     if (aggregation == reward_aggregation::normalize_then_sum) {
         // Report the zero-variance groups of the combined reward, as for sum_then_normalize.
-        std::vector<T> scratch(static_cast<std::size_t>(n));
+        std::vector<T> scratch = detail::make_scratch<T>(where, "advantages", n);
         const index_t k = g.num_groups(n);
-        std::vector<std::uint8_t> zv(static_cast<std::size_t>(k));
+        std::vector<std::uint8_t> zv = detail::make_scratch<std::uint8_t>(where, "num_groups", k);
         group_outputs go;
         go.zero_variance = vector_view<std::uint8_t>(zv.data(), k);
         const advantage_stats gs =
@@ -394,10 +413,14 @@ inline double overlong_penalty(index_t length, index_t max_length, index_t cache
         detail::raise_argument(errc::invalid_value, where, "max_length/cache_length", "0 <= cache_length <= max_length",
                                detail::to_str(max_length) + "/" + detail::to_str(cache_length));
     if (length < 0) detail::raise_argument(errc::invalid_value, where, "length", "a value >= 0", detail::to_str(length));
+    detail::check_range(where, "factor", factor, -std::numeric_limits<double>::infinity(),
+                        std::numeric_limits<double>::infinity(), "a finite value");
     const index_t start = max_length - cache_length;
     if (length <= start) return 0.0;
     if (length > max_length) return -factor;
-    return factor * static_cast<double>(start - length) / static_cast<double>(cache_length);
+    // The fraction of the cache used first (in [-1, 0)), then the factor: factor * (start - length) could
+    // overflow for a factor near the double range.
+    return factor * (static_cast<double>(start - length) / static_cast<double>(cache_length));
 }
 
 /// overlong_penalty as a reward function on the completion length, for outcome_rewards::add
@@ -417,14 +440,25 @@ void apply_overlong_shaping(vector_view<const std::int64_t> lengths, vector_view
                             index_t cache_length, double factor = 1.0) {
     const char* where = "apply_overlong_shaping";
     detail::check_size(where, "rewards", rewards, lengths.size());
+    detail::check_no_alias(where, "rewards", rewards, "lengths", lengths);
     (void)overlong_penalty(0, max_length, cache_length, factor);
     for (index_t i = 0; i < lengths.size(); ++i)
         if (lengths[i] < 0)
             detail::raise_argument(errc::invalid_value, where, "lengths", "values >= 0",
                                    std::to_string(static_cast<long long>(lengths[i])) + " at index " + detail::to_str(i));
-    for (index_t i = 0; i < lengths.size(); ++i)
-        rewards[i] = static_cast<T>(static_cast<double>(rewards[i]) +
-                                    overlong_penalty(static_cast<index_t>(lengths[i]), max_length, cache_length, factor));
+    auto shaped = [&](index_t i) {
+        return static_cast<double>(rewards[i]) +
+               overlong_penalty(static_cast<index_t>(lengths[i]), max_length, cache_length, factor);
+    };
+    // Every shaped reward must fit T before any is written (a finite reward plus a finite penalty can overflow).
+    for (index_t i = 0; i < lengths.size(); ++i) {
+        const double r = shaped(i);
+        if (std::isinf(r) || (std::isnan(r) && !std::isnan(static_cast<double>(rewards[i]))) ||
+            std::fabs(r) > static_cast<double>(std::numeric_limits<T>::max()))
+            detail::raise_argument(errc::invalid_value, where, "rewards", "shaped rewards that fit the reward type",
+                                   detail::num_str(r) + " at index " + detail::to_str(i));
+    }
+    for (index_t i = 0; i < lengths.size(); ++i) rewards[i] = static_cast<T>(shaped(i));
 }
 
 /// Loss mask of a rollout: mask(i, t) = 1 for t < lengths[i], 0 after; with mask_truncated, rows that hit
@@ -435,6 +469,11 @@ index_t completion_mask(const rollout_batch<R>& rollout, matrix_view<T> mask, bo
     const char* where = "completion_mask";
     rollout.validate(where);
     detail::check_shape(where, "mask", mask, rollout.rows(), rollout.max_tokens());
+    detail::check_outputs_disjoint(where, {{"mask", detail::range_of(mask)}},
+                                   {{"rollout.tokens", detail::range_of(rollout.tokens)},
+                                    {"rollout.lengths", detail::range_of(rollout.lengths)},
+                                    {"rollout.old_logp", detail::range_of(rollout.old_logp)},
+                                    {"rollout.truncated", detail::range_of(rollout.truncated)}});
     index_t masked = 0;
     for (index_t i = 0; i < rollout.rows(); ++i) {
         const bool drop = mask_truncated && rollout.is_truncated(i);
@@ -463,11 +502,13 @@ dynamic_sampling_result filter_zero_variance_groups(vector_view<const T> rewards
     detail::check_groups_of<T>(where, n, g);
     const index_t k = g.num_groups(n);
     detail::check_size(where, "keep", keep, k);
+    detail::check_outputs_disjoint(where, {{"keep", detail::range_of(keep)}},
+                                   {{"rewards", detail::range_of(rewards)}, {"groups.ids", detail::range_of(g.ids())}});
     for (index_t i = 0; i < n; ++i)
         if (std::isinf(static_cast<double>(rewards[i])))
             detail::raise_argument(errc::non_finite, where, "rewards", "finite values or NaN",
                                    detail::num_str(rewards[i]) + " at index " + detail::to_str(i));
-    std::vector<math::group_moments<double>> m(static_cast<std::size_t>(k));
+    std::vector<math::group_moments<double>> m = detail::make_scratch<math::group_moments<double>>(where, "num_groups", k);
     for (index_t i = 0; i < n; ++i)
         if (!std::isnan(static_cast<double>(rewards[i]))) m[detail::group_of(g, i)].add_first_pass(rewards[i]);
     for (index_t i = 0; i < n; ++i)

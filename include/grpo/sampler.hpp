@@ -71,7 +71,8 @@ struct rollout_batch {
         if (group_size < 1)
             detail::raise_argument(errc::invalid_value, where, "rollout.group_size", "a value >= 1",
                                    detail::to_str(group_size));
-        const index_t n = rows(), cols = tokens.cols();
+        const index_t n = detail::checked_mul(where, "rollout.num_prompts * rollout.group_size", num_prompts, group_size);
+        const index_t cols = tokens.cols();
         if (tokens.rows() != n)
             detail::raise_argument(errc::shape_mismatch, where, "rollout.tokens",
                                    std::to_string(static_cast<long long>(n)) + " rows (num_prompts * group_size)",
@@ -100,15 +101,19 @@ public:
                                    "num_prompts >= 0, group_size >= 1, max_tokens >= 0",
                                    detail::to_str(num_prompts) + "/" + detail::to_str(group_size) + "/" +
                                        detail::to_str(max_tokens));
+        // Sizes first (a product that overflows is an error), then the storage; the shape changes only once
+        // every array has its new size, so a failed reset leaves a consistent (old-shaped) buffer.
+        constexpr const char* where = "rollout_buffer::reset";
+        const index_t n = detail::checked_mul(where, "num_prompts * group_size", num_prompts, group_size);
+        const index_t cells = detail::checked_mul(where, "rows * max_tokens", n, max_tokens);
+        (void)detail::checked_bytes(where, "rows * max_tokens", cells, sizeof(T) > sizeof(token_id) ? sizeof(T) : sizeof(token_id));
+        detail::assign_scratch(where, "tokens", tokens_, cells, token_id(-1));
+        detail::assign_scratch(where, "old_logp", logp_, cells, T(0));
+        detail::assign_scratch(where, "lengths", lengths_, n, std::int64_t(0));
+        detail::assign_scratch(where, "truncated", truncated_, n, std::uint8_t(0));
         num_prompts_ = num_prompts;
         group_size_ = group_size;
         cols_ = max_tokens;
-        const auto n = static_cast<std::size_t>(num_prompts * group_size);
-        const auto cells = n * static_cast<std::size_t>(max_tokens);
-        tokens_.assign(cells, token_id(-1));
-        logp_.assign(cells, T(0));
-        lengths_.assign(n, 0);
-        truncated_.assign(n, 0);
     }
 
     index_t num_prompts() const noexcept { return num_prompts_; }

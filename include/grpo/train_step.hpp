@@ -5,6 +5,7 @@
 // tokens under the current / reference policy" and "apply this gradient with respect to those log-probs".
 #pragma once
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -146,17 +147,29 @@ public:
         if (num_prompts < 1 || prompts == nullptr)
             detail::raise_argument(errc::invalid_value, where, "prompts", "at least one prompt",
                                    detail::to_str(num_prompts) + (prompts ? "" : " (nullptr)"));
+        const busy_guard busy(busy_, where);
         const index_t G = cfg_.group_size, cols = sampler_->max_tokens();
-        const index_t n = num_prompts * G;
+        if (cols < 0)
+            detail::raise_argument(errc::invalid_value, where, "sampler", "max_tokens() >= 0", detail::to_str(cols));
+        const index_t n = detail::checked_mul(where, "num_prompts * group_size", num_prompts, G);
+        const index_t cells = detail::checked_mul(where, "rows * max_tokens", n, cols);
         buffer_.reset(num_prompts, G, cols);
         sampler_->sample(prompts, num_prompts, G, buffer_);
+        // The sampler fills the buffer it was given; reshaping it (reset with other sizes) would make the reward
+        // functions index past the caller's prompts.
+        if (buffer_.num_prompts() != num_prompts || buffer_.group_size() != G || buffer_.max_tokens() != cols)
+            detail::raise_argument(
+                errc::shape_mismatch, where, "sampler",
+                "a rollout of " + detail::to_str(num_prompts) + " prompts x " + detail::to_str(G) + " completions x " +
+                    detail::to_str(cols) + " tokens (the buffer as given to sample(); do not reset() it)",
+                detail::to_str(buffer_.num_prompts()) + " x " + detail::to_str(buffer_.group_size()) + " x " +
+                    detail::to_str(buffer_.max_tokens()));
         const rollout_batch<T> batch = buffer_.view();
         batch.validate(where);
 
         step_metrics mt;
-        const auto cells = static_cast<std::size_t>(n * cols);
-        mask_.assign(cells, T(0));
-        token_adv_.assign(cells, T(0));
+        detail::assign_scratch(where, "rows * max_tokens", mask_, cells, T(0));
+        detail::assign_scratch(where, "rows * max_tokens", token_adv_, cells, T(0));
         rewards_.assign(static_cast<std::size_t>(n), T(0));
         const matrix_view<T> mask(mask_.data(), n, cols);
         const matrix_view<T> token_adv(token_adv_.data(), n, cols);
@@ -177,6 +190,10 @@ public:
             for (index_t i = 0; i < n; ++i) {
                 double s = 0;
                 for (auto j = steps_buf_.offsets[i]; j < steps_buf_.offsets[i + 1]; ++j) s += steps_buf_.rewards[j];
+                if (!(std::fabs(s) <= static_cast<double>(std::numeric_limits<T>::max())))
+                    detail::raise_argument(errc::invalid_value, where, "process reward function",
+                                           "step rewards whose sum per completion fits the reward type",
+                                           detail::num_str(s) + " at row " + detail::to_str(i));
                 rewards[i] = static_cast<T>(steps_buf_.offsets[i + 1] > steps_buf_.offsets[i]
                                                 ? s
                                                 : std::numeric_limits<double>::quiet_NaN());
@@ -195,7 +212,8 @@ public:
             adv_in = token_adv;
         } else {
             const index_t nf = outcome_.size();
-            scores_.assign(static_cast<std::size_t>(n * nf), 0.0);
+            detail::assign_scratch(where, "rows * reward functions", scores_,
+                                   detail::checked_mul(where, "rows * reward functions", n, nf), 0.0);
             const matrix_view<double> scores(scores_.data(), n, nf);
             outcome_.score(prompts, batch, scores);
             seq_adv_.assign(static_cast<std::size_t>(n), T(0));
@@ -254,12 +272,12 @@ public:
         in.advantages = adv_in;
         in.mask = mask;
         if (cfg_.loss.beta != 0) {
-            ref_.assign(cells, T(0));
+            detail::assign_scratch(where, "rows * max_tokens", ref_, cells, T(0));
             policy_.reference_logp(batch, matrix_view<T>(ref_.data(), n, cols));
             in.ref_logp = matrix_view<const T>(ref_.data(), n, cols);
         }
-        logp_.assign(cells, T(0));
-        grad_.assign(cells, T(0));
+        detail::assign_scratch(where, "rows * max_tokens", logp_, cells, T(0));
+        detail::assign_scratch(where, "rows * max_tokens", grad_, cells, T(0));
         in.logp = matrix_view<const T>(logp_.data(), n, cols);
         loss_outputs<T> out;
         out.grad_logp = matrix_view<T>(grad_.data(), n, cols);
@@ -297,6 +315,19 @@ public:
     }
 
 private:
+    /// step() is not reentrant (it owns the rollout and scratch): a second concurrent step() on the same trainer
+    /// throws grpo::error (errc::in_use) instead of racing on them.
+    struct busy_guard {
+        std::atomic<bool>& flag;
+        busy_guard(std::atomic<bool>& f, const char* where) : flag(f) {
+            if (flag.exchange(true, std::memory_order_acquire))
+                detail::raise_argument(errc::in_use, where, "trainer",
+                                       "a trainer no other thread is stepping (one step() at a time)",
+                                       "a step() in progress on another thread");
+        }
+        ~busy_guard() { flag.store(false, std::memory_order_release); }
+    };
+
     group_sampler<Prompt, T>* sampler_;
     policy_callbacks<T> policy_;
     train_config cfg_;
@@ -310,6 +341,7 @@ private:
     std::vector<T> rewards_, seq_adv_, token_adv_, mask_, ref_, logp_, grad_;
     std::vector<std::uint8_t> keep_;
     workspace ws_;
+    std::atomic<bool> busy_{false};
 };
 
 GRPO_NAMESPACE_END

@@ -15,6 +15,7 @@
 #include <type_traits>
 
 #include "config.hpp"
+#include "detail/checked.hpp"
 #include "error.hpp"
 
 GRPO_NAMESPACE_BEGIN
@@ -35,13 +36,27 @@ namespace detail {
 inline std::string to_str(index_t v) { return std::to_string(static_cast<long long>(v)); }
 
 inline void check_extent_and_stride(const char* what, const char* name, index_t extent, index_t stride,
-                                    bool read_only) {
+                                    bool read_only, index_t other_extent = 1) {
     if (extent < 0) raise_argument(errc::shape_mismatch, what, name, "a non-negative extent", to_str(extent));
     if (stride < 0)
         raise_argument(errc::invalid_value, what, name, "a non-negative stride", to_str(stride));
-    if (stride == 0 && extent > 1 && !read_only)
+    // Stride 0 makes distinct elements share memory; a view without elements has none to share.
+    if (stride == 0 && extent > 1 && other_extent > 0 && !read_only)
         raise_argument(errc::invalid_value, what, name,
                        "a non-zero stride (stride 0 is allowed only for read-only views)", "stride 0");
+}
+
+/// Elements from the first to the last one a view addresses, plus one, checked so that neither it nor its size
+/// in bytes overflows: then every index computation inside the view (i * stride + j * col_stride) is in range.
+inline index_t checked_span(const char* what, index_t rows, index_t row_stride, index_t cols, index_t col_stride,
+                            std::size_t element_bytes) {
+    if (rows == 0 || cols == 0) return 0;
+    const index_t span = checked_add(what, "extents/strides", checked_mul(what, "extents/strides", rows - 1, row_stride),
+                                     checked_add(what, "extents/strides",
+                                                 checked_mul(what, "extents/strides", cols - 1, col_stride), 1));
+    (void)checked_mul(what, "extents/strides", span, static_cast<index_t>(element_bytes));
+    (void)checked_mul(what, "rows/cols", rows, cols); // size() must be representable too
+    return span;
 }
 
 } // namespace detail
@@ -61,6 +76,7 @@ public:
     /// size or stride, a null pointer with size > 0, or stride 0 on a writable view.
     vector_view(T* data, index_t size, index_t stride = 1) : data_(data), size_(size), stride_(stride) {
         detail::check_extent_and_stride("vector_view", "size/stride", size, stride, std::is_const<T>::value);
+        (void)detail::checked_span("vector_view", size, stride, 1, 1, sizeof(T));
         if (data == nullptr && size > 0)
             detail::raise_argument(errc::invalid_value, "vector_view", "data", "a non-null pointer", "nullptr");
     }
@@ -105,14 +121,16 @@ public:
     matrix_view(T* data, index_t rows, index_t cols, index_t row_stride, index_t col_stride)
         : data_(data), rows_(rows), cols_(cols), row_stride_(row_stride), col_stride_(col_stride) {
         constexpr bool read_only = std::is_const<T>::value;
-        detail::check_extent_and_stride("matrix_view", "rows/row_stride", rows, row_stride, read_only);
-        detail::check_extent_and_stride("matrix_view", "cols/col_stride", cols, col_stride, read_only);
+        detail::check_extent_and_stride("matrix_view", "rows/row_stride", rows, row_stride, read_only, cols);
+        detail::check_extent_and_stride("matrix_view", "cols/col_stride", cols, col_stride, read_only, rows);
+        (void)detail::checked_span("matrix_view", rows, row_stride, cols, col_stride, sizeof(T));
         if (data == nullptr && rows > 0 && cols > 0)
             detail::raise_argument(errc::invalid_value, "matrix_view", "data", "a non-null pointer", "nullptr");
         // A writable view must map distinct (i, j) to distinct addresses: one axis must step over the whole
         // extent of the other (row-major, column-major and padded layouts all satisfy this).
-        if (!read_only && rows > 1 && cols > 1 && row_stride < cols * col_stride &&
-            col_stride < rows * row_stride)
+        // (cols * col_stride and rows * row_stride cannot overflow: checked_span bounded (n - 1) * stride + 1.)
+        if (!read_only && rows > 1 && cols > 1 && row_stride < (cols - 1) * col_stride + 1 &&
+            col_stride < (rows - 1) * row_stride + 1)
             detail::raise_argument(errc::aliasing, "matrix_view", "row_stride/col_stride",
                                    "non-overlapping strides for a writable view",
                                    "row_stride " + detail::to_str(row_stride) + ", col_stride " +

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "device_harness.hpp"
@@ -413,6 +414,148 @@ TEST_CASE("cuda advantages: bad values give the CPU backend's error, outputs unt
         cfg.nan = grpo::nan_rewards::ignore;
         check_same_error(pb, cfg);
     }
+}
+
+namespace {
+
+/// Every advantage exactly 0 on the CPU and on the device, and the two results equal.
+template <class T>
+void check_all_zero(const problem& pb, const grpo::advantage_config& cfg, bool weights) {
+    grpo_test::device_workspace ws;
+    const result cpu = run_cpu<T>(pb, cfg, weights), dev = run_cuda<T>(pb, cfg, weights, ws);
+    std::size_t nonzero_cpu = 0, nonzero_dev = 0;
+    for (double a : cpu.adv) nonzero_cpu += a != 0;
+    for (double a : dev.adv) nonzero_dev += a != 0;
+    CHECK(nonzero_cpu == 0);
+    CHECK(nonzero_dev == 0);
+    CHECK(dev.adv == cpu.adv);
+    CHECK(dev.st.advantage_mean == 0);
+    CHECK(dev.st.advantage_std == 0);
+    CHECK(dev.st.advantage_min == 0);
+    CHECK(dev.st.advantage_max == 0);
+    compare(cpu, dev, std::is_same<T, float>::value ? 1e-6 : 1e-12);
+}
+
+template <class T>
+void constant_batches_whiten_to_zero() {
+    using grpo::advantage_estimator;
+    // The whole batch constant; every group constant at its own value (centered values all 0); id-based.
+    problem same_value = contiguous_problem(6, 4, 81, false);
+    for (double& r : same_value.rewards) r = 0.1;
+    problem per_group = contiguous_problem(6, 4, 82, false);
+    for (std::size_t i = 0; i < per_group.rewards.size(); ++i) per_group.rewards[i] = 0.3 * double(i / 4) - 0.7;
+    problem ids = id_problem({3, 5, 0, 2, 7}, 83, false);
+    for (std::size_t i = 0; i < ids.rewards.size(); ++i) ids.rewards[i] = 1.9 * double(ids.ids[i]) + 0.1;
+    // Rows of weight 0 come first and are not constant after centering; every weighted row is: the CPU's
+    // pivot (first row of non-zero weight) must be the device's too for the weighted m2 to be exactly 0.
+    // (Inexact weights and many rows, so that a shift by another pivot would not cancel exactly.)
+    problem zero_weights = contiguous_problem(40, 4, 84, false);
+    for (std::size_t i = 0; i < zero_weights.rewards.size(); ++i) {
+        const bool first_group = i < 4;
+        const double w[] = {0.1, 0.3, 0.7, 1.3};
+        zero_weights.rewards[i] = first_group ? 0.37 * double(i) + 0.05 : 0.1;
+        zero_weights.weights[i] = first_group ? 0.0 : w[(i * i + 3 * i) % 4];
+    }
+    for (double eps : {0.0, 1e-300, 1e-8}) {
+        CAPTURE(eps);
+        grpo::advantage_config cfg;
+        cfg.estimator = advantage_estimator::group_centered_batch_whitened;
+        cfg.whiten_epsilon = eps;
+        for (int w = 0; w < 2; ++w) {
+            CAPTURE(w);
+            check_all_zero<T>(same_value, cfg, w != 0);
+            check_all_zero<T>(per_group, cfg, w != 0);
+            check_all_zero<T>(ids, cfg, w != 0);
+        }
+        check_all_zero<T>(zero_weights, cfg, true);
+    }
+    // z-score (and batch std) with epsilon 0: std + epsilon == 0 on a constant group gives 0, not 0/0.
+    grpo::advantage_config z;
+    z.epsilon = 0;
+    for (auto est : {advantage_estimator::group_zscore, advantage_estimator::group_centered_batch_std}) {
+        z.estimator = est;
+        check_all_zero<T>(same_value, z, false);
+        check_all_zero<T>(ids, z, false);
+    }
+    z.estimator = advantage_estimator::group_zscore;
+    check_all_zero<T>(per_group, z, false);
+    // Mixed batch: constant groups exactly 0, the others as on the CPU (group 1 of contiguous_problem is
+    // constant; id_problem's group 0 is).
+    for (const problem& pb : {contiguous_problem(12, 6, 85, false), id_problem(variable_sizes(), 86, false)}) {
+        grpo_test::device_workspace ws;
+        const result cpu = run_cpu<T>(pb, z, false), dev = run_cuda<T>(pb, z, false, ws);
+        compare(cpu, dev, std::is_same<T, float>::value ? 1e-6 : 1e-12);
+        const index_t constant = pb.contiguous() ? 1 : 0;
+        for (std::size_t i = 0; i < pb.rewards.size(); ++i) {
+            const index_t j = pb.contiguous() ? index_t(i) / pb.group_size : pb.ids[i];
+            if (j != constant) continue;
+            CHECK(cpu.adv[i] == 0);
+            CHECK(dev.adv[i] == 0);
+        }
+    }
+}
+
+} // namespace
+
+TEST_CASE("cuda advantages: constant batches give exactly 0 for any epsilon >= 0, as on the CPU",
+          "[cuda][advantages]") {
+    SECTION("double") { constant_batches_whiten_to_zero<double>(); }
+    SECTION("float") { constant_batches_whiten_to_zero<float>(); }
+}
+
+TEST_CASE("cuda advantages: error records carry exact int64 rows and ids", "[cuda][advantages]") {
+    problem pb = id_problem(variable_sizes(), 87, false);
+    pb.ids[5] = std::numeric_limits<std::int64_t>::max();
+    check_same_error(pb, {}); // the syncing overload: the CPU's message
+    const std::string cpu = cpu_error(pb, {}, false);
+    CHECK(cpu.find("9223372036854775807 at index 5") != std::string::npos);
+    const index_t n = static_cast<index_t>(pb.rewards.size());
+    dbuf<double> r(pb.rewards), a(pb.rewards.size(), -99.0), rec(grpo::advantage_stats_doubles, 0.0);
+    dbuf<std::int64_t> ids(pb.ids);
+    grpo_test::device_workspace ws;
+    grpo::compute_advantages(grpo_test::default_exec(), r.cview(), grpo::device_groups::by_id(ids.cview(), pb.num_groups),
+                             a.view(), grpo::advantage_config{}, ws, rec.p);
+    const std::vector<double> h = rec.get();
+    CHECK(h[10] == 1);
+    CHECK(grpo::detail::cuda::double_bits_as_int64(h[11]) == 5);
+    CHECK(grpo::detail::cuda::double_bits_as_int64(h[12]) == std::numeric_limits<std::int64_t>::max());
+    std::string unpacked;
+    try {
+        grpo::unpack_advantage_stats(h.data());
+    } catch (const grpo::error& e) {
+        unpacked = e.what();
+    }
+    CHECK(unpacked.find("at index 5") != std::string::npos);
+    CHECK(a.get() == std::vector<double>(static_cast<std::size_t>(n), -99.0));
+}
+
+TEST_CASE("cuda advantages: a workspace held by another call is refused (errc::in_use)", "[cuda][advantages]") {
+    const problem pb = contiguous_problem(4, 4, 88, false);
+    dbuf<double> r(pb.rewards), a(pb.rewards.size(), -99.0), rec(grpo::advantage_stats_doubles, 0.0);
+    const grpo::device_groups g = grpo::device_groups::contiguous(4);
+    grpo_test::device_workspace ws;
+    auto code_of = [](auto&& call) {
+        try {
+            call();
+        } catch (const grpo::error& e) {
+            return e.code();
+        }
+        return grpo::errc::ok;
+    };
+    {
+        grpo::basic_workspace_lease<grpo_test::device_workspace> held(ws, "another call");
+        CHECK(code_of([&] { grpo::compute_advantages(grpo_test::default_exec(), r.cview(), g, a.view(), {}, ws); }) ==
+              grpo::errc::in_use);
+        CHECK(code_of([&] {
+                  grpo::compute_advantages(grpo_test::default_exec(), r.cview(), g, a.view(), {}, ws, rec.p);
+              }) == grpo::errc::in_use);
+        CHECK(a.get() == std::vector<double>(pb.rewards.size(), -99.0));
+        CHECK(ws.in_use());
+    }
+    CHECK(!ws.in_use());
+    CHECK(code_of([&] { grpo::compute_advantages(grpo_test::default_exec(), r.cview(), g, a.view(), {}, ws); }) ==
+          grpo::errc::ok);
+    CHECK(!ws.in_use());
 }
 
 TEST_CASE("cuda advantages: bad shapes and configuration throw before any launch", "[cuda][advantages]") {

@@ -11,6 +11,7 @@
 #endif
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <limits>
@@ -276,6 +277,184 @@ TEST_CASE("cuda loss: bad inputs throw before any launch", "[cuda]") {
     din.logp = grpo::matrix_view<const double, grpo::device_space>(b.logp.data(), 3, 8);
     CHECK_THROWS_AS(grpo::loss_and_grad(grpo_test::default_exec(), din, dout, cfg, ws), grpo::error);
 #endif
+}
+
+namespace {
+
+/// Both backends on the same float batch; returns the device's and the CPU's outputs and scalars.
+struct overflow_run {
+    grpo::loss_stats cpu, dev;
+    std::vector<float> cpu_grad, cpu_loss, dev_grad, dev_loss;
+};
+overflow_run run_both(grpo_test::batch<float>& b, const grpo::loss_inputs<float>& hin, const grpo::loss_config& cfg) {
+    overflow_run r;
+    auto hout = b.outputs();
+    r.cpu = grpo::loss_and_grad(grpo::exec::host{}, hin, hout, cfg);
+    r.cpu_grad = b.grad;
+    r.cpu_loss = b.per_token;
+    device_arena a;
+    const auto din = mirror(a, hin);
+    const std::vector<float> fill(static_cast<std::size_t>(b.rows * b.cols), -7.0f);
+    grpo::loss_outputs<float, grpo::device_space> dout;
+    dout.grad_logp = grpo::matrix_view<float, grpo::device_space>(a.copy(fill.data(), fill.size()), b.rows, b.cols);
+    dout.per_token_loss =
+        grpo::matrix_view<float, grpo::device_space>(a.copy(fill.data(), fill.size()), b.rows, b.cols);
+    grpo_test::device_workspace ws;
+    r.dev = grpo::loss_and_grad(grpo_test::default_exec(), din, dout, cfg, ws);
+    r.dev_grad = download(dout.grad_logp);
+    r.dev_loss = download(dout.per_token_loss);
+    return r;
+}
+
+/// Equal within `rel`, or both the same infinity.
+bool same(double a, double b, double rel) { return a == b || close(a, b, rel); }
+
+void check_overflow_parity(const overflow_run& r) {
+    CHECK(r.dev.token_count == r.cpu.token_count);
+    CHECK(std::isfinite(r.dev.loss));
+    CHECK(std::isfinite(r.dev.policy_loss));
+    CHECK(same(r.dev.loss, r.cpu.loss, 1e-6));
+    CHECK(same(r.dev.policy_loss, r.cpu.policy_loss, 1e-6));
+    CHECK(same(r.dev.kl_loss, r.cpu.kl_loss, 1e-6));
+    CHECK(same(r.dev.clip_fraction_low, r.cpu.clip_fraction_low, 1e-6));
+    CHECK(same(r.dev.clip_fraction_high, r.cpu.clip_fraction_high, 1e-6));
+    CHECK(same(r.dev.ratio_mean, r.cpu.ratio_mean, 1e-6));
+    CHECK(same(r.dev.ratio_max, r.cpu.ratio_max, 1e-6));
+    CHECK(same(r.dev.ratio_min, r.cpu.ratio_min, 1e-6));
+    std::size_t non_finite = 0, bad = 0;
+    for (std::size_t k = 0; k < r.dev_grad.size(); ++k) {
+        non_finite += !std::isfinite(r.dev_grad[k]) + !std::isfinite(r.dev_loss[k]);
+        non_finite += !std::isfinite(r.cpu_grad[k]) + !std::isfinite(r.cpu_loss[k]);
+        bad += !close(r.dev_grad[k], r.cpu_grad[k], 1e-6) + !close(r.dev_loss[k], r.cpu_loss[k], 1e-6);
+    }
+    CHECK(non_finite == 0);
+    CHECK(bad == 0);
+}
+
+} // namespace
+
+TEST_CASE("cuda loss: an fp32 ratio that overflows gives a zero gradient, never NaN (as on the CPU)", "[cuda]") {
+    const std::size_t at = 1 * 16 + 5;
+    SECTION("A > 0, no log-ratio clamp: the clipped branch, gradient exactly 0") {
+        grpo_test::batch<float> b(3, 16, 71);
+        for (float& m : b.mask) m = 1;
+        b.logp[at] = -1;
+        b.old_logp[at] = -91; // log-ratio 90 > 88.7: exp overflows to inf in fp32
+        b.adv_tok[at] = 0.5f;
+        grpo::loss_config cfg;
+        REQUIRE(cfg.log_ratio_clamp == 0);
+        const overflow_run r = run_both(b, b.inputs(), cfg);
+        CHECK(r.dev_grad[at] == 0.0f);
+        CHECK(r.cpu_grad[at] == 0.0f);
+        CHECK(r.dev.ratio_max == std::numeric_limits<double>::infinity());
+        check_overflow_parity(r);
+        cfg.beta = 0.04; // a KL term at the token: its gradient is finite, the policy part still exactly 0
+        check_overflow_parity(run_both(b, b.inputs(), cfg));
+    }
+    SECTION("A = 0: loss and gradient finite (0 * inf is no NaN)") {
+        grpo_test::batch<float> b(3, 16, 72);
+        for (float& m : b.mask) m = 1;
+        b.logp[at] = -1;
+        b.old_logp[at] = -91;
+        b.adv_tok[at] = 0;
+        const overflow_run r = run_both(b, b.inputs(), grpo::loss_config{});
+        CHECK(r.dev_loss[at] == 0.0f);
+        CHECK(r.dev_grad[at] == 0.0f);
+        check_overflow_parity(r);
+    }
+}
+
+TEST_CASE("cuda loss: a bad length of INT64_MAX is reported exactly", "[cuda]") {
+    grpo_test::batch<double> b(5, 16, 37);
+    b.lengths[3] = std::numeric_limits<std::int64_t>::max();
+    const auto hin = b.inputs(true, true, true, true);
+    device_arena a;
+    const auto din = mirror(a, hin);
+    grpo::loss_outputs<double, grpo::device_space> dout;
+    grpo_test::device_workspace ws;
+    std::string cpu, got;
+    try {
+        auto hout = b.outputs();
+        grpo::loss_and_grad(grpo::exec::host{}, hin, hout, grpo::loss_config{});
+    } catch (const grpo::error& e) {
+        cpu = e.what();
+    }
+    try {
+        grpo::loss_and_grad(grpo_test::default_exec(), din, dout, grpo::loss_config{}, ws);
+    } catch (const grpo::error& e) {
+        got = e.what();
+        CHECK(e.code() == grpo::errc::invalid_value);
+    }
+    CAPTURE(cpu, got);
+    CHECK(got.find("9223372036854775807 at index 3") != std::string::npos);
+    CHECK(cpu.find("9223372036854775807 at index 3") != std::string::npos);
+    // The no-sync record: int64 bits in [14] (row) and [16] (the length), decoded by unpack_loss_stats.
+    std::vector<double> zeros(grpo::loss_stats_doubles, 0.0);
+    double* d_stats = a.copy(zeros.data(), zeros.size());
+    grpo::loss_and_grad(grpo_test::default_exec(), din, dout, grpo::loss_config{}, ws, d_stats);
+    std::vector<double> h(grpo::loss_stats_doubles);
+    REQUIRE(grpo_test::to_host(h.data(), d_stats, h.size() * sizeof(double)));
+    CHECK(h[13] == 1);
+    CHECK(grpo::detail::cuda::double_bits_as_int64(h[14]) == 3);
+    CHECK(grpo::detail::cuda::double_bits_as_int64(h[16]) == std::numeric_limits<std::int64_t>::max());
+    std::string unpacked;
+    try {
+        grpo::unpack_loss_stats(h.data(), b.cols);
+    } catch (const grpo::error& e) {
+        unpacked = e.what();
+    }
+    CHECK(unpacked == got);
+    // The smallest int64 too (a double would also hold it, but its negation would not).
+    b.lengths[3] = std::numeric_limits<std::int64_t>::min();
+    const auto din2 = mirror(a, b.inputs(true, true, true, true));
+    got.clear();
+    try {
+        grpo::loss_and_grad(grpo_test::default_exec(), din2, dout, grpo::loss_config{}, ws);
+    } catch (const grpo::error& e) {
+        got = e.what();
+    }
+    CHECK(got.find("-9223372036854775808 at index 3") != std::string::npos);
+}
+
+TEST_CASE("cuda loss: a workspace held by another call is refused (errc::in_use)", "[cuda]") {
+    grpo_test::batch<double> b(3, 8, 38);
+    device_arena a;
+    const auto din = mirror(a, b.inputs());
+    const std::vector<double> fill(24, -7.0);
+    grpo::loss_outputs<double, grpo::device_space> dout;
+    dout.grad_logp = grpo::matrix_view<double, grpo::device_space>(a.copy(fill.data(), fill.size()), 3, 8);
+    std::vector<double> zeros(grpo::loss_stats_doubles, 0.0);
+    double* d_stats = a.copy(zeros.data(), zeros.size());
+    grpo_test::device_workspace ws;
+    auto code_of = [](auto&& call) {
+        try {
+            call();
+        } catch (const grpo::error& e) {
+            return e.code();
+        }
+        return grpo::errc::ok;
+    };
+    {
+        grpo::basic_workspace_lease<grpo_test::device_workspace> held(ws, "another call");
+        CHECK(ws.in_use());
+        CHECK(code_of([&] { grpo::loss_and_grad(grpo_test::default_exec(), din, dout, grpo::loss_config{}, ws); }) ==
+              grpo::errc::in_use);
+        CHECK(code_of([&] {
+                  grpo::loss_and_grad(grpo_test::default_exec(), din, dout, grpo::loss_config{}, ws, d_stats);
+              }) == grpo::errc::in_use);
+        CHECK(download(dout.grad_logp) == fill); // nothing written
+        CHECK(ws.in_use());                      // the refused calls did not release the holder's lease
+    }
+    CHECK(!ws.in_use());
+    // A call that throws releases its lease too.
+    grpo::loss_config bad;
+    bad.epsilon_low = 1.5;
+    CHECK(code_of([&] { grpo::loss_and_grad(grpo_test::default_exec(), din, dout, bad, ws); }) ==
+          grpo::errc::invalid_value);
+    CHECK(!ws.in_use());
+    CHECK(code_of([&] { grpo::loss_and_grad(grpo_test::default_exec(), din, dout, grpo::loss_config{}, ws); }) ==
+          grpo::errc::ok);
+    CHECK(!ws.in_use());
 }
 
 #if !defined(GRPO_TEST_EMULATED) || defined(GRPO_TEST_EMULATED_HALF) // 16-bit types: CUDA toolkit headers

@@ -3,8 +3,11 @@
 #pragma once
 
 #include <cmath>
+#include <initializer_list>
+#include <limits>
 #include <sstream>
 #include <string>
+#include <type_traits>
 
 #include "../error.hpp"
 #include "../view.hpp"
@@ -48,6 +51,56 @@ void check_no_alias(const char* where, const char* out_name, const A& out, const
     if (range_of(out).overlaps(range_of(in)))
         raise_argument(errc::aliasing, where, out_name, std::string("memory disjoint from '") + in_name + "'",
                        "overlapping memory");
+}
+
+/// An enum value that is one of its `count` enumerators (0 .. count-1), or grpo::error naming the field: an
+/// out-of-range value cast from an integer must not silently mean something else.
+template <class E>
+void check_enum(const char* where, const char* name, E value, int count) {
+    const auto v = static_cast<long long>(value);
+    if (v < 0 || v >= count)
+        raise_argument(errc::invalid_value, where, name, "one of its " + std::to_string(count) + " enumerators",
+                       "the value " + std::to_string(v));
+}
+
+/// A view's name and the bytes it spans (range_of), for check_outputs_disjoint.
+struct named_range {
+    const char* name;
+    byte_range range;
+};
+
+/// Every output disjoint from every input and from every other output (absent or empty views span nothing).
+/// The one aliasing rule of every entry point: list all outputs and all inputs once.
+inline void check_outputs_disjoint(const char* where, std::initializer_list<named_range> outputs,
+                                   std::initializer_list<named_range> inputs) {
+    for (auto o = outputs.begin(); o != outputs.end(); ++o) {
+        for (const named_range& in : inputs)
+            if (o->range.overlaps(in.range))
+                raise_argument(errc::aliasing, where, o->name, std::string("memory disjoint from '") + in.name + "'",
+                               "overlapping memory");
+        for (auto p = outputs.begin(); p != o; ++p)
+            if (o->range.overlaps(p->range))
+                raise_argument(errc::aliasing, where, o->name, std::string("memory disjoint from '") + p->name + "'",
+                               "overlapping memory");
+    }
+}
+
+/// The type per-token math runs in for element type T: double for double, float otherwise (float and the
+/// 16-bit types, whose math is fp32).
+template <class T>
+using math_type_t = typename std::conditional<std::is_same<T, double>::value, double, float>::type;
+
+/// A configuration value used in element type T's math must be representable there: |value| <= max(T)
+/// (1e39 as a float beta would become inf, and 0 * inf = NaN).
+template <class T>
+void check_representable(const char* where, const char* name, double value) {
+    using M = math_type_t<T>;
+    const double limit = static_cast<double>(std::numeric_limits<M>::max());
+    if (std::isfinite(value) && !(std::fabs(value) <= limit))
+        raise_argument(errc::invalid_value, where, name,
+                       std::string("a value representable in the ") + (sizeof(M) == 4 ? "fp32" : "fp64") +
+                           " math of this element type (|x| <= " + num_str(limit) + ")",
+                       num_str(value));
 }
 
 } // namespace detail

@@ -45,15 +45,17 @@ struct group_moments {
     C shifted_sum = 0; ///< sum of (x - pivot)
     C m2 = 0;         ///< sum of (x - mean)^2, filled by the second pass
 
-    GRPO_HOST_DEVICE void add_first_pass(C x) {
+    /// First pass; `weight` (default 1: a count) makes `count` a total weight, as batch whitening needs.
+    /// With weight 1 every operation is the unweighted one (1 * y == y exactly).
+    GRPO_HOST_DEVICE void add_first_pass(C x, C weight = C(1)) {
         if (count == 0) pivot = x;
-        add_shifted(x);
+        add_shifted(x, weight);
     }
     /// First-pass accumulation against a pivot fixed beforehand (parallel backends: every partial of one
     /// group uses the group's first value as pivot, then the partial count and shifted_sum are summed).
-    GRPO_HOST_DEVICE void add_shifted(C x) {
-        count += 1;
-        shifted_sum += x - pivot;
+    GRPO_HOST_DEVICE void add_shifted(C x, C weight = C(1)) {
+        count += weight;
+        shifted_sum += weight * (x - pivot);
     }
     /// Moments with a preset pivot and nothing accumulated yet.
     GRPO_HOST_DEVICE static group_moments with_pivot(C p) {
@@ -62,9 +64,9 @@ struct group_moments {
         return m;
     }
     GRPO_HOST_DEVICE C mean() const { return count > 0 ? pivot + shifted_sum / count : C(0); }
-    GRPO_HOST_DEVICE void add_second_pass(C x, C mean_value) {
+    GRPO_HOST_DEVICE void add_second_pass(C x, C mean_value, C weight = C(1)) {
         const C d = x - mean_value;
-        m2 += d * d;
+        m2 += weight * d * d;
     }
     /// Every value equal (or fewer than two): no learning signal (TRL frac_reward_zero_std).
     GRPO_HOST_DEVICE bool zero_variance() const { return m2 == 0; }
@@ -88,7 +90,12 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE C group_advantage(advantage_estimator est, C r
     }
     switch (est) {
     case advantage_estimator::group_zscore:
-    case advantage_estimator::group_centered_batch_std: return (r - mean) / (scale_std + epsilon);
+    case advantage_estimator::group_centered_batch_std: {
+        // Zero-variance guard: std + epsilon is 0 only for a constant group (or batch) with epsilon = 0, whose
+        // deviations are all exactly 0 (pivot-shifted moments): its advantage is 0, not 0/0.
+        const C scale = scale_std + epsilon;
+        return scale > C(0) ? (r - mean) / scale : C(0);
+    }
     case advantage_estimator::rloo: return (r - mean) * n / (n - C(1));
     case advantage_estimator::group_centered:
     case advantage_estimator::group_centered_batch_whitened:
@@ -96,18 +103,15 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE C group_advantage(advantage_estimator est, C r
     }
 }
 
-/// One term of the weighted second moment used by batch whitening: w * (x - mean)^2.
-template <class C>
-GRPO_HOST_DEVICE GRPO_FORCEINLINE C weighted_sq_deviation(C w, C x, C mean) {
-    const C d = x - mean;
-    return w * d * d;
-}
-
 /// Scale of group_centered_batch_whitened: 1 / sqrt(var + whiten_epsilon), var = unbiased weighted variance
 /// (verl masked_whiten: biased masked mean of the squared deviations, then * N / (N - 1)).
-/// `weighted_m2` = sum w (x - mean)^2, `weight_sum` = sum w (must be > 1).
+/// `weighted_m2` = sum w (x - mean)^2 around the pivot-shifted weighted mean (group_moments with weights),
+/// `weight_sum` = sum w (must be > 1). Zero-variance guard: when every deviation is exactly 0 (a constant
+/// batch: the pivot-shifted mean is exact) the scale is 0, so every whitened advantage is exactly 0 for any
+/// whiten_epsilon >= 0, instead of 0 * inf or rounding noise times 1 / sqrt(tiny).
 template <class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE C whitening_scale(C weighted_m2, C weight_sum, C whiten_epsilon) {
+    if (!(weighted_m2 > C(0))) return C(0);
     const C var = weighted_m2 / weight_sum * (weight_sum / (weight_sum - 1));
     return 1 / math::sqrt(var + whiten_epsilon);
 }

@@ -89,6 +89,20 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE C sqrt(C x) {
     return sqrt(x);
 }
 
+/// +infinity in C, in host and device code alike (HUGE_VAL is a constant expression on both).
+template <class C>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE C infinity() {
+    return static_cast<C>(HUGE_VAL);
+}
+
+/// d_outer * d_inner by the chain rule, except that a zero outer factor gives exactly 0 even where the inner one
+/// overflowed to +-inf: a branch whose value does not depend on logp (a clipped ratio, a zero advantage, a zero
+/// weight) has derivative 0 whatever the ratio, and IEEE's 0 * inf = NaN must not say otherwise.
+template <class C>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE C chain(C d_outer, C d_inner) {
+    return select(d_outer == C(0), C(0), d_outer * d_inner);
+}
+
 /// A value clamped to [lo, hi] together with the derivative torch.clamp uses: 1 on the closed interval,
 /// 0 strictly outside. A bound of 0 or less for `limit` in clamp_symmetric means "no clamp".
 template <class C>

@@ -40,7 +40,10 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE kl_term<C> kl_penalty(kl_estimator estimator, 
     const C sign = select(x.value > C(0), C(1), select(x.value < C(0), C(-1), C(0))); // torch.abs': 0 at 0
     const bool k1 = estimator == kl_estimator::k1, k2 = estimator == kl_estimator::k2,
                abs_ = estimator == kl_estimator::abs;
-    const C value = select(k1, x.value, select(k2, C(0.5) * x.value * x.value, select(abs_, sign * x.value, e + x.value - C(1))));
+    // k3 at x = -inf (a log-ratio that overflowed): exp(-x) + x is inf - inf; its limit is +inf.
+    const C k3 = select(x.value == -infinity<C>(), infinity<C>(),
+                        e + x.value - C(1));
+    const C value = select(k1, x.value, select(k2, C(0.5) * x.value * x.value, select(abs_, sign * x.value, k3)));
     const C dvalue_dx = select(k1, C(1), select(k2, x.value, select(abs_, sign, C(1) - e)));
     const clamped<C> out = clamp_symmetric(value, output_clamp);
     return {out.value, select(straight_through, raw, out.grad * dvalue_dx * x.grad)};

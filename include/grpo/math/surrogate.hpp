@@ -37,14 +37,17 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE surrogate_term<C> clipped_surrogate(C ratio, C
                                                                       const clip_bounds<C>& clip) {
     const C capped = select(ratio > clip.delta, clip.delta, ratio);
     const clamped<C> clipped = clamp_with_grad(ratio, clip.low, clip.high);
-    const C unclipped_obj = capped * advantage;
+    // chain(): a zero advantage gives objective 0 even when the ratio overflowed to +inf (0 * inf = NaN).
+    const C unclipped_obj = chain(advantage, capped);
     const C clipped_obj = clipped.value * advantage;
     const C d_unclipped = select(ratio > clip.delta, C(0), advantage);
     const C d_clipped = clipped.grad * advantage;
     // min of the two objectives; on a tie torch.minimum gives each side half the gradient.
     const bool take_unclipped = unclipped_obj < clipped_obj, take_clipped = clipped_obj < unclipped_obj;
     C loss = select(take_clipped, -clipped_obj, -unclipped_obj);
-    C dloss = select(take_unclipped, -d_unclipped, select(take_clipped, -d_clipped, C(-0.5) * (d_unclipped + d_clipped)));
+    // The tie's half-and-half is 0.5 a + 0.5 b, not 0.5 (a + b): the same value, but the sum may overflow.
+    C dloss = select(take_unclipped, -d_unclipped,
+                     select(take_clipped, -d_clipped, C(-0.5) * d_unclipped + C(-0.5) * d_clipped));
     // Dual clip (verl): for A < 0, loss = min(loss, -c * A), again splitting a tie.
     const bool dual_on = (clip.dual_c > C(0)) & (advantage < C(0));
     const C bound = -clip.dual_c * advantage;
@@ -53,6 +56,16 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE surrogate_term<C> clipped_surrogate(C ratio, C
     dloss = select(dual, C(0), select(dual_tie, C(0.5) * dloss, dloss));
     return {loss, dloss, select((advantage < C(0)) & (ratio < clip.low), C(1), C(0)),
             select((advantage > C(0)) & (ratio > clip.high), C(1), C(0)), select(dual, C(1), C(0))};
+}
+
+/// dLoss/dlogp at one unmasked token: weight * (dloss/dratio * dratio/dlogp + beta * dKL/dlogp) + the
+/// sequence-ratio term (GSPO; 0 otherwise). Each product is a chain(): a factor that is exactly 0 (a clipped
+/// ratio, beta = 0, a zero weight) keeps the term exactly 0 even when the other factor overflowed to +-inf, so
+/// finite inputs never produce a NaN gradient (docs/numerics.md). Both backends compose the gradient here.
+template <class C>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE C token_gradient(C weight, C dloss_dratio, C dratio_dlogp, C beta, C dkl_dlogp,
+                                                   C sequence_term) {
+    return chain(weight, chain(dloss_dratio, dratio_dlogp) + chain(beta, dkl_dlogp)) + sequence_term;
 }
 
 } // namespace math

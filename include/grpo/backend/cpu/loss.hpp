@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -205,7 +206,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
                 }
                 dloss_ds += lane_sum(d, nb);
             }
-            cross_grad = w * dloss_ds * ds / n;
+            cross_grad = math::chain(w * dloss_ds, ds) / n; // exactly 0 when no token's loss depends on s
         }
     }
 
@@ -249,7 +250,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
                 kl_value = term.value;
                 kl_grad = term.grad;
             }
-            gbuf[k] = math::select(valid, cw * (sur.dloss_dratio * dr + beta * kl_grad) + ccross, C(0));
+            gbuf[k] = math::select(valid, math::token_gradient(cw, sur.dloss_dratio, dr, beta, kl_grad, ccross), C(0));
             lbuf[k] = math::select(valid, sur.loss + beta * kl_value, C(0));
             pol[k] = math::select(valid, sur.loss, C(0));
             kl[k] = math::select(valid, kl_value, C(0));
@@ -315,8 +316,8 @@ inline bool cpu_has_avx2() { return false; }
 
 /// Whether the contiguous-row pass may use the AVX2 version. Tests and benchmarks set it to false to run the
 /// default-target version for comparison; not meant to be changed while another thread runs a loss pass.
-inline bool& cpu_dispatch_enabled() {
-    static bool enabled = true;
+inline std::atomic<bool>& cpu_dispatch_enabled() {
+    static std::atomic<bool> enabled{true};
     return enabled;
 }
 
@@ -384,9 +385,14 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const los
                          double global_tokens, workspace& ws) {
     const index_t rows = v.logp.rows(), cols = v.logp.cols();
     // Scratch: per-row partials, then (when no mask is given) a row of ones standing in for the mask.
-    const std::size_t partial_doubles = static_cast<std::size_t>(rows) * row_partials_doubles;
-    const std::size_t ones_doubles = v.mask.present() ? 0 : (static_cast<std::size_t>(cols) * sizeof(T) + 7) / 8;
-    double* scratch = ws.doubles(partial_doubles + ones_doubles);
+    constexpr const char* where = "loss_and_grad";
+    // No tokens at all: nothing to read or write, and no row pointer to form (an empty view's strides are
+    // arbitrary, so data + i * row_stride may not even be a valid address computation).
+    if (rows == 0 || cols == 0) return loss_stats{};
+    const index_t partial_doubles = checked_mul(where, "rows", rows, static_cast<index_t>(row_partials_doubles));
+    const index_t ones_doubles =
+        v.mask.present() ? 0 : checked_add(where, "cols", checked_mul(where, "cols", cols, sizeof(T)), 7) / 8;
+    double* scratch = ws.doubles(static_cast<std::size_t>(checked_add(where, "rows", partial_doubles, ones_doubles)), where);
     T* ones = reinterpret_cast<T*>(scratch + partial_doubles);
     if (!v.mask.present()) std::fill(ones, ones + cols, T(1));
     const index_t grain = row_grain(v.logp.cols());

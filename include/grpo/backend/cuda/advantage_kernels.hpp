@@ -12,7 +12,9 @@
 //   3. adv_group_kernel     (a block per group): pivot = first scored reward of the group in row order, then
 //                           math::group_moments (count, shifted sum, m2) with block reductions in double.
 //   4. adv_batch_kernel     (one block): batch moments (same pivot rule), batch std and, for
-//                           group_centered_batch_whitened, the weighted whitening statistics.
+//                           group_centered_batch_whitened, the whitening statistics (weighted
+//                           math::group_moments, pivot = centered value of the first scored row of non-zero
+//                           weight, as on the CPU; a constant batch whitens to exactly 0).
 //   5. adv_write_kernel     (grid-stride over max(rows, groups)): math::completion_advantage per row, the
 //                           optional per-group outputs.
 //   6. adv_stats_kernel     (one block): advantage_stats (or the error record) into the stats buffer.
@@ -37,7 +39,8 @@ constexpr int adv_elem_block = 256;
 
 /// Doubles of the stats record: advantage_stats in field order (num_groups, zero_variance_groups,
 /// zero_variance_fraction, scored, reward_mean, reward_std, advantage_mean, advantage_std, advantage_min,
-/// advantage_max), then error code (adv_error), error row index, offending value (an id's bits for bad_id).
+/// advantage_max), then [10] error code (adv_error), [11] error row index (int64 bits, int64_as_double_bits),
+/// [12] offending value (the id's int64 bits for adv_bad_id, else the value as a double).
 constexpr int adv_stats_fields = 13;
 
 /// Error kinds, in the order the CPU backend checks them (the first present one is reported).
@@ -47,8 +50,9 @@ enum adv_error : int {
     adv_bad_reward = 2,    ///< Inf reward, or NaN with nan_rewards::reject
     adv_bad_weight = 3,    ///< token_weights not finite >= 0 (group_centered_batch_whitened only)
     adv_bad_whitening = 4, ///< total whitening weight <= 1
+    adv_bad_advantage = 5, ///< an advantage that does not fit T (or NaN from statistics that overflow double)
 };
-constexpr int adv_error_slots = 4;
+constexpr int adv_error_slots = 5;
 
 /// Batch scalars kept between kernels: scored count, batch mean, batch std, whitening mean and scale.
 constexpr int adv_scalar_fields = 5;
@@ -132,7 +136,12 @@ inline std::size_t adv_layout(index_t n, index_t k, bool by_id, std::size_t sort
     return off;
 }
 
-GRPO_HOST_DEVICE inline bool adv_failed(const unsigned long long* e) { return (e[0] | e[1] | e[2] | e[3]) != 0; }
+/// Largest finite value of the advantage type (float or double), in host and device code.
+template <class T>
+GRPO_HOST_DEVICE inline double adv_type_max() {
+    return sizeof(T) == sizeof(float) ? 3.4028234663852886e38 : 1.7976931348623157e308;
+}
+GRPO_HOST_DEVICE inline bool adv_failed(const unsigned long long* e) { return (e[0] | e[1] | e[2] | e[3] | e[4]) != 0; }
 GRPO_HOST_DEVICE inline bool adv_is_scored(double r) { return r == r; } // not NaN
 GRPO_HOST_DEVICE inline double adv_abs(double x) { return x < 0 ? -x : x; }
 
@@ -269,24 +278,33 @@ struct adv_batch_kernel {
                                                      p.singleton);
             };
             auto weight = [&](index_t i) { return v.token_weights.present() ? v.token_weights[i] : 1.0; };
-            double wsum = 0, wx = 0;
-            for (index_t i = b.thread(); i < n; i += b.threads()) {
-                if (!scored(i)) continue;
-                wsum += weight(i);
-                wx += weight(i) * centered(i);
-            }
-            wsum = b.sum(wsum);
-            wx = b.sum(wx);
-            if (!(wsum > 1)) { // CPU: "a total whitening weight > 1"
+            // The CPU's weighted, pivot-shifted two-pass group_moments: its pivot is the centered value of the
+            // first scored row of non-zero weight (add_first_pass re-pivots while the total weight is 0; every
+            // weight is 1 without token_weights). A constant batch then has deviations, m2 and whitening_scale
+            // exactly 0, so its advantages are exactly 0 for any whiten_epsilon >= 0.
+            double first = static_cast<double>(n);
+            for (index_t i = b.thread(); i < n; i += b.threads())
+                if (scored(i) && weight(i) != 0) {
+                    first = static_cast<double>(i);
+                    break;
+                }
+            first = b.min(first);
+            math::group_moments<double> white =
+                math::group_moments<double>::with_pivot(first < n ? centered(static_cast<index_t>(first)) : 0.0);
+            for (index_t i = b.thread(); i < n; i += b.threads())
+                if (scored(i)) white.add_shifted(centered(i), weight(i));
+            white.count = b.sum(white.count);
+            white.shifted_sum = b.sum(white.shifted_sum);
+            if (!(white.count > 1)) { // CPU: "a total whitening weight > 1"
                 if (b.thread() == 0) s.errors[3] = 1;
                 return;
             }
-            white_mean = wx / wsum;
-            double wm2 = 0;
+            white_mean = white.mean();
+            math::group_moments<double> d;
             for (index_t i = b.thread(); i < n; i += b.threads())
-                if (scored(i)) wm2 += math::weighted_sq_deviation(weight(i), centered(i), white_mean);
-            wm2 = b.sum(wm2);
-            white_scale = math::whitening_scale(wm2, wsum, p.whiten_epsilon);
+                if (scored(i)) d.add_second_pass(centered(i), white_mean, weight(i));
+            white.m2 = b.sum(d.m2);
+            white_scale = math::whitening_scale(white.m2, white.count, p.whiten_epsilon);
         }
         if (b.thread() == 0) {
             s.scalars[0] = m.count;
@@ -294,6 +312,32 @@ struct adv_batch_kernel {
             s.scalars[2] = m.std(p.std_est);
             s.scalars[3] = white_mean;
             s.scalars[4] = white_scale;
+        }
+    }
+};
+
+/// Every scored row's advantage must fit T before anything is written (the CPU backend's check): records the
+/// first row whose advantage does not (fp32 RLOO of rewards near 3e38; statistics that overflow double).
+template <class T>
+struct adv_range_kernel {
+    static constexpr int block = adv_elem_block;
+    adv_views<T> v;
+    adv_params p;
+    adv_scratch s;
+
+    template <class B>
+    GRPO_HOST_DEVICE void operator()(B& b) const {
+        if (adv_failed(s.errors)) return;
+        const double batch_std = s.scalars[2], white_mean = s.scalars[3], white_scale = s.scalars[4];
+        const double limit = static_cast<double>(adv_type_max<T>());
+        const unsigned long long n = static_cast<unsigned long long>(p.n);
+        for (index_t t = grid_first(b); t < p.n; t += grid_stride(b)) {
+            const double r = static_cast<double>(v.rewards[t]);
+            if (!adv_is_scored(r)) continue;
+            const double a = math::completion_advantage<double>(p.est, r, s.groups[adv_group_of(p, v, t)], p.std_est,
+                                                                batch_std, p.epsilon, p.singleton, white_mean,
+                                                                white_scale);
+            if (!(adv_abs(a) <= limit)) b.atomic_max(&s.errors[4], n - static_cast<unsigned long long>(t));
         }
     }
 };
@@ -401,10 +445,10 @@ struct adv_stats_kernel {
             st[10] = e + 1;
             if (e + 1 == adv_bad_whitening) break;
             const index_t i = p.n - static_cast<index_t>(s.errors[e]);
-            st[11] = static_cast<double>(i);
-            st[12] = e + 1 == adv_bad_id       ? bits_as_double(static_cast<long long>(v.ids[i]))
-                     : e + 1 == adv_bad_reward ? static_cast<double>(v.rewards[i])
-                                               : v.token_weights[i];
+            st[11] = int64_as_double_bits(i);
+            st[12] = e + 1 == adv_bad_id                                       ? int64_as_double_bits(v.ids[i])
+                     : e + 1 == adv_bad_reward || e + 1 == adv_bad_advantage ? static_cast<double>(v.rewards[i])
+                                                                             : v.token_weights[i];
             break;
         }
         for (int f = 0; f < adv_stats_fields; ++f) stats[f] = st[f];

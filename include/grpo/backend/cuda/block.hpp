@@ -49,6 +49,28 @@ GRPO_HOST_DEVICE inline double bits_as_double(long long bits) {
 #endif
 }
 
+/// Exact int64 values in the double slots of the device error records (rows, columns, lengths, ids): the
+/// int64's bit pattern is stored as is, so every value survives (a double holds integers exactly only up to
+/// 2^53, and INT64_MAX would round to 2^63). Decode with double_bits_as_int64; never do arithmetic on the slot.
+GRPO_HOST_DEVICE inline double int64_as_double_bits(std::int64_t v) {
+#if defined(__CUDA_ARCH__)
+    return __longlong_as_double(static_cast<long long>(v));
+#else
+    double d;
+    std::memcpy(&d, &v, sizeof d);
+    return d;
+#endif
+}
+GRPO_HOST_DEVICE inline std::int64_t double_bits_as_int64(double d) {
+#if defined(__CUDA_ARCH__)
+    return static_cast<std::int64_t>(__double_as_longlong(d));
+#else
+    std::int64_t v;
+    std::memcpy(&v, &d, sizeof v);
+    return v;
+#endif
+}
+
 /// Grid-stride loop bounds over `items` elements: first index of this thread and the stride.
 template <class B>
 GRPO_HOST_DEVICE inline index_t grid_first(const B& b) {

@@ -41,15 +41,18 @@ constexpr int row_fields = 11; // policy, kl, kl_sum, tokens, clip_low, clip_hig
 /// The stats record: loss_stats in field order, then the error fields (see loss_error).
 constexpr int stats_fields = 17;
 /// Error codes of the record ([13]; [14] row, [15] column, [16] the bad value), in the CPU's check order.
+/// [14] and [15] always hold int64 bit patterns (int64_as_double_bits), [16] too for loss_bad_length (the
+/// length); otherwise [16] is the bad value as a double.
 enum loss_error : int {
     loss_ok = 0,
-    loss_bad_length = 1, ///< lengths[i] outside [0, cols] ([15] unused)
+    loss_bad_length = 1, ///< lengths[i] outside [0, cols] ([15] unused, [16] the length as int64 bits)
     loss_bad_mask = 2,   ///< a mask value other than 0 or 1
     loss_bad_logp = 3,   ///< non-finite values at unmasked tokens:
     loss_bad_old_logp = 4,
     loss_bad_ref_logp = 5,
     loss_bad_advantages = 6,
-    loss_bad_global_count = 7, ///< global_token_count below this call's tokens ([14] the tokens, [16] the count)
+    loss_bad_global_count = 7, ///< global_token_count below this call's tokens ([14] the tokens as int64 bits,
+                               ///< [16] the count as a double)
 };
 constexpr int loss_error_kinds = 8; ///< column keys are column * loss_error_kinds + code
 
@@ -80,7 +83,7 @@ struct loss_scratch {
     double* row_error = nullptr;  ///< rows: the row's first bad column key (column * loss_error_kinds + code), -1
     double* partials = nullptr;   ///< rows * row_fields
     double* total = nullptr;      ///< 1
-    double* error = nullptr;      ///< 4: code, row, column, value (loss_error)
+    double* error = nullptr;      ///< 4: code, row, column, value (loss_error; int64 bits as documented there)
     double* stats = nullptr;      ///< stats_fields
     unsigned long long* counters = nullptr; ///< 2
 };
@@ -210,8 +213,8 @@ struct loss_check_kernel {
         if (first_length < none) {
             const index_t i = static_cast<index_t>(first_length);
             err[0] = loss_bad_length;
-            err[1] = first_length;
-            err[3] = static_cast<double>(v.lengths[i]);
+            err[1] = int64_as_double_bits(i);
+            err[3] = int64_as_double_bits(v.lengths[i]);
         } else if (first_value < none) {
             const index_t i = static_cast<index_t>(first_value);
             const double key = b.load(s.row_error + i);
@@ -223,12 +226,12 @@ struct loss_check_kernel {
                                                           : code == loss_bad_ref_logp ? v.ref_logp
                                                                                       : v.adv;
             err[0] = code;
-            err[1] = first_value;
-            err[2] = static_cast<double>(t);
+            err[1] = int64_as_double_bits(i);
+            err[2] = int64_as_double_bits(t);
             err[3] = static_cast<double>(compute_t<T>(m(i, t)));
         } else if (check_values && global_tokens > 0 && global_tokens < total) {
             err[0] = loss_bad_global_count;
-            err[1] = total;
+            err[1] = int64_as_double_bits(static_cast<std::int64_t>(total));
             err[3] = global_tokens;
         }
         for (int k = 0; k < 4; ++k) s.error[k] = err[k];
@@ -289,7 +292,9 @@ struct loss_main_kernel {
             }
             const double w =
                 p.loss_scale * math::row_weight<double>(p.agg, n, total, p.sequences, p.constant_length);
-            const double cross = (p.ratio == ratio_level::sequence && n > 0) ? w * dloss_dseq * dseq / n : 0.0;
+            // chain(): exactly 0 when no token's loss depends on the sequence ratio, even where dseq overflowed.
+            const double cross =
+                (p.ratio == ratio_level::sequence && n > 0) ? math::chain(w * dloss_dseq, dseq) / n : 0.0;
             const C cw = C(w), ccross = C(cross), seq_ratio = C(seq);
             const C seq_dratio = p.ratio == ratio_level::sequence_token ? C(dseq) : C(0);
 
@@ -313,7 +318,9 @@ struct loss_main_kernel {
                         kl_value = term.value;
                         kl_grad = term.grad;
                     }
-                    g = cw * (sur.dloss_dratio * dr + beta * kl_grad) + ccross;
+                    // As the CPU row pass: a zero factor (clipped branch, beta = 0, zero weight) gives exactly 0
+                    // even where the ratio overflowed to inf, so finite inputs never give a NaN gradient.
+                    g = math::token_gradient(cw, sur.dloss_dratio, dr, beta, kl_grad, ccross);
                     l = sur.loss + beta * kl_value;
                     acc[0] += static_cast<double>(sur.loss);
                     acc[2] += static_cast<double>(kl_value);

@@ -19,6 +19,7 @@
 
 #include "../../advantages.hpp"
 #include "../../loss.hpp"
+#include "../../workspace.hpp"
 #include "advantage_kernels.hpp"
 #include "loss_kernels.hpp"
 
@@ -53,27 +54,31 @@ struct device_group_outputs {
 /// dual_clip_fraction, ratio_mean, ratio_min, ratio_max, kl_mean, approx_kl), then [13] an error code (0 =
 /// valid inputs or validation::shapes_only; 1 lengths, 2 mask, 3 logp, 4 old_logp, 5 ref_logp, 6 advantages,
 /// 7 global_token_count below the call's tokens), [14] its row (7: the call's tokens), [15] its column, [16] the
-/// bad value. With a non-zero code nothing else was written.
+/// bad value. [14] and [15] hold the exact int64 bit pattern (not a double value: decode with
+/// detail::cuda::double_bits_as_int64, as unpack_loss_stats does), and so does [16] for code 1 (the bad length);
+/// for the other codes [16] is the bad value as a double. With a non-zero code nothing else was written.
 constexpr int loss_stats_doubles = detail::cuda::stats_fields;
 
 /// Unpacks a host copy of the no-sync loss record; throws grpo::error (the CPU backend's message, with
 /// "loss_and_grad(cuda)") when it carries an error code. `cols`: the call's logp.cols(), for the lengths message.
 inline loss_stats unpack_loss_stats(const double* h, index_t cols) {
     constexpr const char* where = "loss_and_grad(cuda)";
+    using detail::cuda::double_bits_as_int64;
     const int code = static_cast<int>(h[13]);
     if (code == detail::cuda::loss_bad_length)
         detail::raise_argument(errc::invalid_value, where, "lengths", "values in [0, " + detail::to_str(cols) + "]",
-                               std::to_string(static_cast<long long>(h[16])) + " at index " +
-                                   detail::to_str(static_cast<index_t>(h[14])));
+                               std::to_string(static_cast<long long>(double_bits_as_int64(h[16]))) + " at index " +
+                                   std::to_string(static_cast<long long>(double_bits_as_int64(h[14]))));
     if (code == detail::cuda::loss_bad_global_count)
         detail::raise_argument(errc::invalid_value, where, "config.global_token_count",
-                               "0 (local) or at least this call's unmasked tokens (" + detail::num_str(h[14]) + ")",
+                               "0 (local) or at least this call's unmasked tokens (" +
+                                   detail::num_str(static_cast<double>(double_bits_as_int64(h[14]))) + ")",
                                detail::num_str(h[16]));
     if (code != detail::cuda::loss_ok) {
         static const char* const names[] = {"", "lengths", "mask", "logp", "old_logp", "ref_logp", "advantages"};
         const char* name = code > 0 && code <= detail::cuda::loss_bad_advantages ? names[code] : "logp";
-        const std::string at = " at (" + detail::to_str(static_cast<index_t>(h[14])) + ", " +
-                               detail::to_str(static_cast<index_t>(h[15])) + ")";
+        const std::string at = " at (" + std::to_string(static_cast<long long>(double_bits_as_int64(h[14]))) +
+                               ", " + std::to_string(static_cast<long long>(double_bits_as_int64(h[15]))) + ")";
         if (code == detail::cuda::loss_bad_mask)
             detail::raise_argument(errc::invalid_value, where, name, "values 0 or 1", detail::num_str(h[16]) + at);
         detail::raise_argument(errc::non_finite, where, name, "finite values at unmasked tokens",
@@ -90,21 +95,27 @@ inline loss_stats unpack_loss_stats(const double* h, index_t cols) {
 /// Doubles written by the no-sync compute_advantages: advantage_stats in field order (num_groups,
 /// zero_variance_groups, zero_variance_fraction, scored, reward_mean, reward_std, advantage_mean,
 /// advantage_std, advantage_min, advantage_max), then [10] an error code (0 = valid inputs; 1 bad id,
-/// 2 bad reward, 3 bad token weight, 4 total whitening weight <= 1), [11] the first offending row,
-/// [12] the offending value. With a non-zero code nothing else was written.
+/// 2 bad reward, 3 bad token weight, 4 total whitening weight <= 1, 5 an advantage that does not fit the
+/// element type), [11] the first offending row, [12] the offending value (code 5: the row's reward). [11] holds the row's exact int64 bit pattern (not a double value: decode with
+/// detail::cuda::double_bits_as_int64, as unpack_advantage_stats does), and so does [12] for code 1 (the bad
+/// id); for codes 2, 3 and 5 [12] is the value as a double. With a non-zero code nothing else was written.
 constexpr int advantage_stats_doubles = detail::cuda::adv_stats_fields;
 
 /// Unpacks a host copy of the no-sync record; throws grpo::error when it carries an error code.
 inline advantage_stats unpack_advantage_stats(const double* h) {
     const int code = static_cast<int>(h[10]);
     if (code != 0) {
-        static const char* const names[] = {"", "groups.ids", "rewards", "token_weights", "rewards"};
-        const char* name = code >= 1 && code <= 4 ? names[code] : "rewards";
-        detail::raise_argument(code == 1 || code == 4 ? errc::invalid_value : errc::non_finite,
+        static const char* const names[] = {"", "groups.ids", "rewards", "token_weights", "rewards", "rewards"};
+        const char* name = code >= 1 && code <= 5 ? names[code] : "rewards";
+        detail::raise_argument(code == 1 || code >= 4 ? errc::invalid_value : errc::non_finite,
                                "compute_advantages(cuda)", name,
-                               code == 4 ? "a total whitening weight > 1" : "valid values",
+                               code == 4   ? "a total whitening weight > 1"
+                               : code == 5 ? "rewards whose advantages fit the output type"
+                                           : "valid values",
                                code == 4 ? std::string("a smaller total weight")
-                                         : "an invalid value at index " + detail::num_str(h[11]));
+                                         : "an invalid value at index " +
+                                               std::to_string(static_cast<long long>(
+                                                   detail::cuda::double_bits_as_int64(h[11]))));
     }
     advantage_stats st;
     st.num_groups = static_cast<index_t>(h[0]);
@@ -252,6 +263,7 @@ const double* run_advantages(D& dev, vector_view<const T, device_space> rewards,
     }
     if (k > 0) dev.launch(adv_group_kernel<T>{v, p, s}, grid_for_items(k));
     dev.launch(adv_batch_kernel<T>{v, p, s}, 1);
+    if (n > 0) dev.launch(adv_range_kernel<T>{v, p, s}, elem_blocks);
     if (n > 0 || k > 0) dev.launch(adv_write_kernel<T>{v, p, s}, elem_blocks);
     dev.launch(adv_stats_kernel<T>{v, p, s, d_stats}, 1);
     dev.check_launch(where);
@@ -288,7 +300,8 @@ template <class T, class D>
                                           g.num_groups(n));
     compute_advantages(exec::host{}, vector_view<const T>(r.data(), n, rewards.stride()), hg,
                        vector_view<T>(adv.data(), n), cfg, group_outputs{},
-                       token_weights.present() ? vector_view<const double>(w.data(), n, token_weights.stride())
+                       token_weights.present() && !token_weights.empty()
+                           ? vector_view<const double>(w.data(), token_weights.size(), token_weights.stride())
                                                : vector_view<const double>());
     (void)unpack_advantage_stats(h); // the CPU did not throw (a value on an fp edge): report the device's finding
     raise_argument(errc::invalid_value, where, "rewards", "valid values", "invalid values reported by the device");
@@ -321,10 +334,14 @@ advantage_stats run_advantages_sync(D& dev, vector_view<const T, device_space> r
 /// validation::shapes_only, lengths outside [0, cols] are clamped. Element types: float and double (math in
 /// that type), also __half and __nv_bfloat16 (converted to float on load, fp32 math, grad_logp /
 /// per_token_loss written in the input type). Per-row and batch sums are in double for every type.
+/// Workspace: the call holds `ws` (basic_workspace_lease) while it checks and enqueues, and throws grpo::error
+/// (errc::in_use) when another call holds it; the lease ends when the work is enqueued, not when it completes,
+/// so `ws` must not be used by a call on another stream before this work has completed (as before).
 template <class Exec, class T>
 detail::if_cuda_executor<Exec> loss_and_grad(const Exec& ex, const loss_inputs<T, device_space>& in,
                                              const loss_outputs<T, device_space>& out, const loss_config& cfg,
                                              detail::cuda_workspace_of<Exec>& ws, double* d_stats) {
+    const basic_workspace_lease<detail::cuda_workspace_of<Exec>> lease(ws, "loss_and_grad(cuda)");
     if (d_stats == nullptr)
         detail::raise_argument(errc::invalid_value, "loss_and_grad(cuda)", "d_stats",
                                "a device buffer of loss_stats_doubles", "nullptr");
@@ -334,11 +351,13 @@ detail::if_cuda_executor<Exec> loss_and_grad(const Exec& ex, const loss_inputs<T
 
 /// Fused loss + gradient + diagnostics on device; waits for the stream once to return the scalars. Bad values
 /// and a global_token_count below the call's tokens (validation::full) throw the CPU backend's grpo::error
-/// after the wait, with the outputs untouched.
+/// after the wait, with the outputs untouched. The call holds `ws` until it returns (grpo::error, errc::in_use,
+/// when another call holds it).
 template <class Exec, class T>
 detail::if_cuda_executor<Exec, loss_stats> loss_and_grad(const Exec& ex, const loss_inputs<T, device_space>& in,
                                                          const loss_outputs<T, device_space>& out,
                                                          const loss_config& cfg, detail::cuda_workspace_of<Exec>& ws) {
+    const basic_workspace_lease<detail::cuda_workspace_of<Exec>> lease(ws, "loss_and_grad(cuda)");
     auto dev = cuda_backend_traits<Exec>::device(ex, ws);
     return detail::cuda::run_loss_sync(dev, in, out, cfg);
 }
@@ -351,6 +370,8 @@ detail::if_cuda_executor<Exec, loss_stats> loss_and_grad(const Exec& ex, const l
 /// failure nothing is written to `advantages` / `per_group` and the record in `d_stats`
 /// (advantage_stats_doubles device doubles, see there) carries the error code.
 /// Rewards and advantages: float or double (same type). Deterministic; no float atomics.
+/// Workspace: held (basic_workspace_lease; errc::in_use when another call holds it) while the call checks and
+/// enqueues only; `ws` must not be used by a call on another stream before this work has completed (as before).
 template <class Exec, class R, class T>
 detail::if_cuda_executor<Exec> compute_advantages(const Exec& ex, vector_view<R, device_space> rewards,
                                                   const device_groups& g, vector_view<T, device_space> advantages,
@@ -359,6 +380,7 @@ detail::if_cuda_executor<Exec> compute_advantages(const Exec& ex, vector_view<R,
                                                   vector_view<const double, device_space> token_weights = {}) {
     static_assert(std::is_same<std::remove_const_t<R>, T>::value,
                   "grpo::compute_advantages (CUDA): rewards and advantages must have the same float/double type");
+    const basic_workspace_lease<detail::cuda_workspace_of<Exec>> lease(ws, "compute_advantages(cuda)");
     if (d_stats == nullptr)
         detail::raise_argument(errc::invalid_value, "compute_advantages(cuda)", "d_stats",
                                "a device buffer of advantage_stats_doubles", "nullptr");
@@ -367,7 +389,8 @@ detail::if_cuda_executor<Exec> compute_advantages(const Exec& ex, vector_view<R,
 }
 
 /// Group-relative advantages on device; waits for the stream once to return the statistics. Invalid values
-/// throw the same grpo::error as the CPU backend (nothing is written to the outputs).
+/// throw the same grpo::error as the CPU backend (nothing is written to the outputs). The call holds `ws` until
+/// it returns (grpo::error, errc::in_use, when another call holds it).
 template <class Exec, class R, class T>
 detail::if_cuda_executor<Exec, advantage_stats>
 compute_advantages(const Exec& ex, vector_view<R, device_space> rewards, const device_groups& g,
@@ -376,6 +399,7 @@ compute_advantages(const Exec& ex, vector_view<R, device_space> rewards, const d
                    vector_view<const double, device_space> token_weights = {}) {
     static_assert(std::is_same<std::remove_const_t<R>, T>::value,
                   "grpo::compute_advantages (CUDA): rewards and advantages must have the same float/double type");
+    const basic_workspace_lease<detail::cuda_workspace_of<Exec>> lease(ws, "compute_advantages(cuda)");
     auto dev = cuda_backend_traits<Exec>::device(ex, ws);
     return detail::cuda::run_advantages_sync<T>(dev, rewards, g, advantages, cfg, per_group, token_weights);
 }

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus of the libFuzzer harnesses: tests/fuzz/corpus/<harness>/seed-NN.
+
+Every harness reads its input as a stream of choice bytes (fuzz_input.hpp): the first bytes pick the element
+type / entry point, then sizes, layouts, configuration and values. The seeds are deterministic pseudo-random
+streams of several lengths (short ones end early and take the defaults, long ones fill whole buffers), with the
+leading selector byte cycled so that every entry point / element type of a harness gets seeds.
+
+  python3 tests/fuzz/make_seeds.py                      # write candidates for every harness
+  python3 tests/fuzz/make_seeds.py --keep-passing DIR   # ... then keep only those that DIR/<harness> runs cleanly
+                                                        #     (at most --count per harness)
+"""
+import argparse
+import os
+import random
+import subprocess
+import sys
+
+HARNESSES = {  # name: number of values of the leading selector byte
+    "fuzz_loss": 2, "fuzz_advantages": 2, "fuzz_process_rewards": 2,
+    "fuzz_rewards": 8, "fuzz_trainer": 2, "fuzz_views": 4,
+}
+LENGTHS = [16, 48, 96, 160, 256, 400, 640, 1024]
+
+
+def candidates(name, n):
+    rng = random.Random("grpo-" + name)
+    sel = HARNESSES[name]
+    for k in range(n):
+        length = LENGTHS[k % len(LENGTHS)]
+        body = bytearray(rng.getrandbits(8) for _ in range(length))
+        body[0] = k % sel  # selector (flag() reads bit 0, u8() % sel for the others)
+        # Keep sizes small and choices ordinary in half of the seeds: low bytes mean "usual" everywhere.
+        if k % 2 == 0:
+            body = bytearray(b % 160 for b in body)
+            body[0] = k % sel
+        yield bytes(body)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--keep-passing", metavar="DIR", help="directory with the built harnesses")
+    ap.add_argument("--count", type=int, default=12)
+    ap.add_argument("--candidates", type=int, default=64)
+    args = ap.parse_args()
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+    for name in HARNESSES:
+        out = os.path.join(root, name)
+        os.makedirs(out, exist_ok=True)
+        for f in os.listdir(out):
+            os.remove(os.path.join(out, f))
+        kept = 0
+        for k, data in enumerate(candidates(name, args.candidates)):
+            path = os.path.join(out, "seed-%02d" % k)
+            with open(path, "wb") as fh:
+                fh.write(data)
+            if args.keep_passing:
+                rc = subprocess.run([os.path.join(args.keep_passing, name), "-runs=1", path],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60).returncode
+                if rc != 0:
+                    os.remove(path)
+                    continue
+            kept += 1
+            if args.keep_passing and kept >= args.count:
+                break
+        print("%s: %d seeds" % (name, kept), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
