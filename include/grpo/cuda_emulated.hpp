@@ -58,7 +58,11 @@ public:
         return *this;
     }
     double* doubles(std::size_t count) {
-        if (count > scratch_.size()) scratch_.assign(count, 0.0);
+        if (count > scratch_.size())
+            detail::assign_scratch("cuda_emulated", "ws", scratch_,
+                                   count > static_cast<std::size_t>(PTRDIFF_MAX) ? std::ptrdiff_t(-1)
+                                                                                : static_cast<std::ptrdiff_t>(count),
+                                   0.0);
         return scratch_.data();
     }
     double* host_doubles(std::size_t count) {

@@ -50,7 +50,8 @@ public:
     unsigned size() const noexcept { return static_cast<unsigned>(workers_.size()) + 1; }
 
     /// Calls task(k) for every k in [0, count), spread over the pool and the calling thread; returns when all
-    /// are done. Which thread runs which k is unspecified, so task(k) must only write what k owns.
+    /// are done. Which thread runs which k is unspecified, so task(k) must only write what k owns, and it must
+    /// not throw (grpo's tasks never do).
     template <class F>
     void run(std::size_t count, const F& task) {
         if (count == 0) return;

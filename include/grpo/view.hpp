@@ -126,9 +126,9 @@ public:
         (void)detail::checked_span("matrix_view", rows, row_stride, cols, col_stride, sizeof(T));
         if (data == nullptr && rows > 0 && cols > 0)
             detail::raise_argument(errc::invalid_value, "matrix_view", "data", "a non-null pointer", "nullptr");
-        // A writable view must map distinct (i, j) to distinct addresses: one axis must step over the whole
-        // extent of the other (row-major, column-major and padded layouts all satisfy this).
-        // (cols * col_stride and rows * row_stride cannot overflow: checked_span bounded (n - 1) * stride + 1.)
+        // A writable view must map distinct (i, j) to distinct addresses: one axis must step past the last element
+        // of the other, so that rows (or columns) occupy disjoint address intervals (row-major, column-major and
+        // padded layouts all do). The products cannot overflow: checked_span bounded (n - 1) * stride + 1.
         if (!read_only && rows > 1 && cols > 1 && row_stride < (cols - 1) * col_stride + 1 &&
             col_stride < (rows - 1) * row_stride + 1)
             detail::raise_argument(errc::aliasing, "matrix_view", "row_stride/col_stride",

@@ -86,4 +86,15 @@ inline int run_device_tests(int argc, char** argv) {
 }
 #endif
 
+/// The grpo::errc a call throws, or errc::ok when it returns.
+template <class F>
+grpo::errc error_code_of(F&& call) {
+    try {
+        call();
+    } catch (const grpo::error& e) {
+        return e.code();
+    }
+    return grpo::errc::ok;
+}
+
 } // namespace grpo_test

@@ -534,14 +534,7 @@ TEST_CASE("cuda advantages: a workspace held by another call is refused (errc::i
     dbuf<double> r(pb.rewards), a(pb.rewards.size(), -99.0), rec(grpo::advantage_stats_doubles, 0.0);
     const grpo::device_groups g = grpo::device_groups::contiguous(4);
     grpo_test::device_workspace ws;
-    auto code_of = [](auto&& call) {
-        try {
-            call();
-        } catch (const grpo::error& e) {
-            return e.code();
-        }
-        return grpo::errc::ok;
-    };
+    auto code_of = [](auto&& call) { return grpo_test::error_code_of(call); };
     {
         grpo::basic_workspace_lease<grpo_test::device_workspace> held(ws, "another call");
         CHECK(code_of([&] { grpo::compute_advantages(grpo_test::default_exec(), r.cview(), g, a.view(), {}, ws); }) ==

@@ -426,14 +426,7 @@ TEST_CASE("cuda loss: a workspace held by another call is refused (errc::in_use)
     std::vector<double> zeros(grpo::loss_stats_doubles, 0.0);
     double* d_stats = a.copy(zeros.data(), zeros.size());
     grpo_test::device_workspace ws;
-    auto code_of = [](auto&& call) {
-        try {
-            call();
-        } catch (const grpo::error& e) {
-            return e.code();
-        }
-        return grpo::errc::ok;
-    };
+    auto code_of = [](auto&& call) { return grpo_test::error_code_of(call); };
     {
         grpo::basic_workspace_lease<grpo_test::device_workspace> held(ws, "another call");
         CHECK(ws.in_use());

@@ -512,14 +512,4 @@ void run(fuzz_input& in) {
 
 } // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    fuzz_input in(data, size);
-    try {
-        if (in.flag())
-            run<double>(in);
-        else
-            run<float>(in);
-    } catch (const skip_input&) {
-    }
-    return 0;
-}
+GRPO_FUZZ_ENTRY_FLOAT_AND_DOUBLE()

@@ -351,3 +351,18 @@ inline bool close(double a, double b, double rel) {
 }
 
 } // namespace fuzz
+
+/// The libFuzzer entry point of a harness whose `run<T>(fuzz_input&)` takes the element type: the first byte
+/// picks double or float; skip_input (a known finding skipped with GRPO_FUZZ_SKIP) ends the input quietly.
+#define GRPO_FUZZ_ENTRY_FLOAT_AND_DOUBLE()                                                       \
+    extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {          \
+        fuzz::fuzz_input in(data, size);                                                         \
+        try {                                                                                    \
+            if (in.flag())                                                                       \
+                run<double>(in);                                                                 \
+            else                                                                                 \
+                run<float>(in);                                                                  \
+        } catch (const fuzz::skip_input&) {                                                      \
+        }                                                                                        \
+        return 0;                                                                                \
+    }

@@ -165,6 +165,7 @@ const double* run_loss(D& dev, const loss_inputs<T, device_space>& in, const los
     const index_t rows = in.logp.rows();
     const device_loss_views<T> v{in.logp, in.old_logp, in.ref_logp, in.advantages,
                                  in.mask, in.lengths, out.grad_logp, out.per_token_loss};
+    (void)checked_add(where, "rows", checked_mul(where, "rows", rows, 2 + row_fields), 64); // scratch size fits
     const loss_scratch s = loss_layout(dev.scratch_doubles(loss_scratch_doubles(rows)), rows);
     if (d_stats == nullptr) d_stats = s.stats;
     dev.zero(s.counters, 2 * sizeof(unsigned long long));
@@ -232,6 +233,8 @@ const double* run_advantages(D& dev, vector_view<const T, device_space> rewards,
     const index_t n = rewards.size();
     const index_t k = g.num_groups(n);
     const bool by_id = !g.is_contiguous();
+    // Every size adv_layout adds up (at most 40 bytes a row, 48 a group, plus alignment) fits std::ptrdiff_t.
+    (void)checked_add(where, "rows/num_groups", checked_mul(where, "rows", n, 64), checked_mul(where, "num_groups", k, 64));
     const adv_scratch s = adv_scratch_for(dev, n, k, by_id);
     if (d_stats == nullptr) d_stats = s.stats;
     adv_params p{};
