@@ -598,3 +598,37 @@ TEST_CASE("cuda advantages: bad shapes and configuration throw before any launch
 }
 
 int main(int argc, char** argv) { return grpo_test::run_device_tests(argc, argv); }
+
+TEST_CASE("cuda advantages: advantages that do not fit the element type are an error, as on the CPU",
+          "[cuda][advantages]") {
+    // fp32 RLOO of rewards near +-3e38: (r - mean) * n / (n - 1) overflows float (the CPU throws before writing).
+    const std::vector<float> rewards = {3e38f, -3e38f, 3e38f, -3e38f};
+    grpo::advantage_config cfg;
+    cfg.estimator = grpo::advantage_estimator::rloo;
+    std::vector<float> cpu_adv(4, -99.f);
+    std::string cpu;
+    try {
+        grpo::compute_advantages(grpo::exec::host{}, grpo::vector_view<const float>(rewards.data(), 4),
+                                 grpo::groups::contiguous(2), grpo::vector_view<float>(cpu_adv.data(), 4), cfg);
+    } catch (const grpo::error& e) {
+        cpu = e.what();
+    }
+    REQUIRE(cpu.find("fit the output type") != std::string::npos);
+    dbuf<float> r(rewards), a(rewards.size(), -99.f);
+    dbuf<double> rec(grpo::advantage_stats_doubles, 0.0);
+    grpo_test::device_workspace ws;
+    const grpo::device_groups g = grpo::device_groups::contiguous(2);
+    std::string device;
+    try {
+        grpo::compute_advantages(grpo_test::default_exec(), r.cview(), g, a.view(), cfg, ws);
+    } catch (const grpo::error& e) {
+        device = e.what();
+    }
+    CHECK(device == cpu); // the syncing overload reruns the CPU on the inputs: the same message
+    grpo::compute_advantages(grpo_test::default_exec(), r.cview(), g, a.view(), cfg, ws, rec.p);
+    const std::vector<double> h = rec.get();
+    CHECK(h[10] == 5);
+    CHECK(grpo::detail::cuda::double_bits_as_int64(h[11]) == 0);
+    CHECK(grpo_test::error_code_of([&] { grpo::unpack_advantage_stats(h.data()); }) == grpo::errc::invalid_value);
+    CHECK(a.get() == std::vector<float>(4, -99.f));
+}
