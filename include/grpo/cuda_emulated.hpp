@@ -176,7 +176,9 @@ public:
     }
 
     double* scratch_doubles(std::size_t n) { return ws_.doubles(n); }
-    void zero(void* p, std::size_t bytes) { std::memset(p, 0, bytes); }
+    void zero(void* p, std::size_t bytes) {
+        if (bytes > 0) std::memset(p, 0, bytes); // p may be null for an empty range (memset's is UB then)
+    }
 
     /// Blocks run in waves of blocks_at_once, each wave concurrently (so that a thread sanitizer sees races
     /// between blocks too), the waves from the last block index down (no kernel may rely on block order).
@@ -216,7 +218,9 @@ public:
 
     void check_pointer(const char*, const char*, const void*) const {}
     double* host_doubles(std::size_t n) { return ws_.host_doubles(n); }
-    void copy_to_host(void* h, const void* d, std::size_t bytes) const { std::memcpy(h, d, bytes); }
+    void copy_to_host(void* h, const void* d, std::size_t bytes) const {
+        if (bytes > 0) std::memcpy(h, d, bytes);
+    }
     void synchronize(const char*) const {}
     void check_launch(const char*) const {}
 

@@ -37,11 +37,11 @@ inline device_exec default_exec() { return device_exec{emulated_threads()}; }
 inline void* device_alloc(std::size_t bytes) { return std::malloc(bytes ? bytes : 1); }
 inline void device_free(void* p) { std::free(p); }
 inline bool to_device(void* dst, const void* src, std::size_t bytes) {
-    std::memcpy(dst, src, bytes);
+    if (bytes > 0) std::memcpy(dst, src, bytes); // an empty std::vector's data() may be null
     return true;
 }
 inline bool to_host(void* dst, const void* src, std::size_t bytes) {
-    std::memcpy(dst, src, bytes);
+    if (bytes > 0) std::memcpy(dst, src, bytes);
     return true;
 }
 /// A stream of its own (the emulator runs everything in order at the call).

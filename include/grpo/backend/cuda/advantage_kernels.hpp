@@ -327,7 +327,9 @@ struct adv_range_kernel {
 
     template <class B>
     GRPO_HOST_DEVICE void operator()(B& b) const {
-        if (adv_failed(s.errors)) return;
+        // Only the earlier kernels' slots: this kernel writes slot 4 itself, and a thread that saw another
+        // thread's flag there would skip its own (earlier) row.
+        if ((s.errors[0] | s.errors[1] | s.errors[2] | s.errors[3]) != 0) return;
         const double batch_std = s.scalars[2], white_mean = s.scalars[3], white_scale = s.scalars[4];
         const double limit = static_cast<double>(adv_type_max<T>());
         const unsigned long long n = static_cast<unsigned long long>(p.n);
