@@ -118,8 +118,8 @@ void bm_loss(benchmark::State& state) {
     out.grad_logp = grpo::matrix_view<T, grpo::device_space>(d.grad, d.rows, d.cols);
     grpo::cuda_workspace ws;
     ws.doubles(grpo::cuda_workspace::loss_doubles(d.rows)); // no allocation in the timed loop
-    double* stats = nullptr;
-    cudaMalloc(&stats, grpo::loss_stats_doubles * sizeof(double));
+    grpo::loss_record* stats = nullptr;
+    cudaMalloc(&stats, sizeof(grpo::loss_record));
     grpo::loss_config cfg = grpo::loss_config::deepseekmath();
     cfg.checks = state.range(2) ? grpo::validation::full : grpo::validation::shapes_only;
     time_on_stream(state, d.bytes(), double(d.rows) * double(d.cols),

@@ -7,7 +7,7 @@
 
 #include "backend/cpu/loss.hpp"
 #include "exec.hpp"
-#include "loss_types.hpp"
+#include "loss_record.hpp"
 #include "workspace.hpp"
 
 GRPO_NAMESPACE_BEGIN
@@ -15,10 +15,15 @@ GRPO_NAMESPACE_BEGIN
 /// Computes the GRPO loss, dLoss/dlogp and the diagnostics on the CPU.
 ///
 /// Per unmasked token (r = exp(logp - old_logp), or 1 with d r/d logp = 1 when old_logp is absent):
-///   loss_it = -min(min(r, delta) * A_it, clamp(r, 1 - eps_low, 1 + eps_high) * A_it)   [dual clip for A < 0]
-///             + beta * KL_it(logp, ref_logp)                                             [k3 by default]
+///   loss_it = objective(r, A_it, logp_it) + beta * KL_it(logp, ref_logp)                   [k3 by default]
+/// with config.objective one of (policy_objective):
+///   ppo_clip         -min(min(r, delta) A, clamp(r, 1 - eps_low, 1 + eps_high) A)   [dual clip for A < 0]
+///   cispo            -sg(min(r, cispo_ratio_cap)) A logp                            (TRL "cispo")
+///   cispo_clip       -sg(clamp(r, 1 - eps_low, 1 + eps_high)) A logp                 (verl "cispo")
+///   sapo             -(4/tau) sigmoid(tau (r - 1)) A, tau by the sign of A           (TRL/verl "sapo")
+///   policy_gradient  -A logp                                                         (verl "gpg")
 /// then L = loss_scale * sum_i w_i sum_t loss_it m_it with w_i from config.agg (see aggregation).
-/// TRL: GRPOTrainer._compute_loss; verl: compute_policy_loss_vanilla + kl_penalty + agg_loss.
+/// TRL: GRPOTrainer._compute_loss; verl: compute_policy_loss_<loss_mode> + kl_penalty + agg_loss.
 ///
 /// @param[in]  ex   exec::host{} (calling thread) or exec::host{&pool}.
 /// @param[in]  in   the host's buffers: logp (required), old_logp, ref_logp (required if beta != 0),
@@ -42,10 +47,8 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_inputs<T, host_space>&
     if (in.lengths.present())
         for (index_t i = 0; i < rows; ++i)
             if (in.lengths[i] < 0 || in.lengths[i] > cols)
-                detail::raise_argument(errc::invalid_value, "loss_and_grad", "lengths",
-                                       "values in [0, " + detail::to_str(cols) + "]",
-                                       std::to_string(static_cast<long long>(in.lengths[i])) + " at index " +
-                                           detail::to_str(i));
+                detail::raise_loss_value_error(
+                    "loss_and_grad", {loss_error::bad_length, static_cast<std::int64_t>(i), 0, in.lengths[i], 0}, cols);
     const detail::cpu::loss_views<T> v{in.logp, in.old_logp, in.ref_logp, in.advantages, in.mask,
                                        in.lengths, out.grad_logp, out.per_token_loss};
     return detail::cpu::loss_and_grad(ex, v, p, cfg.checks == validation::full, cfg.global_token_count, ws);

@@ -8,8 +8,7 @@
 #include "config.hpp"
 #include "detail/check.hpp"
 #include "math/aggregation.hpp"
-#include "math/kl.hpp"
-#include "math/surrogate.hpp"
+#include "math/token_loss.hpp"
 #include "view.hpp"
 
 GRPO_NAMESPACE_BEGIN
@@ -38,15 +37,27 @@ enum class validation {
 /// Every knob of the policy loss. Defaults are TRL GRPOConfig's (loss_type "dapo", beta 0, epsilon 0.2);
 /// the named presets below give the other trainers' defaults.
 struct loss_config {
+    /// The per-token policy objective (policy_objective): ppo_clip (default), cispo, cispo_clip, sapo,
+    /// policy_gradient. Orthogonal to the ratio level, the KL term and the aggregation.
+    policy_objective objective = policy_objective::ppo_clip;
     /// Lower clip: ratios below 1 - epsilon_low are clipped. TRL `epsilon`; verl `clip_ratio_low`.
     double epsilon_low = 0.2;
     /// Upper clip: ratios above 1 + epsilon_high are clipped (DAPO clip-higher: 0.28). TRL `epsilon_high`;
     /// verl `clip_ratio_high`.
     double epsilon_high = 0.2;
     /// Two-sided cap on the unclipped ratio, min(r, delta) (INTELLECT-2); 0 = off, else > 1. TRL `delta`.
+    /// ppo_clip only (TRL applies it in that branch only); other objectives reject a non-zero value.
     double delta = 0;
     /// Dual clip for A < 0: the loss is capped at -c*A; 0 = off, else > 1. verl `clip_ratio_c` (3.0).
+    /// ppo_clip only (verl's vanilla loss); other objectives reject a non-zero value.
     double dual_clip_c = 0;
+    /// objective cispo: the absolute cap on the importance weight, min(r, cap). TRL reuses `epsilon_high` for
+    /// it with loss_type "cispo" (MiniMax-M1 uses 5.0, grpo's default here).
+    double cispo_ratio_cap = 5.0;
+    /// objective sapo: gate temperature for tokens with A > 0. TRL `sapo_temperature_pos`; verl `tau_pos`.
+    double sapo_temperature_pos = 1.0;
+    /// objective sapo: gate temperature for tokens with A <= 0. TRL `sapo_temperature_neg`; verl `tau_neg`.
+    double sapo_temperature_neg = 1.05;
     /// Clamp of log(ratio) to +-limit before exp (zero gradient outside); 0 = off. verl: 20 (vanilla),
     /// 10 (gspo); TRL: off.
     double log_ratio_clamp = 0;
@@ -55,11 +66,11 @@ struct loss_config {
 
     /// KL coefficient: loss_it += beta * KL_it. TRL `beta` (0.0); verl `kl_loss_coef`; DeepSeekMath 0.04.
     double beta = 0;
-    /// KL estimator. TRL: k3 only; verl `kl_loss_type` (low_var_kl = k3 with clamps).
+    /// KL estimator. TRL: k3 only; verl `kl_loss_type` (its default low_var_kl = k3 with clamps).
     kl_estimator kl = kl_estimator::k3;
-    /// Clamp of logp - ref before the estimator; 0 = off. verl low_var_kl: 20.
+    /// Clamp of logp - ref before the estimator; 0 = off (low_var_kl: 20 when 0).
     double kl_log_ratio_clamp = 0;
-    /// Clamp of the estimate itself; 0 = off. verl low_var_kl and OpenRLHF: 10.
+    /// Clamp of the estimate itself; 0 = off (low_var_kl: 10 when 0). OpenRLHF: 10.
     double kl_value_clamp = 0;
     /// Keep the estimator's value but use the k2 gradient (logp - ref): verl's "k3+" style names.
     bool kl_straight_through = false;
@@ -82,14 +93,14 @@ struct loss_config {
 
     /// TRL GRPOConfig defaults: loss_type "dapo", beta 0, epsilon 0.2, no clamps.
     static loss_config trl() { return loss_config{}; }
-    /// verl actor defaults: token-mean, clip 0.2, dual clip c = 3, log-ratio clamp 20, and (when beta > 0)
-    /// kl_loss_type low_var_kl with its +-20 / +-10 clamps; verl's recommended kl_loss_coef is 0.001.
+    /// verl actor defaults: loss_mode "vanilla" (ppo_clip), token-mean, clip 0.2, dual clip c = 3, log-ratio
+    /// clamp 20, and (when beta > 0) kl_loss_type low_var_kl; verl's recommended kl_loss_coef is 0.001.
+    /// Choosing another KL estimator afterwards drops low_var_kl's clamps, as in verl.
     static loss_config verl() {
         loss_config c;
         c.dual_clip_c = 3.0;
         c.log_ratio_clamp = 20.0;
-        c.kl_log_ratio_clamp = 20.0;
-        c.kl_value_clamp = 10.0;
+        c.kl = kl_estimator::low_var_kl;
         return c;
     }
     /// DeepSeekMath Eq. 3: per-sequence token mean, beta 0.04, k3, epsilon 0.2.
@@ -121,6 +132,33 @@ struct loss_config {
         c.agg = aggregation::seq_mean_token_mean;
         return c;
     }
+    /// TRL loss_type "cispo": -sg(min(r, 5)) A logp, normalized like "dapo" (token_mean).
+    static loss_config cispo() {
+        loss_config c;
+        c.objective = policy_objective::cispo;
+        return c;
+    }
+    /// verl loss_mode "cispo": -sg(clip(r, 0.8, 1.2)) A logp on a log-ratio clamped to +-20, token-mean.
+    static loss_config cispo_verl() {
+        loss_config c;
+        c.objective = policy_objective::cispo_clip;
+        c.log_ratio_clamp = 20.0;
+        return c;
+    }
+    /// SAPO as TRL ships it (loss_type "sapo"): temperatures 1.0 / 1.05, sequence mean of token means. verl
+    /// loss_mode "sapo" is the same with log_ratio_clamp = 20.
+    static loss_config sapo() {
+        loss_config c;
+        c.objective = policy_objective::sapo;
+        c.agg = aggregation::seq_mean_token_mean;
+        return c;
+    }
+    /// verl loss_mode "gpg": -A logp, token-mean.
+    static loss_config gpg() {
+        loss_config c;
+        c.objective = policy_objective::policy_gradient;
+        return c;
+    }
 };
 
 /// The per-token inputs of the loss, all [completions, tokens] views of the host's buffers.
@@ -145,44 +183,62 @@ struct loss_outputs {
 /// The loss and the diagnostics peers log. Means are over this call's unmasked tokens.
 struct loss_stats {
     double loss = 0;            ///< policy_loss + beta * kl_loss
-    double policy_loss = 0;     ///< aggregated clipped surrogate
+    double policy_loss = 0;     ///< aggregated objective (config.objective)
     double kl_loss = 0;         ///< aggregated KL estimate (before beta), same normalizer
     double token_count = 0;     ///< unmasked tokens in this call
-    double clip_fraction_low = 0;    ///< TRL clip_ratio/low_mean: r < 1-eps_low and A < 0
-    double clip_fraction_high = 0;   ///< TRL clip_ratio/high_mean: r > 1+eps_high and A > 0
-    double clip_fraction_region = 0; ///< TRL clip_ratio/region_mean; verl actor/pg_clipfrac
-    double dual_clip_fraction = 0;   ///< verl actor/pg_clipfrac_lower
+    /// ppo_clip: TRL clip_ratio/low_mean (r < 1-eps_low and A < 0); cispo_clip: r < 1-eps_low; else 0.
+    double clip_fraction_low = 0;
+    /// ppo_clip: TRL clip_ratio/high_mean (r > 1+eps_high and A > 0); cispo: TRL cispo_clip_ratio
+    /// (r > cap and A > 0); cispo_clip: r > 1+eps_high; else 0.
+    double clip_fraction_high = 0;
+    double clip_fraction_region = 0; ///< low + high: TRL clip_ratio/region_mean; verl actor/pg_clipfrac
+    double dual_clip_fraction = 0;   ///< verl actor/pg_clipfrac_lower (ppo_clip with dual clip)
     double ratio_mean = 0;
     double ratio_min = 0;
     double ratio_max = 0;
     double kl_mean = 0;     ///< token mean of the KL estimate (TRL "kl"); 0 when beta == 0
-    double approx_kl = 0;   ///< token mean of old - logp (verl actor/ppo_kl); 0 when on-policy
+    /// Token mean of old - logp after config.log_ratio_clamp: verl actor/ppo_kl; 0 when on-policy.
+    double approx_kl = 0;
 };
 
 namespace detail {
 
 /// Backend-independent form of a loss call, built after validation.
 struct loss_params {
-    math::clip_bounds<double> clip;
-    double log_ratio_clamp;
+    math::token_params<double> token; ///< the per-call part; backends fill in the per-row fields
     ratio_level ratio;
-    double beta;
-    kl_estimator kl;
-    double kl_log_ratio_clamp, kl_value_clamp;
-    bool kl_straight_through;
     aggregation agg;
     double sequences;       ///< S
     double constant_length; ///< L
     double loss_scale;
+    bool with_kl() const { return token.beta != 0; }
 };
+
+/// A row's token_params in the precision C of the per-token math: the call's settings, the row's weight
+/// (loss_scale * w_i) and, for sequence-level ratios, its sequence ratio and sequence-gradient term.
+template <class C>
+GRPO_HOST_DEVICE inline math::token_params<C> row_token_params(const loss_params& p, double weight,
+                                                                const math::sequence_ratio_term& s,
+                                                                double sequence_term) {
+    const math::token_params<double>& t = p.token;
+    const math::clip_bounds<C> clip{C(t.objective.clip.low), C(t.objective.clip.high), C(t.objective.clip.delta),
+                                    C(t.objective.clip.dual_c)};
+    const math::objective_params<C> o{t.objective.kind, clip, C(t.objective.cispo_ratio_cap),
+                                      C(t.objective.sapo_tau_pos), C(t.objective.sapo_tau_neg)};
+    const bool sequence = p.ratio != ratio_level::token;
+    return {o,       C(t.log_ratio_clamp), C(t.beta),  t.kl, C(t.kl_input_clamp), C(t.kl_value_clamp),
+            t.kl_straight_through, C(weight), sequence, C(s.value),
+            p.ratio == ratio_level::sequence_token ? C(s.grad) : C(0), C(sequence_term)};
+}
 
 /// Checks the configuration and the shapes of every view; throws grpo::error before anything is touched.
 template <class T, class S>
 loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, const loss_outputs<T, S>& out,
                             const loss_config& cfg) {
     constexpr double inf = std::numeric_limits<double>::infinity();
+    check_enum(where, "config.objective", cfg.objective, policy_objective_count);
     check_enum(where, "config.ratio", cfg.ratio, 3);
-    check_enum(where, "config.kl", cfg.kl, 4);
+    check_enum(where, "config.kl", cfg.kl, kl_estimator_count);
     check_enum(where, "config.agg", cfg.agg, 5);
     check_enum(where, "config.checks", cfg.checks, 2);
     check_range(where, "config.epsilon_low", cfg.epsilon_low, 0, 1 - 1e-12, "a value in [0, 1)");
@@ -194,6 +250,22 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
     check_range(where, "config.beta", cfg.beta, 0, inf, "a finite value >= 0");
     check_range(where, "config.kl_log_ratio_clamp", cfg.kl_log_ratio_clamp, 0, inf, "a value >= 0 (0 = off)");
     check_range(where, "config.kl_value_clamp", cfg.kl_value_clamp, 0, inf, "a value >= 0 (0 = off)");
+    check_range(where, "config.cispo_ratio_cap", cfg.cispo_ratio_cap, 1e-300, inf, "a finite value > 0");
+    check_range(where, "config.sapo_temperature_pos", cfg.sapo_temperature_pos, 1e-300, inf, "a finite value > 0");
+    check_range(where, "config.sapo_temperature_neg", cfg.sapo_temperature_neg, 1e-300, inf, "a finite value > 0");
+    // Options that belong to one objective: rejected with another, rather than silently ignored.
+    if (cfg.objective != policy_objective::ppo_clip) {
+        if (cfg.delta != 0)
+            raise_argument(errc::invalid_value, where, "config.delta", "0 (delta is part of objective ppo_clip)",
+                           num_str(cfg.delta));
+        if (cfg.dual_clip_c != 0)
+            raise_argument(errc::invalid_value, where, "config.dual_clip_c",
+                           "0 (the dual clip is part of objective ppo_clip)", num_str(cfg.dual_clip_c));
+    }
+    if (cfg.objective == policy_objective::policy_gradient && cfg.ratio != ratio_level::token)
+        raise_argument(errc::invalid_value, where, "config.ratio",
+                       "ratio_level::token (objective policy_gradient uses no ratio)",
+                       cfg.ratio == ratio_level::sequence ? "ratio_level::sequence" : "ratio_level::sequence_token");
     // Counts are 0 (local) or at least 1: then every row weight is at most 1 and |weight| <= |loss_scale|.
     auto check_count = [&](const char* name, double value, const char* expected) {
         check_range(where, name, value, 0, inf, expected);
@@ -207,6 +279,9 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
     check_representable<T>(where, "config.beta", cfg.beta);
     check_representable<T>(where, "config.loss_scale", cfg.loss_scale);
     check_representable<T>(where, "config.dual_clip_c", cfg.dual_clip_c);
+    check_representable<T>(where, "config.cispo_ratio_cap", cfg.cispo_ratio_cap);
+    check_representable<T>(where, "config.sapo_temperature_pos", cfg.sapo_temperature_pos);
+    check_representable<T>(where, "config.sapo_temperature_neg", cfg.sapo_temperature_neg);
 
     const index_t rows = in.logp.rows(), cols = in.logp.cols();
     if (!in.logp.present()) {
@@ -247,14 +322,22 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
                        num_str(cfg.global_sequence_count));
 
     loss_params p{};
-    p.clip = {1 - cfg.epsilon_low, 1 + cfg.epsilon_high, cfg.delta != 0 ? cfg.delta : inf, cfg.dual_clip_c};
-    p.log_ratio_clamp = cfg.log_ratio_clamp;
+    math::token_params<double>& t = p.token;
+    t.objective = {cfg.objective,
+                   {1 - cfg.epsilon_low, 1 + cfg.epsilon_high, cfg.delta != 0 ? cfg.delta : inf, cfg.dual_clip_c},
+                   cfg.cispo_ratio_cap,
+                   cfg.sapo_temperature_pos,
+                   cfg.sapo_temperature_neg};
+    t.log_ratio_clamp = cfg.log_ratio_clamp;
+    t.beta = cfg.beta;
+    // low_var_kl is k3 with its clamps (explicit non-zero clamps override them).
+    const bool low_var = cfg.kl == kl_estimator::low_var_kl;
+    t.kl = low_var ? kl_estimator::k3 : cfg.kl;
+    t.kl_input_clamp = low_var && cfg.kl_log_ratio_clamp == 0 ? low_var_kl_log_ratio_clamp : cfg.kl_log_ratio_clamp;
+    t.kl_value_clamp = low_var && cfg.kl_value_clamp == 0 ? low_var_kl_value_clamp : cfg.kl_value_clamp;
+    t.kl_straight_through = cfg.kl_straight_through;
+    t.weight = 1;
     p.ratio = cfg.ratio;
-    p.beta = cfg.beta;
-    p.kl = cfg.kl;
-    p.kl_log_ratio_clamp = cfg.kl_log_ratio_clamp;
-    p.kl_value_clamp = cfg.kl_value_clamp;
-    p.kl_straight_through = cfg.kl_straight_through;
     p.agg = cfg.agg;
     p.sequences = cfg.global_sequence_count > 0 ? cfg.global_sequence_count : static_cast<double>(rows);
     p.constant_length = cfg.max_completion_length > 0 ? cfg.max_completion_length : static_cast<double>(cols);

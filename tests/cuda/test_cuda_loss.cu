@@ -244,18 +244,24 @@ TEST_CASE("cuda loss: the no-sync overload on a stream writes the syncing overlo
     const grpo::loss_stats sync = grpo::loss_and_grad(grpo_test::default_exec(), din, d1, cfg, ws1);
 
     grpo_test::test_stream stream;
-    std::vector<double> minus(grpo::loss_stats_doubles, -5.0);
-    double* d_stats = a.copy(minus.data(), minus.size());
+    grpo::loss_record garbage{};
+    garbage.stats.loss = garbage.stats.ratio_max = -5.0; // overwritten by the call
+    garbage.error.code = grpo::loss_error::bad_mask;
+    grpo::loss_record* d_record = a.copy(&garbage, 1);
     ws2.doubles(grpo_test::device_workspace::loss_doubles(12)); // pre-sized: the call below allocates nothing
-    grpo::loss_and_grad(stream.exec(), din, d2, cfg, ws2, d_stats);
+    grpo::loss_and_grad(stream.exec(), din, d2, cfg, ws2, d_record);
     REQUIRE(stream.synchronize());
-    std::vector<double> h(grpo::loss_stats_doubles);
-    REQUIRE(grpo_test::to_host(h.data(), d_stats, h.size() * sizeof(double)));
+    grpo::loss_record h;
+    REQUIRE(grpo_test::to_host(&h, d_record, sizeof h));
+    CHECK(h.error.code == grpo::loss_error::none);
+    const grpo::loss_stats got = grpo::checked_stats(h, 777);
     const double expected[] = {sync.loss, sync.policy_loss, sync.kl_loss, sync.token_count, sync.clip_fraction_low,
                                sync.clip_fraction_high, sync.clip_fraction_region, sync.dual_clip_fraction,
                                sync.ratio_mean, sync.ratio_min, sync.ratio_max, sync.kl_mean, sync.approx_kl};
-    for (int k = 0; k < 13; ++k) CHECK(h[static_cast<std::size_t>(k)] == expected[k]);
-    for (int k = 13; k < grpo::loss_stats_doubles; ++k) CHECK(h[static_cast<std::size_t>(k)] == 0); // no error
+    const double actual[] = {got.loss, got.policy_loss, got.kl_loss, got.token_count, got.clip_fraction_low,
+                             got.clip_fraction_high, got.clip_fraction_region, got.dual_clip_fraction,
+                             got.ratio_mean, got.ratio_min, got.ratio_max, got.kl_mean, got.approx_kl};
+    for (int k = 0; k < 13; ++k) CHECK(actual[k] == expected[k]);
     CHECK(download(d1.grad_logp) == download(d2.grad_logp));
 }
 
@@ -388,18 +394,18 @@ TEST_CASE("cuda loss: a bad length of INT64_MAX is reported exactly", "[cuda]") 
     CAPTURE(cpu, got);
     CHECK(got.find("9223372036854775807 at index 3") != std::string::npos);
     CHECK(cpu.find("9223372036854775807 at index 3") != std::string::npos);
-    // The no-sync record: int64 bits in [14] (row) and [16] (the length), decoded by unpack_loss_stats.
-    std::vector<double> zeros(grpo::loss_stats_doubles, 0.0);
-    double* d_stats = a.copy(zeros.data(), zeros.size());
-    grpo::loss_and_grad(grpo_test::default_exec(), din, dout, grpo::loss_config{}, ws, d_stats);
-    std::vector<double> h(grpo::loss_stats_doubles);
-    REQUIRE(grpo_test::to_host(h.data(), d_stats, h.size() * sizeof(double)));
-    CHECK(h[13] == 1);
-    CHECK(grpo::detail::cuda::double_bits_as_int64(h[14]) == 3);
-    CHECK(grpo::detail::cuda::double_bits_as_int64(h[16]) == std::numeric_limits<std::int64_t>::max());
+    // The no-sync record: exact int64 row and length, read by checked_stats.
+    const grpo::loss_record zero{};
+    grpo::loss_record* d_record = a.copy(&zero, 1);
+    grpo::loss_and_grad(grpo_test::default_exec(), din, dout, grpo::loss_config{}, ws, d_record);
+    grpo::loss_record h;
+    REQUIRE(grpo_test::to_host(&h, d_record, sizeof h));
+    CHECK(h.error.code == grpo::loss_error::bad_length);
+    CHECK(h.error.row == 3);
+    CHECK(h.error.length == std::numeric_limits<std::int64_t>::max());
     std::string unpacked;
     try {
-        grpo::unpack_loss_stats(h.data(), b.cols);
+        (void)grpo::checked_stats(h, b.cols);
     } catch (const grpo::error& e) {
         unpacked = e.what();
     }
@@ -423,8 +429,8 @@ TEST_CASE("cuda loss: a workspace held by another call is refused (errc::in_use)
     const std::vector<double> fill(24, -7.0);
     grpo::loss_outputs<double, grpo::device_space> dout;
     dout.grad_logp = grpo::matrix_view<double, grpo::device_space>(a.copy(fill.data(), fill.size()), 3, 8);
-    std::vector<double> zeros(grpo::loss_stats_doubles, 0.0);
-    double* d_stats = a.copy(zeros.data(), zeros.size());
+    const grpo::loss_record zero{};
+    grpo::loss_record* d_record = a.copy(&zero, 1);
     grpo_test::device_workspace ws;
     auto code_of = [](auto&& call) { return grpo_test::error_code_of(call); };
     {
@@ -433,7 +439,7 @@ TEST_CASE("cuda loss: a workspace held by another call is refused (errc::in_use)
         CHECK(code_of([&] { grpo::loss_and_grad(grpo_test::default_exec(), din, dout, grpo::loss_config{}, ws); }) ==
               grpo::errc::in_use);
         CHECK(code_of([&] {
-                  grpo::loss_and_grad(grpo_test::default_exec(), din, dout, grpo::loss_config{}, ws, d_stats);
+                  grpo::loss_and_grad(grpo_test::default_exec(), din, dout, grpo::loss_config{}, ws, d_record);
               }) == grpo::errc::in_use);
         CHECK(download(dout.grad_logp) == fill); // nothing written
         CHECK(ws.in_use());                      // the refused calls did not release the holder's lease
@@ -487,16 +493,16 @@ void check_bad_value(grpo_test::batch<double>& b, const grpo::loss_inputs<double
     CHECK(got == expected);
     CHECK(download(dout.grad_logp) == fill);
 
-    std::vector<double> zeros(grpo::loss_stats_doubles, 0.0);
-    double* d_stats = a.copy(zeros.data(), zeros.size());
-    grpo::loss_and_grad(grpo_test::default_exec(), din, dout, cfg, ws, d_stats);
-    std::vector<double> h(grpo::loss_stats_doubles);
-    REQUIRE(grpo_test::to_host(h.data(), d_stats, h.size() * sizeof(double)));
-    CHECK(h[13] != 0);
-    CHECK_THROWS_AS(grpo::unpack_loss_stats(h.data(), b.cols), grpo::error);
+    const grpo::loss_record zero{};
+    grpo::loss_record* d_record = a.copy(&zero, 1);
+    grpo::loss_and_grad(grpo_test::default_exec(), din, dout, cfg, ws, d_record);
+    grpo::loss_record h;
+    REQUIRE(grpo_test::to_host(&h, d_record, sizeof h));
+    CHECK(h.error.code != grpo::loss_error::none);
+    CHECK_THROWS_AS(grpo::checked_stats(h, b.cols), grpo::error);
     CHECK(download(dout.grad_logp) == fill);
 
-    if (h[13] == 1 || h[13] == 7) return; // lengths (shapes_only clamps them) and the global count (no check)
+    if (h.error.code == grpo::loss_error::bad_length || h.error.code == grpo::loss_error::bad_global_count) return; // lengths (shapes_only clamps them) and the global count (no check)
     cfg.checks = grpo::validation::shapes_only;
     CHECK_NOTHROW(grpo::loss_and_grad(grpo_test::default_exec(), din, dout, cfg, ws));
 }

@@ -11,9 +11,17 @@ GRPO_NAMESPACE_BEGIN
 enum class kl_estimator {
     k1,  ///< x.                          verl "kl"/"k1"; OpenRLHF k1
     k2,  ///< x^2 / 2.                    verl "mse"/"k2"; OpenRLHF k2
-    k3,  ///< exp(-x) + x - 1 (>= 0).    TRL/Liger/DeepSeekMath; verl "low_var_kl"/"k3"; OpenRLHF k3
+    k3,  ///< exp(-x) + x - 1 (>= 0).    TRL/Liger/DeepSeekMath; verl "k3"; OpenRLHF k3
     abs, ///< |x|.                        verl "abs"
+    /// k3 with x clamped to +-20 and the estimate to +-10 (unless kl_log_ratio_clamp / kl_value_clamp set
+    /// other bounds): verl "low_var_kl" exactly. Changing the estimator drops these clamps.
+    low_var_kl,
 };
+/// Number of kl_estimator values (for validation).
+constexpr int kl_estimator_count = 5;
+/// verl low_var_kl's bounds: log-ratio clamp and value clamp.
+constexpr double low_var_kl_log_ratio_clamp = 20.0;
+constexpr double low_var_kl_value_clamp = 10.0;
 
 namespace math {
 
@@ -24,7 +32,7 @@ struct kl_term {
     C grad;
 };
 
-/// KL estimate at one token.
+/// KL estimate at one token (low_var_kl is k3 here: its clamps arrive as input_clamp and output_clamp).
 ///  - input_clamp > 0 clamps the log-ratio x to [-input_clamp, input_clamp] first (verl low_var_kl: 20);
 ///  - output_clamp > 0 clamps the estimate to [-output_clamp, output_clamp] (verl low_var_kl, OpenRLHF: 10);
 ///  - straight_through keeps the value but uses the k2 gradient x (verl's "k3+"-style estimators).

@@ -58,15 +58,5 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE surrogate_term<C> clipped_surrogate(C ratio, C
             select((advantage > C(0)) & (ratio > clip.high), C(1), C(0)), select(dual, C(1), C(0))};
 }
 
-/// dLoss/dlogp at one unmasked token: weight * (dloss/dratio * dratio/dlogp + beta * dKL/dlogp) + the
-/// sequence-ratio term (GSPO; 0 otherwise). Each product is a chain(): a factor that is exactly 0 (a clipped
-/// ratio, beta = 0, a zero weight) keeps the term exactly 0 even when the other factor overflowed to +-inf, so
-/// finite inputs never produce a NaN gradient (docs/numerics.md). Both backends compose the gradient here.
-template <class C>
-GRPO_HOST_DEVICE GRPO_FORCEINLINE C token_gradient(C weight, C dloss_dratio, C dratio_dlogp, C beta, C dkl_dlogp,
-                                                   C sequence_term) {
-    return chain(weight, chain(dloss_dratio, dratio_dlogp) + chain(beta, dkl_dlogp)) + sequence_term;
-}
-
 } // namespace math
 GRPO_NAMESPACE_END

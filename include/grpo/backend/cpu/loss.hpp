@@ -11,18 +11,15 @@
 #include <string>
 
 #include "../../exec.hpp"
-#include "../../loss_types.hpp"
+#include "../../loss_record.hpp"
 #include "../../workspace.hpp"
 
 GRPO_NAMESPACE_BEGIN
 namespace detail {
 namespace cpu {
 
-/// Per-row partial results, stored as consecutive doubles in the workspace.
-struct row_partials {
-    double policy, kl, kl_sum, tokens, clip_low, clip_high, dual, ratio_sum, ratio_min, ratio_max, neg_log_ratio;
-};
-constexpr std::size_t row_partials_doubles = sizeof(row_partials) / sizeof(double);
+/// Doubles per row of scratch: the row's loss_partials (the pre-pass uses two of them first).
+constexpr std::size_t row_partials_doubles = sizeof(loss_partials) / sizeof(double);
 
 template <class T>
 struct loss_views {
@@ -38,11 +35,11 @@ index_t valid_end(const loss_views<T>& v, index_t i) {
     return v.lengths.present() ? std::min<index_t>(cols, static_cast<index_t>(v.lengths[i])) : cols;
 }
 
-/// First problem of row i as (column, argument), or column -1. Checks mask values and, at unmasked tokens,
-/// finiteness of every input the loss reads. Also returns the row's token count.
+/// First problem of row i (code none if there is none) and its column; also the row's token count. Checks mask
+/// values and, at unmasked tokens, finiteness of every input the loss reads, in loss_error's order.
 struct row_check {
-    index_t column = -1;
-    const char* argument = nullptr;
+    loss_error code = loss_error::none;
+    index_t column = 0;
     double tokens = 0;
 };
 template <class T>
@@ -52,34 +49,29 @@ row_check check_row(const loss_views<T>& v, index_t i, bool check_values, bool n
     for (index_t t = 0; t < end; ++t) {
         if (v.mask.present()) {
             const T m = v.mask(i, t);
-            if (check_values && m != T(0) && m != T(1)) return {t, "mask", 0};
+            if (check_values && m != T(0) && m != T(1)) return {loss_error::bad_mask, t, 0};
             if (m == T(0)) continue;
         }
         r.tokens += 1;
         if (!check_values) continue;
-        if (!std::isfinite(v.logp(i, t))) return {t, "logp", 0};
-        if (v.old_logp.present() && !std::isfinite(v.old_logp(i, t))) return {t, "old_logp", 0};
-        if (need_ref && !std::isfinite(v.ref_logp(i, t))) return {t, "ref_logp", 0};
-        if (!std::isfinite(v.adv(i, t))) return {t, "advantages", 0};
+        if (!std::isfinite(v.logp(i, t))) return {loss_error::bad_logp, t, 0};
+        if (v.old_logp.present() && !std::isfinite(v.old_logp(i, t))) return {loss_error::bad_old_logp, t, 0};
+        if (need_ref && !std::isfinite(v.ref_logp(i, t))) return {loss_error::bad_ref_logp, t, 0};
+        if (!std::isfinite(v.adv(i, t))) return {loss_error::bad_advantages, t, 0};
     }
     return r;
 }
 
-/// Throws the error for the first bad value of row i, found by check_row.
+/// The error record of the problem check_row found in row i.
 template <class T>
-[[noreturn]] void raise_bad_value(const loss_views<T>& v, index_t i, const row_check& c) {
-    const std::string arg = c.argument;
-    const index_t t = c.column;
-    const std::string at = " at (" + to_str(i) + ", " + to_str(t) + ")";
-    if (arg == "mask")
-        raise_argument(errc::invalid_value, "loss_and_grad", "mask", "values 0 or 1",
-                       num_str(static_cast<double>(v.mask(i, t))) + at);
-    const matrix_view<const T>& m = arg == "logp"       ? v.logp
-                                    : arg == "old_logp" ? v.old_logp
-                                    : arg == "ref_logp" ? v.ref_logp
-                                                        : v.adv;
-    raise_argument(errc::non_finite, "loss_and_grad", c.argument, "finite values at unmasked tokens",
-                   num_str(static_cast<double>(m(i, t))) + at);
+loss_value_error bad_value_at(const loss_views<T>& v, index_t i, const row_check& c) {
+    const matrix_view<const T>& m = c.code == loss_error::bad_mask       ? v.mask
+                                    : c.code == loss_error::bad_logp     ? v.logp
+                                    : c.code == loss_error::bad_old_logp ? v.old_logp
+                                    : c.code == loss_error::bad_ref_logp ? v.ref_logp
+                                                                         : v.adv;
+    return {c.code, static_cast<std::int64_t>(i), static_cast<std::int64_t>(c.column), 0,
+            static_cast<double>(m(i, c.column))};
 }
 
 /// Column access with a stride known at compile time (1 = contiguous, 0 = broadcast) or at run time (-1).
@@ -142,15 +134,17 @@ double lane_extreme(const C* x, index_t n, double acc) {
 #define GRPO_CPU_HOT_LOOP
 #endif
 
-/// The fused pass over one row: loss terms, gradient, diagnostics. Per-token math runs in the input
-/// precision T (fp32 math for fp32 inputs, as torch does), every sum in double.
+/// The fused pass over one row: iteration and reduction only; every token's loss, gradient and flags come from
+/// math::token_loss (the CUDA kernel calls the same function). Per-token math runs in the input precision T
+/// (fp32 math for fp32 inputs, as torch does), every sum in double.
 /// Absent inputs are replaced by stand-ins that give the right numbers without branches in the loop:
 /// no old_logp -> old = logp (ratio exp(0) = 1, d ratio/d logp = 1: the on-policy exp(logp - sg(logp)));
 /// no mask -> a row of ones (`ones`, contiguous); beta == 0 -> the KL is skipped (WithKL = false).
-/// Plain = true: the common configuration fixed at compile time (see is_plain).
-template <class T, bool WithKL, class Layout, bool Plain = false>
+/// K: the objective, fixed at compile time so that the token loop vectorizes. Plain = true: the common
+/// configuration fixed at compile time (see is_plain).
+template <class T, policy_objective K, bool WithKL, class Layout, bool Plain = false>
 GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, const loss_params& p,
-                                     double total_tokens, index_t i, row_partials& out, const Layout& L) {
+                                     double total_tokens, index_t i, loss_partials& out, const Layout& L) {
     using C = T;
     const index_t cols = v.logp.cols();
     const index_t end = valid_end(v, i);
@@ -163,7 +157,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
     T* per_token = v.per_token.present() ? v.per_token.row_data(i) : nullptr;
     const bool sequence = !Plain && p.ratio != ratio_level::token;
 
-    // Sweep 1 (row-local, stays in cache): token count, and the mean log-ratio for sequence-level ratios.
+    // Sweep 1 (row-local, stays in cache): token count, and the sum of log-ratios for sequence-level ratios.
     double n = 0, log_ratio_sum = 0;
     if (v.mask.present() || sequence) {
         alignas(64) C count[token_block], lr[token_block];
@@ -183,49 +177,46 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
         n = static_cast<double>(end);
     }
     const double w = p.loss_scale * math::row_weight<double>(p.agg, n, total_tokens, p.sequences, p.constant_length);
+    const math::sequence_ratio_term seq =
+        sequence ? math::sequence_ratio(log_ratio_sum, n, p.token.log_ratio_clamp) : math::sequence_ratio_term{};
 
-    // Sequence ratio s_i = exp(clamp(mean_t log r)); ds/dlogp_t = s * clamp' / n (TRL/GSPO) for every token.
-    double s = 1, ds = 0, cross_grad = 0;
-    if (sequence && n > 0) {
-        const math::clamped<double> lr = math::clamp_symmetric(log_ratio_sum / n, p.log_ratio_clamp);
-        s = math::exp(lr.value);
-        ds = s * lr.grad;
-        if (p.ratio == ratio_level::sequence) {
-            // Sweep 2: dL/ds_i = sum_t w * dloss_t/ds, spread back over the tokens through the mean.
-            alignas(64) C d[token_block];
-            const math::clip_bounds<C> clip{C(p.clip.low), C(p.clip.high), C(p.clip.delta), C(p.clip.dual_c)};
-            double dloss_ds = 0;
-            for (index_t t0 = 0; t0 < end; t0 += token_block) {
-                const index_t nb = std::min(token_block, end - t0);
-                for (index_t k = 0; k < nb; ++k) {
-                    const index_t t = t0 + k;
-                    const bool valid = mask[L.mask(t)] != T(0);
-                    const C a_raw = C(adv[L.adv(t)]);
-                    const C a = math::select(valid, a_raw, C(0));
-                    d[k] = math::select(valid, math::clipped_surrogate<C>(C(s), a, clip).dloss_dratio, C(0));
-                }
-                dloss_ds += lane_sum(d, nb);
-            }
-            cross_grad = math::chain(w * dloss_ds, ds) / n; // exactly 0 when no token's loss depends on s
-        }
+    math::token_params<C> tp = row_token_params<C>(p, w, seq, 0.0);
+    if (Plain) { // token ratio, k3, no clamps, no delta, no dual clip: compile-time constants that fold away
+        tp.objective.clip.delta = std::numeric_limits<C>::infinity();
+        tp.objective.clip.dual_c = C(0);
+        tp.log_ratio_clamp = C(0);
+        tp.kl = kl_estimator::k3;
+        tp.kl_input_clamp = tp.kl_value_clamp = C(0);
+        tp.kl_straight_through = false;
+        tp.sequence = false;
+        tp.sequence_ratio = C(1);
+        tp.sequence_dratio = C(0);
     }
 
-    // Plain: the common configuration (token ratio, k3, no clamps, no delta, no dual clip) with those settings
-    // as compile-time constants, so the disabled features fold away; same operations, same results.
-    constexpr C inf = std::numeric_limits<C>::infinity();
-    const math::clip_bounds<C> clip{C(p.clip.low), C(p.clip.high), Plain ? inf : C(p.clip.delta),
-                                    Plain ? C(0) : C(p.clip.dual_c)};
-    const C lr_clamp = Plain ? C(0) : C(p.log_ratio_clamp), beta = C(p.beta), cw = C(w), ccross = C(cross_grad);
-    const C seq_ratio = C(s), seq_dratio = p.ratio == ratio_level::sequence_token ? C(ds) : C(0);
-    const C kl_in = Plain ? C(0) : C(p.kl_log_ratio_clamp), kl_out = Plain ? C(0) : C(p.kl_value_clamp);
-    const kl_estimator est = Plain ? kl_estimator::k3 : p.kl;
-    const bool straight = !Plain && p.kl_straight_through;
+    // Sweep 2, ratio_level::sequence: dL/ds_i = sum_t w * dloss_t/ds, spread back over the tokens (the mean).
+    if (sequence && p.ratio == ratio_level::sequence && n > 0) {
+        alignas(64) C d[token_block];
+        double dloss_ds = 0;
+        for (index_t t0 = 0; t0 < end; t0 += token_block) {
+            const index_t nb = std::min(token_block, end - t0);
+            for (index_t k = 0; k < nb; ++k) {
+                const index_t t = t0 + k;
+                const bool valid = mask[L.mask(t)] != T(0);
+                const C a = math::select(valid, C(adv[L.adv(t)]), C(0));
+                const C x = math::select(valid, C(lp[L.lp(t)]), C(0));
+                d[k] = math::select(valid, math::objective_at<K>(tp.objective, tp.sequence_ratio, a, x).dloss_dratio,
+                                    C(0));
+            }
+            dloss_ds += lane_sum(d, nb);
+        }
+        tp.sequence_term = C(math::sequence_gradient(w, dloss_ds, seq, n));
+    }
 
+    constexpr C inf = std::numeric_limits<C>::infinity();
     alignas(64) C pol[token_block], kl[token_block], ratio[token_block], neg_lr[token_block], low[token_block],
         high[token_block], dual[token_block], rmin[token_block], rmax[token_block], gbuf[token_block],
         lbuf[token_block];
-    row_partials acc{0, 0, 0, 0, 0, 0, 0, 0, std::numeric_limits<double>::infinity(),
-                     -std::numeric_limits<double>::infinity(), 0};
+    loss_partials acc = loss_partials::identity();
     for (index_t t0 = 0; t0 < end; t0 += token_block) {
         const index_t nb = std::min(token_block, end - t0);
         for (index_t k = 0; k < nb; ++k) {
@@ -233,34 +224,22 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
             const bool valid = mask[L.mask(t)] != T(0);
             // Loads are unconditional (so the loop vectorizes); masked values are replaced by harmless ones
             // before any arithmetic, so NaN or Inf there never reaches a result.
-            const C x_raw = C(lp[L.lp(t)]), old_raw = C(old[L.old(t)]), a_raw = C(adv[L.adv(t)]);
-            const C x = math::select(valid, x_raw, C(0));
-            const C log_ratio = math::select(valid, C(x_raw - old_raw), C(0));
-            const C a = math::select(valid, a_raw, C(0));
-            const math::clamped<C> lr = math::clamp_symmetric(log_ratio, lr_clamp);
-            const C token_ratio = math::exp(lr.value);
-            const C r = math::select(sequence, seq_ratio, token_ratio);
-            const C dr = math::select(sequence, seq_dratio, token_ratio * lr.grad);
-            const math::surrogate_term<C> sur = math::clipped_surrogate<C>(r, a, clip);
-            C kl_value = 0, kl_grad = 0;
-            if (WithKL) {
-                const C y_raw = C(ref[L.ref(t)]);
-                const C y = math::select(valid, y_raw, C(0));
-                const math::kl_term<C> term = math::kl_penalty<C>(est, x, y, kl_in, kl_out, straight);
-                kl_value = term.value;
-                kl_grad = term.grad;
-            }
-            gbuf[k] = math::select(valid, math::token_gradient(cw, sur.dloss_dratio, dr, beta, kl_grad, ccross), C(0));
-            lbuf[k] = math::select(valid, sur.loss + beta * kl_value, C(0));
-            pol[k] = math::select(valid, sur.loss, C(0));
-            kl[k] = math::select(valid, kl_value, C(0));
-            ratio[k] = math::select(valid, r, C(0));
-            neg_lr[k] = -log_ratio;
-            low[k] = math::select(valid, sur.clipped_low, C(0));
-            high[k] = math::select(valid, sur.clipped_high, C(0));
-            dual[k] = math::select(valid, sur.dual_clipped, C(0));
-            rmin[k] = math::select(valid, r, inf);
-            rmax[k] = math::select(valid, r, -inf);
+            const C x = math::select(valid, C(lp[L.lp(t)]), C(0));
+            const C o = math::select(valid, C(old[L.old(t)]), C(0));
+            const C a = math::select(valid, C(adv[L.adv(t)]), C(0));
+            const C y = WithKL ? math::select(valid, C(ref[L.ref(t)]), C(0)) : C(0);
+            const math::token_result<C> r = math::token_loss<K, WithKL>(tp, x, o, y, a);
+            gbuf[k] = math::select(valid, r.grad, C(0));
+            lbuf[k] = math::select(valid, r.loss, C(0));
+            pol[k] = math::select(valid, r.policy_loss, C(0));
+            kl[k] = math::select(valid, r.kl, C(0));
+            ratio[k] = math::select(valid, r.ratio, C(0));
+            neg_lr[k] = r.neg_log_ratio; // 0 at masked tokens (x = o = 0 there)
+            low[k] = math::select(valid, r.clipped_low, C(0));
+            high[k] = math::select(valid, r.clipped_high, C(0));
+            dual[k] = math::select(valid, r.dual_clipped, C(0));
+            rmin[k] = math::select(valid, r.ratio, inf);
+            rmax[k] = math::select(valid, r.ratio, -inf);
         }
         if (grad)
             for (index_t k = 0; k < nb; ++k) grad[L.grad(t0 + k)] = static_cast<T>(gbuf[k]);
@@ -281,9 +260,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
         if (per_token) per_token[L.per_token(t)] = T(0);
     }
     acc.tokens = n;
-    // Store the row's share already weighted, so the final reduction is a plain ordered sum.
-    acc.kl = acc.kl_sum * w;
-    acc.policy *= w;
+    acc.weigh(w);
     out = acc;
 }
 
@@ -304,10 +281,10 @@ inline bool cpu_has_avx2() {
     static const bool has = __builtin_cpu_supports("avx2") != 0;
     return has;
 }
-template <class T, bool WithKL, class Layout, bool Plain>
+template <class T, policy_objective K, bool WithKL, class Layout, bool Plain>
 GRPO_AVX2_FUNCTION void loss_row_avx2(const loss_views<T>& v, const T* ones, const loss_params& p,
-                                      double total_tokens, index_t i, row_partials& out, const Layout& L) {
-    loss_row_impl<T, WithKL, Layout, Plain>(v, ones, p, total_tokens, i, out, L);
+                                      double total_tokens, index_t i, loss_partials& out, const Layout& L) {
+    loss_row_impl<T, K, WithKL, Layout, Plain>(v, ones, p, total_tokens, i, out, L);
 }
 #else
 #define GRPO_CPU_AVX2_DISPATCH 0
@@ -322,33 +299,40 @@ inline std::atomic<bool>& cpu_dispatch_enabled() {
 }
 
 /// Contiguous rows: the AVX2 version where the CPU has it, the baseline otherwise.
-template <class T, bool WithKL, bool Plain, class Layout>
+template <class T, policy_objective K, bool WithKL, bool Plain, class Layout>
 void loss_row_contiguous(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens,
-                         index_t i, row_partials& out, const Layout& L) {
+                         index_t i, loss_partials& out, const Layout& L) {
 #if GRPO_CPU_AVX2_DISPATCH
     if (cpu_dispatch_enabled() && cpu_has_avx2())
-        return loss_row_avx2<T, WithKL, Layout, Plain>(v, ones, p, total_tokens, i, out, L);
+        return loss_row_avx2<T, K, WithKL, Layout, Plain>(v, ones, p, total_tokens, i, out, L);
 #endif
-    loss_row_impl<T, WithKL, Layout, Plain>(v, ones, p, total_tokens, i, out, L);
+    loss_row_impl<T, K, WithKL, Layout, Plain>(v, ones, p, total_tokens, i, out, L);
 }
 
 /// True for the configuration loss_row_impl<..., Plain = true> hard-codes (the KL settings matter only with KL).
 inline bool is_plain(const loss_params& p) {
-    const bool plain_kl = p.beta == 0 || (p.kl == kl_estimator::k3 && !p.kl_straight_through &&
-                                          !(p.kl_log_ratio_clamp > 0) && !(p.kl_value_clamp > 0));
-    return plain_kl && p.ratio == ratio_level::token && !(p.log_ratio_clamp > 0) && !(p.clip.dual_c > 0) &&
-           p.clip.delta == std::numeric_limits<double>::infinity();
+    const math::token_params<double>& t = p.token;
+    const bool plain_kl = t.beta == 0 || (t.kl == kl_estimator::k3 && !t.kl_straight_through &&
+                                          !(t.kl_input_clamp > 0) && !(t.kl_value_clamp > 0));
+    return plain_kl && t.objective.kind == policy_objective::ppo_clip && p.ratio == ratio_level::token &&
+           !(t.log_ratio_clamp > 0) && !(t.objective.clip.dual_c > 0) &&
+           t.objective.clip.delta == std::numeric_limits<double>::infinity();
 }
 
-/// Contiguous rows: picks the instantiation for the KL term (or not) and the plain configuration (or not).
+/// Contiguous rows: picks the instantiation for the objective, the KL term (or not) and the plain
+/// configuration (or not).
 template <class T, class Layout>
 void loss_row_unit_stride(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens,
-                          index_t i, row_partials& out, const Layout& L) {
-    if (p.beta != 0)
-        return is_plain(p) ? loss_row_contiguous<T, true, true>(v, ones, p, total_tokens, i, out, L)
-                           : loss_row_contiguous<T, true, false>(v, ones, p, total_tokens, i, out, L);
-    return is_plain(p) ? loss_row_contiguous<T, false, true>(v, ones, p, total_tokens, i, out, L)
-                       : loss_row_contiguous<T, false, false>(v, ones, p, total_tokens, i, out, L);
+                          index_t i, loss_partials& out, const Layout& L) {
+    constexpr policy_objective ppo = policy_objective::ppo_clip;
+    if (is_plain(p))
+        return p.with_kl() ? loss_row_contiguous<T, ppo, true, true>(v, ones, p, total_tokens, i, out, L)
+                           : loss_row_contiguous<T, ppo, false, true>(v, ones, p, total_tokens, i, out, L);
+    math::visit_objective(p.token.objective.kind, [&](auto k) {
+        constexpr policy_objective K = decltype(k)::value;
+        p.with_kl() ? loss_row_contiguous<T, K, true, false>(v, ones, p, total_tokens, i, out, L)
+                    : loss_row_contiguous<T, K, false, false>(v, ones, p, total_tokens, i, out, L);
+    });
 }
 
 /// Picks the instantiation: rows whose arrays are all contiguous (torch, numpy, ggml) get compile-time unit
@@ -356,16 +340,15 @@ void loss_row_unit_stride(const loss_views<T>& v, const T* ones, const loss_para
 /// any other layout uses run-time strides per array.
 template <class T>
 void loss_row(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens, index_t i,
-              row_partials& out) {
+              loss_partials& out) {
     const index_t s_lp = v.logp.col_stride();
     const index_t s_old = v.old_logp.present() ? v.old_logp.col_stride() : s_lp; // stand-in: logp itself
-    const index_t s_ref = p.beta != 0 ? v.ref_logp.col_stride() : s_lp;
+    const index_t s_ref = p.with_kl() ? v.ref_logp.col_stride() : s_lp;
     const index_t s_mask = v.mask.present() ? v.mask.col_stride() : 1;             // stand-in: a row of ones
     const index_t s_grad = v.grad.present() ? v.grad.col_stride() : 1;
     const index_t s_per = v.per_token.present() ? v.per_token.col_stride() : 1;
     const index_t s_adv = v.adv.col_stride();
     const bool contiguous = s_lp == 1 && s_old == 1 && s_ref == 1 && s_mask == 1 && s_grad == 1 && s_per == 1;
-    const bool with_kl = p.beta != 0;
     if (contiguous && (s_adv == 0 || s_adv == 1)) {
         const column_stride<1> u{1};
         if (s_adv == 0)
@@ -373,8 +356,11 @@ void loss_row(const loss_views<T>& v, const T* ones, const loss_params& p, doubl
         return loss_row_unit_stride(v, ones, p, total_tokens, i, out, row_layout<1, 1>{u, u, u, u, u, u, u});
     }
     const row_layout<-1, -1> L{{s_lp}, {s_old}, {s_ref}, {s_mask}, {s_grad}, {s_per}, {s_adv}};
-    return with_kl ? loss_row_impl<T, true>(v, ones, p, total_tokens, i, out, L)
-                   : loss_row_impl<T, false>(v, ones, p, total_tokens, i, out, L);
+    math::visit_objective(p.token.objective.kind, [&](auto k) {
+        constexpr policy_objective K = decltype(k)::value;
+        p.with_kl() ? loss_row_impl<T, K, true>(v, ones, p, total_tokens, i, out, L)
+                    : loss_row_impl<T, K, false>(v, ones, p, total_tokens, i, out, L);
+    });
 }
 
 /// Rows per task: enough work per task to amortize scheduling, independent of the thread count.
@@ -401,62 +387,36 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const los
     double local_tokens = -1;
     const bool need_count = p.agg == aggregation::token_mean && global_tokens <= 0;
     if (check_values || need_count) {
-        const bool need_ref = p.beta != 0;
+        const bool need_ref = p.with_kl();
         parallel_for(ex, rows, grain, [&](index_t first, index_t last) {
             for (index_t i = first; i < last; ++i) {
                 const row_check c = check_row(v, i, check_values, need_ref);
-                scratch[2 * i] = static_cast<double>(c.column);
+                scratch[2 * i] = static_cast<double>(c.code);
                 scratch[2 * i + 1] = c.tokens;
             }
         });
         local_tokens = 0;
         for (index_t i = 0; i < rows; ++i) {
-            if (scratch[2 * i] >= 0) raise_bad_value(v, i, check_row(v, i, true, need_ref));
+            if (scratch[2 * i] != 0)
+                raise_loss_value_error(where, bad_value_at(v, i, check_row(v, i, true, need_ref)), cols);
             local_tokens += scratch[2 * i + 1];
         }
         if (global_tokens > 0 && global_tokens < local_tokens)
-            raise_argument(errc::invalid_value, "loss_and_grad", "config.global_token_count",
-                           "0 (local) or at least this call's unmasked tokens (" + num_str(local_tokens) + ")",
-                           num_str(global_tokens));
+            raise_loss_value_error(
+                where, {loss_error::bad_global_count, static_cast<std::int64_t>(local_tokens), 0, 0, global_tokens},
+                cols);
     }
     const double total_tokens = global_tokens > 0 ? global_tokens : local_tokens;
 
-    auto* partials = reinterpret_cast<row_partials*>(scratch);
+    auto* partials = reinterpret_cast<loss_partials*>(scratch);
     parallel_for(ex, rows, grain, [&](index_t first, index_t last) {
         for (index_t i = first; i < last; ++i) loss_row(v, ones, p, total_tokens, i, partials[i]);
     });
 
-    loss_stats st;
-    double kl_sum = 0, clip_low = 0, clip_high = 0, dual = 0, ratio_sum = 0, neg_log_ratio = 0;
-    double ratio_min = std::numeric_limits<double>::infinity(), ratio_max = -ratio_min;
-    for (index_t i = 0; i < rows; ++i) {
-        const row_partials& r = partials[i];
-        st.policy_loss += r.policy;
-        st.kl_loss += r.kl;
-        st.token_count += r.tokens;
-        kl_sum += r.kl_sum;
-        clip_low += r.clip_low;
-        clip_high += r.clip_high;
-        dual += r.dual;
-        ratio_sum += r.ratio_sum;
-        neg_log_ratio += r.neg_log_ratio;
-        ratio_min = std::min(ratio_min, r.ratio_min);
-        ratio_max = std::max(ratio_max, r.ratio_max);
-    }
-    st.loss = st.policy_loss + p.beta * st.kl_loss;
-    if (st.token_count > 0) {
-        const double n = st.token_count;
-        st.clip_fraction_low = clip_low / n;
-        st.clip_fraction_high = clip_high / n;
-        st.clip_fraction_region = (clip_low + clip_high) / n;
-        st.dual_clip_fraction = dual / n;
-        st.ratio_mean = ratio_sum / n;
-        st.ratio_min = ratio_min;
-        st.ratio_max = ratio_max;
-        st.approx_kl = neg_log_ratio / n;
-        st.kl_mean = kl_sum / n;
-    }
-    return st;
+    // Rows in order on this thread: the same sums for any thread count.
+    loss_partials total = loss_partials::identity();
+    for (index_t i = 0; i < rows; ++i) total.merge(partials[i]);
+    return total.finalize(p.token.beta);
 }
 
 } // namespace cpu

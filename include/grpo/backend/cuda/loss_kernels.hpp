@@ -28,7 +28,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "../../loss_types.hpp"
+#include "../../loss_record.hpp"
 #include "block.hpp"
 
 GRPO_NAMESPACE_BEGIN
@@ -36,25 +36,10 @@ namespace detail {
 namespace cuda {
 
 constexpr int loss_block = 256;
-/// Per-row partials (doubles): same fields as the CPU backend's row_partials.
-constexpr int row_fields = 11; // policy, kl, kl_sum, tokens, clip_low, clip_high, dual, ratio_sum, rmin, rmax, neg_lr
-/// The stats record: loss_stats in field order, then the error fields (see loss_error).
-constexpr int stats_fields = 17;
-/// Error codes of the record ([13]; [14] row, [15] column, [16] the bad value), in the CPU's check order.
-/// [14] and [15] always hold int64 bit patterns (int64_as_double_bits), [16] too for loss_bad_length (the
-/// length); otherwise [16] is the bad value as a double.
-enum loss_error : int {
-    loss_ok = 0,
-    loss_bad_length = 1, ///< lengths[i] outside [0, cols] ([15] unused, [16] the length as int64 bits)
-    loss_bad_mask = 2,   ///< a mask value other than 0 or 1
-    loss_bad_logp = 3,   ///< non-finite values at unmasked tokens:
-    loss_bad_old_logp = 4,
-    loss_bad_ref_logp = 5,
-    loss_bad_advantages = 6,
-    loss_bad_global_count = 7, ///< global_token_count below this call's tokens ([14] the tokens as int64 bits,
-                               ///< [16] the count as a double)
-};
-constexpr int loss_error_kinds = 8; ///< column keys are column * loss_error_kinds + code
+constexpr std::size_t doubles_of(std::size_t bytes) { return bytes / sizeof(double); }
+static_assert(sizeof(loss_partials) % sizeof(double) == 0 && sizeof(loss_value_error) % sizeof(double) == 0 &&
+                  sizeof(loss_record) % sizeof(double) == 0,
+              "the loss scratch is laid out in doubles");
 
 /// Type the per-token math runs in: the element type itself for float/double (device.cuh: float for 16-bit).
 template <class T>
@@ -76,20 +61,21 @@ struct device_loss_views {
 };
 
 /// The loss scratch in the workspace: per-row token counts, first errors and partials, the batch token
-/// count and error, the stats record of the syncing overload, and the two last-block counters (zeroed before
-/// every call).
+/// count and error, the record of the syncing overload, and the two last-block counters (zeroed before every
+/// call).
 struct loss_scratch {
-    double* row_tokens = nullptr; ///< rows
-    double* row_error = nullptr;  ///< rows: the row's first bad column key (column * loss_error_kinds + code), -1
-    double* partials = nullptr;   ///< rows * row_fields
-    double* total = nullptr;      ///< 1
-    double* error = nullptr;      ///< 4: code, row, column, value (loss_error; int64 bits as documented there)
-    double* stats = nullptr;      ///< stats_fields
+    double* row_tokens = nullptr;      ///< rows
+    double* row_error = nullptr;       ///< rows: the row's first bad column key (column * loss_error_count + code), -1
+    loss_partials* partials = nullptr; ///< rows
+    double* total = nullptr;           ///< 1
+    loss_value_error* error = nullptr; ///< 1: the first error of the call (code none: no error)
+    loss_record* record = nullptr;     ///< 1: the syncing overload's record
     unsigned long long* counters = nullptr; ///< 2
 };
 
 inline std::size_t loss_scratch_doubles(index_t rows) {
-    return static_cast<std::size_t>(rows) * (2 + row_fields) + 1 + 4 + stats_fields + 2;
+    return static_cast<std::size_t>(rows) * (2 + doubles_of(sizeof(loss_partials))) + 1 +
+           doubles_of(sizeof(loss_value_error)) + doubles_of(sizeof(loss_record)) + 2;
 }
 
 inline loss_scratch loss_layout(double* base, index_t rows) {
@@ -97,12 +83,20 @@ inline loss_scratch loss_layout(double* base, index_t rows) {
     const std::size_t r = static_cast<std::size_t>(rows);
     s.row_tokens = base;
     s.row_error = s.row_tokens + r;
-    s.partials = s.row_error + r;
-    s.total = s.partials + r * row_fields;
-    s.error = s.total + 1;
-    s.stats = s.error + 4;
-    s.counters = reinterpret_cast<unsigned long long*>(s.stats + stats_fields);
+    s.partials = reinterpret_cast<loss_partials*>(s.row_error + r);
+    s.total = s.row_error + r + r * doubles_of(sizeof(loss_partials));
+    s.error = reinterpret_cast<loss_value_error*>(s.total + 1);
+    s.record = reinterpret_cast<loss_record*>(s.total + 1 + doubles_of(sizeof(loss_value_error)));
+    s.counters = reinterpret_cast<unsigned long long*>(s.total + 1 + doubles_of(sizeof(loss_value_error)) +
+                                                      doubles_of(sizeof(loss_record)));
     return s;
+}
+
+/// The block-wide combination of every thread's partials (same shape on every run: deterministic).
+template <class B>
+GRPO_HOST_DEVICE loss_partials block_reduce(B& b, loss_partials x) {
+    x.for_each_field([&](double& f, fold how) { f = how == fold::min ? b.min(f) : how == fold::max ? b.max(f) : b.sum(f); });
+    return x;
 }
 
 template <class T>
@@ -150,7 +144,7 @@ struct loss_check_kernel {
     bool need_ref;        ///< beta != 0: ref_logp is read, so it is checked
     double global_tokens; ///< loss_config::global_token_count (0: this call's count)
 
-    /// This thread's first problem in row i as a column key (column * loss_error_kinds + code), or -1, and
+    /// This thread's first problem in row i as a column key (column * loss_error_count + code), or -1, and
     /// its count of valid tokens. Same order as the CPU backend's check_row.
     template <class B>
     GRPO_HOST_DEVICE double scan_row(const B& b, index_t i, double& tokens) const {
@@ -162,17 +156,18 @@ struct loss_check_kernel {
         }
         tokens = 0;
         for (index_t t = b.thread(); t < end; t += b.threads()) {
-            const double key = static_cast<double>(t) * loss_error_kinds;
+            const double key = static_cast<double>(t) * loss_error_count;
+            const auto at = [&](loss_error e) { return key + static_cast<double>(e); };
             if (v.mask.present()) {
                 const C m = C(v.mask(i, t));
-                if (m != C(0) && m != C(1)) return key + loss_bad_mask;
+                if (m != C(0) && m != C(1)) return at(loss_error::bad_mask);
                 if (m == C(0)) continue;
             }
             tokens += 1;
-            if (!is_finite_value(C(v.logp(i, t)))) return key + loss_bad_logp;
-            if (v.old_logp.present() && !is_finite_value(C(v.old_logp(i, t)))) return key + loss_bad_old_logp;
-            if (need_ref && !is_finite_value(C(v.ref_logp(i, t)))) return key + loss_bad_ref_logp;
-            if (!is_finite_value(C(v.adv(i, t)))) return key + loss_bad_advantages;
+            if (!is_finite_value(C(v.logp(i, t)))) return at(loss_error::bad_logp);
+            if (v.old_logp.present() && !is_finite_value(C(v.old_logp(i, t)))) return at(loss_error::bad_old_logp);
+            if (need_ref && !is_finite_value(C(v.ref_logp(i, t)))) return at(loss_error::bad_ref_logp);
+            if (!is_finite_value(C(v.adv(i, t)))) return at(loss_error::bad_advantages);
         }
         return -1;
     }
@@ -190,7 +185,7 @@ struct loss_check_kernel {
             key = b.min(key < 0 ? none : key);
             if (b.thread() == 0) {
                 s.row_tokens[i] = tokens;
-                s.row_error[i] = bad_length ? static_cast<double>(loss_bad_length) : key < none ? key : -1.0;
+                s.row_error[i] = bad_length ? static_cast<double>(loss_error::bad_length) : key < none ? key : -1.0;
             }
         }
         if (!b.last_block_done(s.counters)) return;
@@ -201,53 +196,47 @@ struct loss_check_kernel {
             total += b.load(s.row_tokens + i);
             const double e = b.load(s.row_error + i);
             const double row = static_cast<double>(i);
-            if (e == loss_bad_length && row < first_length) first_length = row;
-            if (e >= loss_bad_mask && row < first_value) first_value = row; // a value key (any column)
+            if (e == static_cast<double>(loss_error::bad_length) && row < first_length) first_length = row;
+            if (e >= static_cast<double>(loss_error::bad_mask) && row < first_value) first_value = row; // a value key
         }
         total = b.sum(total);
         first_length = b.min(first_length);
         first_value = b.min(first_value);
         if (b.thread() != 0) return;
         *s.total = total;
-        double err[4] = {0, 0, 0, 0};
+        loss_value_error err{loss_error::none, 0, 0, 0, 0};
         if (first_length < none) {
             const index_t i = static_cast<index_t>(first_length);
-            err[0] = loss_bad_length;
-            err[1] = int64_as_double_bits(i);
-            err[3] = int64_as_double_bits(v.lengths[i]);
+            err = {loss_error::bad_length, i, 0, v.lengths[i], 0};
         } else if (first_value < none) {
             const index_t i = static_cast<index_t>(first_value);
-            const double key = b.load(s.row_error + i);
-            const index_t t = static_cast<index_t>(key) / loss_error_kinds;
-            const int code = static_cast<int>(static_cast<index_t>(key) % loss_error_kinds);
-            const matrix_view<const T, device_space>& m = code == loss_bad_mask       ? v.mask
-                                                          : code == loss_bad_logp     ? v.logp
-                                                          : code == loss_bad_old_logp ? v.old_logp
-                                                          : code == loss_bad_ref_logp ? v.ref_logp
-                                                                                      : v.adv;
-            err[0] = code;
-            err[1] = int64_as_double_bits(i);
-            err[2] = int64_as_double_bits(t);
-            err[3] = static_cast<double>(compute_t<T>(m(i, t)));
+            const index_t key = static_cast<index_t>(b.load(s.row_error + i));
+            const index_t t = key / loss_error_count;
+            const loss_error code = static_cast<loss_error>(key % loss_error_count);
+            const matrix_view<const T, device_space>& m = code == loss_error::bad_mask       ? v.mask
+                                                          : code == loss_error::bad_logp     ? v.logp
+                                                          : code == loss_error::bad_old_logp ? v.old_logp
+                                                          : code == loss_error::bad_ref_logp ? v.ref_logp
+                                                                                             : v.adv;
+            err = {code, i, t, 0, static_cast<double>(compute_t<T>(m(i, t)))};
         } else if (check_values && global_tokens > 0 && global_tokens < total) {
-            err[0] = loss_bad_global_count;
-            err[1] = int64_as_double_bits(static_cast<std::int64_t>(total));
-            err[3] = global_tokens;
+            err = {loss_error::bad_global_count, static_cast<std::int64_t>(total), 0, 0, global_tokens};
         }
-        for (int k = 0; k < 4; ++k) s.error[k] = err[k];
+        *s.error = err;
     }
 };
 
-/// The fused pass: loss terms, gradient, per-token loss, per-row partials, and the stats in the last block.
+/// The fused pass: loss terms, gradient, per-token loss, per-row partials, and the record in the last block.
+/// Iteration and reduction only: every token's numbers come from math::token_loss, as on the CPU.
 template <class T>
 struct loss_main_kernel {
     static constexpr int block = loss_block;
     device_loss_views<T> v;
     loss_params p;
     loss_scratch s;
-    bool counted;         ///< loss_check_kernel ran before: s.row_tokens, *s.total and s.error are set
+    bool counted;         ///< loss_check_kernel ran before: s.row_tokens, *s.total and *s.error are set
     double global_tokens; ///< loss_config::global_token_count (0: this call's count)
-    double* stats;        ///< stats_fields doubles: the caller's record
+    loss_record* record;  ///< the caller's record
 
     template <class B>
     GRPO_HOST_DEVICE void operator()(B& b) const {
@@ -257,18 +246,15 @@ struct loss_main_kernel {
         const bool sequence = p.ratio != ratio_level::token;
         const bool row_count_first = sequence || (p.agg == aggregation::seq_mean_token_mean && !counted);
         const double total = global_tokens > 0 ? global_tokens : (counted ? *s.total : 0.0);
-        const bool failed = counted && s.error[0] != 0; // bad values: write nothing but the error record
-        const math::clip_bounds<C> clip{C(p.clip.low), C(p.clip.high), C(p.clip.delta), C(p.clip.dual_c)};
-        const C lr_clamp = C(p.log_ratio_clamp), beta = C(p.beta);
-        const C kl_in = C(p.kl_log_ratio_clamp), kl_out = C(p.kl_value_clamp);
-        const bool with_kl = p.beta != 0;
-        const double inf = infinity();
+        const bool failed = counted && s.error->code != loss_error::none; // write nothing but the record
+        const bool with_kl = p.with_kl();
 
         for (index_t i = failed ? rows : b.block(); i < rows; i += b.blocks()) {
             const index_t end = valid_end(v, i);
             // Row count (and for GSPO the mean log-ratio) before any gradient: the weight depends on them.
             double n = counted ? s.row_tokens[i] : 0.0;
-            double seq = 1, dseq = 0, dloss_dseq = 0;
+            math::sequence_ratio_term seq;
+            double dloss_dseq = 0;
             if (row_count_first) {
                 double lr = 0;
                 if (sequence)
@@ -276,111 +262,65 @@ struct loss_main_kernel {
                         if (is_valid(v, i, t)) lr += static_cast<double>(C(v.logp(i, t)) - C(old_at(v, i, t)));
                 n = b.sum(thread_valid_tokens(b, v, i));
                 if (sequence) lr = b.sum(lr);
-                if (sequence && n > 0) {
-                    const math::clamped<double> c = math::clamp_symmetric(lr / n, p.log_ratio_clamp);
-                    seq = math::exp(c.value);
-                    dseq = seq * c.grad;
-                    if (p.ratio == ratio_level::sequence) { // dL/ds sums over the row's tokens
-                        double d = 0;
-                        for (index_t t = b.thread(); t < end; t += b.threads())
-                            if (is_valid(v, i, t))
-                                d += static_cast<double>(
-                                    math::clipped_surrogate<C>(C(seq), C(v.adv(i, t)), clip).dloss_dratio);
-                        dloss_dseq = b.sum(d);
-                    }
+                if (sequence) seq = math::sequence_ratio(lr, n, p.token.log_ratio_clamp);
+                if (sequence && p.ratio == ratio_level::sequence && n > 0) { // dL/ds sums over the row's tokens
+                    const math::token_params<C> tp = row_token_params<C>(p, 0.0, seq, 0.0);
+                    double d = 0;
+                    for (index_t t = b.thread(); t < end; t += b.threads())
+                        if (is_valid(v, i, t))
+                            d += static_cast<double>(math::visit_objective(tp.objective.kind, [&](auto k) {
+                                return math::objective_at<decltype(k)::value>(tp.objective, tp.sequence_ratio,
+                                                                              C(v.adv(i, t)), C(v.logp(i, t)))
+                                    .dloss_dratio;
+                            }));
+                    dloss_dseq = b.sum(d);
                 }
             }
             const double w =
                 p.loss_scale * math::row_weight<double>(p.agg, n, total, p.sequences, p.constant_length);
-            // chain(): exactly 0 when no token's loss depends on the sequence ratio, even where dseq overflowed.
-            const double cross =
-                (p.ratio == ratio_level::sequence && n > 0) ? math::chain(w * dloss_dseq, dseq) / n : 0.0;
-            const C cw = C(w), ccross = C(cross), seq_ratio = C(seq);
-            const C seq_dratio = p.ratio == ratio_level::sequence_token ? C(dseq) : C(0);
+            const double cross = p.ratio == ratio_level::sequence ? math::sequence_gradient(w, dloss_dseq, seq, n) : 0.0;
+            const math::token_params<C> tp = row_token_params<C>(p, w, seq, cross);
 
-            double acc[row_fields] = {0, 0, 0, 0, 0, 0, 0, 0, inf, -inf, 0};
+            loss_partials acc = loss_partials::identity();
             for (index_t t = b.thread(); t < cols; t += b.threads()) {
                 const bool valid = t < end && is_valid(v, i, t);
                 C g = 0, l = 0;
                 if (valid) {
-                    const C x = C(v.logp(i, t));
-                    const C log_ratio = x - C(old_at(v, i, t));
-                    const C a = C(v.adv(i, t));
-                    const math::clamped<C> lr = math::clamp_symmetric(log_ratio, lr_clamp);
-                    const C token_ratio = math::exp(lr.value);
-                    const C rr = sequence ? seq_ratio : token_ratio;
-                    const C dr = sequence ? seq_dratio : token_ratio * lr.grad;
-                    const math::surrogate_term<C> sur = math::clipped_surrogate<C>(rr, a, clip);
-                    C kl_value = 0, kl_grad = 0;
-                    if (with_kl) {
-                        const math::kl_term<C> term = math::kl_penalty<C>(p.kl, x, C(v.ref_logp(i, t)), kl_in,
-                                                                          kl_out, p.kl_straight_through);
-                        kl_value = term.value;
-                        kl_grad = term.grad;
-                    }
-                    // As the CPU row pass: a zero factor (clipped branch, beta = 0, zero weight) gives exactly 0
-                    // even where the ratio overflowed to inf, so finite inputs never give a NaN gradient.
-                    g = math::token_gradient(cw, sur.dloss_dratio, dr, beta, kl_grad, ccross);
-                    l = sur.loss + beta * kl_value;
-                    acc[0] += static_cast<double>(sur.loss);
-                    acc[2] += static_cast<double>(kl_value);
-                    acc[3] += 1;
-                    acc[4] += static_cast<double>(sur.clipped_low);
-                    acc[5] += static_cast<double>(sur.clipped_high);
-                    acc[6] += static_cast<double>(sur.dual_clipped);
-                    acc[7] += static_cast<double>(rr);
-                    acc[8] = acc[8] < double(rr) ? acc[8] : double(rr);
-                    acc[9] = acc[9] > double(rr) ? acc[9] : double(rr);
-                    acc[10] += -static_cast<double>(log_ratio); // approx_kl: unmasked tokens only, as on the CPU
+                    const math::token_result<C> r = math::token_loss<C>(
+                        tp, with_kl, C(v.logp(i, t)), C(old_at(v, i, t)), with_kl ? C(v.ref_logp(i, t)) : C(0),
+                        C(v.adv(i, t)));
+                    g = r.grad;
+                    l = r.loss;
+                    acc.add(r);
                 }
                 if (v.grad.present()) v.grad(i, t) = T(g);
                 if (v.per_token.present()) v.per_token(i, t) = T(l);
             }
-            double out[row_fields];
-            for (int f = 0; f < row_fields; ++f) {
-                if (f == 1) continue;
-                out[f] = f == 8 ? b.min(acc[f]) : f == 9 ? b.max(acc[f]) : b.sum(acc[f]);
-            }
+            acc = block_reduce(b, acc);
             if (b.thread() == 0) {
-                double* o = s.partials + i * row_fields;
-                for (int f = 0; f < row_fields; ++f) o[f] = out[f];
-                o[0] = out[0] * w;
-                o[1] = out[2] * w;
+                acc.weigh(w);
+                s.partials[i] = acc;
             }
         }
-        if (b.last_block_done(s.counters + 1)) write_stats(b, failed ? 0 : rows);
+        if (b.last_block_done(s.counters + 1)) write_record(b, failed ? 0 : rows);
     }
 
-    /// The last block: the row partials in a fixed order (per thread in row order, then the block reduction).
+    /// The last block: the row partials in a fixed order (per thread in row order, then the block reduction),
+    /// finalized into the caller's record.
     template <class B>
-    GRPO_HOST_DEVICE void write_stats(B& b, index_t rows) const {
-        const double inf = infinity();
-        double f[row_fields] = {0, 0, 0, 0, 0, 0, 0, 0, inf, -inf, 0};
+    GRPO_HOST_DEVICE void write_record(B& b, index_t rows) const {
+        loss_partials f = loss_partials::identity();
         for (index_t i = b.thread(); i < rows; i += b.threads()) {
-            const double* o = s.partials + i * row_fields;
-            for (int k = 0; k < row_fields; ++k) {
-                const double x = b.load(o + k);
-                f[k] = k == 8 ? (x < f[k] ? x : f[k]) : k == 9 ? (x > f[k] ? x : f[k]) : f[k] + x;
-            }
+            loss_partials row;
+            const double* src = reinterpret_cast<const double*>(s.partials + i);
+            double* dst = reinterpret_cast<double*>(&row);
+            for (std::size_t k = 0; k < doubles_of(sizeof(loss_partials)); ++k) dst[k] = b.load(src + k);
+            f.merge(row);
         }
-        for (int k = 0; k < row_fields; ++k) f[k] = k == 8 ? b.min(f[k]) : k == 9 ? b.max(f[k]) : b.sum(f[k]);
+        f = block_reduce(b, f);
         if (b.thread() != 0) return;
-        const double n = f[3];
-        double st[stats_fields] = {f[0] + p.beta * f[1], f[0], f[1], n, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-        if (n > 0) {
-            st[4] = f[4] / n;
-            st[5] = f[5] / n;
-            st[6] = (f[4] + f[5]) / n;
-            st[7] = f[6] / n;
-            st[8] = f[7] / n;
-            st[9] = f[8];
-            st[10] = f[9];
-            st[11] = f[2] / n;
-            st[12] = f[10] / n;
-        }
-        if (counted)
-            for (int k = 0; k < 4; ++k) st[13 + k] = s.error[k];
-        for (int k = 0; k < stats_fields; ++k) stats[k] = st[k];
+        const loss_value_error none{loss_error::none, 0, 0, 0, 0};
+        *record = loss_record{f.finalize(p.token.beta), counted ? *s.error : none};
     }
 };
 

@@ -49,49 +49,6 @@ struct device_group_outputs {
     vector_view<std::int64_t, device_space> count;
 };
 
-/// Number of doubles written by the no-sync loss_and_grad overload: loss_stats in field order (loss,
-/// policy_loss, kl_loss, token_count, clip_fraction_low, clip_fraction_high, clip_fraction_region,
-/// dual_clip_fraction, ratio_mean, ratio_min, ratio_max, kl_mean, approx_kl), then [13] an error code (0 =
-/// valid inputs or validation::shapes_only; 1 lengths, 2 mask, 3 logp, 4 old_logp, 5 ref_logp, 6 advantages,
-/// 7 global_token_count below the call's tokens), [14] its row (7: the call's tokens), [15] its column, [16] the
-/// bad value. [14] and [15] hold the exact int64 bit pattern (not a double value: decode with
-/// detail::cuda::double_bits_as_int64, as unpack_loss_stats does), and so does [16] for code 1 (the bad length);
-/// for the other codes [16] is the bad value as a double. With a non-zero code nothing else was written.
-constexpr int loss_stats_doubles = detail::cuda::stats_fields;
-
-/// Unpacks a host copy of the no-sync loss record; throws grpo::error (the CPU backend's message, with
-/// "loss_and_grad(cuda)") when it carries an error code. `cols`: the call's logp.cols(), for the lengths message.
-inline loss_stats unpack_loss_stats(const double* h, index_t cols) {
-    constexpr const char* where = "loss_and_grad(cuda)";
-    using detail::cuda::double_bits_as_int64;
-    const int code = static_cast<int>(h[13]);
-    if (code == detail::cuda::loss_bad_length)
-        detail::raise_argument(errc::invalid_value, where, "lengths", "values in [0, " + detail::to_str(cols) + "]",
-                               std::to_string(static_cast<long long>(double_bits_as_int64(h[16]))) + " at index " +
-                                   std::to_string(static_cast<long long>(double_bits_as_int64(h[14]))));
-    if (code == detail::cuda::loss_bad_global_count)
-        detail::raise_argument(errc::invalid_value, where, "config.global_token_count",
-                               "0 (local) or at least this call's unmasked tokens (" +
-                                   detail::num_str(static_cast<double>(double_bits_as_int64(h[14]))) + ")",
-                               detail::num_str(h[16]));
-    if (code != detail::cuda::loss_ok) {
-        static const char* const names[] = {"", "lengths", "mask", "logp", "old_logp", "ref_logp", "advantages"};
-        const char* name = code > 0 && code <= detail::cuda::loss_bad_advantages ? names[code] : "logp";
-        const std::string at = " at (" + std::to_string(static_cast<long long>(double_bits_as_int64(h[14]))) +
-                               ", " + std::to_string(static_cast<long long>(double_bits_as_int64(h[15]))) + ")";
-        if (code == detail::cuda::loss_bad_mask)
-            detail::raise_argument(errc::invalid_value, where, name, "values 0 or 1", detail::num_str(h[16]) + at);
-        detail::raise_argument(errc::non_finite, where, name, "finite values at unmasked tokens",
-                               detail::num_str(h[16]) + at);
-    }
-    loss_stats st;
-    double* f[13] = {&st.loss, &st.policy_loss, &st.kl_loss, &st.token_count, &st.clip_fraction_low,
-                     &st.clip_fraction_high, &st.clip_fraction_region, &st.dual_clip_fraction, &st.ratio_mean,
-                     &st.ratio_min, &st.ratio_max, &st.kl_mean, &st.approx_kl};
-    for (int k = 0; k < 13; ++k) *f[k] = h[k];
-    return st;
-}
-
 /// Doubles written by the no-sync compute_advantages: advantage_stats in field order (num_groups,
 /// zero_variance_groups, zero_variance_fraction, scored, reward_mean, reward_std, advantage_mean,
 /// advantage_std, advantage_min, advantage_max), then [10] an error code (0 = valid inputs; 1 bad id,
@@ -145,8 +102,8 @@ void check_device_view(D& dev, const char* where, const char* name, const V& v) 
 /// Checks the call and launches the loss; the record goes to `d_stats`, or with nullptr to the workspace's
 /// own record. Returns where it went.
 template <class T, class D>
-const double* run_loss(D& dev, const loss_inputs<T, device_space>& in, const loss_outputs<T, device_space>& out,
-                       const loss_config& cfg, double* d_stats) {
+const loss_record* run_loss(D& dev, const loss_inputs<T, device_space>& in, const loss_outputs<T, device_space>& out,
+                            const loss_config& cfg, loss_record* d_record) {
     static_assert(is_loss_element<T>::value,
                   "grpo::loss_and_grad (CUDA): element type must be float, double, __half or __nv_bfloat16");
     constexpr const char* where = "loss_and_grad(cuda)";
@@ -159,34 +116,35 @@ const double* run_loss(D& dev, const loss_inputs<T, device_space>& in, const los
     check_device_view(dev, where, "lengths", in.lengths);
     check_device_view(dev, where, "grad_logp", out.grad_logp);
     check_device_view(dev, where, "per_token_loss", out.per_token_loss);
-    dev.check_pointer(where, "d_stats", d_stats);
+    dev.check_pointer(where, "d_record", d_record);
     // Values, and global_token_count against this call's tokens (validation::full), are checked on device by
     // loss_check_kernel before anything is written.
     const index_t rows = in.logp.rows();
     const device_loss_views<T> v{in.logp, in.old_logp, in.ref_logp, in.advantages,
                                  in.mask, in.lengths, out.grad_logp, out.per_token_loss};
-    (void)checked_add(where, "rows", checked_mul(where, "rows", rows, 2 + row_fields), 64); // scratch size fits
+    // The scratch size fits: rows * (2 + partials) doubles plus a few.
+    (void)checked_add(where, "rows", checked_mul(where, "rows", rows, 2 + doubles_of(sizeof(loss_partials))), 64);
     const loss_scratch s = loss_layout(dev.scratch_doubles(loss_scratch_doubles(rows)), rows);
-    if (d_stats == nullptr) d_stats = s.stats;
+    if (d_record == nullptr) d_record = s.record;
     dev.zero(s.counters, 2 * sizeof(unsigned long long));
     const bool check_values = cfg.checks == validation::full;
     const bool pre_pass = check_values || (cfg.agg == aggregation::token_mean && !(cfg.global_token_count > 0));
     const index_t blocks = grid_for_items(rows);
-    if (pre_pass) dev.launch(loss_check_kernel<T>{v, s, check_values, p.beta != 0, cfg.global_token_count}, blocks);
-    dev.launch(loss_main_kernel<T>{v, p, s, pre_pass, cfg.global_token_count, d_stats}, blocks);
+    if (pre_pass) dev.launch(loss_check_kernel<T>{v, s, check_values, p.with_kl(), cfg.global_token_count}, blocks);
+    dev.launch(loss_main_kernel<T>{v, p, s, pre_pass, cfg.global_token_count, d_record}, blocks);
     dev.check_launch(where);
-    return d_stats;
+    return d_record;
 }
 
 template <class T, class D>
 loss_stats run_loss_sync(D& dev, const loss_inputs<T, device_space>& in, const loss_outputs<T, device_space>& out,
                          const loss_config& cfg) {
     constexpr const char* where = "loss_and_grad(cuda)";
-    const double* d_stats = run_loss(dev, in, out, cfg, nullptr);
-    double* h = dev.host_doubles(loss_stats_doubles);
-    dev.copy_to_host(h, d_stats, loss_stats_doubles * sizeof(double));
+    const loss_record* d_record = run_loss(dev, in, out, cfg, nullptr);
+    loss_record* h = reinterpret_cast<loss_record*>(dev.host_doubles(doubles_of(sizeof(loss_record))));
+    dev.copy_to_host(h, d_record, sizeof(loss_record));
     dev.synchronize(where);
-    return unpack_loss_stats(h, in.logp.cols());
+    return checked_stats(*h, in.logp.cols(), where);
 }
 
 /// Host-side checks of a CUDA compute_advantages call: the CPU's shape and configuration checks, then that
@@ -327,29 +285,30 @@ advantage_stats run_advantages_sync(D& dev, vector_view<const T, device_space> r
 } // namespace cuda
 } // namespace detail
 
-/// Fused loss + gradient + diagnostics on device, without a host sync: the scalars are written to `d_stats`
-/// (loss_stats_doubles device doubles) in stream order. Same formulas, options and errors as
-/// loss_and_grad(exec::host, ...) (TRL compute_loss / verl compute_policy_loss + kl_penalty + agg_loss).
-/// Shapes and configuration are checked on the host before any launch (grpo::error). With validation::full
-/// (the default) the values are checked on device first, as the CPU backend checks them (lengths in
-/// [0, cols], mask in {0,1}, finite inputs at unmasked tokens; one more read of the inputs): on a bad value
-/// nothing is written but the error fields of `d_stats` (see loss_stats_doubles, unpack_loss_stats). With
-/// validation::shapes_only, lengths outside [0, cols] are clamped. Element types: float and double (math in
-/// that type), also __half and __nv_bfloat16 (converted to float on load, fp32 math, grad_logp /
-/// per_token_loss written in the input type). Per-row and batch sums are in double for every type.
+/// Fused loss + gradient + diagnostics on device, without a host sync: the results are written to `d_record`
+/// (device memory of sizeof(loss_record) bytes) in stream order; copy it back once the stream has reached it
+/// and read it with checked_stats(). Same formulas, options and errors as loss_and_grad(exec::host, ...) (TRL
+/// compute_loss / verl compute_policy_loss + kl_penalty + agg_loss). Shapes and configuration are checked on
+/// the host before any launch (grpo::error). With validation::full (the default) the values are checked on
+/// device first, as the CPU backend checks them (lengths in [0, cols], mask in {0,1}, finite inputs at unmasked
+/// tokens; one more read of the inputs): on a bad value nothing is written but `d_record->error`, which
+/// checked_stats() turns into the CPU backend's grpo::error. With validation::shapes_only, lengths outside
+/// [0, cols] are clamped. Element types: float and double (math in that type), also __half and __nv_bfloat16
+/// (converted to float on load, fp32 math, grad_logp / per_token_loss written in the input type). Per-row and
+/// batch sums are in double for every type.
 /// Workspace: the call holds `ws` (basic_workspace_lease) while it checks and enqueues, and throws grpo::error
 /// (errc::in_use) when another call holds it; the lease ends when the work is enqueued, not when it completes,
 /// so `ws` must not be used by a call on another stream before this work has completed (as before).
 template <class Exec, class T>
 detail::if_cuda_executor<Exec> loss_and_grad(const Exec& ex, const loss_inputs<T, device_space>& in,
                                              const loss_outputs<T, device_space>& out, const loss_config& cfg,
-                                             detail::cuda_workspace_of<Exec>& ws, double* d_stats) {
+                                             detail::cuda_workspace_of<Exec>& ws, loss_record* d_record) {
     const basic_workspace_lease<detail::cuda_workspace_of<Exec>> lease(ws, "loss_and_grad(cuda)");
-    if (d_stats == nullptr)
-        detail::raise_argument(errc::invalid_value, "loss_and_grad(cuda)", "d_stats",
-                               "a device buffer of loss_stats_doubles", "nullptr");
+    if (d_record == nullptr)
+        detail::raise_argument(errc::invalid_value, "loss_and_grad(cuda)", "d_record",
+                               "a device buffer of sizeof(loss_record) bytes", "nullptr");
     auto dev = cuda_backend_traits<Exec>::device(ex, ws);
-    detail::cuda::run_loss(dev, in, out, cfg, d_stats);
+    detail::cuda::run_loss(dev, in, out, cfg, d_record);
 }
 
 /// Fused loss + gradient + diagnostics on device; waits for the stream once to return the scalars. Bad values
