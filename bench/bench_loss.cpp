@@ -4,6 +4,7 @@
 //   BM_loss_and_grad/<rows>/<cols>/<threads>/<full validation>  fused pass, fp32, beta = 0.04, mask, old + ref
 //   BM_loss_and_grad_baseline_isa/<rows>/<cols>/<threads>/0    the same without the run-time AVX2 version
 //                                                               (the default x86-64 target): its speed-up
+//   BM_loss_and_grad_config/<preset>                            one configuration each (see preset())
 //   BM_stream_baseline/<rows>/<cols>/<threads>                  reads the same 4 arrays, writes 1: the
 //                                                               machine's attainable bandwidth for this pattern
 // Counters: tokens/s ("items_per_second") and bytes/s ("bytes_per_second"), 20 bytes per token in fp32
@@ -69,6 +70,45 @@ void BM_loss_and_grad(benchmark::State& state) {
     state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * tokens * bytes_per_token));
 }
 
+/// The configurations users run, by index: the fused pass on 64 x 4096 fp32 tokens, one thread, shapes_only.
+grpo::loss_config preset(int k) {
+    grpo::loss_config c;
+    switch (k) {
+    case 0: c = grpo::loss_config::deepseekmath(); break; // ppo_clip, k3 (beta 0.04): the plain instantiation
+    case 1: c = grpo::loss_config::trl(); break;          // ppo_clip, no KL: plain
+    case 2: c = grpo::loss_config::verl(); c.beta = 0.001; break; // dual clip, clamps, low_var_kl: general
+    case 3: c = grpo::loss_config::gspo(); break;          // sequence-level ratio
+    case 4: c = grpo::loss_config::cispo(); break;
+    case 5: c = grpo::loss_config::sapo(); break;
+    case 6: c = grpo::loss_config::gpg(); break;
+    default: break;
+    }
+    c.checks = grpo::validation::shapes_only;
+    return c;
+}
+
+void BM_loss_and_grad_config(benchmark::State& state) {
+    data d(64, 4096);
+    grpo::loss_inputs<float> in;
+    in.logp = {d.logp.data(), d.rows, d.cols};
+    in.old_logp = {d.old_logp.data(), d.rows, d.cols};
+    in.ref_logp = {d.ref_logp.data(), d.rows, d.cols};
+    in.mask = {d.mask.data(), d.rows, d.cols};
+    in.advantages = grpo::broadcast_to_tokens(grpo::vector_view<const float>(d.adv.data(), d.rows), d.cols);
+    grpo::loss_outputs<float> out;
+    out.grad_logp = {d.grad.data(), d.rows, d.cols};
+    const grpo::loss_config cfg = preset(static_cast<int>(state.range(0)));
+    grpo::workspace ws;
+    for (auto _ : state) {
+        auto st = grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg, ws);
+        benchmark::DoNotOptimize(st);
+        benchmark::ClobberMemory();
+    }
+    const double tokens = static_cast<double>(d.rows * d.cols);
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * tokens));
+    state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * tokens * bytes_per_token));
+}
+
 void BM_loss_and_grad_baseline_isa(benchmark::State& state) {
     grpo::detail::cpu::cpu_dispatch_enabled() = false;
     BM_loss_and_grad(state);
@@ -113,5 +153,7 @@ BENCHMARK(BM_loss_and_grad_baseline_isa)->Apply([](benchmark::internal::Benchmar
 // A small call (8 x 64 tokens), where per-call costs (argument checks, the workspace's in-use flag, the pool
 // hand-off) are visible next to the token work.
 BENCHMARK(BM_loss_and_grad)->Args({8, 64, 1, 0})->Args({8, 64, 1, 1})->Unit(benchmark::kMicrosecond)->UseRealTime();
+// One configuration each (see preset): 0 deepseekmath, 1 trl, 2 verl + KL, 3 gspo, 4 cispo, 5 sapo, 6 gpg.
+BENCHMARK(BM_loss_and_grad_config)->DenseRange(0, 6)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_stream_baseline)->Apply([](benchmark::internal::Benchmark* b) { shapes(b, false); });
 BENCHMARK_MAIN();

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "loss_catalogue.hpp"
 #include "test_helpers.hpp"
 
 namespace {
@@ -12,25 +13,28 @@ bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; 
 
 TEMPLATE_TEST_CASE("loss, statistics and gradient are bit-identical for 1..7 threads", "[loss][determinism]", float,
                    double) {
-    for (auto level : {grpo::ratio_level::token, grpo::ratio_level::sequence}) {
-        grpo::loss_config cfg;
-        cfg.beta = 0.04;
-        cfg.ratio = level;
-        cfg.agg = grpo::aggregation::seq_mean_token_mean;
-        grpo_test::batch<TestType> ref(67, 301, 3);
-        grpo::workspace ws;
-        const auto base = grpo::loss_and_grad(grpo::exec::host{}, ref.inputs(true, true, true, true), ref.outputs(), cfg, ws);
-        for (unsigned threads : {2u, 3u, 4u, 7u}) {
-            grpo::thread_pool pool(threads);
-            for (int run = 0; run < 2; ++run) {
-                grpo_test::batch<TestType> b(67, 301, 3);
-                const auto st = grpo::loss_and_grad(grpo::exec::host{&pool}, b.inputs(true, true, true, true), b.outputs(), cfg, ws);
-                CHECK(same_bits(st.loss, base.loss));
-                CHECK(same_bits(st.kl_mean, base.kl_mean));
-                CHECK(same_bits(st.ratio_mean, base.ratio_mean));
-                CHECK(same_bits(st.clip_fraction_region, base.clip_fraction_region));
-                CHECK(std::memcmp(b.grad.data(), ref.grad.data(), b.grad.size() * sizeof(TestType)) == 0);
-                CHECK(std::memcmp(b.per_token.data(), ref.per_token.data(), b.per_token.size() * sizeof(TestType)) == 0);
+    for (const auto& var : grpo_test::loss_catalogue()) {
+        for (auto level : {grpo::ratio_level::token, grpo::ratio_level::sequence}) {
+            if (!var.sequence_levels && level != grpo::ratio_level::token) continue;
+            INFO(var.name << ", level " << static_cast<int>(level));
+            grpo::loss_config cfg = var.cfg;
+            cfg.ratio = level;
+            cfg.agg = grpo::aggregation::seq_mean_token_mean;
+            grpo_test::batch<TestType> ref(67, 301, 3);
+            grpo::workspace ws;
+            const auto base = grpo::loss_and_grad(grpo::exec::host{}, ref.inputs(true, true, true, true), ref.outputs(), cfg, ws);
+            for (unsigned threads : {2u, 3u, 4u, 7u}) {
+                grpo::thread_pool pool(threads);
+                for (int run = 0; run < 2; ++run) {
+                    grpo_test::batch<TestType> b(67, 301, 3);
+                    const auto st = grpo::loss_and_grad(grpo::exec::host{&pool}, b.inputs(true, true, true, true), b.outputs(), cfg, ws);
+                    CHECK(same_bits(st.loss, base.loss));
+                    CHECK(same_bits(st.kl_mean, base.kl_mean));
+                    CHECK(same_bits(st.ratio_mean, base.ratio_mean));
+                    CHECK(same_bits(st.clip_fraction_region, base.clip_fraction_region));
+                    CHECK(std::memcmp(b.grad.data(), ref.grad.data(), b.grad.size() * sizeof(TestType)) == 0);
+                    CHECK(std::memcmp(b.per_token.data(), ref.per_token.data(), b.per_token.size() * sizeof(TestType)) == 0);
+                }
             }
         }
     }
@@ -40,14 +44,9 @@ TEMPLATE_TEST_CASE("the AVX2 version of the row pass is bit-identical to the bas
                    double) {
     INFO("this CPU " << (grpo::detail::cpu::cpu_has_avx2() ? "has" : "lacks") << " AVX2; dispatch compiled in: "
                      << GRPO_CPU_AVX2_DISPATCH);
-    grpo::loss_config verl = grpo::loss_config::verl();
-    verl.beta = 0.001;
-    grpo::loss_config dual = grpo::loss_config::dapo();
-    dual.dual_clip_c = 3;
-    dual.delta = 1.3;
-    dual.beta = 0.04;
-    dual.kl = grpo::kl_estimator::k2;
-    for (const grpo::loss_config& cfg : {grpo::loss_config::deepseekmath(), verl, dual, grpo::loss_config::gspo()}) {
+    std::vector<grpo::loss_config> configs{grpo::loss_config::deepseekmath(), grpo::loss_config::gspo()};
+    for (const auto& var : grpo_test::loss_catalogue()) configs.push_back(var.cfg);
+    for (const grpo::loss_config& cfg : configs) {
         for (bool per_token_adv : {true, false}) {
             grpo_test::batch<TestType> a(9, 1031, 5), b(9, 1031, 5); // 1031: a vector tail in every row
             grpo::detail::cpu::cpu_dispatch_enabled() = false;

@@ -1,52 +1,16 @@
 // SPDX-License-Identifier: MIT
-// dLoss/dlogp against central finite differences of the loss, in double, for every loss variant,
-// aggregation mode, ratio level and KL estimator, with masks, lengths and both advantage layouts.
+// dLoss/dlogp against central finite differences of the loss, in double, for every variant of the catalogue
+// (loss_catalogue.hpp: objectives, clips, KL estimators), aggregation mode and ratio level, with masks, lengths
+// and both advantage layouts.
 #include <cmath>
 #include <string>
 #include <vector>
 
 #include "catch.hpp"
+#include "loss_catalogue.hpp"
 #include "test_helpers.hpp"
 
 namespace {
-
-struct variant {
-    std::string name;
-    grpo::loss_config cfg;
-};
-
-std::vector<variant> loss_variants() {
-    std::vector<variant> v;
-    grpo::loss_config base;
-    base.beta = 0.05;
-    v.push_back({"ppo clip + k3", base});
-    auto c = base;
-    c.epsilon_high = 0.28;
-    v.push_back({"clip-higher", c});
-    c = base;
-    c.dual_clip_c = 1.3;
-    v.push_back({"dual clip", c});
-    c = base;
-    c.delta = 1.25;
-    v.push_back({"two-sided delta", c});
-    c = grpo::loss_config::verl();
-    c.beta = 0.05;
-    c.log_ratio_clamp = 0.3; // small, so that some tokens are clamped
-    v.push_back({"verl clamps", c});
-    for (auto kl : {grpo::kl_estimator::k1, grpo::kl_estimator::k2, grpo::kl_estimator::abs}) {
-        c = base;
-        c.kl = kl;
-        v.push_back({"kl estimator " + std::to_string(static_cast<int>(kl)), c});
-    }
-    c = base;
-    c.kl_log_ratio_clamp = 0.3;
-    c.kl_value_clamp = 0.02;
-    v.push_back({"kl clamps", c});
-    c = base;
-    c.beta = 0;
-    v.push_back({"no kl", c});
-    return v;
-}
 
 double loss_at(const grpo::loss_inputs<double>& in, const grpo::loss_config& cfg) {
     return grpo::loss_and_grad(grpo::exec::host{}, in, grpo::loss_outputs<double>{}, cfg).loss;
@@ -61,9 +25,11 @@ TEST_CASE("gradient equals finite differences for every variant, aggregation and
     const grpo::ratio_level levels[] = {grpo::ratio_level::token, grpo::ratio_level::sequence,
                                         grpo::ratio_level::sequence_token};
     std::uint64_t seed = 100;
-    for (const auto& var : loss_variants()) {
+    for (const auto& var : grpo_test::loss_catalogue()) {
+        if (!var.is_derivative) continue;
         for (auto agg : aggs) {
             for (auto level : levels) {
+                if (!var.sequence_levels && level != grpo::ratio_level::token) continue;
                 for (int layout = 0; layout < 4; ++layout) {
                     const bool per_token_adv = layout & 1, on_policy = layout == 2, with_lengths = layout == 3;
                     grpo_test::batch<double> b(4, 6, ++seed);
@@ -77,13 +43,10 @@ TEST_CASE("gradient equals finite differences for every variant, aggregation and
                     // The on-policy ratio exp(logp - sg(logp)) and GSPO-token's sg(s_i) * pi / sg(pi) are
                     // stop-gradient constructions: their gradient is that of the same loss with the stopped
                     // values frozen at the current point. Freeze them, then take finite differences.
-                    std::vector<double> frozen_old(b.old_logp);
+                    std::vector<double> frozen_old(on_policy ? b.logp : b.old_logp);
                     auto in_fd = in;
                     auto cfg_fd = cfg;
-                    if (on_policy) {
-                        frozen_old = b.logp;
-                        in_fd.old_logp = grpo::matrix_view<const double>(frozen_old.data(), b.rows, b.cols);
-                    }
+                    in_fd.old_logp = grpo::matrix_view<const double>(frozen_old.data(), b.rows, b.cols);
                     if (level == grpo::ratio_level::sequence_token) {
                         // token ratio exp(logp - logp0 + mean log r) with old' = logp0 - mean log r
                         for (grpo::index_t i = 0; i < b.rows; ++i) {
@@ -98,17 +61,22 @@ TEST_CASE("gradient equals finite differences for every variant, aggregation and
                             for (grpo::index_t t = 0; t < b.cols; ++t)
                                 frozen_old[i * b.cols + t] = b.logp[i * b.cols + t] - mean_log_ratio;
                         }
-                        in_fd.old_logp = grpo::matrix_view<const double>(frozen_old.data(), b.rows, b.cols);
                         cfg_fd.ratio = grpo::ratio_level::token;
                     }
+                    // A stop-gradient ratio (cispo) or none (policy_gradient): old_logp moves with logp, so the
+                    // ratio stays frozen while logp's own factor moves.
+                    const double old_step = var.ratio_stop_gradient ? 1.0 : 0.0;
                     const double h = 1e-6;
                     for (grpo::index_t k = 0; k < b.rows * b.cols; ++k) {
-                        const double saved = b.logp[k];
+                        const double saved = b.logp[k], saved_old = frozen_old[k];
                         b.logp[k] = saved + h;
+                        frozen_old[k] = saved_old + old_step * h;
                         const double up = loss_at(in_fd, cfg_fd);
                         b.logp[k] = saved - h;
+                        frozen_old[k] = saved_old - old_step * h;
                         const double down = loss_at(in_fd, cfg_fd);
                         b.logp[k] = saved;
+                        frozen_old[k] = saved_old;
                         const double fd = (up - down) / (2 * h);
                         INFO(var.name << ", agg " << static_cast<int>(agg) << ", level " << static_cast<int>(level)
                                       << ", layout " << layout << ", token " << k);

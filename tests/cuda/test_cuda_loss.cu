@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "device_harness.hpp"
+#include "loss_catalogue.hpp"
 #include "test_helpers.hpp"
 
 namespace {
@@ -153,6 +154,18 @@ void parity_all_variants(double rel) {
                 const bool per_token_adv = variant != 3 && variant != 5;
                 check_parity(b, b.inputs(per_token_adv, variant != 2, variant != 1, variant == 3 || variant == 4),
                              cfg, rel);
+            }
+    // Every objective and option of the catalogue (tests/loss_catalogue.hpp), at every aggregation and ratio level.
+    for (aggregation agg : aggs)
+        for (ratio_level lvl : levels)
+            for (const auto& var : grpo_test::loss_catalogue()) {
+                if (!var.sequence_levels && lvl != ratio_level::token) continue;
+                INFO(var.name);
+                grpo_test::batch<T> b(5, 97, ++seed);
+                grpo::loss_config cfg = var.cfg;
+                cfg.agg = agg;
+                cfg.ratio = lvl;
+                check_parity(b, b.inputs(seed % 2 == 0, true, seed % 3 != 0, seed % 5 == 0), cfg, rel);
             }
 }
 

@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: MIT
+// Policy objectives (loss_config::objective): hand-computed peer cases, every catalogue variant against the
+// peers' formulas, validation of the combinations grpo rejects, and the KL / diagnostics semantics verl relies on.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "catch.hpp"
+#include "loss_catalogue.hpp"
+#include "test_helpers.hpp"
+
+namespace {
+
+/// Two completions of one token each: logp -0.7, old_logp -1.1 (r = e^0.4 = 1.4918...), A = 2 and -1.5,
+/// token_sum aggregation, no KL: the per-token values are the objective's own.
+struct two_tokens {
+    std::vector<double> logp{-0.7, -0.7}, old{-1.1, -1.1}, adv{2.0, -1.5}, grad{9, 9}, loss{9, 9};
+    grpo::loss_stats run(grpo::loss_config cfg) {
+        cfg.agg = grpo::aggregation::token_sum;
+        grpo::loss_inputs<double> in;
+        in.logp = {logp.data(), 2, 1};
+        in.old_logp = {old.data(), 2, 1};
+        in.advantages = {adv.data(), 2, 1};
+        grpo::loss_outputs<double> out;
+        out.grad_logp = {grad.data(), 2, 1};
+        out.per_token_loss = {loss.data(), 2, 1};
+        return grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg);
+    }
+};
+
+constexpr double r = 1.4918246976412703; // e^0.4
+
+std::string error_of(const grpo::loss_config& cfg) {
+    two_tokens t;
+    try {
+        t.run(cfg);
+    } catch (const grpo::error& e) {
+        return e.what();
+    }
+    return {};
+}
+
+} // namespace
+
+TEST_CASE("ppo_clip by hand: the clipped branch for A > 0, the unclipped one for A < 0", "[loss][objective]") {
+    two_tokens t;
+    const auto st = t.run(grpo::loss_config{});
+    CHECK(t.loss[0] == Approx(-2.4).epsilon(1e-15)); // -min(r A, 1.2 A) = -1.2 * 2
+    CHECK(t.grad[0] == 0.0);
+    CHECK(t.loss[1] == Approx(1.5 * r).epsilon(1e-15)); // -min(-1.5 r, -1.8)
+    CHECK(t.grad[1] == Approx(1.5 * r).epsilon(1e-15));
+    CHECK(st.clip_fraction_high == 0.5);
+}
+
+// TRL GRPOTrainer._compute_loss, loss_type "cispo": clamped = torch.clamp(coef_1, max=self.epsilon_high).detach();
+// per_token_loss = -clamped * advantages * per_token_logps; cispo_clip_ratio = (coef_1 > eps_high) & (A > 0).
+TEST_CASE("cispo (TRL) by hand: -sg(min(r, cap)) A logp", "[loss][objective]") {
+    two_tokens t;
+    grpo::loss_config cfg = grpo::loss_config::cispo();
+    cfg.cispo_ratio_cap = 1.3;
+    const auto st = t.run(cfg);
+    CHECK(t.loss[0] == Approx(-1.3 * 2 * -0.7).epsilon(1e-15)); // 1.82
+    CHECK(t.grad[0] == Approx(-2.6).epsilon(1e-15));            // -w A: the weight is a constant
+    CHECK(t.loss[1] == Approx(-1.3 * -1.5 * -0.7).epsilon(1e-15));
+    CHECK(t.grad[1] == Approx(1.95).epsilon(1e-15));
+    CHECK(st.clip_fraction_high == 0.5); // capped with A > 0: the first token only
+    CHECK(st.clip_fraction_low == 0);
+    cfg.cispo_ratio_cap = 5.0; // the default: nothing capped, the weight is r itself
+    t.run(cfg);
+    CHECK(t.grad[0] == Approx(-2 * r).epsilon(1e-15));
+}
+
+// verl compute_policy_loss_cispo (core_algos.py L2006-2064): clipped_ratio = clamp(ratio, 1 - low, 1 + high)
+// .detach(); pg_losses = -clipped_ratio * advantages * log_prob; pg_clipfrac = mean(ratio != clipped_ratio).
+TEST_CASE("cispo_clip (verl) by hand: -sg(clip(r, 1-eps_low, 1+eps_high)) A logp", "[loss][objective]") {
+    two_tokens t;
+    const auto st = t.run(grpo::loss_config::cispo_verl());
+    CHECK(t.loss[0] == Approx(-1.2 * 2 * -0.7).epsilon(1e-15)); // 1.68
+    CHECK(t.grad[0] == Approx(-2.4).epsilon(1e-15));
+    CHECK(t.loss[1] == Approx(-1.2 * -1.5 * -0.7).epsilon(1e-15));
+    CHECK(t.grad[1] == Approx(1.8).epsilon(1e-15));
+    CHECK(st.clip_fraction_high == 1.0); // clipped whatever the sign of A (verl's pg_clipfrac)
+    CHECK(st.clip_fraction_region == 1.0);
+}
+
+// TRL _compute_loss, loss_type "sapo": temperatures = where(A > 0, pos, neg);
+// soft_coef_1 = sigmoid(temperatures * (coef_1 - 1)) * 4 / temperatures; per_token_loss = -soft_coef_1 * A.
+// verl compute_policy_loss_sapo (L1622) is the same on a log-ratio clamped to +-20.
+TEST_CASE("sapo by hand: -(4/tau) sigmoid(tau (r - 1)) A, tau by the sign of A", "[loss][objective]") {
+    two_tokens t;
+    const auto st = t.run(grpo::loss_config::sapo());
+    // Values from the formula in double (Python): s = 1 / (1 + exp(-tau (r - 1))).
+    CHECK(t.loss[0] == Approx(-4.964289521383891).epsilon(1e-14));   // tau 1
+    CHECK(t.grad[0] == Approx(-2.810251947572665).epsilon(1e-14));   // -4 s (1 - s) A r
+    CHECK(t.loss[1] == Approx(3.5789103444233494).epsilon(1e-14));   // tau 1.05
+    CHECK(t.grad[1] == Approx(2.0949332444010573).epsilon(1e-14));
+    CHECK(st.clip_fraction_region == 0); // a soft gate clips nothing
+}
+
+// verl compute_policy_loss_gpg (L1707): pg_losses = -log_prob * advantages.
+TEST_CASE("policy_gradient (verl gpg) by hand: -A logp, the ratio unused", "[loss][objective]") {
+    two_tokens t;
+    const auto st = t.run(grpo::loss_config::gpg());
+    CHECK(t.loss[0] == Approx(1.4).epsilon(1e-15));
+    CHECK(t.grad[0] == -2.0);
+    CHECK(t.loss[1] == Approx(-1.05).epsilon(1e-15));
+    CHECK(t.grad[1] == 1.5);
+    CHECK(st.ratio_mean == Approx(r).epsilon(1e-15)); // still reported
+}
+
+TEST_CASE("every catalogue variant matches the peers' per-token formulas", "[loss][objective]") {
+    std::uint64_t seed = 500;
+    for (const auto& var : grpo_test::loss_catalogue()) {
+        for (bool per_token_adv : {true, false}) {
+            grpo_test::batch<double> b(5, 9, ++seed);
+            grpo::loss_config cfg = var.cfg;
+            cfg.agg = grpo::aggregation::token_sum;
+            const auto in = b.inputs(per_token_adv);
+            const auto st = grpo::loss_and_grad(grpo::exec::host{}, in, b.outputs(), cfg);
+            double policy = 0, kl = 0;
+            for (grpo::index_t i = 0; i < b.rows; ++i)
+                for (grpo::index_t t = 0; t < b.cols; ++t) {
+                    const std::size_t k = static_cast<std::size_t>(i * b.cols + t);
+                    INFO(var.name << " token " << k);
+                    if (b.mask[k] == 0) {
+                        CHECK(b.per_token[k] == 0.0);
+                        continue;
+                    }
+                    const auto peer = grpo_test::peer_token_loss(cfg, b.logp[k], b.old_logp[k], b.ref_logp[k],
+                                                                 in.advantages(i, t));
+                    CHECK(b.per_token[k] == Approx(peer.loss).epsilon(1e-12).margin(1e-15));
+                    policy += peer.policy;
+                    kl += peer.kl;
+                }
+            INFO(var.name);
+            CHECK(st.policy_loss == Approx(policy).epsilon(1e-12).margin(1e-14));
+            CHECK(st.kl_loss == Approx(kl).epsilon(1e-12).margin(1e-14));
+        }
+    }
+}
+
+TEST_CASE("objective options are rejected where the objective has no use for them", "[loss][objective][errors]") {
+    grpo::loss_config c = grpo::loss_config::sapo();
+    c.delta = 1.5;
+    CHECK(error_of(c).find("config.delta") != std::string::npos);
+    c = grpo::loss_config::verl(); // dual clip 3: part of ppo_clip only
+    c.objective = grpo::policy_objective::cispo_clip;
+    CHECK(error_of(c).find("config.dual_clip_c") != std::string::npos);
+    c.dual_clip_c = 0;
+    CHECK(error_of(c).empty());
+    c = grpo::loss_config::gpg();
+    c.ratio = grpo::ratio_level::sequence;
+    CHECK(error_of(c).find("config.ratio") != std::string::npos);
+    c = grpo::loss_config::cispo();
+    c.ratio = grpo::ratio_level::sequence; // TRL accepts cispo with sequence-level ratios, and so does grpo
+    CHECK(error_of(c).empty());
+    c = grpo::loss_config::cispo();
+    c.cispo_ratio_cap = 0;
+    CHECK(error_of(c).find("config.cispo_ratio_cap") != std::string::npos);
+    c.cispo_ratio_cap = std::nan("");
+    CHECK(error_of(c).find("config.cispo_ratio_cap") != std::string::npos);
+    c = grpo::loss_config::sapo();
+    c.sapo_temperature_neg = -1;
+    CHECK(error_of(c).find("config.sapo_temperature_neg") != std::string::npos);
+    c.sapo_temperature_neg = 1;
+    c.objective = static_cast<grpo::policy_objective>(grpo::policy_objective_count);
+    CHECK(error_of(c).find("config.objective") != std::string::npos);
+    c.objective = grpo::policy_objective::sapo;
+    c.kl = static_cast<grpo::kl_estimator>(grpo::kl_estimator_count);
+    CHECK(error_of(c).find("config.kl") != std::string::npos);
+}
+
+TEST_CASE("low_var_kl is k3 clamped to +-20 / +-10; another estimator drops the clamps (verl)", "[loss][kl]") {
+    // x = logp - ref = 30: low_var_kl clamps x to 20, and k3(20) = e^-20 + 19 is then clamped to 10;
+    // k1 after verl() is x itself, unclamped.
+    std::vector<double> logp{-1.0}, ref{-31.0}, adv{1.0}, loss{0};
+    grpo::loss_inputs<double> in;
+    in.logp = {logp.data(), 1, 1};
+    in.ref_logp = {ref.data(), 1, 1};
+    in.advantages = {adv.data(), 1, 1};
+    grpo::loss_outputs<double> out;
+    out.per_token_loss = {loss.data(), 1, 1};
+    grpo::loss_config c = grpo::loss_config::verl();
+    c.beta = 1;
+    CHECK(grpo::loss_and_grad(grpo::exec::host{}, in, out, c).kl_mean == 10.0);
+    c.kl = grpo::kl_estimator::k1;
+    CHECK(grpo::loss_and_grad(grpo::exec::host{}, in, out, c).kl_mean == 30.0);
+    c.kl = grpo::kl_estimator::k3;
+    CHECK(grpo::loss_and_grad(grpo::exec::host{}, in, out, c).kl_mean == Approx(29.0).epsilon(1e-12));
+    c.kl = grpo::kl_estimator::low_var_kl;
+    c.kl_value_clamp = 5; // an explicit clamp overrides low_var_kl's
+    CHECK(grpo::loss_and_grad(grpo::exec::host{}, in, out, c).kl_mean == 5.0);
+}
+
+TEST_CASE("approx_kl is verl's ppo_kl: the mean of -(clamped log-ratio)", "[loss][stats]") {
+    two_tokens t;
+    grpo::loss_config c = grpo::loss_config::verl();
+    c.log_ratio_clamp = 0.3; // log r = 0.4 is clamped to 0.3
+    CHECK(t.run(c).approx_kl == Approx(-0.3).epsilon(1e-15));
+    c.log_ratio_clamp = 0;
+    CHECK(t.run(c).approx_kl == Approx(-0.4).epsilon(1e-12));
+}
