@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -86,11 +87,44 @@ inline std::vector<loss_variant> loss_catalogue() {
     c = loss_config::gpg();
     c.beta = 0.05;
     v.push_back({"policy_gradient (gpg)", c, true, false});
+    // Off-policy corrections, bounds inside the test batches' range of rho (~[0.74, 1.35] per token).
+    const grpo::sampling_correction modes[] = {
+        grpo::sampling_correction::token_truncate, grpo::sampling_correction::token_mask,
+        grpo::sampling_correction::sequence_truncate, grpo::sampling_correction::sequence_mask};
+    for (auto mode : modes) {
+        c = base;
+        c.sampling = mode;
+        const bool sequence = mode == grpo::sampling_correction::sequence_truncate ||
+                              mode == grpo::sampling_correction::sequence_mask;
+        c.sampling_ratio_min = sequence ? 0.5 : 0.9;
+        c.sampling_ratio_max = sequence ? 1.5 : 1.2;
+        v.push_back({"sampling correction " + std::to_string(static_cast<int>(mode)), c});
+    }
+    c = loss_config::sapo();
+    c.beta = 0.05;
+    c.sampling = grpo::sampling_correction::token_truncate;
+    c.sampling_ratio_max = 1.1;
+    v.push_back({"sapo + token_truncate", c});
+    c = base;
+    c.off_policy_mask_threshold = 0.01; // rows whose mean old - logp exceeds 0.01 drop their A < 0 tokens
+    v.push_back({"off-policy sequence mask", c});
+    c = base;
+    c.kl_bias_correction = true;
+    v.push_back({"bias-corrected kl", c});
+    c = loss_config::verl();
+    c.beta = 0.05;
+    c.kl_bias_correction = true;
+    c.off_policy_mask_threshold = 0.02;
+    c.sampling = grpo::sampling_correction::sequence_mask;
+    c.sampling_ratio_min = 0.5;
+    c.sampling_ratio_max = 1.5;
+    v.push_back({"verl + every correction", c});
     return v;
 }
 
 /// One token's loss written from the peers' code (not from grpo's math), for ratio_level::token:
-/// r = exp(clamp(logp - old, +-log_ratio_clamp)), loss = objective + beta * KL.
+/// r = exp(clamp(logp - old, +-log_ratio_clamp)), loss = factor * objective + beta * KL, with `factor` from
+/// peer_policy_factor().
 ///  ppo_clip    TRL GRPOTrainer._compute_loss (grpo/bnpo/dr_grpo/dapo branch: coef_2 = clamp(coef_1, 1-eps_low,
 ///              1+eps_high); coef_1 = clamp(coef_1, max=delta); -min(coef_1 A, coef_2 A)); verl
 ///              compute_policy_loss_vanilla (core_algos.py, dual clip: min(-A c, max(-A r, -A clip(r))) for A < 0).
@@ -100,11 +134,13 @@ inline std::vector<loss_variant> loss_catalogue() {
 ///              tau = tau_pos if A > 0 else tau_neg.
 ///  gpg         verl compute_policy_loss_gpg (L1707): -logp * A.
 ///  KL          TRL: exp(ref - lp) - (ref - lp) - 1; verl kl_penalty: k1 = x, k2 = x^2/2, abs = |x|,
-///              low_var_kl = clamp(k3 on clamp(x, +-20), +-10) (x = lp - ref).
+///              low_var_kl = clamp(k3 on clamp(x, +-20), +-10) (x = lp - ref); TRL use_bias_correction_kl:
+///              per_token_kl * coef_1.
 struct peer_token {
     double loss, policy, kl;
 };
-inline peer_token peer_token_loss(const grpo::loss_config& c, double lp, double old, double ref, double a) {
+inline peer_token peer_token_loss(const grpo::loss_config& c, double lp, double old, double ref, double a,
+                                  double factor = 1) {
     using grpo::policy_objective;
     double log_r = lp - old;
     if (c.log_ratio_clamp > 0) log_r = std::max(-c.log_ratio_clamp, std::min(c.log_ratio_clamp, log_r));
@@ -129,6 +165,7 @@ inline peer_token peer_token_loss(const grpo::loss_config& c, double lp, double 
     }
     case policy_objective::policy_gradient: pol = -lp * a; break;
     }
+    pol *= factor;
     double x = lp - ref;
     const bool low_var = c.kl == grpo::kl_estimator::low_var_kl;
     const double in_clamp = c.kl_log_ratio_clamp > 0 ? c.kl_log_ratio_clamp : low_var ? 20.0 : 0.0;
@@ -143,7 +180,46 @@ inline peer_token peer_token_loss(const grpo::loss_config& c, double lp, double 
     default: kl = std::exp(-x) + x - 1; break;
     }
     if (out_clamp > 0) kl = std::max(-out_clamp, std::min(out_clamp, kl));
+    if (c.kl_bias_correction) kl *= r;
     return {pol + c.beta * kl, pol, kl};
+}
+
+/// The factor on the policy term of token (i, t) of a [rows, cols] batch (mask m, no lengths), from TRL:
+///  _generate_and_score_completions: per_token_logps_diff = (old - sampling) * mask; sequence modes sum it over
+///  the row; ratio = exp(diff); *_truncate: clamp(max=cap) (and min); *_mask: masked_fill(ratio > cap, 0);
+///  get_off_policy_mask (DeepSeek-V3.2): kl_i = sum_t (old - lp) m / max(sum_t m, 1); keep A >= 0 or kl_i <= delta;
+///  _compute_loss: per_token_loss *= off_policy_mask; *= importance_sampling_ratio.
+inline double peer_policy_factor(const grpo::loss_config& c, const std::vector<double>& lp,
+                                 const std::vector<double>& old, const std::vector<double>& samp,
+                                 const std::vector<double>& m, grpo::index_t cols, grpo::index_t i, grpo::index_t t,
+                                 double a) {
+    using grpo::sampling_correction;
+    const std::size_t k = static_cast<std::size_t>(i * cols + t);
+    double rho = 1;
+    if (c.sampling == sampling_correction::token_truncate || c.sampling == sampling_correction::token_mask) {
+        rho = std::exp(old[k] - samp[k]);
+    } else if (c.sampling != sampling_correction::none) {
+        double sum = 0;
+        for (grpo::index_t u = 0; u < cols; ++u) {
+            const std::size_t q = static_cast<std::size_t>(i * cols + u);
+            sum += (old[q] - samp[q]) * m[q];
+        }
+        rho = std::exp(sum);
+    }
+    if (c.sampling == sampling_correction::token_truncate || c.sampling == sampling_correction::sequence_truncate)
+        rho = std::max(c.sampling_ratio_min, std::min(c.sampling_ratio_max, rho));
+    if (c.sampling == sampling_correction::token_mask || c.sampling == sampling_correction::sequence_mask)
+        rho = rho > c.sampling_ratio_max || rho < c.sampling_ratio_min ? 0.0 : rho;
+    if (c.off_policy_mask_threshold < std::numeric_limits<double>::infinity() && a < 0) {
+        double sum = 0, n = 0;
+        for (grpo::index_t u = 0; u < cols; ++u) {
+            const std::size_t q = static_cast<std::size_t>(i * cols + u);
+            sum += (old[q] - lp[q]) * m[q];
+            n += m[q];
+        }
+        if (sum / std::max(n, 1.0) > c.off_policy_mask_threshold) rho = 0;
+    }
+    return rho;
 }
 
 } // namespace grpo_test

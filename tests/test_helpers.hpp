@@ -28,12 +28,12 @@ struct rng {
 template <class T>
 struct batch {
     grpo::index_t rows, cols;
-    std::vector<T> logp, old_logp, ref_logp, adv_tok, adv_seq, mask, grad, per_token;
+    std::vector<T> logp, old_logp, ref_logp, adv_tok, adv_seq, mask, grad, per_token, sampling_logp;
     std::vector<std::int64_t> lengths;
 
     batch(grpo::index_t r, grpo::index_t c, std::uint64_t seed, double masked_fraction = 0.2)
         : rows(r), cols(c), logp(r * c), old_logp(r * c), ref_logp(r * c), adv_tok(r * c), adv_seq(r),
-          mask(r * c), grad(r * c, T(-7)), per_token(r * c, T(-7)), lengths(r) {
+          mask(r * c), grad(r * c, T(-7)), per_token(r * c, T(-7)), sampling_logp(r * c), lengths(r) {
         rng g(seed);
         for (grpo::index_t k = 0; k < r * c; ++k) {
             logp[k] = T(g.uniform(-3, -0.05));
@@ -46,6 +46,8 @@ struct batch {
             adv_seq[i] = T(g.uniform(-2, 2));
             lengths[i] = static_cast<std::int64_t>(g.next() % static_cast<std::uint64_t>(c + 1));
         }
+        // The sampling engine's log-probs: close to old_logp (rho = exp(old - sampling) in ~[0.74, 1.35]).
+        for (grpo::index_t k = 0; k < r * c; ++k) sampling_logp[k] = T(double(old_logp[k]) + g.uniform(-0.3, 0.3));
     }
 
     grpo::loss_inputs<T> inputs(bool per_token_adv = true, bool with_mask = true, bool with_old = true,
@@ -58,6 +60,7 @@ struct batch {
                                       : grpo::broadcast_to_tokens(grpo::vector_view<const T>(adv_seq.data(), rows), cols);
         if (with_mask) in.mask = grpo::matrix_view<const T>(mask.data(), rows, cols);
         if (with_lengths) in.lengths = grpo::vector_view<const std::int64_t>(lengths.data(), rows);
+        in.sampling_logp = grpo::matrix_view<const T>(sampling_logp.data(), rows, cols); // read if config.sampling
         return in;
     }
     grpo::loss_outputs<T> outputs() {

@@ -47,6 +47,12 @@ TEST_CASE("gradient equals finite differences for every variant, aggregation and
                     auto in_fd = in;
                     auto cfg_fd = cfg;
                     in_fd.old_logp = grpo::matrix_view<const double>(frozen_old.data(), b.rows, b.cols);
+                    // The sampling correction's rho = exp(old - sampling) is a constant of the loss: wherever the
+                    // frozen old_logp moves, sampling_logp moves with it.
+                    std::vector<double> frozen_samp(b.sampling_logp);
+                    for (std::size_t q = 0; q < frozen_samp.size(); ++q)
+                        frozen_samp[q] += frozen_old[q] - (on_policy ? b.logp[q] : b.old_logp[q]);
+                    in_fd.sampling_logp = grpo::matrix_view<const double>(frozen_samp.data(), b.rows, b.cols);
                     if (level == grpo::ratio_level::sequence_token) {
                         // token ratio exp(logp - logp0 + mean log r) with old' = logp0 - mean log r
                         for (grpo::index_t i = 0; i < b.rows; ++i) {
@@ -58,8 +64,11 @@ TEST_CASE("gradient equals finite differences for every variant, aggregation and
                                 sum += b.logp[i * b.cols + t] - in_fd.old_logp(i, t);
                             }
                             const double mean_log_ratio = n > 0 ? sum / n : 0;
-                            for (grpo::index_t t = 0; t < b.cols; ++t)
-                                frozen_old[i * b.cols + t] = b.logp[i * b.cols + t] - mean_log_ratio;
+                            for (grpo::index_t t = 0; t < b.cols; ++t) {
+                                const grpo::index_t q = i * b.cols + t;
+                                frozen_samp[q] += b.logp[q] - mean_log_ratio - frozen_old[q];
+                                frozen_old[q] = b.logp[q] - mean_log_ratio;
+                            }
                         }
                         cfg_fd.ratio = grpo::ratio_level::token;
                     }
@@ -68,15 +77,18 @@ TEST_CASE("gradient equals finite differences for every variant, aggregation and
                     const double old_step = var.ratio_stop_gradient ? 1.0 : 0.0;
                     const double h = 1e-6;
                     for (grpo::index_t k = 0; k < b.rows * b.cols; ++k) {
-                        const double saved = b.logp[k], saved_old = frozen_old[k];
+                        const double saved = b.logp[k], saved_old = frozen_old[k], saved_samp = frozen_samp[k];
                         b.logp[k] = saved + h;
                         frozen_old[k] = saved_old + old_step * h;
+                        frozen_samp[k] = saved_samp + old_step * h;
                         const double up = loss_at(in_fd, cfg_fd);
                         b.logp[k] = saved - h;
                         frozen_old[k] = saved_old - old_step * h;
+                        frozen_samp[k] = saved_samp - old_step * h;
                         const double down = loss_at(in_fd, cfg_fd);
                         b.logp[k] = saved;
                         frozen_old[k] = saved_old;
+                        frozen_samp[k] = saved_samp;
                         const double fd = (up - down) / (2 * h);
                         INFO(var.name << ", agg " << static_cast<int>(agg) << ", level " << static_cast<int>(level)
                                       << ", layout " << layout << ", token " << k);

@@ -126,8 +126,11 @@ TEST_CASE("every catalogue variant matches the peers' per-token formulas", "[los
                         CHECK(b.per_token[k] == 0.0);
                         continue;
                     }
-                    const auto peer = grpo_test::peer_token_loss(cfg, b.logp[k], b.old_logp[k], b.ref_logp[k],
-                                                                 in.advantages(i, t));
+                    const double a = in.advantages(i, t);
+                    const double factor = grpo_test::peer_policy_factor(cfg, b.logp, b.old_logp, b.sampling_logp,
+                                                                        b.mask, b.cols, i, t, a);
+                    const auto peer =
+                        grpo_test::peer_token_loss(cfg, b.logp[k], b.old_logp[k], b.ref_logp[k], a, factor);
                     CHECK(b.per_token[k] == Approx(peer.loss).epsilon(1e-12).margin(1e-15));
                     policy += peer.policy;
                     kl += peer.kl;

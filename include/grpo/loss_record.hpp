@@ -12,7 +12,8 @@
 GRPO_NAMESPACE_BEGIN
 
 /// What validation::full found wrong with a loss call's values, in the order both backends check: lengths
-/// first, then per row and token the mask, logp, old_logp, ref_logp, advantages; then the token count.
+/// first, then per row and token the mask, logp, old_logp, ref_logp, advantages, sampling_logp; then the token
+/// count.
 enum class loss_error : std::int64_t {
     none = 0,
     bad_length = 1,       ///< lengths[row] outside [0, cols]
@@ -22,9 +23,10 @@ enum class loss_error : std::int64_t {
     bad_ref_logp = 5,
     bad_advantages = 6,
     bad_global_count = 7, ///< config.global_token_count below this call's unmasked tokens
+    bad_sampling_logp = 8, ///< non-finite sampling_logp at an unmasked token (checked after advantages)
 };
 /// Number of loss_error values.
-constexpr int loss_error_count = 8;
+constexpr int loss_error_count = 9;
 
 /// The first bad value of a loss call (code none: the values were valid, or validation::shapes_only).
 struct loss_value_error {
@@ -64,6 +66,7 @@ namespace detail {
         const char* name = e.code == loss_error::bad_old_logp     ? "old_logp"
                            : e.code == loss_error::bad_ref_logp   ? "ref_logp"
                            : e.code == loss_error::bad_advantages ? "advantages"
+                           : e.code == loss_error::bad_sampling_logp ? "sampling_logp"
                                                                   : "logp";
         raise_argument(errc::non_finite, where, name, "finite values at unmasked tokens",
                        num_str(e.value) + " at (" + str(e.row) + ", " + str(e.column) + ")");
@@ -85,7 +88,8 @@ namespace detail {
 // The fields of loss_partials and how each is combined: X(name, fold).
 #define GRPO_LOSS_PARTIAL_FIELDS(X)                                                                           \
     X(policy, sum) X(kl, sum) X(kl_sum, sum) X(tokens, sum) X(clip_low, sum) X(clip_high, sum) X(dual, sum)   \
-        X(ratio_sum, sum) X(ratio_min, min) X(ratio_max, max) X(neg_log_ratio, sum)
+        X(ratio_sum, sum) X(ratio_min, min) X(ratio_max, max) X(neg_log_ratio, sum) X(sampling_weight, sum)      \
+            X(off_policy_masked, sum)
 
 /// How a partial is combined with another.
 enum class fold { sum, min, max };
@@ -100,6 +104,8 @@ struct loss_partials {
     double clip_low, clip_high, dual; ///< sums of the clip flags
     double ratio_sum, ratio_min, ratio_max;
     double neg_log_ratio; ///< sum of -(clamped log-ratio)
+    double sampling_weight;   ///< sum of the correction weights
+    double off_policy_masked; ///< tokens the off-policy mask removed
 
     /// Calls f(field, fold) for every field in declaration order (same order on every thread).
     template <class F>
@@ -112,7 +118,7 @@ struct loss_partials {
     /// The partials of no token.
     GRPO_HOST_DEVICE static loss_partials identity() {
         const double inf = math::infinity<double>();
-        return {0, 0, 0, 0, 0, 0, 0, 0, inf, -inf, 0};
+        return {0, 0, 0, 0, 0, 0, 0, 0, inf, -inf, 0, 0, 0};
     }
 
     /// Adds one unmasked token's results.
@@ -129,6 +135,8 @@ struct loss_partials {
         ratio_min = r < ratio_min ? r : ratio_min;
         ratio_max = r > ratio_max ? r : ratio_max;
         neg_log_ratio += static_cast<double>(t.neg_log_ratio);
+        sampling_weight += static_cast<double>(t.sampling_weight);
+        off_policy_masked += static_cast<double>(t.off_policy_masked);
     }
 
     /// A finished row: its losses weighted once by the row weight, so the batch total is a plain ordered sum.
@@ -164,6 +172,8 @@ struct loss_partials {
             st.ratio_max = ratio_max;
             st.approx_kl = neg_log_ratio / tokens;
             st.kl_mean = kl_sum / tokens;
+            st.sampling_weight_mean = sampling_weight / tokens;
+            st.off_policy_mask_fraction = off_policy_masked / tokens;
         }
         return st;
     }

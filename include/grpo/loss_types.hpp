@@ -8,6 +8,7 @@
 #include "config.hpp"
 #include "detail/check.hpp"
 #include "math/aggregation.hpp"
+#include "math/correction.hpp"
 #include "math/token_loss.hpp"
 #include "view.hpp"
 
@@ -74,6 +75,23 @@ struct loss_config {
     double kl_value_clamp = 0;
     /// Keep the estimator's value but use the k2 gradient (logp - ref): verl's "k3+" style names.
     bool kl_straight_through = false;
+    /// KL_it *= r_it, with the gradient through r (an importance-weighted, unbiased KL under off-policy
+    /// samples). TRL `use_bias_correction_kl`.
+    bool kl_bias_correction = false;
+
+    /// Importance-sampling correction with the sampling engine's log-probs (loss_inputs::sampling_logp):
+    /// rho = exp(old_logp - sampling_logp) per token or per sequence, truncated or masked to
+    /// [sampling_ratio_min, sampling_ratio_max], multiplies the policy term. TRL
+    /// `vllm_importance_sampling_correction` + `vllm_importance_sampling_mode`; verl `rollout_is`.
+    sampling_correction sampling = sampling_correction::none;
+    /// Lower bound of the sampling ratio (0: none). TRL `vllm_importance_sampling_clip_min`; verl
+    /// `rollout_is_threshold_lower`.
+    double sampling_ratio_min = 0;
+    /// Upper bound of the sampling ratio. TRL `vllm_importance_sampling_cap` (2.0); verl `rollout_is_threshold`.
+    double sampling_ratio_max = 2.0;
+    /// DeepSeek-V3.2 off-policy sequence masking: a row whose mean of old_logp - logp exceeds this drops the
+    /// policy term of its tokens with A < 0 (+infinity = off). TRL `off_policy_mask_threshold`.
+    double off_policy_mask_threshold = std::numeric_limits<double>::infinity();
 
     /// Loss normalizer (see aggregation).
     aggregation agg = aggregation::token_mean;
@@ -171,6 +189,8 @@ struct loss_inputs {
     matrix_view<const T, Space> advantages; ///< per token, or broadcast_to_tokens(per-completion vector)
     matrix_view<const T, Space> mask;       ///< 1 = token counts, 0 = masked; absent = all ones
     vector_view<const std::int64_t, Space> lengths; ///< tokens t >= lengths[i] are masked; absent = all valid
+    /// log-probs the sampling engine (vLLM, SGLang) reported; required when config.sampling != none
+    matrix_view<const T, Space> sampling_logp;
 };
 
 /// Where results go. Both optional: without grad_logp the call is forward-only.
@@ -199,6 +219,11 @@ struct loss_stats {
     double kl_mean = 0;     ///< token mean of the KL estimate (TRL "kl"); 0 when beta == 0
     /// Token mean of old - logp after config.log_ratio_clamp: verl actor/ppo_kl; 0 when on-policy.
     double approx_kl = 0;
+    /// Token mean of the sampling correction's weight on the policy term (1 without correction); TRL logs
+    /// sampling/importance_sampling_ratio.
+    double sampling_weight_mean = 0;
+    /// Fraction of tokens whose policy term the off-policy mask removed.
+    double off_policy_mask_fraction = 0;
 };
 
 namespace detail {
@@ -211,24 +236,73 @@ struct loss_params {
     double sequences;       ///< S
     double constant_length; ///< L
     double loss_scale;
+    bool off_policy_mask; ///< the off-policy test runs (its threshold is finite)
+    double off_policy_threshold;
     bool with_kl() const { return token.beta != 0; }
+    /// A backend sums log r over each row first: for the sequence ratio and for the off-policy test.
+    GRPO_HOST_DEVICE bool row_log_ratio_sum() const { return ratio != ratio_level::token || off_policy_mask; }
+    /// A backend sums old_logp - sampling_logp over each row first: the sequence-level corrections.
+    GRPO_HOST_DEVICE bool row_sampling_sum() const { return math::is_sequence_correction(token.correction.mode); }
+    /// The token-level corrections read sampling_logp at every token.
+    GRPO_HOST_DEVICE bool token_sampling() const { return math::is_token_correction(token.correction.mode); }
 };
+
+/// What a backend sums over a row's unmasked tokens before its token pass (double).
+struct row_sums {
+    double tokens = 0;
+    double log_ratio = 0;          ///< sum of logp - old_logp (when row_log_ratio_sum())
+    double sampling_log_ratio = 0; ///< sum of old_logp - sampling_logp (when row_sampling_sum())
+};
+
+/// A row's constants, in double: its weight, its sequence ratio, its correction weight and off-policy flag.
+struct row_setup {
+    double weight;
+    math::sequence_ratio_term sequence;
+    double sampling_weight;
+    bool off_policy;
+};
+
+/// The one place a row's constants are derived from its sums (both backends call it).
+GRPO_HOST_DEVICE inline row_setup make_row_setup(const loss_params& p, const row_sums& s, double total_tokens) {
+    row_setup r;
+    r.weight = p.loss_scale * math::row_weight<double>(p.agg, s.tokens, total_tokens, p.sequences, p.constant_length);
+    r.sequence = p.ratio != ratio_level::token ? math::sequence_ratio(s.log_ratio, s.tokens, p.token.log_ratio_clamp)
+                                               : math::sequence_ratio_term{};
+    r.sampling_weight = p.row_sampling_sum() ? math::sampling_weight<double>(p.token.correction, s.sampling_log_ratio)
+                                             : 1.0;
+    r.off_policy = p.off_policy_mask && math::off_policy_row(-s.log_ratio, s.tokens, p.off_policy_threshold);
+    return r;
+}
 
 /// A row's token_params in the precision C of the per-token math: the call's settings, the row's weight
 /// (loss_scale * w_i) and, for sequence-level ratios, its sequence ratio and sequence-gradient term.
 template <class C>
-GRPO_HOST_DEVICE inline math::token_params<C> row_token_params(const loss_params& p, double weight,
-                                                                const math::sequence_ratio_term& s,
+GRPO_HOST_DEVICE inline math::token_params<C> row_token_params(const loss_params& p, const row_setup& r,
                                                                 double sequence_term) {
     const math::token_params<double>& t = p.token;
     const math::clip_bounds<C> clip{C(t.objective.clip.low), C(t.objective.clip.high), C(t.objective.clip.delta),
                                     C(t.objective.clip.dual_c)};
     const math::objective_params<C> o{t.objective.kind, clip, C(t.objective.cispo_ratio_cap),
                                       C(t.objective.sapo_tau_pos), C(t.objective.sapo_tau_neg)};
-    const bool sequence = p.ratio != ratio_level::token;
-    return {o,       C(t.log_ratio_clamp), C(t.beta),  t.kl, C(t.kl_input_clamp), C(t.kl_value_clamp),
-            t.kl_straight_through, C(weight), sequence, C(s.value),
-            p.ratio == ratio_level::sequence_token ? C(s.grad) : C(0), C(sequence_term)};
+    const math::correction_params<C> corr{t.correction.mode, C(t.correction.ratio_min), C(t.correction.ratio_max)};
+    math::token_params<C> out{};
+    out.objective = o;
+    out.log_ratio_clamp = C(t.log_ratio_clamp);
+    out.beta = C(t.beta);
+    out.kl = t.kl;
+    out.kl_input_clamp = C(t.kl_input_clamp);
+    out.kl_value_clamp = C(t.kl_value_clamp);
+    out.kl_straight_through = t.kl_straight_through;
+    out.kl_bias_correction = t.kl_bias_correction;
+    out.correction = corr;
+    out.weight = C(r.weight);
+    out.sequence = p.ratio != ratio_level::token;
+    out.sequence_ratio = C(r.sequence.value);
+    out.sequence_dratio = p.ratio == ratio_level::sequence_token ? C(r.sequence.grad) : C(0);
+    out.sequence_term = C(sequence_term);
+    out.row_sampling_weight = C(r.sampling_weight);
+    out.row_off_policy = r.off_policy;
+    return out;
 }
 
 /// Checks the configuration and the shapes of every view; throws grpo::error before anything is touched.
@@ -241,6 +315,7 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
     check_enum(where, "config.kl", cfg.kl, kl_estimator_count);
     check_enum(where, "config.agg", cfg.agg, 5);
     check_enum(where, "config.checks", cfg.checks, 2);
+    check_enum(where, "config.sampling", cfg.sampling, sampling_correction_count);
     check_range(where, "config.epsilon_low", cfg.epsilon_low, 0, 1 - 1e-12, "a value in [0, 1)");
     check_range(where, "config.epsilon_high", cfg.epsilon_high, 0, inf, "a value >= 0");
     if (cfg.delta != 0) check_range(where, "config.delta", cfg.delta, 1 + 1e-12, inf, "0 (off) or a value > 1");
@@ -253,6 +328,12 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
     check_range(where, "config.cispo_ratio_cap", cfg.cispo_ratio_cap, 1e-300, inf, "a finite value > 0");
     check_range(where, "config.sapo_temperature_pos", cfg.sapo_temperature_pos, 1e-300, inf, "a finite value > 0");
     check_range(where, "config.sapo_temperature_neg", cfg.sapo_temperature_neg, 1e-300, inf, "a finite value > 0");
+    check_range(where, "config.sampling_ratio_min", cfg.sampling_ratio_min, 0, inf, "a finite value >= 0");
+    check_range(where, "config.sampling_ratio_max", cfg.sampling_ratio_max, cfg.sampling_ratio_min, inf,
+                "a finite value >= config.sampling_ratio_min");
+    if (cfg.off_policy_mask_threshold != cfg.off_policy_mask_threshold)
+        raise_argument(errc::invalid_value, where, "config.off_policy_mask_threshold",
+                       "a threshold (+infinity = off)", "NaN");
     // Options that belong to one objective: rejected with another, rather than silently ignored.
     if (cfg.objective != policy_objective::ppo_clip) {
         if (cfg.delta != 0)
@@ -282,12 +363,13 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
     check_representable<T>(where, "config.cispo_ratio_cap", cfg.cispo_ratio_cap);
     check_representable<T>(where, "config.sapo_temperature_pos", cfg.sapo_temperature_pos);
     check_representable<T>(where, "config.sapo_temperature_neg", cfg.sapo_temperature_neg);
+    check_representable<T>(where, "config.sampling_ratio_max", cfg.sampling_ratio_max);
 
     const index_t rows = in.logp.rows(), cols = in.logp.cols();
     if (!in.logp.present()) {
         // No logp: only a call where every view is absent or empty is a (trivially empty) valid call.
         const bool anything = !in.old_logp.empty() || !in.ref_logp.empty() || !in.advantages.empty() ||
-                              !in.mask.empty() || !in.lengths.empty() || !out.grad_logp.empty() ||
+                              !in.mask.empty() || !in.lengths.empty() || !in.sampling_logp.empty() || !out.grad_logp.empty() ||
                               !out.per_token_loss.empty() || rows * cols > 0;
         if (anything)
             raise_argument(errc::invalid_value, where, "logp", "a view of the current log-probs", "an absent view");
@@ -298,6 +380,12 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
             raise_argument(errc::invalid_value, where, "ref_logp", "reference log-probs because beta != 0",
                            "an absent view");
         check_shape(where, "ref_logp", in.ref_logp, rows, cols);
+    }
+    if (cfg.sampling != sampling_correction::none) {
+        if (!in.sampling_logp.present() && rows * cols > 0)
+            raise_argument(errc::invalid_value, where, "sampling_logp",
+                           "the sampling engine's log-probs because config.sampling != none", "an absent view");
+        check_shape(where, "sampling_logp", in.sampling_logp, rows, cols);
     }
     if (!in.advantages.present() && rows * cols > 0)
         raise_argument(errc::invalid_value, where, "advantages",
@@ -314,7 +402,8 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
                             {"ref_logp", range_of(in.ref_logp)},
                             {"advantages", range_of(in.advantages)},
                             {"mask", range_of(in.mask)},
-                            {"lengths", range_of(in.lengths)}});
+                            {"lengths", range_of(in.lengths)},
+                            {"sampling_logp", range_of(in.sampling_logp)}});
 
     if (cfg.global_sequence_count > 0 && cfg.global_sequence_count < static_cast<double>(rows))
         raise_argument(errc::invalid_value, where, "config.global_sequence_count",
@@ -336,7 +425,12 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
     t.kl_input_clamp = low_var && cfg.kl_log_ratio_clamp == 0 ? low_var_kl_log_ratio_clamp : cfg.kl_log_ratio_clamp;
     t.kl_value_clamp = low_var && cfg.kl_value_clamp == 0 ? low_var_kl_value_clamp : cfg.kl_value_clamp;
     t.kl_straight_through = cfg.kl_straight_through;
+    t.kl_bias_correction = cfg.kl_bias_correction;
+    t.correction = {cfg.sampling, cfg.sampling_ratio_min, cfg.sampling_ratio_max};
     t.weight = 1;
+    t.row_sampling_weight = 1;
+    p.off_policy_mask = cfg.off_policy_mask_threshold < inf;
+    p.off_policy_threshold = cfg.off_policy_mask_threshold;
     p.ratio = cfg.ratio;
     p.agg = cfg.agg;
     p.sequences = cfg.global_sequence_count > 0 ? cfg.global_sequence_count : static_cast<double>(rows);

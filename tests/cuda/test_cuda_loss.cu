@@ -63,7 +63,7 @@ struct device_arena {
 template <class T>
 grpo::loss_inputs<T, grpo::device_space> mirror(device_arena& a, const grpo::loss_inputs<T>& in) {
     return {a.mirror(in.logp), a.mirror(in.old_logp), a.mirror(in.ref_logp), a.mirror(in.advantages),
-            a.mirror(in.mask), a.mirror(in.lengths)};
+            a.mirror(in.mask), a.mirror(in.lengths), a.mirror(in.sampling_logp)};
 }
 
 template <class T>

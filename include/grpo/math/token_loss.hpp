@@ -4,6 +4,7 @@
 // unmasked token and keep only their iteration and reduction, so the composition exists once.
 #pragma once
 
+#include "correction.hpp"
 #include "kl.hpp"
 #include "objective.hpp"
 
@@ -20,12 +21,16 @@ struct token_params {
     kl_estimator kl;
     C kl_input_clamp, kl_value_clamp;
     bool kl_straight_through;
+    bool kl_bias_correction;        ///< KL_it *= r_it, gradient through r (TRL use_bias_correction_kl)
+    correction_params<C> correction; ///< the sampling correction (correction.hpp)
     // Per row:
     C weight;          ///< dL/dloss_it: loss_scale * w_i (aggregation.hpp)
     bool sequence;     ///< the ratio is the row's sequence ratio s_i (GSPO), not the token's
     C sequence_ratio;  ///< s_i
     C sequence_dratio; ///< d s_i / d logp_it used per token: s_i for sequence_token, 0 for sequence
     C sequence_term;   ///< ratio_level::sequence: the gradient through the mean log-ratio (sequence_gradient)
+    C row_sampling_weight; ///< the sequence-level correction weight of the row (1 otherwise)
+    bool row_off_policy;   ///< the row failed the off-policy test: tokens with A < 0 lose their policy term
 };
 
 /// One token's results. Flags are 0 or 1 in C so that they sum directly and token loops vectorize.
@@ -38,7 +43,18 @@ struct token_result {
     C ratio;       ///< the importance ratio the objective saw
     C neg_log_ratio; ///< -(clamped log-ratio): verl's ppo_kl per token
     C clipped_low, clipped_high, dual_clipped;
+    C sampling_weight;   ///< the correction weight applied to the policy term (1 without correction)
+    C off_policy_masked; ///< 1 when the off-policy mask removed the policy term
 };
+
+/// The factor on a token's policy term: the sampling correction's weight (the token's own, `token_weight`, for
+/// the token modes; the row's for the sequence modes), or 0 where the off-policy mask drops the token.
+/// Applied in TRL's order: objective, then the off-policy mask, then the importance weight, then + beta KL.
+template <class C>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE C policy_factor(const token_params<C>& p, C advantage, C token_weight) {
+    const C w = select(is_token_correction(p.correction.mode), token_weight, p.row_sampling_weight);
+    return select(p.row_off_policy & (advantage < C(0)), C(0), w);
+}
 
 /// dLoss/dlogp at one token: weight * (dloss/dratio * dratio/dlogp + dloss/dlogp + beta * dKL/dlogp) + the
 /// sequence-ratio term. Each product is a chain(): a factor that is exactly 0 (a clipped ratio, beta = 0, a
@@ -50,37 +66,74 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE C token_gradient(C weight, C dloss_dratio, C d
     return chain(weight, chain(dloss_dratio, dratio_dlogp) + dloss_dlogp + chain(beta, dkl_dlogp)) + sequence_term;
 }
 
+/// The KL term at one token, with TRL's bias correction KL * r when on (ratio r, d r / d logp = dr).
+template <class C>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE kl_term<C> kl_at(const token_params<C>& p, C logp, C ref_logp, C r, C dr) {
+    const kl_term<C> k =
+        kl_penalty<C>(p.kl, logp, ref_logp, p.kl_input_clamp, p.kl_value_clamp, p.kl_straight_through);
+    // chain(): a zero KL or a zero ratio derivative stays 0 where r or dr overflowed.
+    return {select(p.kl_bias_correction, chain(k.value, r), k.value),
+            select(p.kl_bias_correction, chain(k.grad, r) + chain(k.value, dr), k.grad)};
+}
+
 /// The loss, gradient and diagnostics of one unmasked token with objective K, with or without the KL term.
-/// r = exp(clamp(logp - old_logp)) (or the row's sequence ratio); loss = objective(r, A, logp) + beta KL.
+/// r = exp(clamp(logp - old_logp)) (or the row's sequence ratio);
+/// loss = policy_factor * objective(r, A, logp) + beta * KL. `token_weight`: the token's sampling_weight() for
+/// the token-level corrections (any value otherwise: it is not used).
 template <policy_objective K, bool WithKL, class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE token_result<C> token_loss(const token_params<C>& p, C logp, C old_logp,
-                                                             C ref_logp, C advantage) {
+                                                             C ref_logp, C advantage, C token_weight) {
     const clamped<C> lr = clamp_symmetric(logp - old_logp, p.log_ratio_clamp);
     const C token_ratio = math::exp(lr.value);
     const C r = select(p.sequence, p.sequence_ratio, token_ratio);
     const C dr = select(p.sequence, p.sequence_dratio, token_ratio * lr.grad);
     const objective_term<C> o = objective_at<K>(p.objective, r, advantage, logp);
-    C kl_value = C(0), kl_grad = C(0);
+    const C c = policy_factor(p, advantage, token_weight);
+    const C policy = chain(c, o.loss);
+    kl_term<C> k{C(0), C(0)};
+    if constexpr (WithKL) k = kl_at(p, logp, ref_logp, r, dr);
+    const C grad = token_gradient(p.weight, chain(c, o.dloss_dratio), dr, chain(c, o.dloss_dlogp), p.beta, k.grad,
+                                  p.sequence_term);
+    const C dropped = select(p.row_off_policy & (advantage < C(0)), C(1), C(0));
+    return {policy + p.beta * k.value, policy, k.value, grad, r, -lr.value, o.clipped_low, o.clipped_high,
+            o.dual_clipped, c, dropped};
+}
+
+/// ratio_level::sequence: d loss_it / d s_i at one token (the factor times the objective's d loss / d r, plus
+/// beta KL_it under the bias correction); a backend sums it over the row for sequence_gradient().
+template <policy_objective K, bool WithKL, class C>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE C sequence_sensitivity(const token_params<C>& p, C logp, C ref_logp, C advantage,
+                                                         C token_weight) {
+    const C c = policy_factor(p, advantage, token_weight);
+    C d = chain(c, objective_at<K>(p.objective, p.sequence_ratio, advantage, logp).dloss_dratio);
     if constexpr (WithKL) {
         const kl_term<C> k =
             kl_penalty<C>(p.kl, logp, ref_logp, p.kl_input_clamp, p.kl_value_clamp, p.kl_straight_through);
-        kl_value = k.value;
-        kl_grad = k.grad;
+        d = d + select(p.kl_bias_correction, chain(p.beta, k.value), C(0));
     }
-    const C grad = token_gradient(p.weight, o.dloss_dratio, dr, o.dloss_dlogp, p.beta, kl_grad, p.sequence_term);
-    return {o.loss + p.beta * kl_value, o.loss, kl_value, grad, r, -lr.value, o.clipped_low, o.clipped_high,
-            o.dual_clipped};
+    return d;
 }
 
 /// token_loss with the objective and the KL switch known only at run time (the CUDA kernel; the CPU backend
 /// instantiates its token loop per objective instead).
 template <class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE token_result<C> token_loss(const token_params<C>& p, bool with_kl, C logp,
-                                                             C old_logp, C ref_logp, C advantage) {
+                                                             C old_logp, C ref_logp, C advantage, C token_weight) {
     return visit_objective(p.objective.kind, [&](auto k) {
         constexpr policy_objective K = decltype(k)::value;
-        return with_kl ? token_loss<K, true>(p, logp, old_logp, ref_logp, advantage)
-                       : token_loss<K, false>(p, logp, old_logp, ref_logp, advantage);
+        return with_kl ? token_loss<K, true>(p, logp, old_logp, ref_logp, advantage, token_weight)
+                       : token_loss<K, false>(p, logp, old_logp, ref_logp, advantage, token_weight);
+    });
+}
+
+/// sequence_sensitivity with the objective and the KL switch known only at run time.
+template <class C>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE C sequence_sensitivity(const token_params<C>& p, bool with_kl, C logp, C ref_logp,
+                                                         C advantage, C token_weight) {
+    return visit_objective(p.objective.kind, [&](auto k) {
+        constexpr policy_objective K = decltype(k)::value;
+        return with_kl ? sequence_sensitivity<K, true>(p, logp, ref_logp, advantage, token_weight)
+                       : sequence_sensitivity<K, false>(p, logp, ref_logp, advantage, token_weight);
     });
 }
 

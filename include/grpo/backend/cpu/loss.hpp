@@ -26,6 +26,7 @@ struct loss_views {
     matrix_view<const T> logp, old_logp, ref_logp, adv, mask;
     vector_view<const std::int64_t> lengths;
     matrix_view<T> grad, per_token;
+    matrix_view<const T> samp; ///< sampling_logp (read only by the sampling corrections)
 };
 
 /// Tokens [0, valid_end(i)) may count; a mask may remove more of them.
@@ -43,7 +44,7 @@ struct row_check {
     double tokens = 0;
 };
 template <class T>
-row_check check_row(const loss_views<T>& v, index_t i, bool check_values, bool need_ref) {
+row_check check_row(const loss_views<T>& v, index_t i, bool check_values, bool need_ref, bool need_samp) {
     row_check r;
     const index_t end = valid_end(v, i);
     for (index_t t = 0; t < end; ++t) {
@@ -58,6 +59,7 @@ row_check check_row(const loss_views<T>& v, index_t i, bool check_values, bool n
         if (v.old_logp.present() && !std::isfinite(v.old_logp(i, t))) return {loss_error::bad_old_logp, t, 0};
         if (need_ref && !std::isfinite(v.ref_logp(i, t))) return {loss_error::bad_ref_logp, t, 0};
         if (!std::isfinite(v.adv(i, t))) return {loss_error::bad_advantages, t, 0};
+        if (need_samp && !std::isfinite(v.samp(i, t))) return {loss_error::bad_sampling_logp, t, 0};
     }
     return r;
 }
@@ -69,6 +71,7 @@ loss_value_error bad_value_at(const loss_views<T>& v, index_t i, const row_check
                                     : c.code == loss_error::bad_logp     ? v.logp
                                     : c.code == loss_error::bad_old_logp ? v.old_logp
                                     : c.code == loss_error::bad_ref_logp ? v.ref_logp
+                                    : c.code == loss_error::bad_sampling_logp ? v.samp
                                                                          : v.adv;
     return {c.code, static_cast<std::int64_t>(i), static_cast<std::int64_t>(c.column), 0,
             static_cast<double>(m(i, c.column))};
@@ -84,7 +87,7 @@ struct column_stride {
 /// Column strides of every array of a row. Tok/Adv = -1: known at run time.
 template <int Tok, int Adv>
 struct row_layout {
-    column_stride<Tok> lp, old, ref, mask, grad, per_token;
+    column_stride<Tok> lp, old, ref, mask, grad, per_token, samp;
     column_stride<Adv> adv;
 };
 
@@ -155,70 +158,101 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
     const T* mask = v.mask.present() ? v.mask.row_data(i) : ones;
     T* grad = v.grad.present() ? v.grad.row_data(i) : nullptr;
     T* per_token = v.per_token.present() ? v.per_token.row_data(i) : nullptr;
-    const bool sequence = !Plain && p.ratio != ratio_level::token;
+    const T* samp = v.samp.present() ? v.samp.row_data(i) : old; // stand-in: log rho = 0 (not read then)
+    const bool log_ratio_sum = !Plain && p.row_log_ratio_sum(), sampling_sum = !Plain && p.row_sampling_sum();
+    const bool token_sampling = !Plain && p.token_sampling();
 
-    // Sweep 1 (row-local, stays in cache): token count, and the sum of log-ratios for sequence-level ratios.
-    double n = 0, log_ratio_sum = 0;
-    if (v.mask.present() || sequence) {
-        alignas(64) C count[token_block], lr[token_block];
+    // Sweep 1 (row-local, stays in cache): token count, and the row sums the row's constants need.
+    row_sums sums;
+    if (v.mask.present() || log_ratio_sum || sampling_sum) {
+        alignas(64) C count[token_block], lr[token_block], slr[token_block];
         for (index_t t0 = 0; t0 < end; t0 += token_block) {
             const index_t nb = std::min(token_block, end - t0);
             for (index_t k = 0; k < nb; ++k) {
                 const index_t t = t0 + k;
                 const bool valid = mask[L.mask(t)] != T(0);
-                const C d = C(lp[L.lp(t)] - old[L.old(t)]); // loads are unconditional so the loop vectorizes
+                // Loads are unconditional so the loop vectorizes; masked values never reach a sum.
+                const C d = C(lp[L.lp(t)] - old[L.old(t)]);
                 count[k] = math::select(valid, C(1), C(0));
                 lr[k] = math::select(valid, d, C(0));
             }
-            n += lane_sum(count, nb);
-            if (sequence) log_ratio_sum += lane_sum(lr, nb);
+            sums.tokens += lane_sum(count, nb);
+            if (log_ratio_sum) sums.log_ratio += lane_sum(lr, nb);
+            if (sampling_sum) {
+                for (index_t k = 0; k < nb; ++k) {
+                    const index_t t = t0 + k;
+                    const C d = C(old[L.old(t)] - samp[L.samp(t)]);
+                    slr[k] = math::select(mask[L.mask(t)] != T(0), d, C(0));
+                }
+                sums.sampling_log_ratio += lane_sum(slr, nb);
+            }
         }
     } else {
-        n = static_cast<double>(end);
+        sums.tokens = static_cast<double>(end);
     }
-    const double w = p.loss_scale * math::row_weight<double>(p.agg, n, total_tokens, p.sequences, p.constant_length);
-    const math::sequence_ratio_term seq =
-        sequence ? math::sequence_ratio(log_ratio_sum, n, p.token.log_ratio_clamp) : math::sequence_ratio_term{};
+    const double n = sums.tokens;
+    const row_setup rs = make_row_setup(p, sums, total_tokens);
+    const double w = rs.weight;
 
-    math::token_params<C> tp = row_token_params<C>(p, w, seq, 0.0);
-    if (Plain) { // token ratio, k3, no clamps, no delta, no dual clip: compile-time constants that fold away
+    math::token_params<C> tp = row_token_params<C>(p, rs, 0.0);
+    if (Plain) { // ppo_clip, token ratio, k3, no clamps, delta, dual clip or corrections: constants that fold away
         tp.objective.clip.delta = std::numeric_limits<C>::infinity();
         tp.objective.clip.dual_c = C(0);
         tp.log_ratio_clamp = C(0);
         tp.kl = kl_estimator::k3;
         tp.kl_input_clamp = tp.kl_value_clamp = C(0);
         tp.kl_straight_through = false;
+        tp.kl_bias_correction = false;
+        tp.correction.mode = sampling_correction::none;
         tp.sequence = false;
         tp.sequence_ratio = C(1);
         tp.sequence_dratio = C(0);
+        tp.row_sampling_weight = C(1);
+        tp.row_off_policy = false;
     }
 
+    // The token-level correction weights of a block (math::sampling_weight), computed only when that
+    // correction is on: its exp stays out of every other configuration's token loop.
+    alignas(64) C isw[token_block];
+    const auto fill_sampling_weights = [&](index_t t0, index_t nb) {
+        if (!token_sampling) return;
+        for (index_t k = 0; k < nb; ++k) {
+            const index_t t = t0 + k;
+            const bool valid = mask[L.mask(t)] != T(0);
+            const C x = math::select(valid, C(old[L.old(t)] - samp[L.samp(t)]), C(0));
+            isw[k] = math::sampling_weight(tp.correction, x);
+        }
+    };
+    if (!Plain && !token_sampling) std::fill(isw, isw + token_block, C(1));
+
     // Sweep 2, ratio_level::sequence: dL/ds_i = sum_t w * dloss_t/ds, spread back over the tokens (the mean).
-    if (sequence && p.ratio == ratio_level::sequence && n > 0) {
+    if (!Plain && p.ratio == ratio_level::sequence && n > 0) {
         alignas(64) C d[token_block];
         double dloss_ds = 0;
         for (index_t t0 = 0; t0 < end; t0 += token_block) {
             const index_t nb = std::min(token_block, end - t0);
+            fill_sampling_weights(t0, nb);
             for (index_t k = 0; k < nb; ++k) {
                 const index_t t = t0 + k;
                 const bool valid = mask[L.mask(t)] != T(0);
                 const C a = math::select(valid, C(adv[L.adv(t)]), C(0));
                 const C x = math::select(valid, C(lp[L.lp(t)]), C(0));
-                d[k] = math::select(valid, math::objective_at<K>(tp.objective, tp.sequence_ratio, a, x).dloss_dratio,
-                                    C(0));
+                const C y = WithKL ? math::select(valid, C(ref[L.ref(t)]), C(0)) : C(0);
+                d[k] = math::select(valid, math::sequence_sensitivity<K, WithKL>(tp, x, y, a, isw[k]), C(0));
             }
             dloss_ds += lane_sum(d, nb);
         }
-        tp.sequence_term = C(math::sequence_gradient(w, dloss_ds, seq, n));
+        tp.sequence_term = C(math::sequence_gradient(w, dloss_ds, rs.sequence, n));
     }
 
     constexpr C inf = std::numeric_limits<C>::infinity();
     alignas(64) C pol[token_block], kl[token_block], ratio[token_block], neg_lr[token_block], low[token_block],
         high[token_block], dual[token_block], rmin[token_block], rmax[token_block], gbuf[token_block],
-        lbuf[token_block];
+        lbuf[token_block], sw[token_block], drop[token_block];
     loss_partials acc = loss_partials::identity();
     for (index_t t0 = 0; t0 < end; t0 += token_block) {
         const index_t nb = std::min(token_block, end - t0);
+        fill_sampling_weights(t0, nb);
         for (index_t k = 0; k < nb; ++k) {
             const index_t t = t0 + k;
             const bool valid = mask[L.mask(t)] != T(0);
@@ -228,7 +262,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
             const C o = math::select(valid, C(old[L.old(t)]), C(0));
             const C a = math::select(valid, C(adv[L.adv(t)]), C(0));
             const C y = WithKL ? math::select(valid, C(ref[L.ref(t)]), C(0)) : C(0);
-            const math::token_result<C> r = math::token_loss<K, WithKL>(tp, x, o, y, a);
+            const math::token_result<C> r = math::token_loss<K, WithKL>(tp, x, o, y, a, Plain ? C(1) : isw[k]);
             gbuf[k] = math::select(valid, r.grad, C(0));
             lbuf[k] = math::select(valid, r.loss, C(0));
             pol[k] = math::select(valid, r.policy_loss, C(0));
@@ -240,6 +274,10 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
             dual[k] = math::select(valid, r.dual_clipped, C(0));
             rmin[k] = math::select(valid, r.ratio, inf);
             rmax[k] = math::select(valid, r.ratio, -inf);
+            if (!Plain) {
+                sw[k] = math::select(valid, r.sampling_weight, C(0));
+                drop[k] = math::select(valid, r.off_policy_masked, C(0));
+            }
         }
         if (grad)
             for (index_t k = 0; k < nb; ++k) grad[L.grad(t0 + k)] = static_cast<T>(gbuf[k]);
@@ -254,12 +292,17 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
         acc.dual += lane_sum(dual, nb);
         acc.ratio_min = lane_extreme<false>(rmin, nb, acc.ratio_min);
         acc.ratio_max = lane_extreme<true>(rmax, nb, acc.ratio_max);
+        if (!Plain) {
+            acc.sampling_weight += lane_sum(sw, nb);
+            acc.off_policy_masked += lane_sum(drop, nb);
+        }
     }
     for (index_t t = end; t < cols; ++t) {
         if (grad) grad[L.grad(t)] = T(0);
         if (per_token) per_token[L.per_token(t)] = T(0);
     }
     acc.tokens = n;
+    if (Plain) acc.sampling_weight = n; // weight 1 at every token
     acc.weigh(w);
     out = acc;
 }
@@ -314,7 +357,10 @@ inline bool is_plain(const loss_params& p) {
     const math::token_params<double>& t = p.token;
     const bool plain_kl = t.beta == 0 || (t.kl == kl_estimator::k3 && !t.kl_straight_through &&
                                           !(t.kl_input_clamp > 0) && !(t.kl_value_clamp > 0));
-    return plain_kl && t.objective.kind == policy_objective::ppo_clip && p.ratio == ratio_level::token &&
+    const bool plain_corrections = t.correction.mode == sampling_correction::none && !p.off_policy_mask &&
+                                   !t.kl_bias_correction;
+    return plain_kl && plain_corrections && t.objective.kind == policy_objective::ppo_clip &&
+           p.ratio == ratio_level::token &&
            !(t.log_ratio_clamp > 0) && !(t.objective.clip.dual_c > 0) &&
            t.objective.clip.delta == std::numeric_limits<double>::infinity();
 }
@@ -347,15 +393,18 @@ void loss_row(const loss_views<T>& v, const T* ones, const loss_params& p, doubl
     const index_t s_mask = v.mask.present() ? v.mask.col_stride() : 1;             // stand-in: a row of ones
     const index_t s_grad = v.grad.present() ? v.grad.col_stride() : 1;
     const index_t s_per = v.per_token.present() ? v.per_token.col_stride() : 1;
+    const index_t s_samp = v.samp.present() ? v.samp.col_stride() : s_old;     // stand-in: old_logp
     const index_t s_adv = v.adv.col_stride();
-    const bool contiguous = s_lp == 1 && s_old == 1 && s_ref == 1 && s_mask == 1 && s_grad == 1 && s_per == 1;
+    const bool contiguous =
+        s_lp == 1 && s_old == 1 && s_ref == 1 && s_mask == 1 && s_grad == 1 && s_per == 1 && s_samp == 1;
     if (contiguous && (s_adv == 0 || s_adv == 1)) {
         const column_stride<1> u{1};
         if (s_adv == 0)
-            return loss_row_unit_stride(v, ones, p, total_tokens, i, out, row_layout<1, 0>{u, u, u, u, u, u, {0}});
-        return loss_row_unit_stride(v, ones, p, total_tokens, i, out, row_layout<1, 1>{u, u, u, u, u, u, u});
+            return loss_row_unit_stride(v, ones, p, total_tokens, i, out,
+                                        row_layout<1, 0>{u, u, u, u, u, u, u, {0}});
+        return loss_row_unit_stride(v, ones, p, total_tokens, i, out, row_layout<1, 1>{u, u, u, u, u, u, u, u});
     }
-    const row_layout<-1, -1> L{{s_lp}, {s_old}, {s_ref}, {s_mask}, {s_grad}, {s_per}, {s_adv}};
+    const row_layout<-1, -1> L{{s_lp}, {s_old}, {s_ref}, {s_mask}, {s_grad}, {s_per}, {s_samp}, {s_adv}};
     math::visit_objective(p.token.objective.kind, [&](auto k) {
         constexpr policy_objective K = decltype(k)::value;
         p.with_kl() ? loss_row_impl<T, K, true>(v, ones, p, total_tokens, i, out, L)
@@ -387,10 +436,10 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const los
     double local_tokens = -1;
     const bool need_count = p.agg == aggregation::token_mean && global_tokens <= 0;
     if (check_values || need_count) {
-        const bool need_ref = p.with_kl();
+        const bool need_ref = p.with_kl(), need_samp = p.token.correction.mode != sampling_correction::none;
         parallel_for(ex, rows, grain, [&](index_t first, index_t last) {
             for (index_t i = first; i < last; ++i) {
-                const row_check c = check_row(v, i, check_values, need_ref);
+                const row_check c = check_row(v, i, check_values, need_ref, need_samp);
                 scratch[2 * i] = static_cast<double>(c.code);
                 scratch[2 * i + 1] = c.tokens;
             }
@@ -398,7 +447,7 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const los
         local_tokens = 0;
         for (index_t i = 0; i < rows; ++i) {
             if (scratch[2 * i] != 0)
-                raise_loss_value_error(where, bad_value_at(v, i, check_row(v, i, true, need_ref)), cols);
+                raise_loss_value_error(where, bad_value_at(v, i, check_row(v, i, true, need_ref, need_samp)), cols);
             local_tokens += scratch[2 * i + 1];
         }
         if (global_tokens > 0 && global_tokens < local_tokens)

@@ -58,6 +58,7 @@ struct device_loss_views {
     matrix_view<const T, device_space> logp, old_logp, ref_logp, adv, mask;
     vector_view<const std::int64_t, device_space> lengths;
     matrix_view<T, device_space> grad, per_token;
+    matrix_view<const T, device_space> samp; ///< sampling_logp (read only by the sampling corrections)
 };
 
 /// The loss scratch in the workspace: per-row token counts, first errors and partials, the batch token
@@ -142,6 +143,7 @@ struct loss_check_kernel {
     loss_scratch s;
     bool check_values;    ///< validation::full
     bool need_ref;        ///< beta != 0: ref_logp is read, so it is checked
+    bool need_samp;       ///< a sampling correction: sampling_logp is read, so it is checked
     double global_tokens; ///< loss_config::global_token_count (0: this call's count)
 
     /// This thread's first problem in row i as a column key (column * loss_error_count + code), or -1, and
@@ -168,6 +170,7 @@ struct loss_check_kernel {
             if (v.old_logp.present() && !is_finite_value(C(v.old_logp(i, t)))) return at(loss_error::bad_old_logp);
             if (need_ref && !is_finite_value(C(v.ref_logp(i, t)))) return at(loss_error::bad_ref_logp);
             if (!is_finite_value(C(v.adv(i, t)))) return at(loss_error::bad_advantages);
+            if (need_samp && !is_finite_value(C(v.samp(i, t)))) return at(loss_error::bad_sampling_logp);
         }
         return -1;
     }
@@ -217,6 +220,7 @@ struct loss_check_kernel {
                                                           : code == loss_error::bad_logp     ? v.logp
                                                           : code == loss_error::bad_old_logp ? v.old_logp
                                                           : code == loss_error::bad_ref_logp ? v.ref_logp
+                                                          : code == loss_error::bad_sampling_logp ? v.samp
                                                                                              : v.adv;
             err = {code, i, t, 0, static_cast<double>(compute_t<T>(m(i, t)))};
         } else if (check_values && global_tokens > 0 && global_tokens < total) {
@@ -243,43 +247,41 @@ struct loss_main_kernel {
         using C = compute_t<T>;
         const index_t rows = v.logp.rows();
         const index_t cols = v.logp.cols();
-        const bool sequence = p.ratio != ratio_level::token;
-        const bool row_count_first = sequence || (p.agg == aggregation::seq_mean_token_mean && !counted);
+        const bool row_sums_first = p.row_log_ratio_sum() || p.row_sampling_sum() ||
+                                    (p.agg == aggregation::seq_mean_token_mean && !counted);
         const double total = global_tokens > 0 ? global_tokens : (counted ? *s.total : 0.0);
         const bool failed = counted && s.error->code != loss_error::none; // write nothing but the record
         const bool with_kl = p.with_kl();
 
         for (index_t i = failed ? rows : b.block(); i < rows; i += b.blocks()) {
             const index_t end = valid_end(v, i);
-            // Row count (and for GSPO the mean log-ratio) before any gradient: the weight depends on them.
-            double n = counted ? s.row_tokens[i] : 0.0;
-            math::sequence_ratio_term seq;
-            double dloss_dseq = 0;
-            if (row_count_first) {
-                double lr = 0;
-                if (sequence)
-                    for (index_t t = b.thread(); t < end; t += b.threads())
-                        if (is_valid(v, i, t)) lr += static_cast<double>(C(v.logp(i, t)) - C(old_at(v, i, t)));
-                n = b.sum(thread_valid_tokens(b, v, i));
-                if (sequence) lr = b.sum(lr);
-                if (sequence) seq = math::sequence_ratio(lr, n, p.token.log_ratio_clamp);
-                if (sequence && p.ratio == ratio_level::sequence && n > 0) { // dL/ds sums over the row's tokens
-                    const math::token_params<C> tp = row_token_params<C>(p, 0.0, seq, 0.0);
-                    double d = 0;
-                    for (index_t t = b.thread(); t < end; t += b.threads())
-                        if (is_valid(v, i, t))
-                            d += static_cast<double>(math::visit_objective(tp.objective.kind, [&](auto k) {
-                                return math::objective_at<decltype(k)::value>(tp.objective, tp.sequence_ratio,
-                                                                              C(v.adv(i, t)), C(v.logp(i, t)))
-                                    .dloss_dratio;
-                            }));
-                    dloss_dseq = b.sum(d);
-                }
+            // The row's sums (count, log-ratio, sampling log-ratio) before any gradient: its constants need them.
+            row_sums sums;
+            sums.tokens = counted ? s.row_tokens[i] : 0.0;
+            if (row_sums_first) {
+                double lr = 0, slr = 0;
+                for (index_t t = b.thread(); t < end; t += b.threads())
+                    if (is_valid(v, i, t)) {
+                        if (p.row_log_ratio_sum()) lr += static_cast<double>(C(v.logp(i, t)) - C(old_at(v, i, t)));
+                        if (p.row_sampling_sum()) slr += static_cast<double>(C(old_at(v, i, t)) - C(v.samp(i, t)));
+                    }
+                sums.tokens = b.sum(thread_valid_tokens(b, v, i));
+                if (p.row_log_ratio_sum()) sums.log_ratio = b.sum(lr);
+                if (p.row_sampling_sum()) sums.sampling_log_ratio = b.sum(slr);
             }
-            const double w =
-                p.loss_scale * math::row_weight<double>(p.agg, n, total, p.sequences, p.constant_length);
-            const double cross = p.ratio == ratio_level::sequence ? math::sequence_gradient(w, dloss_dseq, seq, n) : 0.0;
-            const math::token_params<C> tp = row_token_params<C>(p, w, seq, cross);
+            const double n = sums.tokens;
+            const row_setup rs = make_row_setup(p, sums, total);
+            math::token_params<C> tp = row_token_params<C>(p, rs, 0.0);
+            if (p.ratio == ratio_level::sequence && n > 0) { // dL/ds sums over the row's tokens
+                double d = 0;
+                for (index_t t = b.thread(); t < end; t += b.threads())
+                    if (is_valid(v, i, t))
+                        d += static_cast<double>(math::sequence_sensitivity<C>(
+                            tp, with_kl, C(v.logp(i, t)), with_kl ? C(v.ref_logp(i, t)) : C(0), C(v.adv(i, t)),
+                            token_weight(tp, i, t)));
+                tp.sequence_term = C(math::sequence_gradient(rs.weight, b.sum(d), rs.sequence, n));
+            }
+            const double w = rs.weight;
 
             loss_partials acc = loss_partials::identity();
             for (index_t t = b.thread(); t < cols; t += b.threads()) {
@@ -288,7 +290,7 @@ struct loss_main_kernel {
                 if (valid) {
                     const math::token_result<C> r = math::token_loss<C>(
                         tp, with_kl, C(v.logp(i, t)), C(old_at(v, i, t)), with_kl ? C(v.ref_logp(i, t)) : C(0),
-                        C(v.adv(i, t)));
+                        C(v.adv(i, t)), token_weight(tp, i, t));
                     g = r.grad;
                     l = r.loss;
                     acc.add(r);
@@ -303,6 +305,13 @@ struct loss_main_kernel {
             }
         }
         if (b.last_block_done(s.counters + 1)) write_record(b, failed ? 0 : rows);
+    }
+
+    /// The token-level sampling correction's weight at (i, t); 1 (unused) otherwise.
+    template <class C>
+    GRPO_HOST_DEVICE C token_weight(const math::token_params<C>& tp, index_t i, index_t t) const {
+        if (!math::is_token_correction(tp.correction.mode)) return C(1);
+        return math::sampling_weight(tp.correction, C(C(old_at(v, i, t)) - C(v.samp(i, t))));
     }
 
     /// The last block: the row partials in a fixed order (per thread in row order, then the block reduction),
