@@ -203,3 +203,108 @@ TEST_CASE("approx_kl is verl's ppo_kl: the mean of -(clamped log-ratio)", "[loss
     c.log_ratio_clamp = 0;
     CHECK(t.run(c).approx_kl == Approx(-0.4).epsilon(1e-12));
 }
+
+TEST_CASE("sampling corrections need sampling_logp, check it, and never read it otherwise", "[loss][correction]") {
+    grpo_test::batch<double> b(3, 8, 71);
+    for (double& m : b.mask) m = 1;
+    grpo::loss_config cfg;
+    cfg.sampling = grpo::sampling_correction::token_truncate;
+    auto in = b.inputs();
+    in.sampling_logp = {};
+    std::string what;
+    try {
+        grpo::loss_and_grad(grpo::exec::host{}, in, b.outputs(), cfg);
+    } catch (const grpo::error& e) {
+        what = e.what();
+    }
+    CHECK(what.find("sampling_logp") != std::string::npos);
+    CHECK(b.grad[0] == -7.0); // outputs untouched
+
+    b.sampling_logp[1 * 8 + 2] = std::nan("");
+    what.clear();
+    try {
+        grpo::loss_and_grad(grpo::exec::host{}, b.inputs(), b.outputs(), cfg);
+    } catch (const grpo::error& e) {
+        what = e.what();
+        CHECK(e.code() == grpo::errc::non_finite);
+    }
+    CHECK(what.find("sampling_logp") != std::string::npos);
+    CHECK(what.find("(1, 2)") != std::string::npos);
+    cfg.sampling = grpo::sampling_correction::none; // not read: NaN there is harmless
+    const auto st = grpo::loss_and_grad(grpo::exec::host{}, b.inputs(), b.outputs(), cfg);
+    CHECK(std::isfinite(st.loss));
+    CHECK(st.sampling_weight_mean == 1.0);
+}
+
+TEST_CASE("sampling correction by hand: token_truncate and sequence_mask", "[loss][correction]") {
+    // Two tokens in one row, A = 1, on-policy (r = 1, ppo_clip loss -A = -1 per token), token_sum.
+    std::vector<double> logp{-1.0, -2.0}, samp{-1.5, -1.9}, adv{1.0, 1.0}, grad{0, 0}, loss{0, 0};
+    grpo::loss_inputs<double> in;
+    in.logp = {logp.data(), 1, 2};
+    in.sampling_logp = {samp.data(), 1, 2};
+    in.advantages = {adv.data(), 1, 2};
+    grpo::loss_outputs<double> out;
+    out.grad_logp = {grad.data(), 1, 2};
+    out.per_token_loss = {loss.data(), 1, 2};
+    grpo::loss_config cfg;
+    cfg.agg = grpo::aggregation::token_sum;
+    cfg.sampling = grpo::sampling_correction::token_truncate;
+    cfg.sampling_ratio_max = 1.5;
+    // rho = exp(old - sampling) with old = logp (on-policy): e^0.5 = 1.6487 -> 1.5, e^-0.1 = 0.9048.
+    auto st = grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg);
+    CHECK(loss[0] == Approx(-1.5).epsilon(1e-15));
+    CHECK(loss[1] == Approx(-std::exp(-0.1)).epsilon(1e-15));
+    CHECK(grad[1] == Approx(-std::exp(-0.1)).epsilon(1e-15)); // the weight is a constant factor
+    CHECK(st.sampling_weight_mean == Approx((1.5 + std::exp(-0.1)) / 2).epsilon(1e-15));
+    // Sequence: rho = exp(0.5 - 0.1) = e^0.4 = 1.49 inside [0, 1.5]: kept; with max 1.4 the row is masked.
+    cfg.sampling = grpo::sampling_correction::sequence_mask;
+    st = grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg);
+    CHECK(st.policy_loss == Approx(-2 * std::exp(0.4)).epsilon(1e-15));
+    cfg.sampling_ratio_max = 1.4;
+    st = grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg);
+    CHECK(st.policy_loss == 0.0);
+    CHECK(grad[0] == 0.0);
+    CHECK(st.token_count == 2); // masked by the correction, still counted by the aggregation (as in TRL)
+}
+
+TEST_CASE("off-policy sequence mask by hand: a row past the threshold loses its A < 0 tokens", "[loss][correction]") {
+    // Row 0: mean(old - logp) = 0.3 > 0.1: off-policy; A = [1, -1]: only the A < 0 token is dropped.
+    // Row 1: mean(old - logp) = -0.3: kept.
+    std::vector<double> logp{-1.0, -1.0, -1.0, -1.0}, old{-0.7, -0.7, -1.3, -1.3}, adv{1.0, -1.0, 1.0, -1.0};
+    std::vector<double> grad(4, 0.0);
+    grpo::loss_inputs<double> in;
+    in.logp = {logp.data(), 2, 2};
+    in.old_logp = {old.data(), 2, 2};
+    in.advantages = {adv.data(), 2, 2};
+    grpo::loss_outputs<double> out;
+    out.grad_logp = {grad.data(), 2, 2};
+    grpo::loss_config cfg;
+    cfg.agg = grpo::aggregation::token_sum;
+    cfg.epsilon_low = cfg.epsilon_high = 0.9; // nothing clipped: grad = -A r
+    cfg.off_policy_mask_threshold = 0.1;
+    const auto st = grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg);
+    CHECK(grad[0] == Approx(-std::exp(-0.3)).epsilon(1e-15));
+    CHECK(grad[1] == 0.0);
+    CHECK(grad[2] == Approx(-std::exp(0.3)).epsilon(1e-15));
+    CHECK(grad[3] == Approx(std::exp(0.3)).epsilon(1e-15));
+    CHECK(st.off_policy_mask_fraction == 0.25);
+}
+
+TEST_CASE("bias-corrected KL by hand: k3 * r, gradient through r", "[loss][kl]") {
+    // One token: logp -1, old -1.2 (r = e^0.2), ref -1.5 (x = 0.5), A = 0, beta 1: loss = k3(x) r.
+    std::vector<double> logp{-1.0}, old{-1.2}, ref{-1.5}, adv{0.0}, grad{0};
+    grpo::loss_inputs<double> in;
+    in.logp = {logp.data(), 1, 1};
+    in.old_logp = {old.data(), 1, 1};
+    in.ref_logp = {ref.data(), 1, 1};
+    in.advantages = {adv.data(), 1, 1};
+    grpo::loss_outputs<double> out;
+    out.grad_logp = {grad.data(), 1, 1};
+    grpo::loss_config cfg;
+    cfg.beta = 1;
+    cfg.kl_bias_correction = true;
+    const double r = std::exp(0.2), k3 = std::exp(-0.5) + 0.5 - 1, dk3 = 1 - std::exp(-0.5);
+    const auto st = grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg);
+    CHECK(st.kl_mean == Approx(k3 * r).epsilon(1e-15));
+    CHECK(grad[0] == Approx(dk3 * r + k3 * r).epsilon(1e-14));
+}

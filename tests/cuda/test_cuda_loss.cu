@@ -543,6 +543,17 @@ TEST_CASE("cuda loss: bad values under validation::full give the CPU backend's e
         b.ref_logp[2 * 40 + 9] = -1; // now the advantage at the same column
         check_bad_value(b, b.inputs(true, true, true, false), kl);
     }
+    SECTION("sampling_logp is checked after the advantages, only when a sampling correction reads it") {
+        grpo_test::batch<double> b(4, 40, 35);
+        for (double& m : b.mask) m = 1;
+        b.sampling_logp[1 * 40 + 7] = nan;
+        b.adv_tok[1 * 40 + 7] = inf;
+        grpo::loss_config cfg = kl;
+        cfg.sampling = grpo::sampling_correction::sequence_mask;
+        check_bad_value(b, b.inputs(), cfg); // the advantage at the same column first
+        b.adv_tok[1 * 40 + 7] = 0.5;
+        check_bad_value(b, b.inputs(), cfg);
+    }
     SECTION("a mask value other than 0 or 1") {
         grpo_test::batch<double> b(3, 33, 33);
         b.mask[1 * 33 + 4] = 0.5;
