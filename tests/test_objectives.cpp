@@ -308,3 +308,35 @@ TEST_CASE("bias-corrected KL by hand: k3 * r, gradient through r", "[loss][kl]")
     CHECK(st.kl_mean == Approx(k3 * r).epsilon(1e-15));
     CHECK(grad[0] == Approx(dk3 * r + k3 * r).epsilon(1e-14));
 }
+
+TEST_CASE("the per-token ratio output, and S without empty rows (count_empty_sequences = false)", "[loss][stats]") {
+    // Rows: [r = e^0.4, masked], [fully masked]. seq_mean_token_sum: S = 2 rows, or 1 row with tokens.
+    std::vector<double> logp{-0.7, -0.7, -1.0, -1.0}, old{-1.1, -1.1, -1.0, -1.0}, adv{-1.0, -1.0, 1.0, 1.0};
+    std::vector<double> mask{1, 0, 0, 0}, ratio(4, 9.0), grad(4, 9.0);
+    grpo::loss_inputs<double> in;
+    in.logp = {logp.data(), 2, 2};
+    in.old_logp = {old.data(), 2, 2};
+    in.advantages = {adv.data(), 2, 2};
+    in.mask = {mask.data(), 2, 2};
+    grpo::loss_outputs<double> out;
+    out.grad_logp = {grad.data(), 2, 2};
+    out.ratio = {ratio.data(), 2, 2};
+    grpo::loss_config cfg;
+    cfg.agg = grpo::aggregation::seq_mean_token_sum;
+    cfg.epsilon_high = 1; // A < 0 and r = 1.49: unclipped, loss = -A r = r
+    auto st = grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg);
+    CHECK(ratio[0] == Approx(r).epsilon(1e-15));
+    CHECK(ratio[1] == 0.0);
+    CHECK(ratio[2] == 0.0);
+    CHECK(st.loss == Approx(r / 2).epsilon(1e-15));
+    cfg.count_empty_sequences = false;
+    st = grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg);
+    CHECK(st.loss == Approx(r).epsilon(1e-15));
+    CHECK(grad[0] == Approx(r).epsilon(1e-15));
+    cfg.global_sequence_count = 4; // a global S wins
+    st = grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg);
+    CHECK(st.loss == Approx(r / 4).epsilon(1e-15));
+    // The ratio output may not alias another output.
+    out.ratio = {grad.data(), 2, 2};
+    CHECK_THROWS_AS(grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg), grpo::error);
+}

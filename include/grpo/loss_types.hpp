@@ -99,8 +99,11 @@ struct loss_config {
     /// (TRL dapo num_items_in_batch; verl batch_num_tokens). 0 = count the tokens of this call (TRL bnpo).
     double global_token_count = 0;
     /// S for the seq_mean_* and token_sum_over_constant modes: sequences of the whole optimizer step
-    /// (verl global_batch_size). 0 = the rows of this call.
+    /// (verl global_batch_size). 0 = the rows of this call (see count_empty_sequences).
     double global_sequence_count = 0;
+    /// With global_sequence_count = 0: whether rows without any unmasked token count in S (true, TRL's
+    /// mean over the batch) or not (false: S = rows with tokens, so padding rows do not dilute the mean).
+    bool count_empty_sequences = true;
     /// L for token_sum_over_constant. TRL max_completion_length; verl loss_scale_factor. 0 = padded length.
     double max_completion_length = 0;
     /// Multiplies loss and gradient: the data-parallel world size to cancel DDP gradient averaging (verl
@@ -190,7 +193,7 @@ struct loss_inputs {
     matrix_view<const T, Space> mask;       ///< 1 = token counts, 0 = masked; absent = all ones
     vector_view<const std::int64_t, Space> lengths; ///< tokens t >= lengths[i] are masked; absent = all valid
     /// log-probs the sampling engine (vLLM, SGLang) reported; required when config.sampling != none
-    matrix_view<const T, Space> sampling_logp;
+    matrix_view<const T, Space> sampling_logp = {}; // (= {}: brace-initializing the fields above stays warning-free)
 };
 
 /// Where results go. Both optional: without grad_logp the call is forward-only.
@@ -198,6 +201,8 @@ template <class T, class Space = host_space>
 struct loss_outputs {
     matrix_view<T, Space> grad_logp;      ///< dLoss/dlogp, exactly 0 at masked positions
     matrix_view<T, Space> per_token_loss; ///< policy term + beta*KL per token, 0 at masked positions
+    /// the importance ratio each token's objective saw, 0 at masked positions
+    matrix_view<T, Space> ratio = {}; // (= {}: brace-initializing the fields above stays warning-free)
 };
 
 /// The loss and the diagnostics peers log. Means are over this call's unmasked tokens.
@@ -236,6 +241,7 @@ struct loss_params {
     double sequences;       ///< S
     double constant_length; ///< L
     double loss_scale;
+    bool count_nonempty_rows; ///< S is the number of rows with tokens, counted by the backend's pre-pass
     bool off_policy_mask; ///< the off-policy test runs (its threshold is finite)
     double off_policy_threshold;
     bool with_kl() const { return token.beta != 0; }
@@ -370,7 +376,7 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
         // No logp: only a call where every view is absent or empty is a (trivially empty) valid call.
         const bool anything = !in.old_logp.empty() || !in.ref_logp.empty() || !in.advantages.empty() ||
                               !in.mask.empty() || !in.lengths.empty() || !in.sampling_logp.empty() || !out.grad_logp.empty() ||
-                              !out.per_token_loss.empty() || rows * cols > 0;
+                              !out.per_token_loss.empty() || !out.ratio.empty() || rows * cols > 0;
         if (anything)
             raise_argument(errc::invalid_value, where, "logp", "a view of the current log-probs", "an absent view");
     }
@@ -396,7 +402,11 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
     if (in.lengths.present()) check_size(where, "lengths", in.lengths, rows);
     if (out.grad_logp.present()) check_shape(where, "grad_logp", out.grad_logp, rows, cols);
     if (out.per_token_loss.present()) check_shape(where, "per_token_loss", out.per_token_loss, rows, cols);
-    check_outputs_disjoint(where, {{"grad_logp", range_of(out.grad_logp)}, {"per_token_loss", range_of(out.per_token_loss)}},
+    if (out.ratio.present()) check_shape(where, "ratio", out.ratio, rows, cols);
+    check_outputs_disjoint(where,
+                           {{"grad_logp", range_of(out.grad_logp)},
+                            {"per_token_loss", range_of(out.per_token_loss)},
+                            {"ratio", range_of(out.ratio)}},
                            {{"logp", range_of(in.logp)},
                             {"old_logp", range_of(in.old_logp)},
                             {"ref_logp", range_of(in.ref_logp)},
@@ -434,6 +444,8 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
     p.ratio = cfg.ratio;
     p.agg = cfg.agg;
     p.sequences = cfg.global_sequence_count > 0 ? cfg.global_sequence_count : static_cast<double>(rows);
+    p.count_nonempty_rows = !cfg.count_empty_sequences && !(cfg.global_sequence_count > 0) &&
+                            cfg.agg != aggregation::token_mean && cfg.agg != aggregation::token_sum;
     p.constant_length = cfg.max_completion_length > 0 ? cfg.max_completion_length : static_cast<double>(cols);
     p.loss_scale = cfg.loss_scale;
     return p;

@@ -86,6 +86,8 @@ template <class T>
 void check_parity(grpo_test::batch<T>& b, const grpo::loss_inputs<T>& hin, const grpo::loss_config& cfg,
                   double rel) {
     auto hout = b.outputs();
+    std::vector<T> host_ratio(static_cast<std::size_t>(b.rows * b.cols), T(-7));
+    hout.ratio = grpo::matrix_view<T>(host_ratio.data(), b.rows, b.cols);
     const grpo::loss_stats ref = grpo::loss_and_grad(grpo::exec::host{}, hin, hout, cfg);
     device_arena a;
     const auto din = mirror(a, hin);
@@ -93,6 +95,7 @@ void check_parity(grpo_test::batch<T>& b, const grpo::loss_inputs<T>& hin, const
     grpo::loss_outputs<T, grpo::device_space> dout;
     dout.grad_logp = grpo::matrix_view<T, grpo::device_space>(a.copy(fill.data(), fill.size()), b.rows, b.cols);
     dout.per_token_loss = grpo::matrix_view<T, grpo::device_space>(a.copy(fill.data(), fill.size()), b.rows, b.cols);
+    dout.ratio = grpo::matrix_view<T, grpo::device_space>(a.copy(fill.data(), fill.size()), b.rows, b.cols);
     grpo_test::device_workspace ws;
     const grpo::loss_stats got = grpo::loss_and_grad(grpo_test::default_exec(), din, dout, cfg, ws);
     CHECK(got.token_count == ref.token_count);
@@ -107,6 +110,13 @@ void check_parity(grpo_test::batch<T>& b, const grpo::loss_inputs<T>& hin, const
     CHECK(close(got.ratio_max, ref.ratio_max, rel));
     CHECK(close(got.kl_mean, ref.kl_mean, rel));
     CHECK(close(got.approx_kl, ref.approx_kl, rel));
+    CHECK(close(got.sampling_weight_mean, ref.sampling_weight_mean, rel));
+    CHECK(close(got.off_policy_mask_fraction, ref.off_policy_mask_fraction, rel));
+    const std::vector<T> dr = download(dout.ratio);
+    std::size_t bad_ratio = 0;
+    for (std::size_t k = 0; k < dr.size(); ++k)
+        if (!close(double(dr[k]), double(host_ratio[k]), rel)) ++bad_ratio;
+    CHECK(bad_ratio == 0);
     const std::vector<T> g = download(dout.grad_logp), l = download(dout.per_token_loss);
     std::size_t bad = 0;
     for (std::size_t k = 0; k < g.size(); ++k) {
@@ -134,7 +144,12 @@ void parity_all_variants(double rel) {
                 cfg.ratio = lvl;
                 if (variant >= 1) cfg.beta = 0.04;
                 if (variant == 2) cfg.kl = grpo::kl_estimator::k2;
-                if (variant == 3) cfg.epsilon_high = 0.28, cfg.dual_clip_c = 3;
+                if (variant == 3) { // clip-higher, dual clip, S counting only rows with tokens (lengths on)
+                    cfg.epsilon_high = 0.28;
+                    cfg.dual_clip_c = 3;
+                    cfg.count_empty_sequences = false;
+                    b.lengths[2] = 0; // an empty row
+                }
                 if (variant == 4) { // delta, k1, loss_scale
                     cfg.delta = 1.3;
                     cfg.kl = grpo::kl_estimator::k1;

@@ -27,6 +27,7 @@ struct loss_views {
     vector_view<const std::int64_t> lengths;
     matrix_view<T> grad, per_token;
     matrix_view<const T> samp; ///< sampling_logp (read only by the sampling corrections)
+    matrix_view<T> ratio;      ///< optional per-token ratio output
 };
 
 /// Tokens [0, valid_end(i)) may count; a mask may remove more of them.
@@ -87,7 +88,7 @@ struct column_stride {
 /// Column strides of every array of a row. Tok/Adv = -1: known at run time.
 template <int Tok, int Adv>
 struct row_layout {
-    column_stride<Tok> lp, old, ref, mask, grad, per_token, samp;
+    column_stride<Tok> lp, old, ref, mask, grad, per_token, samp, ratio;
     column_stride<Adv> adv;
 };
 
@@ -158,6 +159,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
     const T* mask = v.mask.present() ? v.mask.row_data(i) : ones;
     T* grad = v.grad.present() ? v.grad.row_data(i) : nullptr;
     T* per_token = v.per_token.present() ? v.per_token.row_data(i) : nullptr;
+    T* ratio_out = v.ratio.present() ? v.ratio.row_data(i) : nullptr;
     const T* samp = v.samp.present() ? v.samp.row_data(i) : old; // stand-in: log rho = 0 (not read then)
     const bool log_ratio_sum = !Plain && p.row_log_ratio_sum(), sampling_sum = !Plain && p.row_sampling_sum();
     const bool token_sampling = !Plain && p.token_sampling();
@@ -283,6 +285,8 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
             for (index_t k = 0; k < nb; ++k) grad[L.grad(t0 + k)] = static_cast<T>(gbuf[k]);
         if (per_token)
             for (index_t k = 0; k < nb; ++k) per_token[L.per_token(t0 + k)] = static_cast<T>(lbuf[k]);
+        if (ratio_out)
+            for (index_t k = 0; k < nb; ++k) ratio_out[L.ratio(t0 + k)] = static_cast<T>(ratio[k]);
         acc.policy += lane_sum(pol, nb);
         acc.kl_sum += lane_sum(kl, nb);
         acc.ratio_sum += lane_sum(ratio, nb);
@@ -300,6 +304,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
     for (index_t t = end; t < cols; ++t) {
         if (grad) grad[L.grad(t)] = T(0);
         if (per_token) per_token[L.per_token(t)] = T(0);
+        if (ratio_out) ratio_out[L.ratio(t)] = T(0);
     }
     acc.tokens = n;
     if (Plain) acc.sampling_weight = n; // weight 1 at every token
@@ -393,18 +398,22 @@ void loss_row(const loss_views<T>& v, const T* ones, const loss_params& p, doubl
     const index_t s_mask = v.mask.present() ? v.mask.col_stride() : 1;             // stand-in: a row of ones
     const index_t s_grad = v.grad.present() ? v.grad.col_stride() : 1;
     const index_t s_per = v.per_token.present() ? v.per_token.col_stride() : 1;
+    const index_t s_ratio = v.ratio.present() ? v.ratio.col_stride() : 1;
     const index_t s_samp = v.samp.present() ? v.samp.col_stride() : s_old;     // stand-in: old_logp
     const index_t s_adv = v.adv.col_stride();
     const bool contiguous =
-        s_lp == 1 && s_old == 1 && s_ref == 1 && s_mask == 1 && s_grad == 1 && s_per == 1 && s_samp == 1;
+        s_lp == 1 && s_old == 1 && s_ref == 1 && s_mask == 1 && s_grad == 1 && s_per == 1 && s_samp == 1 &&
+        s_ratio == 1;
     if (contiguous && (s_adv == 0 || s_adv == 1)) {
         const column_stride<1> u{1};
         if (s_adv == 0)
             return loss_row_unit_stride(v, ones, p, total_tokens, i, out,
-                                        row_layout<1, 0>{u, u, u, u, u, u, u, {0}});
-        return loss_row_unit_stride(v, ones, p, total_tokens, i, out, row_layout<1, 1>{u, u, u, u, u, u, u, u});
+                                        row_layout<1, 0>{u, u, u, u, u, u, u, u, {0}});
+        return loss_row_unit_stride(v, ones, p, total_tokens, i, out,
+                                    row_layout<1, 1>{u, u, u, u, u, u, u, u, u});
     }
-    const row_layout<-1, -1> L{{s_lp}, {s_old}, {s_ref}, {s_mask}, {s_grad}, {s_per}, {s_samp}, {s_adv}};
+    const row_layout<-1, -1> L{{s_lp},   {s_old},  {s_ref},   {s_mask}, {s_grad},
+                               {s_per},  {s_samp}, {s_ratio}, {s_adv}};
     math::visit_objective(p.token.objective.kind, [&](auto k) {
         constexpr policy_objective K = decltype(k)::value;
         p.with_kl() ? loss_row_impl<T, K, true>(v, ones, p, total_tokens, i, out, L)
@@ -416,8 +425,9 @@ void loss_row(const loss_views<T>& v, const T* ones, const loss_params& p, doubl
 inline index_t row_grain(index_t cols) { return std::max<index_t>(1, 16384 / std::max<index_t>(1, cols)); }
 
 template <class T>
-loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const loss_params& p, bool check_values,
+loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const loss_params& call, bool check_values,
                          double global_tokens, workspace& ws) {
+    loss_params p = call;
     const index_t rows = v.logp.rows(), cols = v.logp.cols();
     // Scratch: per-row partials, then (when no mask is given) a row of ones standing in for the mask.
     constexpr const char* where = "loss_and_grad";
@@ -434,7 +444,7 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const los
 
     // Pre-pass, only when needed: value checks (before any write) and/or the local token count.
     double local_tokens = -1;
-    const bool need_count = p.agg == aggregation::token_mean && global_tokens <= 0;
+    const bool need_count = (p.agg == aggregation::token_mean && global_tokens <= 0) || p.count_nonempty_rows;
     if (check_values || need_count) {
         const bool need_ref = p.with_kl(), need_samp = p.token.correction.mode != sampling_correction::none;
         parallel_for(ex, rows, grain, [&](index_t first, index_t last) {
@@ -445,11 +455,14 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const los
             }
         });
         local_tokens = 0;
+        double nonempty = 0;
         for (index_t i = 0; i < rows; ++i) {
             if (scratch[2 * i] != 0)
                 raise_loss_value_error(where, bad_value_at(v, i, check_row(v, i, true, need_ref, need_samp)), cols);
             local_tokens += scratch[2 * i + 1];
+            nonempty += scratch[2 * i + 1] > 0 ? 1 : 0;
         }
+        if (p.count_nonempty_rows) p.sequences = nonempty;
         if (global_tokens > 0 && global_tokens < local_tokens)
             raise_loss_value_error(
                 where, {loss_error::bad_global_count, static_cast<std::int64_t>(local_tokens), 0, 0, global_tokens},

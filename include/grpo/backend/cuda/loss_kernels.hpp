@@ -59,6 +59,7 @@ struct device_loss_views {
     vector_view<const std::int64_t, device_space> lengths;
     matrix_view<T, device_space> grad, per_token;
     matrix_view<const T, device_space> samp; ///< sampling_logp (read only by the sampling corrections)
+    matrix_view<T, device_space> ratio;      ///< optional per-token ratio output
 };
 
 /// The loss scratch in the workspace: per-row token counts, first errors and partials, the batch token
@@ -68,7 +69,7 @@ struct loss_scratch {
     double* row_tokens = nullptr;      ///< rows
     double* row_error = nullptr;       ///< rows: the row's first bad column key (column * loss_error_count + code), -1
     loss_partials* partials = nullptr; ///< rows
-    double* total = nullptr;           ///< 1
+    double* total = nullptr;           ///< 2: this call's unmasked tokens, and its rows with at least one
     loss_value_error* error = nullptr; ///< 1: the first error of the call (code none: no error)
     loss_record* record = nullptr;     ///< 1: the syncing overload's record
     unsigned long long* counters = nullptr; ///< 2
@@ -76,7 +77,7 @@ struct loss_scratch {
 
 inline std::size_t loss_scratch_doubles(index_t rows) {
     return static_cast<std::size_t>(rows) * (2 + doubles_of(sizeof(loss_partials))) + 1 +
-           doubles_of(sizeof(loss_value_error)) + doubles_of(sizeof(loss_record)) + 2;
+           doubles_of(sizeof(loss_value_error)) + doubles_of(sizeof(loss_record)) + 3;
 }
 
 inline loss_scratch loss_layout(double* base, index_t rows) {
@@ -86,9 +87,9 @@ inline loss_scratch loss_layout(double* base, index_t rows) {
     s.row_error = s.row_tokens + r;
     s.partials = reinterpret_cast<loss_partials*>(s.row_error + r);
     s.total = s.row_error + r + r * doubles_of(sizeof(loss_partials));
-    s.error = reinterpret_cast<loss_value_error*>(s.total + 1);
-    s.record = reinterpret_cast<loss_record*>(s.total + 1 + doubles_of(sizeof(loss_value_error)));
-    s.counters = reinterpret_cast<unsigned long long*>(s.total + 1 + doubles_of(sizeof(loss_value_error)) +
+    s.error = reinterpret_cast<loss_value_error*>(s.total + 2);
+    s.record = reinterpret_cast<loss_record*>(s.total + 2 + doubles_of(sizeof(loss_value_error)));
+    s.counters = reinterpret_cast<unsigned long long*>(s.total + 2 + doubles_of(sizeof(loss_value_error)) +
                                                       doubles_of(sizeof(loss_record)));
     return s;
 }
@@ -194,19 +195,23 @@ struct loss_check_kernel {
         if (!b.last_block_done(s.counters)) return;
         // Fixed-order total; the first error as the CPU reports it: a bad length anywhere first, then the
         // first row with a bad value.
-        double total = 0, first_length = none, first_value = none;
+        double total = 0, nonempty = 0, first_length = none, first_value = none;
         for (index_t i = b.thread(); i < rows; i += b.threads()) {
-            total += b.load(s.row_tokens + i);
+            const double n = b.load(s.row_tokens + i);
+            total += n;
+            nonempty += n > 0 ? 1.0 : 0.0;
             const double e = b.load(s.row_error + i);
             const double row = static_cast<double>(i);
             if (e == static_cast<double>(loss_error::bad_length) && row < first_length) first_length = row;
             if (e >= static_cast<double>(loss_error::bad_mask) && row < first_value) first_value = row; // a value key
         }
         total = b.sum(total);
+        nonempty = b.sum(nonempty);
         first_length = b.min(first_length);
         first_value = b.min(first_value);
         if (b.thread() != 0) return;
-        *s.total = total;
+        s.total[0] = total;
+        s.total[1] = nonempty;
         loss_value_error err{loss_error::none, 0, 0, 0, 0};
         if (first_length < none) {
             const index_t i = static_cast<index_t>(first_length);
@@ -236,9 +241,9 @@ template <class T>
 struct loss_main_kernel {
     static constexpr int block = loss_block;
     device_loss_views<T> v;
-    loss_params p;
+    loss_params call;
     loss_scratch s;
-    bool counted;         ///< loss_check_kernel ran before: s.row_tokens, *s.total and *s.error are set
+    bool counted;         ///< loss_check_kernel ran before: s.row_tokens, s.total and *s.error are set
     double global_tokens; ///< loss_config::global_token_count (0: this call's count)
     loss_record* record;  ///< the caller's record
 
@@ -247,6 +252,8 @@ struct loss_main_kernel {
         using C = compute_t<T>;
         const index_t rows = v.logp.rows();
         const index_t cols = v.logp.cols();
+        loss_params p = call;
+        if (p.count_nonempty_rows) p.sequences = s.total[1]; // the pre-pass counted them
         const bool row_sums_first = p.row_log_ratio_sum() || p.row_sampling_sum() ||
                                     (p.agg == aggregation::seq_mean_token_mean && !counted);
         const double total = global_tokens > 0 ? global_tokens : (counted ? *s.total : 0.0);
@@ -286,17 +293,19 @@ struct loss_main_kernel {
             loss_partials acc = loss_partials::identity();
             for (index_t t = b.thread(); t < cols; t += b.threads()) {
                 const bool valid = t < end && is_valid(v, i, t);
-                C g = 0, l = 0;
+                C g = 0, l = 0, ratio = 0;
                 if (valid) {
                     const math::token_result<C> r = math::token_loss<C>(
                         tp, with_kl, C(v.logp(i, t)), C(old_at(v, i, t)), with_kl ? C(v.ref_logp(i, t)) : C(0),
                         C(v.adv(i, t)), token_weight(tp, i, t));
                     g = r.grad;
                     l = r.loss;
+                    ratio = r.ratio;
                     acc.add(r);
                 }
                 if (v.grad.present()) v.grad(i, t) = T(g);
                 if (v.per_token.present()) v.per_token(i, t) = T(l);
+                if (v.ratio.present()) v.ratio(i, t) = T(ratio);
             }
             acc = block_reduce(b, acc);
             if (b.thread() == 0) {
@@ -329,7 +338,7 @@ struct loss_main_kernel {
         f = block_reduce(b, f);
         if (b.thread() != 0) return;
         const loss_value_error none{loss_error::none, 0, 0, 0, 0};
-        *record = loss_record{f.finalize(p.token.beta), counted ? *s.error : none};
+        *record = loss_record{f.finalize(call.token.beta), counted ? *s.error : none};
     }
 };
 

@@ -117,19 +117,22 @@ const loss_record* run_loss(D& dev, const loss_inputs<T, device_space>& in, cons
     check_device_view(dev, where, "grad_logp", out.grad_logp);
     check_device_view(dev, where, "per_token_loss", out.per_token_loss);
     check_device_view(dev, where, "sampling_logp", in.sampling_logp);
+    check_device_view(dev, where, "ratio", out.ratio);
     dev.check_pointer(where, "d_record", d_record);
     // Values, and global_token_count against this call's tokens (validation::full), are checked on device by
     // loss_check_kernel before anything is written.
     const index_t rows = in.logp.rows();
     const device_loss_views<T> v{in.logp,    in.old_logp,    in.ref_logp,        in.advantages, in.mask,
-                                 in.lengths, out.grad_logp, out.per_token_loss, in.sampling_logp};
+                                 in.lengths, out.grad_logp, out.per_token_loss, in.sampling_logp,
+                                 out.ratio};
     // The scratch size fits: rows * (2 + partials) doubles plus a few.
     (void)checked_add(where, "rows", checked_mul(where, "rows", rows, 2 + doubles_of(sizeof(loss_partials))), 64);
     const loss_scratch s = loss_layout(dev.scratch_doubles(loss_scratch_doubles(rows)), rows);
     if (d_record == nullptr) d_record = s.record;
     dev.zero(s.counters, 2 * sizeof(unsigned long long));
     const bool check_values = cfg.checks == validation::full;
-    const bool pre_pass = check_values || (cfg.agg == aggregation::token_mean && !(cfg.global_token_count > 0));
+    const bool pre_pass = check_values || (cfg.agg == aggregation::token_mean && !(cfg.global_token_count > 0)) ||
+                          p.count_nonempty_rows;
     const index_t blocks = grid_for_items(rows);
     const bool need_samp = cfg.sampling != sampling_correction::none;
     if (pre_pass)
