@@ -19,7 +19,7 @@ export(EXPORT grpoTargets NAMESPACE grpo:: FILE "${PROJECT_BINARY_DIR}/grpoTarge
 
 configure_package_config_file("${PROJECT_SOURCE_DIR}/cmake/grpoConfig.cmake.in"
   "${PROJECT_BINARY_DIR}/grpoConfig.cmake" INSTALL_DESTINATION "${GRPO_INSTALL_CMAKEDIR}")
-# The version comes from include/grpo/version.hpp (parsed in the top-level CMakeLists.txt).
+# The version comes from include/grpo/core/version.hpp (parsed in the top-level CMakeLists.txt).
 # 0.x: minor versions may break the API.
 write_basic_package_version_file("${PROJECT_BINARY_DIR}/grpoConfigVersion.cmake"
   COMPATIBILITY SameMinorVersion ARCH_INDEPENDENT)

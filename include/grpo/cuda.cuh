@@ -32,7 +32,7 @@
 
 #include "grpo.hpp"
 #include "backend/cuda/device.cuh"
-#include "backend/cuda/run.hpp"
+#include "api/device_entry.hpp"
 
 GRPO_NAMESPACE_BEGIN
 

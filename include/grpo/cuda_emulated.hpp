@@ -28,7 +28,7 @@
 #include <utility>
 #include <vector>
 
-#include "backend/cuda/run.hpp"
+#include "api/device_entry.hpp"
 #include "grpo.hpp"
 
 GRPO_NAMESPACE_BEGIN

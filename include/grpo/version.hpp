@@ -1,9 +1,6 @@
 // SPDX-License-Identifier: MIT
-// The single source of truth for grpo's version; CMake parses these three lines.
+// Forwarding header: <grpo/version.hpp> moved to <grpo/core/version.hpp>. This path stays for the 0.x series; include
+// <grpo/grpo.hpp> (or the new path) instead.
 #pragma once
 
-#define GRPO_VERSION_MAJOR 0
-#define GRPO_VERSION_MINOR 1
-#define GRPO_VERSION_PATCH 0
-
-#define GRPO_VERSION (GRPO_VERSION_MAJOR * 10000 + GRPO_VERSION_MINOR * 100 + GRPO_VERSION_PATCH)
+#include "core/version.hpp"

@@ -3,7 +3,7 @@
 # Differences from a ConanCenter recipe, both because this one lives in grpo's repository:
 #   - the sources are exported from this checkout (export_sources) instead of downloaded in source()
 #     (ConanCenter: conandata.yml url + sha256 and get(...)), so `conan create` works offline;
-#   - the version is read from include/grpo/version.hpp, the single source of truth.
+#   - the version is read from include/grpo/core/version.hpp, the single source of truth.
 # CI: packaging/conan/ci.sh (conan create + test_package + the docs' conanfile.txt consumer, offline).
 import os
 import re
@@ -47,7 +47,7 @@ class GrpoConan(ConanFile):
     def set_version(self):
         if self.version:
             return
-        header = load(self, os.path.join(self.recipe_folder, "..", "..", "include", "grpo", "version.hpp"))
+        header = load(self, os.path.join(self.recipe_folder, "..", "..", "include", "grpo", "core", "version.hpp"))
         parts = [re.search(r"#define GRPO_VERSION_%s (\d+)" % p, header).group(1) for p in ("MAJOR", "MINOR", "PATCH")]
         self.version = ".".join(parts)
 

@@ -25,7 +25,7 @@
 
 #include <Eigen/Core>
 
-#include "../view.hpp"
+#include "../core/view.hpp"
 
 GRPO_NAMESPACE_BEGIN
 namespace eigen {

@@ -29,8 +29,8 @@
 #include <ggml-backend.h>
 #include <ggml.h>
 
-#include "../error.hpp"
-#include "../view.hpp"
+#include "../core/error.hpp"
+#include "../core/view.hpp"
 
 GRPO_NAMESPACE_BEGIN
 namespace ggml {

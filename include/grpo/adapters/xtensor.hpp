@@ -38,7 +38,7 @@
 #include <xtensor/xutils.hpp>
 #endif
 
-#include "../view.hpp"
+#include "../core/view.hpp"
 
 GRPO_NAMESPACE_BEGIN
 namespace xtensor {

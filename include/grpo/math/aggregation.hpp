@@ -3,7 +3,7 @@
 // L = loss_scale * sum_i w_i * sum_t loss_it * mask_it and dL/dloss_it = loss_scale * w_i * mask_it.
 #pragma once
 
-#include "../config.hpp"
+#include "../core/config.hpp"
 
 GRPO_NAMESPACE_BEGIN
 

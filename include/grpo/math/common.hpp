@@ -8,7 +8,7 @@
 #include <limits>
 #include <type_traits>
 
-#include "../config.hpp"
+#include "../core/config.hpp"
 
 GRPO_NAMESPACE_BEGIN
 namespace math {

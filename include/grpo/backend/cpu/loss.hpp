@@ -10,9 +10,9 @@
 #include <limits>
 #include <string>
 
-#include "../../exec.hpp"
-#include "../../loss_record.hpp"
-#include "../../workspace.hpp"
+#include "../../core/exec.hpp"
+#include "../../types/loss_record.hpp"
+#include "../../core/workspace.hpp"
 
 GRPO_NAMESPACE_BEGIN
 namespace detail {

@@ -12,10 +12,10 @@
 #include <cub/device/device_radix_sort.cuh>
 #include <cuda_runtime.h>
 
-#include "../../error.hpp"
-#include "block.hpp"
+#include "../../core/error.hpp"
+#include "../kernels/block.hpp"
 #include "half_types.hpp"
-#include "loss_kernels.hpp"
+#include "../kernels/loss_kernels.hpp"
 
 GRPO_NAMESPACE_BEGIN
 namespace detail {

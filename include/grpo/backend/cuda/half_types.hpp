@@ -10,7 +10,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "loss_kernels.hpp"
+#include "../kernels/loss_kernels.hpp"
 
 GRPO_NAMESPACE_BEGIN
 namespace detail {

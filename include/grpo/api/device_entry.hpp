@@ -1,0 +1,386 @@
+// SPDX-License-Identifier: MIT
+// The public entry points of the CUDA backend, written once over a launch policy (a "device"): cuda.cuh binds
+// them to exec::cuda (a stream and a cuda_workspace), cuda_emulated.hpp to exec::cuda_emulated (the host
+// emulator). CUDA-free. A device D provides
+//   double* scratch_doubles(std::size_t n)         workspace memory, grown when needed
+//   void zero(void* p, std::size_t bytes)          stream-ordered memset
+//   template <class K> void launch(const K&, index_t blocks)
+//   std::size_t sort_temp_bytes(index_t n, int key_bits), void sort_pairs(...)     stable radix sort
+//   void check_pointer(where, name, const void*)   debug check that a kernel may dereference the pointer
+//   double* host_doubles(std::size_t n), void copy_to_host(void*, const void*, std::size_t bytes),
+//   void synchronize(where), void check_launch(where)
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "advantages.hpp"
+#include "loss.hpp"
+#include "../core/workspace.hpp"
+#include "../backend/kernels/advantage_kernels.hpp"
+#include "../backend/kernels/loss_kernels.hpp"
+
+GRPO_NAMESPACE_BEGIN
+
+/// Executors that run the CUDA backend's kernels (exec::cuda, exec::cuda_emulated) specialize this with
+/// `using workspace = ...;` and a static `device(const Exec&, workspace&)` returning their launch policy.
+template <class Exec>
+struct cuda_backend_traits;
+
+namespace detail {
+template <class Exec, class = void>
+struct is_cuda_executor : std::false_type {};
+template <class Exec>
+struct is_cuda_executor<Exec, decltype(void(sizeof(cuda_backend_traits<Exec>)))> : std::true_type {};
+template <class Exec, class R = void>
+using if_cuda_executor = std::enable_if_t<is_cuda_executor<Exec>::value, R>;
+template <class Exec>
+using cuda_workspace_of = typename cuda_backend_traits<Exec>::workspace;
+} // namespace detail
+
+/// Optional per-group outputs in device memory (each absent or of size num_groups); see group_outputs.
+struct device_group_outputs {
+    vector_view<double, device_space> mean;
+    vector_view<double, device_space> std;
+    vector_view<std::uint8_t, device_space> zero_variance;
+    vector_view<std::int64_t, device_space> count;
+};
+
+/// Doubles written by the no-sync compute_advantages: advantage_stats in field order (num_groups,
+/// zero_variance_groups, zero_variance_fraction, scored, reward_mean, reward_std, advantage_mean,
+/// advantage_std, advantage_min, advantage_max), then [10] an error code (0 = valid inputs; 1 bad id,
+/// 2 bad reward, 3 bad token weight, 4 total whitening weight <= 1, 5 an advantage that does not fit the
+/// element type), [11] the first offending row, [12] the offending value (code 5: the row's reward). [11] holds the row's exact int64 bit pattern (not a double value: decode with
+/// detail::cuda::double_bits_as_int64, as unpack_advantage_stats does), and so does [12] for code 1 (the bad
+/// id); for codes 2, 3 and 5 [12] is the value as a double. With a non-zero code nothing else was written.
+constexpr int advantage_stats_doubles = detail::cuda::adv_stats_fields;
+
+/// Unpacks a host copy of the no-sync record; throws grpo::error when it carries an error code.
+inline advantage_stats unpack_advantage_stats(const double* h) {
+    const int code = static_cast<int>(h[10]);
+    if (code != 0) {
+        static const char* const names[] = {"", "groups.ids", "rewards", "token_weights", "rewards", "rewards"};
+        const char* name = code >= 1 && code <= 5 ? names[code] : "rewards";
+        detail::raise_argument(code == 1 || code >= 4 ? errc::invalid_value : errc::non_finite,
+                               "compute_advantages(cuda)", name,
+                               code == 4   ? "a total whitening weight > 1"
+                               : code == 5 ? "rewards whose advantages fit the output type"
+                                           : "valid values",
+                               code == 4 ? std::string("a smaller total weight")
+                                         : "an invalid value at index " +
+                                               std::to_string(static_cast<long long>(
+                                                   detail::cuda::double_bits_as_int64(h[11]))));
+    }
+    advantage_stats st;
+    st.num_groups = static_cast<index_t>(h[0]);
+    st.zero_variance_groups = static_cast<index_t>(h[1]);
+    st.zero_variance_fraction = h[2];
+    st.scored = static_cast<index_t>(h[3]);
+    st.reward_mean = h[4];
+    st.reward_std = h[5];
+    st.advantage_mean = h[6];
+    st.advantage_std = h[7];
+    st.advantage_min = h[8];
+    st.advantage_max = h[9];
+    return st;
+}
+
+namespace detail {
+namespace cuda {
+
+/// A host_space view never reaches a kernel (compile time); with debug checks the device also checks the pointer.
+template <class D, class V>
+void check_device_view(D& dev, const char* where, const char* name, const V& v) {
+    static_assert(std::is_same<typename V::memory_space, device_space>::value,
+                  "grpo (CUDA): every view passed to the CUDA backend must be in device_space");
+    if (v.present() && !v.empty()) dev.check_pointer(where, name, v.data());
+}
+
+/// Checks the call and launches the loss; the record goes to `d_stats`, or with nullptr to the workspace's
+/// own record. Returns where it went.
+template <class T, class D>
+const loss_record* run_loss(D& dev, const loss_inputs<T, device_space>& in, const loss_outputs<T, device_space>& out,
+                            const loss_config& cfg, loss_record* d_record) {
+    static_assert(is_loss_element<T>::value,
+                  "grpo::loss_and_grad (CUDA): element type must be float, double, __half or __nv_bfloat16");
+    constexpr const char* where = "loss_and_grad(cuda)";
+    const loss_params p = check_loss_call(where, in, out, cfg);
+    check_device_view(dev, where, "logp", in.logp);
+    check_device_view(dev, where, "old_logp", in.old_logp);
+    check_device_view(dev, where, "ref_logp", in.ref_logp);
+    check_device_view(dev, where, "advantages", in.advantages);
+    check_device_view(dev, where, "mask", in.mask);
+    check_device_view(dev, where, "lengths", in.lengths);
+    check_device_view(dev, where, "grad_logp", out.grad_logp);
+    check_device_view(dev, where, "per_token_loss", out.per_token_loss);
+    check_device_view(dev, where, "sampling_logp", in.sampling_logp);
+    check_device_view(dev, where, "ratio", out.ratio);
+    dev.check_pointer(where, "d_record", d_record);
+    // Values, and global_token_count against this call's tokens (validation::full), are checked on device by
+    // loss_check_kernel before anything is written.
+    const index_t rows = in.logp.rows();
+    const device_loss_views<T> v{in.logp,    in.old_logp,    in.ref_logp,        in.advantages, in.mask,
+                                 in.lengths, out.grad_logp, out.per_token_loss, in.sampling_logp,
+                                 out.ratio};
+    // The scratch size fits: rows * (2 + partials) doubles plus a few.
+    (void)checked_add(where, "rows", checked_mul(where, "rows", rows, 2 + doubles_of(sizeof(loss_partials))), 64);
+    const loss_scratch s = loss_layout(dev.scratch_doubles(loss_scratch_doubles(rows)), rows);
+    if (d_record == nullptr) d_record = s.record;
+    dev.zero(s.counters, 2 * sizeof(unsigned long long));
+    const bool check_values = cfg.checks == validation::full;
+    const bool pre_pass = check_values || (cfg.agg == aggregation::token_mean && !(cfg.global_token_count > 0)) ||
+                          p.count_nonempty_rows;
+    const index_t blocks = grid_for_items(rows);
+    const bool need_samp = cfg.sampling != sampling_correction::none;
+    if (pre_pass)
+        dev.launch(loss_check_kernel<T>{v, s, check_values, p.with_kl(), need_samp, cfg.global_token_count}, blocks);
+    dev.launch(loss_main_kernel<T>{v, p, s, pre_pass, cfg.global_token_count, d_record}, blocks);
+    dev.check_launch(where);
+    return d_record;
+}
+
+template <class T, class D>
+loss_stats run_loss_sync(D& dev, const loss_inputs<T, device_space>& in, const loss_outputs<T, device_space>& out,
+                         const loss_config& cfg) {
+    constexpr const char* where = "loss_and_grad(cuda)";
+    const loss_record* d_record = run_loss(dev, in, out, cfg, nullptr);
+    loss_record* h = reinterpret_cast<loss_record*>(dev.host_doubles(doubles_of(sizeof(loss_record))));
+    dev.copy_to_host(h, d_record, sizeof(loss_record));
+    dev.synchronize(where);
+    return checked_stats(*h, in.logp.cols(), where);
+}
+
+/// Host-side checks of a CUDA compute_advantages call: the CPU's shape and configuration checks, then that
+/// every view is device memory. Values (ids in range, finite rewards, token weights >= 0) live in device memory
+/// and are checked by adv_validate_kernel.
+template <class T, class D>
+void check_device_advantage_call(D& dev, const char* where, vector_view<const T, device_space> rewards,
+                                 const device_groups& g, vector_view<T, device_space> advantages,
+                                 const advantage_config& cfg, const device_group_outputs& go,
+                                 vector_view<const double, device_space> token_weights) {
+    check_advantage_shapes<T, device_space>(where, rewards, g, advantages, cfg, go, token_weights);
+    check_device_view(dev, where, "rewards", rewards);
+    check_device_view(dev, where, "advantages", advantages);
+    if (!g.is_contiguous()) check_device_view(dev, where, "groups.ids", g.ids());
+    check_device_view(dev, where, "group_outputs.mean", go.mean);
+    check_device_view(dev, where, "group_outputs.std", go.std);
+    check_device_view(dev, where, "group_outputs.zero_variance", go.zero_variance);
+    check_device_view(dev, where, "group_outputs.count", go.count);
+    check_device_view(dev, where, "token_weights", token_weights);
+}
+
+template <class D>
+adv_scratch adv_scratch_for(D& dev, index_t n, index_t k, bool by_id) {
+    const std::size_t sort_bytes = by_id ? dev.sort_temp_bytes(n, adv_key_bits(k)) : 0;
+    const std::size_t bytes = adv_layout(n, k, by_id, sort_bytes, nullptr, nullptr);
+    adv_scratch s;
+    adv_layout(n, k, by_id, sort_bytes, dev.scratch_doubles((bytes + sizeof(double) - 1) / sizeof(double)), &s);
+    return s;
+}
+
+/// Checks the call and launches the advantages; the record goes to `d_stats`, or with nullptr to the
+/// workspace's own record. Returns where it went.
+template <class T, class D>
+const double* run_advantages(D& dev, vector_view<const T, device_space> rewards, const device_groups& g,
+                             vector_view<T, device_space> advantages, const advantage_config& cfg, double* d_stats,
+                             const device_group_outputs& per_group,
+                             vector_view<const double, device_space> token_weights) {
+    static_assert(std::is_floating_point<T>::value,
+                  "grpo::compute_advantages (CUDA): rewards and advantages must have the same float/double type");
+    constexpr const char* where = "compute_advantages(cuda)";
+    check_device_advantage_call<T>(dev, where, rewards, g, advantages, cfg, per_group, token_weights);
+    dev.check_pointer(where, "d_stats", d_stats);
+
+    const index_t n = rewards.size();
+    const index_t k = g.num_groups(n);
+    const bool by_id = !g.is_contiguous();
+    // Every size adv_layout adds up (at most 40 bytes a row, 48 a group, plus alignment) fits std::ptrdiff_t.
+    (void)checked_add(where, "rows/num_groups", checked_mul(where, "rows", n, 64), checked_mul(where, "num_groups", k, 64));
+    const adv_scratch s = adv_scratch_for(dev, n, k, by_id);
+    if (d_stats == nullptr) d_stats = s.stats;
+    adv_params p{};
+    p.n = n;
+    p.k = k;
+    p.group_size = by_id ? 0 : g.size();
+    p.contiguous = !by_id;
+    p.reject_nan = cfg.nan == nan_rewards::reject;
+    p.whiten = cfg.estimator == advantage_estimator::group_centered_batch_whitened;
+    p.est = cfg.estimator;
+    p.std_est = cfg.std;
+    p.singleton = cfg.singleton;
+    p.epsilon = cfg.epsilon;
+    p.whiten_epsilon = cfg.whiten_epsilon;
+    const adv_views<T> v{rewards,       advantages,     g.ids(),   token_weights,
+                         per_group.mean, per_group.std, per_group.zero_variance, per_group.count};
+    const index_t elem_blocks = grid_for_items(n > k ? n : k, adv_elem_block, 65535);
+
+    dev.zero(s.errors, adv_error_slots * sizeof(unsigned long long));
+    if (n > 0) dev.launch(adv_validate_kernel<T>{v, p, s}, elem_blocks);
+    if (by_id && k > 0) { // groups without rows keep begin = end = 0, so the group kernel sees count 0
+        dev.zero(s.begin, static_cast<std::size_t>(k) * sizeof(std::int64_t));
+        dev.zero(s.end, static_cast<std::size_t>(k) * sizeof(std::int64_t));
+    }
+    if (by_id && n > 0) {
+        dev.sort_pairs(s.keys_in, s.keys_out, s.rows_in, s.rows_out, n, adv_key_bits(k), s.sort_temp,
+                       s.sort_temp_bytes);
+        dev.launch(adv_offsets_kernel{s.keys_out, n, k, s.errors, s.begin, s.end}, elem_blocks);
+    }
+    if (k > 0) dev.launch(adv_group_kernel<T>{v, p, s}, grid_for_items(k));
+    dev.launch(adv_batch_kernel<T>{v, p, s}, 1);
+    if (n > 0) dev.launch(adv_range_kernel<T>{v, p, s}, elem_blocks);
+    if (n > 0 || k > 0) dev.launch(adv_write_kernel<T>{v, p, s}, elem_blocks);
+    dev.launch(adv_stats_kernel<T>{v, p, s, d_stats}, 1);
+    dev.check_launch(where);
+    return d_stats;
+}
+
+template <class T, class D>
+std::vector<T> download_strided(D& dev, vector_view<const T, device_space> v) {
+    std::vector<T> h;
+    if (!v.present() || v.empty()) return h;
+    h.resize(static_cast<std::size_t>((v.size() - 1) * v.stride() + 1));
+    dev.copy_to_host(h.data(), v.data(), h.size() * sizeof(T));
+    dev.synchronize("compute_advantages(cuda)");
+    return h;
+}
+
+/// Error path of the syncing overload (the device recorded invalid values, nothing was written): copies the
+/// inputs to the host and runs the CPU backend on them, which throws the same grpo::error (same message) the
+/// CPU backend throws for these inputs.
+template <class T, class D>
+[[noreturn]] void raise_advantage_value_error(D& dev, const char* where, const double* h,
+                                              vector_view<const T, device_space> rewards, const device_groups& g,
+                                              const advantage_config& cfg,
+                                              vector_view<const double, device_space> token_weights) {
+    const index_t n = rewards.size();
+    const std::vector<T> r = download_strided(dev, rewards);
+    const std::vector<double> w = download_strided(dev, token_weights);
+    std::vector<std::int64_t> ids;
+    if (!g.is_contiguous()) ids = download_strided(dev, g.ids());
+    std::vector<T> adv(static_cast<std::size_t>(n));
+    const groups hg = g.is_contiguous()
+                          ? groups::contiguous(g.size())
+                          : groups::by_id(vector_view<const std::int64_t>(ids.data(), n, g.ids().stride()),
+                                          g.num_groups(n));
+    compute_advantages(exec::host{}, vector_view<const T>(r.data(), n, rewards.stride()), hg,
+                       vector_view<T>(adv.data(), n), cfg, group_outputs{},
+                       token_weights.present() && !token_weights.empty()
+                           ? vector_view<const double>(w.data(), token_weights.size(), token_weights.stride())
+                                               : vector_view<const double>());
+    (void)unpack_advantage_stats(h); // the CPU did not throw (a value on an fp edge): report the device's finding
+    raise_argument(errc::invalid_value, where, "rewards", "valid values", "invalid values reported by the device");
+}
+
+template <class T, class D>
+advantage_stats run_advantages_sync(D& dev, vector_view<const T, device_space> rewards, const device_groups& g,
+                                    vector_view<T, device_space> advantages, const advantage_config& cfg,
+                                    const device_group_outputs& per_group,
+                                    vector_view<const double, device_space> token_weights) {
+    constexpr const char* where = "compute_advantages(cuda)";
+    const double* d_stats = run_advantages(dev, rewards, g, advantages, cfg, nullptr, per_group, token_weights);
+    double* h = dev.host_doubles(advantage_stats_doubles);
+    dev.copy_to_host(h, d_stats, advantage_stats_doubles * sizeof(double));
+    dev.synchronize(where);
+    if (h[10] != 0) raise_advantage_value_error<T>(dev, where, h, rewards, g, cfg, token_weights);
+    return unpack_advantage_stats(h);
+}
+
+} // namespace cuda
+} // namespace detail
+
+/// Fused loss + gradient + diagnostics on device, without a host sync: the results are written to `d_record`
+/// (device memory of sizeof(loss_record) bytes) in stream order; copy it back once the stream has reached it
+/// and read it with checked_stats(). Same formulas, options and errors as loss_and_grad(exec::host, ...) (TRL
+/// compute_loss / verl compute_policy_loss + kl_penalty + agg_loss). Shapes and configuration are checked on
+/// the host before any launch (grpo::error). With validation::full (the default) the values are checked on
+/// device first, as the CPU backend checks them (lengths in [0, cols], mask in {0,1}, finite inputs at unmasked
+/// tokens; one more read of the inputs): on a bad value nothing is written but `d_record->error`, which
+/// checked_stats() turns into the CPU backend's grpo::error. With validation::shapes_only, lengths outside
+/// [0, cols] are clamped. Element types: float and double (math in that type), also __half and __nv_bfloat16
+/// (converted to float on load, fp32 math, grad_logp / per_token_loss written in the input type). Per-row and
+/// batch sums are in double for every type.
+/// Workspace: the call holds `ws` (basic_workspace_lease) while it checks and enqueues, and throws grpo::error
+/// (errc::in_use) when another call holds it; the lease ends when the work is enqueued, not when it completes,
+/// so `ws` must not be used by a call on another stream before this work has completed (as before).
+template <class Exec, class T>
+detail::if_cuda_executor<Exec> loss_and_grad(const Exec& ex, const loss_inputs<T, device_space>& in,
+                                             const loss_outputs<T, device_space>& out, const loss_config& cfg,
+                                             detail::cuda_workspace_of<Exec>& ws, loss_record* d_record) {
+    const basic_workspace_lease<detail::cuda_workspace_of<Exec>> lease(ws, "loss_and_grad(cuda)");
+    if (d_record == nullptr)
+        detail::raise_argument(errc::invalid_value, "loss_and_grad(cuda)", "d_record",
+                               "a device buffer of sizeof(loss_record) bytes", "nullptr");
+    auto dev = cuda_backend_traits<Exec>::device(ex, ws);
+    detail::cuda::run_loss(dev, in, out, cfg, d_record);
+}
+
+/// Fused loss + gradient + diagnostics on device; waits for the stream once to return the scalars. Bad values
+/// and a global_token_count below the call's tokens (validation::full) throw the CPU backend's grpo::error
+/// after the wait, with the outputs untouched. The call holds `ws` until it returns (grpo::error, errc::in_use,
+/// when another call holds it).
+template <class Exec, class T>
+detail::if_cuda_executor<Exec, loss_stats> loss_and_grad(const Exec& ex, const loss_inputs<T, device_space>& in,
+                                                         const loss_outputs<T, device_space>& out,
+                                                         const loss_config& cfg, detail::cuda_workspace_of<Exec>& ws) {
+    const basic_workspace_lease<detail::cuda_workspace_of<Exec>> lease(ws, "loss_and_grad(cuda)");
+    auto dev = cuda_backend_traits<Exec>::device(ex, ws);
+    return detail::cuda::run_loss_sync(dev, in, out, cfg);
+}
+
+/// Group-relative advantages on device, without a host sync: the CUDA counterpart of
+/// compute_advantages(exec::host, ...) with device_space views (TRL _compute_advantages / verl
+/// compute_grpo_outcome_advantage and relatives). Shapes and configuration are checked on the host before any
+/// launch (same grpo::error messages as the CPU backend). Values (ids in [0, num_groups), finite rewards or NaN
+/// with nan_rewards::ignore, token weights finite >= 0, total whitening weight > 1) are checked on device: on
+/// failure nothing is written to `advantages` / `per_group` and the record in `d_stats`
+/// (advantage_stats_doubles device doubles, see there) carries the error code.
+/// Rewards and advantages: float or double (same type). Deterministic; no float atomics.
+/// Workspace: held (basic_workspace_lease; errc::in_use when another call holds it) while the call checks and
+/// enqueues only; `ws` must not be used by a call on another stream before this work has completed (as before).
+template <class Exec, class R, class T>
+detail::if_cuda_executor<Exec> compute_advantages(const Exec& ex, vector_view<R, device_space> rewards,
+                                                  const device_groups& g, vector_view<T, device_space> advantages,
+                                                  const advantage_config& cfg, detail::cuda_workspace_of<Exec>& ws,
+                                                  double* d_stats, const device_group_outputs& per_group = {},
+                                                  vector_view<const double, device_space> token_weights = {}) {
+    static_assert(std::is_same<std::remove_const_t<R>, T>::value,
+                  "grpo::compute_advantages (CUDA): rewards and advantages must have the same float/double type");
+    const basic_workspace_lease<detail::cuda_workspace_of<Exec>> lease(ws, "compute_advantages(cuda)");
+    if (d_stats == nullptr)
+        detail::raise_argument(errc::invalid_value, "compute_advantages(cuda)", "d_stats",
+                               "a device buffer of advantage_stats_doubles", "nullptr");
+    auto dev = cuda_backend_traits<Exec>::device(ex, ws);
+    detail::cuda::run_advantages<T>(dev, rewards, g, advantages, cfg, d_stats, per_group, token_weights);
+}
+
+/// Group-relative advantages on device; waits for the stream once to return the statistics. Invalid values
+/// throw the same grpo::error as the CPU backend (nothing is written to the outputs). The call holds `ws` until
+/// it returns (grpo::error, errc::in_use, when another call holds it).
+template <class Exec, class R, class T>
+detail::if_cuda_executor<Exec, advantage_stats>
+compute_advantages(const Exec& ex, vector_view<R, device_space> rewards, const device_groups& g,
+                   vector_view<T, device_space> advantages, const advantage_config& cfg,
+                   detail::cuda_workspace_of<Exec>& ws, const device_group_outputs& per_group = {},
+                   vector_view<const double, device_space> token_weights = {}) {
+    static_assert(std::is_same<std::remove_const_t<R>, T>::value,
+                  "grpo::compute_advantages (CUDA): rewards and advantages must have the same float/double type");
+    const basic_workspace_lease<detail::cuda_workspace_of<Exec>> lease(ws, "compute_advantages(cuda)");
+    auto dev = cuda_backend_traits<Exec>::device(ex, ws);
+    return detail::cuda::run_advantages_sync<T>(dev, rewards, g, advantages, cfg, per_group, token_weights);
+}
+
+/// Convenience overload with a temporary workspace (allocates and frees device memory: not for hot loops).
+template <class Exec, class R, class T>
+detail::if_cuda_executor<Exec, advantage_stats>
+compute_advantages(const Exec& ex, vector_view<R, device_space> rewards, const device_groups& g,
+                   vector_view<T, device_space> advantages, const advantage_config& cfg = {},
+                   const device_group_outputs& per_group = {},
+                   vector_view<const double, device_space> token_weights = {}) {
+    detail::cuda_workspace_of<Exec> ws;
+    return compute_advantages(ex, rewards, g, advantages, cfg, ws, per_group, token_weights);
+}
+
+GRPO_NAMESPACE_END

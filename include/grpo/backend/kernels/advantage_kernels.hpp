@@ -1,0 +1,462 @@
+// SPDX-License-Identifier: MIT
+// Kernels of the CUDA compute_advantages, written against the block model of block.hpp (CUDA-free).
+//
+// Launches, all on the caller's stream, no host synchronization:
+//   0. memset of the error slots.
+//   1. adv_validate_kernel  (grid-stride over rows): ids in [0, k), rewards finite (or NaN when ignored), token
+//                           weights finite >= 0; the first bad index per kind is kept with an integer atomic
+//                           max (order-independent result). For id-based groups it also writes the sort keys
+//                           (id) and values (row index).
+//   2. id-based groups only: a stable radix sort of (id, row) pairs (rows of a group stay in row order), a
+//                           memset and adv_offsets_kernel -> [begin, end) of every group.
+//   3. adv_group_kernel     (a block per group): pivot = first scored reward of the group in row order, then
+//                           math::group_moments (count, shifted sum, m2) with block reductions in double.
+//   4. adv_batch_kernel     (one block): batch moments (same pivot rule), batch std and, for
+//                           group_centered_batch_whitened, the whitening statistics (weighted
+//                           math::group_moments, pivot = centered value of the first scored row of non-zero
+//                           weight, as on the CPU; a constant batch whitens to exactly 0).
+//   5. adv_write_kernel     (grid-stride over max(rows, groups)): math::completion_advantage per row, the
+//                           optional per-group outputs.
+//   6. adv_stats_kernel     (one block): advantage_stats (or the error record) into the stats buffer.
+// Every kernel after the validation returns without writing anything when an error was recorded, so the
+// caller's outputs are untouched on invalid values. Sums are block reductions of fixed shape (one block per
+// group / per batch): bit-identical on every run. No float atomics.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "../../types/advantage_types.hpp"
+#include "block.hpp"
+
+GRPO_NAMESPACE_BEGIN
+namespace detail {
+namespace cuda {
+
+constexpr int adv_group_block = 128;  ///< threads per group (groups are small: G = 4..64 typically)
+constexpr int adv_batch_block = 1024; ///< the single block of the batch-level reductions
+constexpr int adv_elem_block = 256;
+
+/// Doubles of the stats record: advantage_stats in field order (num_groups, zero_variance_groups,
+/// zero_variance_fraction, scored, reward_mean, reward_std, advantage_mean, advantage_std, advantage_min,
+/// advantage_max), then [10] error code (adv_error), [11] error row index (int64 bits, int64_as_double_bits),
+/// [12] offending value (the id's int64 bits for adv_bad_id, else the value as a double).
+constexpr int adv_stats_fields = 13;
+
+/// Error kinds, in the order the CPU backend checks them (the first present one is reported).
+enum adv_error : int {
+    adv_ok = 0,
+    adv_bad_id = 1,        ///< groups.ids outside [0, num_groups)
+    adv_bad_reward = 2,    ///< Inf reward, or NaN with nan_rewards::reject
+    adv_bad_weight = 3,    ///< token_weights not finite >= 0 (group_centered_batch_whitened only)
+    adv_bad_whitening = 4, ///< total whitening weight <= 1
+    adv_bad_advantage = 5, ///< an advantage that does not fit T (or NaN from statistics that overflow double)
+};
+constexpr int adv_error_slots = 5;
+
+/// Batch scalars kept between kernels: scored count, batch mean, batch std, whitening mean and scale.
+constexpr int adv_scalar_fields = 5;
+
+struct adv_params {
+    index_t n;
+    index_t k;
+    index_t group_size; ///< contiguous groups; 0 for id-based
+    bool contiguous;
+    bool reject_nan;
+    bool whiten;
+    advantage_estimator est;
+    std_estimator std_est;
+    singleton_group singleton;
+    double epsilon;
+    double whiten_epsilon;
+};
+
+template <class T>
+struct adv_views {
+    vector_view<const T, device_space> rewards;
+    vector_view<T, device_space> advantages;
+    vector_view<const std::int64_t, device_space> ids;
+    vector_view<const double, device_space> token_weights;
+    vector_view<double, device_space> g_mean, g_std;
+    vector_view<std::uint8_t, device_space> g_zero;
+    vector_view<std::int64_t, device_space> g_count;
+};
+
+/// Pointers into the workspace (all 256-byte aligned).
+struct adv_scratch {
+    math::group_moments<double>* groups = nullptr; ///< k
+    double* adv = nullptr;                         ///< n advantages in double (first pass of the stats)
+    double* scalars = nullptr;                     ///< adv_scalar_fields
+    unsigned long long* errors = nullptr;          ///< adv_error_slots: n - first bad index, 0 = none
+    double* stats = nullptr;                       ///< adv_stats_fields (used by the syncing overload)
+    std::uint64_t* keys_in = nullptr;              ///< n (id-based only)
+    std::uint64_t* keys_out = nullptr;
+    std::int64_t* rows_in = nullptr;
+    std::int64_t* rows_out = nullptr;
+    std::int64_t* begin = nullptr; ///< k (id-based only)
+    std::int64_t* end = nullptr;
+    void* sort_temp = nullptr;
+    std::size_t sort_temp_bytes = 0;
+};
+
+/// Bits the radix sort needs for keys in [0, k] (k itself marks an invalid id).
+inline int adv_key_bits(index_t k) {
+    int b = 1;
+    while (b < 64 && (static_cast<std::uint64_t>(k) >> b) != 0) ++b;
+    return b;
+}
+
+/// Byte layout of the advantages scratch; `base` null = sizing only. Returns the total bytes.
+inline std::size_t adv_layout(index_t n, index_t k, bool by_id, std::size_t sort_bytes, void* base,
+                              adv_scratch* s) {
+    std::size_t off = 0;
+    auto take = [&](std::size_t bytes) -> void* {
+        const std::size_t at = off;
+        off += (bytes + 255) / 256 * 256;
+        return base ? static_cast<void*>(static_cast<char*>(base) + at) : nullptr;
+    };
+    const std::size_t un = static_cast<std::size_t>(n), uk = static_cast<std::size_t>(k);
+    adv_scratch t;
+    t.groups = static_cast<math::group_moments<double>*>(take(uk * sizeof(math::group_moments<double>)));
+    t.adv = static_cast<double*>(take(un * sizeof(double)));
+    t.scalars = static_cast<double*>(take(adv_scalar_fields * sizeof(double)));
+    t.errors = static_cast<unsigned long long*>(take(adv_error_slots * sizeof(unsigned long long)));
+    t.stats = static_cast<double*>(take(adv_stats_fields * sizeof(double)));
+    if (by_id) {
+        t.keys_in = static_cast<std::uint64_t*>(take(un * sizeof(std::uint64_t)));
+        t.keys_out = static_cast<std::uint64_t*>(take(un * sizeof(std::uint64_t)));
+        t.rows_in = static_cast<std::int64_t*>(take(un * sizeof(std::int64_t)));
+        t.rows_out = static_cast<std::int64_t*>(take(un * sizeof(std::int64_t)));
+        t.begin = static_cast<std::int64_t*>(take(uk * sizeof(std::int64_t)));
+        t.end = static_cast<std::int64_t*>(take(uk * sizeof(std::int64_t)));
+        t.sort_temp = take(sort_bytes);
+        t.sort_temp_bytes = sort_bytes;
+    }
+    if (s) *s = t;
+    return off;
+}
+
+/// Largest finite value of the advantage type (float or double), in host and device code.
+template <class T>
+GRPO_HOST_DEVICE inline double adv_type_max() {
+    return sizeof(T) == sizeof(float) ? 3.4028234663852886e38 : 1.7976931348623157e308;
+}
+GRPO_HOST_DEVICE inline bool adv_failed(const unsigned long long* e) { return (e[0] | e[1] | e[2] | e[3] | e[4]) != 0; }
+GRPO_HOST_DEVICE inline bool adv_is_scored(double r) { return r == r; } // not NaN
+GRPO_HOST_DEVICE inline double adv_abs(double x) { return x < 0 ? -x : x; }
+
+/// Row of the q-th member of group j (row order within the group).
+GRPO_HOST_DEVICE inline index_t adv_member(const adv_params& p, const adv_scratch& s, index_t j, index_t q) {
+    return p.contiguous ? j * p.group_size + q : static_cast<index_t>(s.rows_out[s.begin[j] + q]);
+}
+GRPO_HOST_DEVICE inline index_t adv_group_size(const adv_params& p, const adv_scratch& s, index_t j) {
+    return p.contiguous ? p.group_size : static_cast<index_t>(s.end[j] - s.begin[j]);
+}
+template <class T>
+GRPO_HOST_DEVICE inline index_t adv_group_of(const adv_params& p, const adv_views<T>& v, index_t i) {
+    return p.contiguous ? i / p.group_size : static_cast<index_t>(v.ids[i]);
+}
+
+/// Block-wide moments of the scored values value(i), i in [0, count): math::group_moments with the first
+/// scored value (in index order) as pivot, then the second pass around the mean. Every thread gets the result.
+template <class B, class Scored, class Value>
+GRPO_HOST_DEVICE math::group_moments<double> block_moments(B& b, index_t count, const Scored& scored,
+                                                          const Value& value) {
+    double first = static_cast<double>(count);
+    for (index_t q = b.thread(); q < count; q += b.threads())
+        if (scored(q)) {
+            first = static_cast<double>(q);
+            break;
+        }
+    first = b.min(first);
+    math::group_moments<double> m =
+        math::group_moments<double>::with_pivot(first < count ? value(static_cast<index_t>(first)) : 0.0);
+    for (index_t q = b.thread(); q < count; q += b.threads())
+        if (scored(q)) m.add_shifted(value(q));
+    m.count = b.sum(m.count);
+    m.shifted_sum = b.sum(m.shifted_sum);
+    const double mean = m.mean();
+    math::group_moments<double> d;
+    for (index_t q = b.thread(); q < count; q += b.threads())
+        if (scored(q)) d.add_second_pass(value(q), mean);
+    m.m2 = b.sum(d.m2);
+    return m;
+}
+
+template <class T>
+struct adv_validate_kernel {
+    static constexpr int block = adv_elem_block;
+    adv_views<T> v;
+    adv_params p;
+    adv_scratch s;
+
+    template <class B>
+    GRPO_HOST_DEVICE void operator()(B& b) const {
+        const unsigned long long n = static_cast<unsigned long long>(p.n);
+        const double inf = infinity();
+        for (index_t i = grid_first(b); i < p.n; i += grid_stride(b)) {
+            const unsigned long long tag = n - static_cast<unsigned long long>(i); // larger = earlier row
+            if (!p.contiguous) {
+                const std::int64_t id = v.ids[i];
+                const bool ok = id >= 0 && id < p.k;
+                if (!ok) b.atomic_max(&s.errors[0], tag);
+                s.keys_in[i] = ok ? static_cast<std::uint64_t>(id) : static_cast<std::uint64_t>(p.k);
+                s.rows_in[i] = static_cast<std::int64_t>(i);
+            }
+            const double r = static_cast<double>(v.rewards[i]);
+            if (adv_abs(r) == inf || (!adv_is_scored(r) && p.reject_nan)) b.atomic_max(&s.errors[1], tag);
+            if (p.whiten && v.token_weights.present()) {
+                const double w = v.token_weights[i];
+                if (!(adv_abs(w) < inf) || w < 0) b.atomic_max(&s.errors[2], tag);
+            }
+        }
+    }
+};
+
+/// [begin, end) of each group in the sorted order (groups without rows keep the memset 0, 0).
+struct adv_offsets_kernel {
+    static constexpr int block = adv_elem_block;
+    const std::uint64_t* keys;
+    index_t n, k;
+    const unsigned long long* errors;
+    std::int64_t *begin, *end;
+
+    template <class B>
+    GRPO_HOST_DEVICE void operator()(B& b) const {
+        if (adv_failed(errors)) return;
+        for (index_t q = grid_first(b); q < n; q += grid_stride(b)) {
+            const std::uint64_t key = keys[q];
+            if (key >= static_cast<std::uint64_t>(k)) continue;
+            if (q == 0 || keys[q - 1] != key) begin[key] = q;
+            if (q == n - 1 || keys[q + 1] != key) end[key] = q + 1;
+        }
+    }
+};
+
+/// A block per group (grid-stride over groups): the group's math::group_moments.
+template <class T>
+struct adv_group_kernel {
+    static constexpr int block = adv_group_block;
+    adv_views<T> v;
+    adv_params p;
+    adv_scratch s;
+
+    template <class B>
+    GRPO_HOST_DEVICE void operator()(B& b) const {
+        if (adv_failed(s.errors)) return;
+        for (index_t j = b.block(); j < p.k; j += b.blocks()) {
+            auto reward = [&](index_t q) { return static_cast<double>(v.rewards[adv_member(p, s, j, q)]); };
+            auto scored = [&](index_t q) { return adv_is_scored(reward(q)); };
+            const math::group_moments<double> m = block_moments(b, adv_group_size(p, s, j), scored, reward);
+            if (b.thread() == 0) s.groups[j] = m;
+        }
+    }
+};
+
+/// One block: batch moments, batch std, and the whitening statistics.
+template <class T>
+struct adv_batch_kernel {
+    static constexpr int block = adv_batch_block;
+    adv_views<T> v;
+    adv_params p;
+    adv_scratch s;
+
+    template <class B>
+    GRPO_HOST_DEVICE void operator()(B& b) const {
+        if (adv_failed(s.errors)) return;
+        const index_t n = p.n;
+        auto reward = [&](index_t i) { return static_cast<double>(v.rewards[i]); };
+        auto scored = [&](index_t i) { return adv_is_scored(reward(i)); };
+        const math::group_moments<double> m = block_moments(b, n, scored, reward);
+
+        double white_mean = 0, white_scale = 1;
+        if (p.whiten) {
+            // Centered value of a scored row: the estimator's centering step (group_advantage with std 0).
+            auto centered = [&](index_t i) {
+                const math::group_moments<double>& g = s.groups[adv_group_of(p, v, i)];
+                return math::group_advantage<double>(p.est, reward(i), g.count, g.mean(), 0, p.epsilon,
+                                                     p.singleton);
+            };
+            auto weight = [&](index_t i) { return v.token_weights.present() ? v.token_weights[i] : 1.0; };
+            // The CPU's weighted, pivot-shifted two-pass group_moments: its pivot is the centered value of the
+            // first scored row of non-zero weight (add_first_pass re-pivots while the total weight is 0; every
+            // weight is 1 without token_weights). A constant batch then has deviations, m2 and whitening_scale
+            // exactly 0, so its advantages are exactly 0 for any whiten_epsilon >= 0.
+            double first = static_cast<double>(n);
+            for (index_t i = b.thread(); i < n; i += b.threads())
+                if (scored(i) && weight(i) != 0) {
+                    first = static_cast<double>(i);
+                    break;
+                }
+            first = b.min(first);
+            math::group_moments<double> white =
+                math::group_moments<double>::with_pivot(first < n ? centered(static_cast<index_t>(first)) : 0.0);
+            for (index_t i = b.thread(); i < n; i += b.threads())
+                if (scored(i)) white.add_shifted(centered(i), weight(i));
+            white.count = b.sum(white.count);
+            white.shifted_sum = b.sum(white.shifted_sum);
+            if (!(white.count > 1)) { // CPU: "a total whitening weight > 1"
+                if (b.thread() == 0) s.errors[3] = 1;
+                return;
+            }
+            white_mean = white.mean();
+            math::group_moments<double> d;
+            for (index_t i = b.thread(); i < n; i += b.threads())
+                if (scored(i)) d.add_second_pass(centered(i), white_mean, weight(i));
+            white.m2 = b.sum(d.m2);
+            white_scale = math::whitening_scale(white.m2, white.count, p.whiten_epsilon);
+        }
+        if (b.thread() == 0) {
+            s.scalars[0] = m.count;
+            s.scalars[1] = m.mean();
+            s.scalars[2] = m.std(p.std_est);
+            s.scalars[3] = white_mean;
+            s.scalars[4] = white_scale;
+        }
+    }
+};
+
+/// Every scored row's advantage must fit T before anything is written (the CPU backend's check): records the
+/// first row whose advantage does not (fp32 RLOO of rewards near 3e38; statistics that overflow double).
+template <class T>
+struct adv_range_kernel {
+    static constexpr int block = adv_elem_block;
+    adv_views<T> v;
+    adv_params p;
+    adv_scratch s;
+
+    template <class B>
+    GRPO_HOST_DEVICE void operator()(B& b) const {
+        // Only the earlier kernels' slots: this kernel writes slot 4 itself, and a thread that saw another
+        // thread's flag there would skip its own (earlier) row.
+        if ((s.errors[0] | s.errors[1] | s.errors[2] | s.errors[3]) != 0) return;
+        const double batch_std = s.scalars[2], white_mean = s.scalars[3], white_scale = s.scalars[4];
+        const double limit = static_cast<double>(adv_type_max<T>());
+        const unsigned long long n = static_cast<unsigned long long>(p.n);
+        for (index_t t = grid_first(b); t < p.n; t += grid_stride(b)) {
+            const double r = static_cast<double>(v.rewards[t]);
+            if (!adv_is_scored(r)) continue;
+            const double a = math::completion_advantage<double>(p.est, r, s.groups[adv_group_of(p, v, t)], p.std_est,
+                                                                batch_std, p.epsilon, p.singleton, white_mean,
+                                                                white_scale);
+            if (!(adv_abs(a) <= limit)) b.atomic_max(&s.errors[4], n - static_cast<unsigned long long>(t));
+        }
+    }
+};
+
+/// Advantages per row and the optional per-group outputs.
+template <class T>
+struct adv_write_kernel {
+    static constexpr int block = adv_elem_block;
+    adv_views<T> v;
+    adv_params p;
+    adv_scratch s;
+
+    template <class B>
+    GRPO_HOST_DEVICE void operator()(B& b) const {
+        if (adv_failed(s.errors)) return;
+        const double batch_std = s.scalars[2], white_mean = s.scalars[3], white_scale = s.scalars[4];
+        const index_t total = p.n > p.k ? p.n : p.k;
+        for (index_t t = grid_first(b); t < total; t += grid_stride(b)) {
+            if (t < p.n) {
+                const double r = static_cast<double>(v.rewards[t]);
+                double a = 0;
+                if (adv_is_scored(r))
+                    a = math::completion_advantage<double>(p.est, r, s.groups[adv_group_of(p, v, t)], p.std_est,
+                                                           batch_std, p.epsilon, p.singleton, white_mean,
+                                                           white_scale);
+                s.adv[t] = a;
+                v.advantages[t] = static_cast<T>(a);
+            }
+            if (t < p.k) {
+                const math::group_moments<double>& m = s.groups[t];
+                if (v.g_mean.present()) v.g_mean[t] = m.mean();
+                if (v.g_std.present()) v.g_std[t] = m.std(p.std_est);
+                if (v.g_zero.present()) v.g_zero[t] = m.zero_variance();
+                if (v.g_count.present()) v.g_count[t] = static_cast<std::int64_t>(m.count);
+            }
+        }
+    }
+};
+
+/// One block: advantage_stats (or the error record) into `stats`.
+template <class T>
+struct adv_stats_kernel {
+    static constexpr int block = adv_batch_block;
+    adv_views<T> v;
+    adv_params p;
+    adv_scratch s;
+    double* stats;
+
+    template <class B>
+    GRPO_HOST_DEVICE void operator()(B& b) const {
+        const index_t n = p.n;
+        if (adv_failed(s.errors)) {
+            if (b.thread() == 0) write_error();
+            return;
+        }
+        auto scored = [&](index_t i) { return adv_is_scored(static_cast<double>(v.rewards[i])); };
+        // Mean from the advantages in double, second pass over the stored ones (values after rounding to T),
+        // as the CPU backend does.
+        double first = static_cast<double>(n), amin = infinity(), amax = -infinity();
+        for (index_t i = b.thread(); i < n; i += b.threads())
+            if (scored(i)) {
+                first = first < static_cast<double>(i) ? first : static_cast<double>(i);
+                amin = s.adv[i] < amin ? s.adv[i] : amin;
+                amax = s.adv[i] > amax ? s.adv[i] : amax;
+            }
+        first = b.min(first);
+        amin = b.min(amin);
+        amax = b.max(amax);
+        math::group_moments<double> a =
+            math::group_moments<double>::with_pivot(first < n ? s.adv[static_cast<index_t>(first)] : 0.0);
+        for (index_t i = b.thread(); i < n; i += b.threads())
+            if (scored(i)) a.add_shifted(s.adv[i]);
+        a.count = b.sum(a.count);
+        a.shifted_sum = b.sum(a.shifted_sum);
+        const double mean = a.mean();
+        math::group_moments<double> d;
+        for (index_t i = b.thread(); i < n; i += b.threads())
+            if (scored(i)) d.add_second_pass(static_cast<double>(v.advantages[i]), mean);
+        double zero = 0;
+        for (index_t j = b.thread(); j < p.k; j += b.threads()) zero += s.groups[j].zero_variance() ? 1.0 : 0.0;
+        a.m2 = b.sum(d.m2);
+        zero = b.sum(zero);
+        if (b.thread() != 0) return;
+        double st[adv_stats_fields] = {};
+        st[0] = static_cast<double>(p.k);
+        st[1] = zero;
+        st[2] = p.k > 0 ? zero / static_cast<double>(p.k) : 0.0;
+        st[3] = s.scalars[0];
+        st[4] = s.scalars[1];
+        st[5] = s.scalars[2];
+        if (a.count > 0) {
+            st[6] = mean;
+            st[7] = a.std(p.std_est);
+            st[8] = amin;
+            st[9] = amax;
+        }
+        for (int f = 0; f < adv_stats_fields; ++f) stats[f] = st[f];
+    }
+
+    /// The error record: the first kind found (CPU order), its first row and the offending value.
+    GRPO_HOST_DEVICE void write_error() const {
+        double st[adv_stats_fields] = {};
+        for (int e = 0; e < adv_error_slots; ++e) {
+            if (s.errors[e] == 0) continue;
+            st[10] = e + 1;
+            if (e + 1 == adv_bad_whitening) break;
+            const index_t i = p.n - static_cast<index_t>(s.errors[e]);
+            st[11] = int64_as_double_bits(i);
+            st[12] = e + 1 == adv_bad_id                                       ? int64_as_double_bits(v.ids[i])
+                     : e + 1 == adv_bad_reward || e + 1 == adv_bad_advantage ? static_cast<double>(v.rewards[i])
+                                                                             : v.token_weights[i];
+            break;
+        }
+        for (int f = 0; f < adv_stats_fields; ++f) stats[f] = st[f];
+    }
+};
+
+} // namespace cuda
+} // namespace detail
+GRPO_NAMESPACE_END

@@ -1,0 +1,455 @@
+// SPDX-License-Identifier: MIT
+// Configuration, inputs, outputs and diagnostics of the GRPO loss, shared by every backend.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+
+#include "../core/config.hpp"
+#include "../core/check.hpp"
+#include "../math/aggregation.hpp"
+#include "../math/correction.hpp"
+#include "../math/token_loss.hpp"
+#include "../core/view.hpp"
+
+GRPO_NAMESPACE_BEGIN
+
+/// Where the importance ratio is taken.
+enum class ratio_level {
+    /// r_it = exp(logp_it - old_it). TRL importance_sampling_level="token"; verl loss_mode="vanilla".
+    token,
+    /// GSPO: s_i = exp(mean_t(logp - old)) for every token of row i, gradient through the mean.
+    /// TRL importance_sampling_level="sequence"; OpenRLHF policy_loss_type="gspo".
+    sequence,
+    /// GSPO-token: value s_i, gradient s_i * d logp_it (sg[s_i] * pi/sg[pi]). verl loss_mode="gspo";
+    /// TRL experimental gspo_token.
+    sequence_token,
+};
+
+/// How much of the input is checked before any work.
+enum class validation {
+    /// Shapes, configuration, lengths, mask values and finiteness of every unmasked input (one extra read
+    /// of the inputs). The default: a NaN from the host never turns into a silent NaN gradient.
+    full,
+    /// Shapes, configuration and lengths only. For hosts that already guarantee finite inputs.
+    shapes_only,
+};
+
+/// Every knob of the policy loss. Defaults are TRL GRPOConfig's (loss_type "dapo", beta 0, epsilon 0.2);
+/// the named presets below give the other trainers' defaults.
+struct loss_config {
+    /// The per-token policy objective (policy_objective): ppo_clip (default), cispo, cispo_clip, sapo,
+    /// policy_gradient. Orthogonal to the ratio level, the KL term and the aggregation.
+    policy_objective objective = policy_objective::ppo_clip;
+    /// Lower clip: ratios below 1 - epsilon_low are clipped. TRL `epsilon`; verl `clip_ratio_low`.
+    double epsilon_low = 0.2;
+    /// Upper clip: ratios above 1 + epsilon_high are clipped (DAPO clip-higher: 0.28). TRL `epsilon_high`;
+    /// verl `clip_ratio_high`.
+    double epsilon_high = 0.2;
+    /// Two-sided cap on the unclipped ratio, min(r, delta) (INTELLECT-2); 0 = off, else > 1. TRL `delta`.
+    /// ppo_clip only (TRL applies it in that branch only); other objectives reject a non-zero value.
+    double delta = 0;
+    /// Dual clip for A < 0: the loss is capped at -c*A; 0 = off, else > 1. verl `clip_ratio_c` (3.0).
+    /// ppo_clip only (verl's vanilla loss); other objectives reject a non-zero value.
+    double dual_clip_c = 0;
+    /// objective cispo: the absolute cap on the importance weight, min(r, cap). TRL reuses `epsilon_high` for
+    /// it with loss_type "cispo" (MiniMax-M1 uses 5.0, grpo's default here).
+    double cispo_ratio_cap = 5.0;
+    /// objective sapo: gate temperature for tokens with A > 0. TRL `sapo_temperature_pos`; verl `tau_pos`.
+    double sapo_temperature_pos = 1.0;
+    /// objective sapo: gate temperature for tokens with A <= 0. TRL `sapo_temperature_neg`; verl `tau_neg`.
+    double sapo_temperature_neg = 1.05;
+    /// Clamp of log(ratio) to +-limit before exp (zero gradient outside); 0 = off. verl: 20 (vanilla),
+    /// 10 (gspo); TRL: off.
+    double log_ratio_clamp = 0;
+    /// Token or sequence-level ratio (GSPO).
+    ratio_level ratio = ratio_level::token;
+
+    /// KL coefficient: loss_it += beta * KL_it. TRL `beta` (0.0); verl `kl_loss_coef`; DeepSeekMath 0.04.
+    double beta = 0;
+    /// KL estimator. TRL: k3 only; verl `kl_loss_type` (its default low_var_kl = k3 with clamps).
+    kl_estimator kl = kl_estimator::k3;
+    /// Clamp of logp - ref before the estimator; 0 = off (low_var_kl: 20 when 0).
+    double kl_log_ratio_clamp = 0;
+    /// Clamp of the estimate itself; 0 = off (low_var_kl: 10 when 0). OpenRLHF: 10.
+    double kl_value_clamp = 0;
+    /// Keep the estimator's value but use the k2 gradient (logp - ref): verl's "k3+" style names.
+    bool kl_straight_through = false;
+    /// KL_it *= r_it, with the gradient through r (an importance-weighted, unbiased KL under off-policy
+    /// samples). TRL `use_bias_correction_kl`.
+    bool kl_bias_correction = false;
+
+    /// Importance-sampling correction with the sampling engine's log-probs (loss_inputs::sampling_logp):
+    /// rho = exp(old_logp - sampling_logp) per token or per sequence, truncated or masked to
+    /// [sampling_ratio_min, sampling_ratio_max], multiplies the policy term. TRL
+    /// `vllm_importance_sampling_correction` + `vllm_importance_sampling_mode`; verl `rollout_is`.
+    sampling_correction sampling = sampling_correction::none;
+    /// Lower bound of the sampling ratio (0: none). TRL `vllm_importance_sampling_clip_min`; verl
+    /// `rollout_is_threshold_lower`.
+    double sampling_ratio_min = 0;
+    /// Upper bound of the sampling ratio. TRL `vllm_importance_sampling_cap` (2.0); verl `rollout_is_threshold`.
+    double sampling_ratio_max = 2.0;
+    /// DeepSeek-V3.2 off-policy sequence masking: a row whose mean of old_logp - logp exceeds this drops the
+    /// policy term of its tokens with A < 0 (+infinity = off). TRL `off_policy_mask_threshold`.
+    double off_policy_mask_threshold = std::numeric_limits<double>::infinity();
+
+    /// Loss normalizer (see aggregation).
+    aggregation agg = aggregation::token_mean;
+    /// N for token_mean: unmasked tokens of the whole optimizer step across all processes and micro-batches
+    /// (TRL dapo num_items_in_batch; verl batch_num_tokens). 0 = count the tokens of this call (TRL bnpo).
+    double global_token_count = 0;
+    /// S for the seq_mean_* and token_sum_over_constant modes: sequences of the whole optimizer step
+    /// (verl global_batch_size). 0 = the rows of this call (see count_empty_sequences).
+    double global_sequence_count = 0;
+    /// With global_sequence_count = 0: whether rows without any unmasked token count in S (true, TRL's
+    /// mean over the batch) or not (false: S = rows with tokens, so padding rows do not dilute the mean).
+    bool count_empty_sequences = true;
+    /// L for token_sum_over_constant. TRL max_completion_length; verl loss_scale_factor. 0 = padded length.
+    double max_completion_length = 0;
+    /// Multiplies loss and gradient: the data-parallel world size to cancel DDP gradient averaging (verl
+    /// dp_size, TRL dapo's /(N/W)), or 1/gradient_accumulation_steps (TRL grpo/bnpo/dr_grpo).
+    double loss_scale = 1;
+
+    validation checks = validation::full;
+
+    /// TRL GRPOConfig defaults: loss_type "dapo", beta 0, epsilon 0.2, no clamps.
+    static loss_config trl() { return loss_config{}; }
+    /// verl actor defaults: loss_mode "vanilla" (ppo_clip), token-mean, clip 0.2, dual clip c = 3, log-ratio
+    /// clamp 20, and (when beta > 0) kl_loss_type low_var_kl; verl's recommended kl_loss_coef is 0.001.
+    /// Choosing another KL estimator afterwards drops low_var_kl's clamps, as in verl.
+    static loss_config verl() {
+        loss_config c;
+        c.dual_clip_c = 3.0;
+        c.log_ratio_clamp = 20.0;
+        c.kl = kl_estimator::low_var_kl;
+        return c;
+    }
+    /// DeepSeekMath Eq. 3: per-sequence token mean, beta 0.04, k3, epsilon 0.2.
+    static loss_config deepseekmath() {
+        loss_config c;
+        c.agg = aggregation::seq_mean_token_mean;
+        c.beta = 0.04;
+        return c;
+    }
+    /// DAPO: clip-higher 0.2/0.28, token-level mean, no KL.
+    static loss_config dapo() {
+        loss_config c;
+        c.epsilon_high = 0.28;
+        return c;
+    }
+    /// Dr. GRPO: sum over tokens divided by (sequences * max_completion_length), no KL.
+    static loss_config dr_grpo(double max_completion_length) {
+        loss_config c;
+        c.agg = aggregation::token_sum_over_constant;
+        c.max_completion_length = max_completion_length;
+        return c;
+    }
+    /// GSPO: sequence-level ratio, epsilon 3e-4 / 4e-4, sequence mean of token means.
+    static loss_config gspo() {
+        loss_config c;
+        c.ratio = ratio_level::sequence;
+        c.epsilon_low = 3e-4;
+        c.epsilon_high = 4e-4;
+        c.agg = aggregation::seq_mean_token_mean;
+        return c;
+    }
+    /// TRL loss_type "cispo": -sg(min(r, 5)) A logp, normalized like "dapo" (token_mean).
+    static loss_config cispo() {
+        loss_config c;
+        c.objective = policy_objective::cispo;
+        return c;
+    }
+    /// verl loss_mode "cispo": -sg(clip(r, 0.8, 1.2)) A logp on a log-ratio clamped to +-20, token-mean.
+    static loss_config cispo_verl() {
+        loss_config c;
+        c.objective = policy_objective::cispo_clip;
+        c.log_ratio_clamp = 20.0;
+        return c;
+    }
+    /// SAPO as TRL ships it (loss_type "sapo"): temperatures 1.0 / 1.05, sequence mean of token means. verl
+    /// loss_mode "sapo" is the same with log_ratio_clamp = 20.
+    static loss_config sapo() {
+        loss_config c;
+        c.objective = policy_objective::sapo;
+        c.agg = aggregation::seq_mean_token_mean;
+        return c;
+    }
+    /// verl loss_mode "gpg": -A logp, token-mean.
+    static loss_config gpg() {
+        loss_config c;
+        c.objective = policy_objective::policy_gradient;
+        return c;
+    }
+};
+
+/// The per-token inputs of the loss, all [completions, tokens] views of the host's buffers.
+/// A default-constructed (absent) optional view means "not given".
+template <class T, class Space = host_space>
+struct loss_inputs {
+    matrix_view<const T, Space> logp;       ///< log-probs under the current policy (required)
+    matrix_view<const T, Space> old_logp;   ///< log-probs of the sampling policy; absent = on-policy, ratio 1
+    matrix_view<const T, Space> ref_logp;   ///< log-probs of the reference policy; required when beta != 0
+    matrix_view<const T, Space> advantages; ///< per token, or broadcast_to_tokens(per-completion vector)
+    matrix_view<const T, Space> mask;       ///< 1 = token counts, 0 = masked; absent = all ones
+    vector_view<const std::int64_t, Space> lengths; ///< tokens t >= lengths[i] are masked; absent = all valid
+    /// log-probs the sampling engine (vLLM, SGLang) reported; required when config.sampling != none
+    matrix_view<const T, Space> sampling_logp = {}; // (= {}: brace-initializing the fields above stays warning-free)
+};
+
+/// Where results go. Both optional: without grad_logp the call is forward-only.
+template <class T, class Space = host_space>
+struct loss_outputs {
+    matrix_view<T, Space> grad_logp;      ///< dLoss/dlogp, exactly 0 at masked positions
+    matrix_view<T, Space> per_token_loss; ///< policy term + beta*KL per token, 0 at masked positions
+    /// the importance ratio each token's objective saw, 0 at masked positions
+    matrix_view<T, Space> ratio = {}; // (= {}: brace-initializing the fields above stays warning-free)
+};
+
+/// The loss and the diagnostics peers log. Means are over this call's unmasked tokens.
+struct loss_stats {
+    double loss = 0;            ///< policy_loss + beta * kl_loss
+    double policy_loss = 0;     ///< aggregated objective (config.objective)
+    double kl_loss = 0;         ///< aggregated KL estimate (before beta), same normalizer
+    double token_count = 0;     ///< unmasked tokens in this call
+    /// ppo_clip: TRL clip_ratio/low_mean (r < 1-eps_low and A < 0); cispo_clip: r < 1-eps_low; else 0.
+    double clip_fraction_low = 0;
+    /// ppo_clip: TRL clip_ratio/high_mean (r > 1+eps_high and A > 0); cispo: TRL cispo_clip_ratio
+    /// (r > cap and A > 0); cispo_clip: r > 1+eps_high; else 0.
+    double clip_fraction_high = 0;
+    double clip_fraction_region = 0; ///< low + high: TRL clip_ratio/region_mean; verl actor/pg_clipfrac
+    double dual_clip_fraction = 0;   ///< verl actor/pg_clipfrac_lower (ppo_clip with dual clip)
+    double ratio_mean = 0;
+    double ratio_min = 0;
+    double ratio_max = 0;
+    double kl_mean = 0;     ///< token mean of the KL estimate (TRL "kl"); 0 when beta == 0
+    /// Token mean of old - logp after config.log_ratio_clamp: verl actor/ppo_kl; 0 when on-policy.
+    double approx_kl = 0;
+    /// Token mean of the sampling correction's weight on the policy term (1 without correction); TRL logs
+    /// sampling/importance_sampling_ratio.
+    double sampling_weight_mean = 0;
+    /// Fraction of tokens whose policy term the off-policy mask removed.
+    double off_policy_mask_fraction = 0;
+};
+
+namespace detail {
+
+/// Backend-independent form of a loss call, built after validation.
+struct loss_params {
+    math::token_params<double> token; ///< the per-call part; backends fill in the per-row fields
+    ratio_level ratio;
+    aggregation agg;
+    double sequences;       ///< S
+    double constant_length; ///< L
+    double loss_scale;
+    bool count_nonempty_rows; ///< S is the number of rows with tokens, counted by the backend's pre-pass
+    bool off_policy_mask; ///< the off-policy test runs (its threshold is finite)
+    double off_policy_threshold;
+    bool with_kl() const { return token.beta != 0; }
+    /// A backend sums log r over each row first: for the sequence ratio and for the off-policy test.
+    GRPO_HOST_DEVICE bool row_log_ratio_sum() const { return ratio != ratio_level::token || off_policy_mask; }
+    /// A backend sums old_logp - sampling_logp over each row first: the sequence-level corrections.
+    GRPO_HOST_DEVICE bool row_sampling_sum() const { return math::is_sequence_correction(token.correction.mode); }
+    /// The token-level corrections read sampling_logp at every token.
+    GRPO_HOST_DEVICE bool token_sampling() const { return math::is_token_correction(token.correction.mode); }
+};
+
+/// What a backend sums over a row's unmasked tokens before its token pass (double).
+struct row_sums {
+    double tokens = 0;
+    double log_ratio = 0;          ///< sum of logp - old_logp (when row_log_ratio_sum())
+    double sampling_log_ratio = 0; ///< sum of old_logp - sampling_logp (when row_sampling_sum())
+};
+
+/// A row's constants, in double: its weight, its sequence ratio, its correction weight and off-policy flag.
+struct row_setup {
+    double weight;
+    math::sequence_ratio_term sequence;
+    double sampling_weight;
+    bool off_policy;
+};
+
+/// The one place a row's constants are derived from its sums (both backends call it).
+GRPO_HOST_DEVICE inline row_setup make_row_setup(const loss_params& p, const row_sums& s, double total_tokens) {
+    row_setup r;
+    r.weight = p.loss_scale * math::row_weight<double>(p.agg, s.tokens, total_tokens, p.sequences, p.constant_length);
+    r.sequence = p.ratio != ratio_level::token ? math::sequence_ratio(s.log_ratio, s.tokens, p.token.log_ratio_clamp)
+                                               : math::sequence_ratio_term{};
+    r.sampling_weight = p.row_sampling_sum() ? math::sampling_weight<double>(p.token.correction, s.sampling_log_ratio)
+                                             : 1.0;
+    r.off_policy = p.off_policy_mask && math::off_policy_row(-s.log_ratio, s.tokens, p.off_policy_threshold);
+    return r;
+}
+
+/// A row's token_params in the precision C of the per-token math: the call's settings, the row's weight
+/// (loss_scale * w_i) and, for sequence-level ratios, its sequence ratio and sequence-gradient term.
+template <class C>
+GRPO_HOST_DEVICE inline math::token_params<C> row_token_params(const loss_params& p, const row_setup& r,
+                                                                double sequence_term) {
+    const math::token_params<double>& t = p.token;
+    const math::clip_bounds<C> clip{C(t.objective.clip.low), C(t.objective.clip.high), C(t.objective.clip.delta),
+                                    C(t.objective.clip.dual_c)};
+    const math::objective_params<C> o{t.objective.kind, clip, C(t.objective.cispo_ratio_cap),
+                                      C(t.objective.sapo_tau_pos), C(t.objective.sapo_tau_neg)};
+    const math::correction_params<C> corr{t.correction.mode, C(t.correction.ratio_min), C(t.correction.ratio_max)};
+    math::token_params<C> out{};
+    out.objective = o;
+    out.log_ratio_clamp = C(t.log_ratio_clamp);
+    out.beta = C(t.beta);
+    out.kl = t.kl;
+    out.kl_input_clamp = C(t.kl_input_clamp);
+    out.kl_value_clamp = C(t.kl_value_clamp);
+    out.kl_straight_through = t.kl_straight_through;
+    out.kl_bias_correction = t.kl_bias_correction;
+    out.correction = corr;
+    out.weight = C(r.weight);
+    out.sequence = p.ratio != ratio_level::token;
+    out.sequence_ratio = C(r.sequence.value);
+    out.sequence_dratio = p.ratio == ratio_level::sequence_token ? C(r.sequence.grad) : C(0);
+    out.sequence_term = C(sequence_term);
+    out.row_sampling_weight = C(r.sampling_weight);
+    out.row_off_policy = r.off_policy;
+    return out;
+}
+
+/// Checks the configuration and the shapes of every view; throws grpo::error before anything is touched.
+template <class T, class S>
+loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, const loss_outputs<T, S>& out,
+                            const loss_config& cfg) {
+    constexpr double inf = std::numeric_limits<double>::infinity();
+    check_enum(where, "config.objective", cfg.objective, policy_objective_count);
+    check_enum(where, "config.ratio", cfg.ratio, 3);
+    check_enum(where, "config.kl", cfg.kl, kl_estimator_count);
+    check_enum(where, "config.agg", cfg.agg, 5);
+    check_enum(where, "config.checks", cfg.checks, 2);
+    check_enum(where, "config.sampling", cfg.sampling, sampling_correction_count);
+    check_range(where, "config.epsilon_low", cfg.epsilon_low, 0, 1 - 1e-12, "a value in [0, 1)");
+    check_range(where, "config.epsilon_high", cfg.epsilon_high, 0, inf, "a value >= 0");
+    if (cfg.delta != 0) check_range(where, "config.delta", cfg.delta, 1 + 1e-12, inf, "0 (off) or a value > 1");
+    if (cfg.dual_clip_c != 0)
+        check_range(where, "config.dual_clip_c", cfg.dual_clip_c, 1 + 1e-12, inf, "0 (off) or a value > 1");
+    check_range(where, "config.log_ratio_clamp", cfg.log_ratio_clamp, 0, inf, "a value >= 0 (0 = off)");
+    check_range(where, "config.beta", cfg.beta, 0, inf, "a finite value >= 0");
+    check_range(where, "config.kl_log_ratio_clamp", cfg.kl_log_ratio_clamp, 0, inf, "a value >= 0 (0 = off)");
+    check_range(where, "config.kl_value_clamp", cfg.kl_value_clamp, 0, inf, "a value >= 0 (0 = off)");
+    check_range(where, "config.cispo_ratio_cap", cfg.cispo_ratio_cap, 1e-300, inf, "a finite value > 0");
+    check_range(where, "config.sapo_temperature_pos", cfg.sapo_temperature_pos, 1e-300, inf, "a finite value > 0");
+    check_range(where, "config.sapo_temperature_neg", cfg.sapo_temperature_neg, 1e-300, inf, "a finite value > 0");
+    check_range(where, "config.sampling_ratio_min", cfg.sampling_ratio_min, 0, inf, "a finite value >= 0");
+    check_range(where, "config.sampling_ratio_max", cfg.sampling_ratio_max, cfg.sampling_ratio_min, inf,
+                "a finite value >= config.sampling_ratio_min");
+    if (cfg.off_policy_mask_threshold != cfg.off_policy_mask_threshold)
+        raise_argument(errc::invalid_value, where, "config.off_policy_mask_threshold",
+                       "a threshold (+infinity = off)", "NaN");
+    // Options that belong to one objective: rejected with another, rather than silently ignored.
+    if (cfg.objective != policy_objective::ppo_clip) {
+        if (cfg.delta != 0)
+            raise_argument(errc::invalid_value, where, "config.delta", "0 (delta is part of objective ppo_clip)",
+                           num_str(cfg.delta));
+        if (cfg.dual_clip_c != 0)
+            raise_argument(errc::invalid_value, where, "config.dual_clip_c",
+                           "0 (the dual clip is part of objective ppo_clip)", num_str(cfg.dual_clip_c));
+    }
+    if (cfg.objective == policy_objective::policy_gradient && cfg.ratio != ratio_level::token)
+        raise_argument(errc::invalid_value, where, "config.ratio",
+                       "ratio_level::token (objective policy_gradient uses no ratio)",
+                       cfg.ratio == ratio_level::sequence ? "ratio_level::sequence" : "ratio_level::sequence_token");
+    // Counts are 0 (local) or at least 1: then every row weight is at most 1 and |weight| <= |loss_scale|.
+    auto check_count = [&](const char* name, double value, const char* expected) {
+        check_range(where, name, value, 0, inf, expected);
+        if (value != 0 && value < 1) raise_argument(errc::invalid_value, where, name, expected, num_str(value));
+    };
+    check_count("config.global_token_count", cfg.global_token_count, "0 (local) or a count >= 1");
+    check_count("config.global_sequence_count", cfg.global_sequence_count, "0 (local) or a count >= 1");
+    check_count("config.max_completion_length", cfg.max_completion_length, "0 (padded length) or a length >= 1");
+    check_range(where, "config.loss_scale", cfg.loss_scale, -inf, inf, "a finite value");
+    // Values that enter the per-token math in the element type's precision must fit it.
+    check_representable<T>(where, "config.beta", cfg.beta);
+    check_representable<T>(where, "config.loss_scale", cfg.loss_scale);
+    check_representable<T>(where, "config.dual_clip_c", cfg.dual_clip_c);
+    check_representable<T>(where, "config.cispo_ratio_cap", cfg.cispo_ratio_cap);
+    check_representable<T>(where, "config.sapo_temperature_pos", cfg.sapo_temperature_pos);
+    check_representable<T>(where, "config.sapo_temperature_neg", cfg.sapo_temperature_neg);
+    check_representable<T>(where, "config.sampling_ratio_max", cfg.sampling_ratio_max);
+
+    const index_t rows = in.logp.rows(), cols = in.logp.cols();
+    if (!in.logp.present()) {
+        // No logp: only a call where every view is absent or empty is a (trivially empty) valid call.
+        const bool anything = !in.old_logp.empty() || !in.ref_logp.empty() || !in.advantages.empty() ||
+                              !in.mask.empty() || !in.lengths.empty() || !in.sampling_logp.empty() || !out.grad_logp.empty() ||
+                              !out.per_token_loss.empty() || !out.ratio.empty() || rows * cols > 0;
+        if (anything)
+            raise_argument(errc::invalid_value, where, "logp", "a view of the current log-probs", "an absent view");
+    }
+    if (in.old_logp.present()) check_shape(where, "old_logp", in.old_logp, rows, cols);
+    if (cfg.beta != 0) {
+        if (!in.ref_logp.present() && rows * cols > 0)
+            raise_argument(errc::invalid_value, where, "ref_logp", "reference log-probs because beta != 0",
+                           "an absent view");
+        check_shape(where, "ref_logp", in.ref_logp, rows, cols);
+    }
+    if (cfg.sampling != sampling_correction::none) {
+        if (!in.sampling_logp.present() && rows * cols > 0)
+            raise_argument(errc::invalid_value, where, "sampling_logp",
+                           "the sampling engine's log-probs because config.sampling != none", "an absent view");
+        check_shape(where, "sampling_logp", in.sampling_logp, rows, cols);
+    }
+    if (!in.advantages.present() && rows * cols > 0)
+        raise_argument(errc::invalid_value, where, "advantages",
+                       "a [completions, tokens] view (use broadcast_to_tokens for per-completion values)",
+                       "an absent view");
+    check_shape(where, "advantages", in.advantages, rows, cols);
+    if (in.mask.present()) check_shape(where, "mask", in.mask, rows, cols);
+    if (in.lengths.present()) check_size(where, "lengths", in.lengths, rows);
+    if (out.grad_logp.present()) check_shape(where, "grad_logp", out.grad_logp, rows, cols);
+    if (out.per_token_loss.present()) check_shape(where, "per_token_loss", out.per_token_loss, rows, cols);
+    if (out.ratio.present()) check_shape(where, "ratio", out.ratio, rows, cols);
+    check_outputs_disjoint(where,
+                           {{"grad_logp", range_of(out.grad_logp)},
+                            {"per_token_loss", range_of(out.per_token_loss)},
+                            {"ratio", range_of(out.ratio)}},
+                           {{"logp", range_of(in.logp)},
+                            {"old_logp", range_of(in.old_logp)},
+                            {"ref_logp", range_of(in.ref_logp)},
+                            {"advantages", range_of(in.advantages)},
+                            {"mask", range_of(in.mask)},
+                            {"lengths", range_of(in.lengths)},
+                            {"sampling_logp", range_of(in.sampling_logp)}});
+
+    if (cfg.global_sequence_count > 0 && cfg.global_sequence_count < static_cast<double>(rows))
+        raise_argument(errc::invalid_value, where, "config.global_sequence_count",
+                       "0 (local) or at least the rows of this call (" + to_str(rows) + ")",
+                       num_str(cfg.global_sequence_count));
+
+    loss_params p{};
+    math::token_params<double>& t = p.token;
+    t.objective = {cfg.objective,
+                   {1 - cfg.epsilon_low, 1 + cfg.epsilon_high, cfg.delta != 0 ? cfg.delta : inf, cfg.dual_clip_c},
+                   cfg.cispo_ratio_cap,
+                   cfg.sapo_temperature_pos,
+                   cfg.sapo_temperature_neg};
+    t.log_ratio_clamp = cfg.log_ratio_clamp;
+    t.beta = cfg.beta;
+    // low_var_kl is k3 with its clamps (explicit non-zero clamps override them).
+    const bool low_var = cfg.kl == kl_estimator::low_var_kl;
+    t.kl = low_var ? kl_estimator::k3 : cfg.kl;
+    t.kl_input_clamp = low_var && cfg.kl_log_ratio_clamp == 0 ? low_var_kl_log_ratio_clamp : cfg.kl_log_ratio_clamp;
+    t.kl_value_clamp = low_var && cfg.kl_value_clamp == 0 ? low_var_kl_value_clamp : cfg.kl_value_clamp;
+    t.kl_straight_through = cfg.kl_straight_through;
+    t.kl_bias_correction = cfg.kl_bias_correction;
+    t.correction = {cfg.sampling, cfg.sampling_ratio_min, cfg.sampling_ratio_max};
+    t.weight = 1;
+    t.row_sampling_weight = 1;
+    p.off_policy_mask = cfg.off_policy_mask_threshold < inf;
+    p.off_policy_threshold = cfg.off_policy_mask_threshold;
+    p.ratio = cfg.ratio;
+    p.agg = cfg.agg;
+    p.sequences = cfg.global_sequence_count > 0 ? cfg.global_sequence_count : static_cast<double>(rows);
+    p.count_nonempty_rows = !cfg.count_empty_sequences && !(cfg.global_sequence_count > 0) &&
+                            cfg.agg != aggregation::token_mean && cfg.agg != aggregation::token_sum;
+    p.constant_length = cfg.max_completion_length > 0 ? cfg.max_completion_length : static_cast<double>(cols);
+    p.loss_scale = cfg.loss_scale;
+    return p;
+}
+
+} // namespace detail
+GRPO_NAMESPACE_END
