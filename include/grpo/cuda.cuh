@@ -151,7 +151,9 @@ private:
 } // namespace detail
 
 template <>
-struct cuda_backend_traits<exec::cuda> {
+struct device_backend_traits<exec::cuda> {
+    static constexpr const char* loss_where = "loss_and_grad(cuda)";
+    static constexpr const char* advantages_where = "compute_advantages(cuda)";
     using workspace = cuda_workspace;
     static detail::cuda::cuda_device device(const exec::cuda& ex, workspace& ws) {
         return detail::cuda::cuda_device(ex.stream, ws);

@@ -433,7 +433,7 @@ TEST_CASE("cuda loss: a bad length of INT64_MAX is reported exactly", "[cuda]") 
     CHECK(h.error.length == std::numeric_limits<std::int64_t>::max());
     std::string unpacked;
     try {
-        (void)grpo::checked_stats(h, b.cols);
+        (void)grpo::checked_stats(h, b.cols, grpo::device_backend_traits<grpo_test::device_exec>::loss_where);
     } catch (const grpo::error& e) {
         unpacked = e.what();
     }
@@ -487,7 +487,8 @@ TEST_CASE("cuda loss: a workspace held by another call is refused (errc::in_use)
 #if !defined(GRPO_TEST_EMULATED) || defined(GRPO_TEST_EMULATED_HALF) // 16-bit types: CUDA toolkit headers
 namespace {
 
-/// The CPU's message for these inputs (which must throw), as the CUDA backend words it.
+/// The CPU's message for these inputs (which must throw), as the device backend words it ("(cuda)" on a GPU,
+/// "(emulated)" on the host emulator).
 std::string cpu_message(grpo_test::batch<double>& b, const grpo::loss_inputs<double>& in, const grpo::loss_config& cfg) {
     auto out = b.outputs();
     try {
@@ -495,7 +496,9 @@ std::string cpu_message(grpo_test::batch<double>& b, const grpo::loss_inputs<dou
     } catch (const grpo::error& e) {
         std::string m = e.what();
         const std::string from = "grpo::loss_and_grad:";
-        if (m.compare(0, from.size(), from) == 0) m = "grpo::loss_and_grad(cuda):" + m.substr(from.size());
+        const std::string to =
+            std::string("grpo::") + grpo::device_backend_traits<grpo_test::device_exec>::loss_where + ":";
+        if (m.compare(0, from.size(), from) == 0) m = to + m.substr(from.size());
         return m;
     }
     return "";

@@ -25,20 +25,21 @@
 
 GRPO_NAMESPACE_BEGIN
 
-/// Executors that run the CUDA backend's kernels (exec::cuda, exec::cuda_emulated) specialize this with
-/// `using workspace = ...;` and a static `device(const Exec&, workspace&)` returning their launch policy.
+/// Executors that run the block-model kernels of backend/kernels/ (exec::cuda on a GPU, exec::cuda_emulated on the
+/// host) specialize this with `using workspace = ...;`, a static `device(const Exec&, workspace&)` returning their
+/// launch policy, and the names their errors carry: `loss_where` ("loss_and_grad(cuda)") and `advantages_where`.
 template <class Exec>
-struct cuda_backend_traits;
+struct device_backend_traits;
 
 namespace detail {
 template <class Exec, class = void>
-struct is_cuda_executor : std::false_type {};
+struct is_device_executor : std::false_type {};
 template <class Exec>
-struct is_cuda_executor<Exec, decltype(void(sizeof(cuda_backend_traits<Exec>)))> : std::true_type {};
+struct is_device_executor<Exec, decltype(void(sizeof(device_backend_traits<Exec>)))> : std::true_type {};
 template <class Exec, class R = void>
-using if_cuda_executor = std::enable_if_t<is_cuda_executor<Exec>::value, R>;
+using if_device_executor = std::enable_if_t<is_device_executor<Exec>::value, R>;
 template <class Exec>
-using cuda_workspace_of = typename cuda_backend_traits<Exec>::workspace;
+using device_workspace_of = typename device_backend_traits<Exec>::workspace;
 } // namespace detail
 
 /// Optional per-group outputs in device memory (each absent or of size num_groups); see group_outputs.
@@ -59,13 +60,13 @@ struct device_group_outputs {
 constexpr int advantage_stats_doubles = detail::cuda::adv_stats_fields;
 
 /// Unpacks a host copy of the no-sync record; throws grpo::error when it carries an error code.
-inline advantage_stats unpack_advantage_stats(const double* h) {
+inline advantage_stats unpack_advantage_stats(const double* h, const char* where = "compute_advantages(cuda)") {
     const int code = static_cast<int>(h[10]);
     if (code != 0) {
         static const char* const names[] = {"", "groups.ids", "rewards", "token_weights", "rewards", "rewards"};
         const char* name = code >= 1 && code <= 5 ? names[code] : "rewards";
         detail::raise_argument(code == 1 || code >= 4 ? errc::invalid_value : errc::non_finite,
-                               "compute_advantages(cuda)", name,
+                               where, name,
                                code == 4   ? "a total whitening weight > 1"
                                : code == 5 ? "rewards whose advantages fit the output type"
                                            : "valid values",
@@ -102,11 +103,10 @@ void check_device_view(D& dev, const char* where, const char* name, const V& v) 
 /// Checks the call and launches the loss; the record goes to `d_stats`, or with nullptr to the workspace's
 /// own record. Returns where it went.
 template <class T, class D>
-const loss_record* run_loss(D& dev, const loss_inputs<T, device_space>& in, const loss_outputs<T, device_space>& out,
-                            const loss_config& cfg, loss_record* d_record) {
+const loss_record* run_loss(D& dev, const char* where, const loss_inputs<T, device_space>& in,
+                            const loss_outputs<T, device_space>& out, const loss_config& cfg, loss_record* d_record) {
     static_assert(is_loss_element<T>::value,
                   "grpo::loss_and_grad (CUDA): element type must be float, double, __half or __nv_bfloat16");
-    constexpr const char* where = "loss_and_grad(cuda)";
     const loss_params p = check_loss_call(where, in, out, cfg);
     check_device_view(dev, where, "logp", in.logp);
     check_device_view(dev, where, "old_logp", in.old_logp);
@@ -143,10 +143,9 @@ const loss_record* run_loss(D& dev, const loss_inputs<T, device_space>& in, cons
 }
 
 template <class T, class D>
-loss_stats run_loss_sync(D& dev, const loss_inputs<T, device_space>& in, const loss_outputs<T, device_space>& out,
-                         const loss_config& cfg) {
-    constexpr const char* where = "loss_and_grad(cuda)";
-    const loss_record* d_record = run_loss(dev, in, out, cfg, nullptr);
+loss_stats run_loss_sync(D& dev, const char* where, const loss_inputs<T, device_space>& in,
+                         const loss_outputs<T, device_space>& out, const loss_config& cfg) {
+    const loss_record* d_record = run_loss(dev, where, in, out, cfg, nullptr);
     loss_record* h = reinterpret_cast<loss_record*>(dev.host_doubles(doubles_of(sizeof(loss_record))));
     dev.copy_to_host(h, d_record, sizeof(loss_record));
     dev.synchronize(where);
@@ -184,13 +183,13 @@ adv_scratch adv_scratch_for(D& dev, index_t n, index_t k, bool by_id) {
 /// Checks the call and launches the advantages; the record goes to `d_stats`, or with nullptr to the
 /// workspace's own record. Returns where it went.
 template <class T, class D>
-const double* run_advantages(D& dev, vector_view<const T, device_space> rewards, const device_groups& g,
+const double* run_advantages(D& dev, const char* where, vector_view<const T, device_space> rewards,
+                             const device_groups& g,
                              vector_view<T, device_space> advantages, const advantage_config& cfg, double* d_stats,
                              const device_group_outputs& per_group,
                              vector_view<const double, device_space> token_weights) {
     static_assert(std::is_floating_point<T>::value,
                   "grpo::compute_advantages (CUDA): rewards and advantages must have the same float/double type");
-    constexpr const char* where = "compute_advantages(cuda)";
     check_device_advantage_call<T>(dev, where, rewards, g, advantages, cfg, per_group, token_weights);
     dev.check_pointer(where, "d_stats", d_stats);
 
@@ -238,12 +237,12 @@ const double* run_advantages(D& dev, vector_view<const T, device_space> rewards,
 }
 
 template <class T, class D>
-std::vector<T> download_strided(D& dev, vector_view<const T, device_space> v) {
+std::vector<T> download_strided(D& dev, const char* where, vector_view<const T, device_space> v) {
     std::vector<T> h;
     if (!v.present() || v.empty()) return h;
     h.resize(static_cast<std::size_t>((v.size() - 1) * v.stride() + 1));
     dev.copy_to_host(h.data(), v.data(), h.size() * sizeof(T));
-    dev.synchronize("compute_advantages(cuda)");
+    dev.synchronize(where);
     return h;
 }
 
@@ -256,10 +255,10 @@ template <class T, class D>
                                               const advantage_config& cfg,
                                               vector_view<const double, device_space> token_weights) {
     const index_t n = rewards.size();
-    const std::vector<T> r = download_strided(dev, rewards);
-    const std::vector<double> w = download_strided(dev, token_weights);
+    const std::vector<T> r = download_strided(dev, where, rewards);
+    const std::vector<double> w = download_strided(dev, where, token_weights);
     std::vector<std::int64_t> ids;
-    if (!g.is_contiguous()) ids = download_strided(dev, g.ids());
+    if (!g.is_contiguous()) ids = download_strided(dev, where, g.ids());
     std::vector<T> adv(static_cast<std::size_t>(n));
     const groups hg = g.is_contiguous()
                           ? groups::contiguous(g.size())
@@ -270,22 +269,22 @@ template <class T, class D>
                        token_weights.present() && !token_weights.empty()
                            ? vector_view<const double>(w.data(), token_weights.size(), token_weights.stride())
                                                : vector_view<const double>());
-    (void)unpack_advantage_stats(h); // the CPU did not throw (a value on an fp edge): report the device's finding
+    (void)unpack_advantage_stats(h, where); // the CPU did not throw (a value on an fp edge): report the device's finding
     raise_argument(errc::invalid_value, where, "rewards", "valid values", "invalid values reported by the device");
 }
 
 template <class T, class D>
-advantage_stats run_advantages_sync(D& dev, vector_view<const T, device_space> rewards, const device_groups& g,
+advantage_stats run_advantages_sync(D& dev, const char* where, vector_view<const T, device_space> rewards,
+                                    const device_groups& g,
                                     vector_view<T, device_space> advantages, const advantage_config& cfg,
                                     const device_group_outputs& per_group,
                                     vector_view<const double, device_space> token_weights) {
-    constexpr const char* where = "compute_advantages(cuda)";
-    const double* d_stats = run_advantages(dev, rewards, g, advantages, cfg, nullptr, per_group, token_weights);
+    const double* d_stats = run_advantages(dev, where, rewards, g, advantages, cfg, nullptr, per_group, token_weights);
     double* h = dev.host_doubles(advantage_stats_doubles);
     dev.copy_to_host(h, d_stats, advantage_stats_doubles * sizeof(double));
     dev.synchronize(where);
     if (h[10] != 0) raise_advantage_value_error<T>(dev, where, h, rewards, g, cfg, token_weights);
-    return unpack_advantage_stats(h);
+    return unpack_advantage_stats(h, where);
 }
 
 } // namespace cuda
@@ -306,15 +305,16 @@ advantage_stats run_advantages_sync(D& dev, vector_view<const T, device_space> r
 /// (errc::in_use) when another call holds it; the lease ends when the work is enqueued, not when it completes,
 /// so `ws` must not be used by a call on another stream before this work has completed (as before).
 template <class Exec, class T>
-detail::if_cuda_executor<Exec> loss_and_grad(const Exec& ex, const loss_inputs<T, device_space>& in,
+detail::if_device_executor<Exec> loss_and_grad(const Exec& ex, const loss_inputs<T, device_space>& in,
                                              const loss_outputs<T, device_space>& out, const loss_config& cfg,
-                                             detail::cuda_workspace_of<Exec>& ws, loss_record* d_record) {
-    const basic_workspace_lease<detail::cuda_workspace_of<Exec>> lease(ws, "loss_and_grad(cuda)");
+                                             detail::device_workspace_of<Exec>& ws, loss_record* d_record) {
+    constexpr const char* where = device_backend_traits<Exec>::loss_where;
+    const basic_workspace_lease<detail::device_workspace_of<Exec>> lease(ws, where);
     if (d_record == nullptr)
-        detail::raise_argument(errc::invalid_value, "loss_and_grad(cuda)", "d_record",
-                               "a device buffer of sizeof(loss_record) bytes", "nullptr");
-    auto dev = cuda_backend_traits<Exec>::device(ex, ws);
-    detail::cuda::run_loss(dev, in, out, cfg, d_record);
+        detail::raise_argument(errc::invalid_value, where, "d_record", "a device buffer of sizeof(loss_record) bytes",
+                               "nullptr");
+    auto dev = device_backend_traits<Exec>::device(ex, ws);
+    detail::cuda::run_loss(dev, where, in, out, cfg, d_record);
 }
 
 /// Fused loss + gradient + diagnostics on device; waits for the stream once to return the scalars. Bad values
@@ -322,12 +322,13 @@ detail::if_cuda_executor<Exec> loss_and_grad(const Exec& ex, const loss_inputs<T
 /// after the wait, with the outputs untouched. The call holds `ws` until it returns (grpo::error, errc::in_use,
 /// when another call holds it).
 template <class Exec, class T>
-detail::if_cuda_executor<Exec, loss_stats> loss_and_grad(const Exec& ex, const loss_inputs<T, device_space>& in,
+detail::if_device_executor<Exec, loss_stats> loss_and_grad(const Exec& ex, const loss_inputs<T, device_space>& in,
                                                          const loss_outputs<T, device_space>& out,
-                                                         const loss_config& cfg, detail::cuda_workspace_of<Exec>& ws) {
-    const basic_workspace_lease<detail::cuda_workspace_of<Exec>> lease(ws, "loss_and_grad(cuda)");
-    auto dev = cuda_backend_traits<Exec>::device(ex, ws);
-    return detail::cuda::run_loss_sync(dev, in, out, cfg);
+                                                         const loss_config& cfg, detail::device_workspace_of<Exec>& ws) {
+    constexpr const char* where = device_backend_traits<Exec>::loss_where;
+    const basic_workspace_lease<detail::device_workspace_of<Exec>> lease(ws, where);
+    auto dev = device_backend_traits<Exec>::device(ex, ws);
+    return detail::cuda::run_loss_sync(dev, where, in, out, cfg);
 }
 
 /// Group-relative advantages on device, without a host sync: the CUDA counterpart of
@@ -341,45 +342,47 @@ detail::if_cuda_executor<Exec, loss_stats> loss_and_grad(const Exec& ex, const l
 /// Workspace: held (basic_workspace_lease; errc::in_use when another call holds it) while the call checks and
 /// enqueues only; `ws` must not be used by a call on another stream before this work has completed (as before).
 template <class Exec, class R, class T>
-detail::if_cuda_executor<Exec> compute_advantages(const Exec& ex, vector_view<R, device_space> rewards,
+detail::if_device_executor<Exec> compute_advantages(const Exec& ex, vector_view<R, device_space> rewards,
                                                   const device_groups& g, vector_view<T, device_space> advantages,
-                                                  const advantage_config& cfg, detail::cuda_workspace_of<Exec>& ws,
+                                                  const advantage_config& cfg, detail::device_workspace_of<Exec>& ws,
                                                   double* d_stats, const device_group_outputs& per_group = {},
                                                   vector_view<const double, device_space> token_weights = {}) {
     static_assert(std::is_same<std::remove_const_t<R>, T>::value,
                   "grpo::compute_advantages (CUDA): rewards and advantages must have the same float/double type");
-    const basic_workspace_lease<detail::cuda_workspace_of<Exec>> lease(ws, "compute_advantages(cuda)");
+    constexpr const char* where = device_backend_traits<Exec>::advantages_where;
+    const basic_workspace_lease<detail::device_workspace_of<Exec>> lease(ws, where);
     if (d_stats == nullptr)
-        detail::raise_argument(errc::invalid_value, "compute_advantages(cuda)", "d_stats",
+        detail::raise_argument(errc::invalid_value, where, "d_stats",
                                "a device buffer of advantage_stats_doubles", "nullptr");
-    auto dev = cuda_backend_traits<Exec>::device(ex, ws);
-    detail::cuda::run_advantages<T>(dev, rewards, g, advantages, cfg, d_stats, per_group, token_weights);
+    auto dev = device_backend_traits<Exec>::device(ex, ws);
+    detail::cuda::run_advantages<T>(dev, where, rewards, g, advantages, cfg, d_stats, per_group, token_weights);
 }
 
 /// Group-relative advantages on device; waits for the stream once to return the statistics. Invalid values
 /// throw the same grpo::error as the CPU backend (nothing is written to the outputs). The call holds `ws` until
 /// it returns (grpo::error, errc::in_use, when another call holds it).
 template <class Exec, class R, class T>
-detail::if_cuda_executor<Exec, advantage_stats>
+detail::if_device_executor<Exec, advantage_stats>
 compute_advantages(const Exec& ex, vector_view<R, device_space> rewards, const device_groups& g,
                    vector_view<T, device_space> advantages, const advantage_config& cfg,
-                   detail::cuda_workspace_of<Exec>& ws, const device_group_outputs& per_group = {},
+                   detail::device_workspace_of<Exec>& ws, const device_group_outputs& per_group = {},
                    vector_view<const double, device_space> token_weights = {}) {
     static_assert(std::is_same<std::remove_const_t<R>, T>::value,
                   "grpo::compute_advantages (CUDA): rewards and advantages must have the same float/double type");
-    const basic_workspace_lease<detail::cuda_workspace_of<Exec>> lease(ws, "compute_advantages(cuda)");
-    auto dev = cuda_backend_traits<Exec>::device(ex, ws);
-    return detail::cuda::run_advantages_sync<T>(dev, rewards, g, advantages, cfg, per_group, token_weights);
+    constexpr const char* where = device_backend_traits<Exec>::advantages_where;
+    const basic_workspace_lease<detail::device_workspace_of<Exec>> lease(ws, where);
+    auto dev = device_backend_traits<Exec>::device(ex, ws);
+    return detail::cuda::run_advantages_sync<T>(dev, where, rewards, g, advantages, cfg, per_group, token_weights);
 }
 
 /// Convenience overload with a temporary workspace (allocates and frees device memory: not for hot loops).
 template <class Exec, class R, class T>
-detail::if_cuda_executor<Exec, advantage_stats>
+detail::if_device_executor<Exec, advantage_stats>
 compute_advantages(const Exec& ex, vector_view<R, device_space> rewards, const device_groups& g,
                    vector_view<T, device_space> advantages, const advantage_config& cfg = {},
                    const device_group_outputs& per_group = {},
                    vector_view<const double, device_space> token_weights = {}) {
-    detail::cuda_workspace_of<Exec> ws;
+    detail::device_workspace_of<Exec> ws;
     return compute_advantages(ex, rewards, g, advantages, cfg, ws, per_group, token_weights);
 }
 

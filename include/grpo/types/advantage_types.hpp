@@ -75,7 +75,7 @@ public:
     template <class S = Space, class = std::enable_if_t<std::is_same<S, device_space>::value>>
     basic_groups(const basic_groups<host_space>& g) : size_(g.size()) { // NOLINT: implicit on purpose
         if (!g.is_contiguous())
-            detail::raise_argument(errc::invalid_value, "compute_advantages(cuda)", "groups",
+            detail::raise_argument(errc::invalid_value, "device_groups", "groups",
                                    "groups::contiguous(G) or device_groups::by_id(device ids, num_groups)",
                                    "groups::by_id with host-memory ids");
     }
