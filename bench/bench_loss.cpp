@@ -45,9 +45,8 @@ std::unique_ptr<grpo::thread_pool> make_pool(int threads) {
     return threads > 1 ? std::make_unique<grpo::thread_pool>(static_cast<unsigned>(threads)) : nullptr;
 }
 
-void BM_loss_and_grad(benchmark::State& state) {
-    data d(state.range(0), state.range(1));
-    auto pool = make_pool(static_cast<int>(state.range(2)));
+/// The fused pass over `d` with `cfg` for as long as the benchmark runs; counters in tokens and bytes.
+void run_loss(benchmark::State& state, data& d, const grpo::loss_config& cfg, const grpo::exec::host& ex) {
     grpo::loss_inputs<float> in;
     in.logp = {d.logp.data(), d.rows, d.cols};
     in.old_logp = {d.old_logp.data(), d.rows, d.cols};
@@ -56,10 +55,7 @@ void BM_loss_and_grad(benchmark::State& state) {
     in.advantages = grpo::broadcast_to_tokens(grpo::vector_view<const float>(d.adv.data(), d.rows), d.cols);
     grpo::loss_outputs<float> out;
     out.grad_logp = {d.grad.data(), d.rows, d.cols};
-    grpo::loss_config cfg = grpo::loss_config::deepseekmath(); // beta 0.04, k3, seq-mean-token-mean
-    cfg.checks = state.range(3) ? grpo::validation::full : grpo::validation::shapes_only;
     grpo::workspace ws;
-    grpo::exec::host ex{pool.get()};
     for (auto _ : state) {
         auto st = grpo::loss_and_grad(ex, in, out, cfg, ws);
         benchmark::DoNotOptimize(st);
@@ -68,6 +64,14 @@ void BM_loss_and_grad(benchmark::State& state) {
     const double tokens = static_cast<double>(d.rows * d.cols);
     state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * tokens));
     state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * tokens * bytes_per_token));
+}
+
+void BM_loss_and_grad(benchmark::State& state) {
+    data d(state.range(0), state.range(1));
+    auto pool = make_pool(static_cast<int>(state.range(2)));
+    grpo::loss_config cfg = grpo::loss_config::deepseekmath(); // beta 0.04, k3, seq-mean-token-mean
+    cfg.checks = state.range(3) ? grpo::validation::full : grpo::validation::shapes_only;
+    run_loss(state, d, cfg, grpo::exec::host{pool.get()});
 }
 
 /// The configurations users run, by index: the fused pass on 64 x 4096 fp32 tokens, one thread, shapes_only.
@@ -89,24 +93,7 @@ grpo::loss_config preset(int k) {
 
 void BM_loss_and_grad_config(benchmark::State& state) {
     data d(64, 4096);
-    grpo::loss_inputs<float> in;
-    in.logp = {d.logp.data(), d.rows, d.cols};
-    in.old_logp = {d.old_logp.data(), d.rows, d.cols};
-    in.ref_logp = {d.ref_logp.data(), d.rows, d.cols};
-    in.mask = {d.mask.data(), d.rows, d.cols};
-    in.advantages = grpo::broadcast_to_tokens(grpo::vector_view<const float>(d.adv.data(), d.rows), d.cols);
-    grpo::loss_outputs<float> out;
-    out.grad_logp = {d.grad.data(), d.rows, d.cols};
-    const grpo::loss_config cfg = preset(static_cast<int>(state.range(0)));
-    grpo::workspace ws;
-    for (auto _ : state) {
-        auto st = grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg, ws);
-        benchmark::DoNotOptimize(st);
-        benchmark::ClobberMemory();
-    }
-    const double tokens = static_cast<double>(d.rows * d.cols);
-    state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * tokens));
-    state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * tokens * bytes_per_token));
+    run_loss(state, d, preset(static_cast<int>(state.range(0))), grpo::exec::host{});
 }
 
 void BM_loss_and_grad_baseline_isa(benchmark::State& state) {

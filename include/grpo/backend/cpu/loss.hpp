@@ -227,6 +227,20 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
     };
     if (!Plain && !token_sampling) std::fill(isw, isw + token_block, C(1));
 
+    // One token's inputs. Loads are unconditional (so the loops vectorize); masked values are replaced by harmless
+    // ones before any arithmetic, so NaN or Inf there never reaches a result.
+    struct token_inputs {
+        bool valid;
+        C logp, old, ref, adv;
+    };
+    const auto load = [&](index_t t) {
+        const bool valid = mask[L.mask(t)] != T(0);
+        return token_inputs{valid, math::select(valid, C(lp[L.lp(t)]), C(0)),
+                            math::select(valid, C(old[L.old(t)]), C(0)),
+                            WithKL ? math::select(valid, C(ref[L.ref(t)]), C(0)) : C(0),
+                            math::select(valid, C(adv[L.adv(t)]), C(0))};
+    };
+
     // Sweep 2, ratio_level::sequence: dL/ds_i = sum_t w * dloss_t/ds, spread back over the tokens (the mean).
     if (!Plain && p.ratio == ratio_level::sequence && n > 0) {
         alignas(64) C d[token_block];
@@ -235,12 +249,9 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
             const index_t nb = std::min(token_block, end - t0);
             fill_sampling_weights(t0, nb);
             for (index_t k = 0; k < nb; ++k) {
-                const index_t t = t0 + k;
-                const bool valid = mask[L.mask(t)] != T(0);
-                const C a = math::select(valid, C(adv[L.adv(t)]), C(0));
-                const C x = math::select(valid, C(lp[L.lp(t)]), C(0));
-                const C y = WithKL ? math::select(valid, C(ref[L.ref(t)]), C(0)) : C(0);
-                d[k] = math::select(valid, math::sequence_sensitivity<K, WithKL>(tp, x, y, a, isw[k]), C(0));
+                const token_inputs in = load(t0 + k);
+                d[k] = math::select(
+                    in.valid, math::sequence_sensitivity<K, WithKL>(tp, in.logp, in.ref, in.adv, isw[k]), C(0));
             }
             dloss_ds += lane_sum(d, nb);
         }
@@ -256,15 +267,10 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
         const index_t nb = std::min(token_block, end - t0);
         fill_sampling_weights(t0, nb);
         for (index_t k = 0; k < nb; ++k) {
-            const index_t t = t0 + k;
-            const bool valid = mask[L.mask(t)] != T(0);
-            // Loads are unconditional (so the loop vectorizes); masked values are replaced by harmless ones
-            // before any arithmetic, so NaN or Inf there never reaches a result.
-            const C x = math::select(valid, C(lp[L.lp(t)]), C(0));
-            const C o = math::select(valid, C(old[L.old(t)]), C(0));
-            const C a = math::select(valid, C(adv[L.adv(t)]), C(0));
-            const C y = WithKL ? math::select(valid, C(ref[L.ref(t)]), C(0)) : C(0);
-            const math::token_result<C> r = math::token_loss<K, WithKL>(tp, x, o, y, a, Plain ? C(1) : isw[k]);
+            const token_inputs in = load(t0 + k);
+            const bool valid = in.valid;
+            const math::token_result<C> r =
+                math::token_loss<K, WithKL>(tp, in.logp, in.old, in.ref, in.adv, Plain ? C(1) : isw[k]);
             gbuf[k] = math::select(valid, r.grad, C(0));
             lbuf[k] = math::select(valid, r.loss, C(0));
             pol[k] = math::select(valid, r.policy_loss, C(0));
