@@ -119,6 +119,20 @@ inline std::vector<loss_variant> loss_catalogue() {
     c.sampling_ratio_min = 0.5;
     c.sampling_ratio_max = 1.5;
     v.push_back({"verl + every correction", c});
+    c = base;
+    c.entropy_coef = 0.01;
+    v.push_back({"entropy bonus", c});
+    c = base;
+    c.top_entropy_quantile = 0.4;
+    v.push_back({"top-entropy quantile", c});
+    c = loss_config::sapo();
+    c.beta = 0.05;
+    c.entropy_coef = -0.02;
+    c.top_entropy_quantile = 0.7;
+    c.sampling = grpo::sampling_correction::token_mask;
+    c.sampling_ratio_min = 0.9;
+    c.sampling_ratio_max = 1.2;
+    v.push_back({"sapo + entropy bonus and mask + token_mask", c});
     return v;
 }
 
@@ -140,7 +154,7 @@ struct peer_token {
     double loss, policy, kl;
 };
 inline peer_token peer_token_loss(const grpo::loss_config& c, double lp, double old, double ref, double a,
-                                  double factor = 1) {
+                                  double factor = 1, double entropy = 0) {
     using grpo::policy_objective;
     double log_r = lp - old;
     if (c.log_ratio_clamp > 0) log_r = std::max(-c.log_ratio_clamp, std::min(c.log_ratio_clamp, log_r));
@@ -171,8 +185,9 @@ inline peer_token peer_token_loss(const grpo::loss_config& c, double lp, double 
     const double in_clamp = c.kl_log_ratio_clamp > 0 ? c.kl_log_ratio_clamp : low_var ? 20.0 : 0.0;
     const double out_clamp = c.kl_value_clamp > 0 ? c.kl_value_clamp : low_var ? 10.0 : 0.0;
     if (in_clamp > 0) x = std::max(-in_clamp, std::min(in_clamp, x));
+    const double bonus = c.entropy_coef * entropy; // verl: pg_loss - entropy_coeff * agg(entropy)
     double kl = 0;
-    if (c.beta == 0) return {pol, pol, 0}; // TRL computes no KL at beta 0, grpo neither
+    if (c.beta == 0) return {pol - bonus, pol, 0}; // TRL computes no KL at beta 0, grpo neither
     switch (c.kl) {
     case grpo::kl_estimator::k1: kl = x; break;
     case grpo::kl_estimator::k2: kl = 0.5 * x * x; break;
@@ -181,7 +196,20 @@ inline peer_token peer_token_loss(const grpo::loss_config& c, double lp, double 
     }
     if (out_clamp > 0) kl = std::max(-out_clamp, std::min(out_clamp, kl));
     if (c.kl_bias_correction) kl *= r;
-    return {pol + c.beta * kl, pol, kl};
+    return {pol + c.beta * kl - bonus, pol, kl};
+}
+
+/// TRL get_high_entropy_mask's threshold: torch.quantile(entropies of the unmasked tokens, 1 - rho), with
+/// linear interpolation (sort, then lerp between the neighbours of position q (n - 1)).
+inline double peer_entropy_threshold(const std::vector<double>& entropy, const std::vector<double>& m, double rho) {
+    std::vector<double> h;
+    for (std::size_t k = 0; k < m.size(); ++k)
+        if (m[k] != 0) h.push_back(entropy[k]);
+    std::sort(h.begin(), h.end());
+    const double pos = (1 - rho) * static_cast<double>(h.size() - 1);
+    const std::size_t lo = static_cast<std::size_t>(pos);
+    const double hi = h[std::min(lo + 1, h.size() - 1)];
+    return h[lo] + (pos - static_cast<double>(lo)) * (hi - h[lo]);
 }
 
 /// The factor on the policy term of token (i, t) of a [rows, cols] batch (mask m, no lengths), from TRL:
@@ -220,6 +248,18 @@ inline double peer_policy_factor(const grpo::loss_config& c, const std::vector<d
         if (sum / std::max(n, 1.0) > c.off_policy_mask_threshold) rho = 0;
     }
     return rho;
+}
+
+/// peer_policy_factor with TRL's top-entropy mask (entropy_mask = H >= threshold) on top.
+inline double peer_policy_factor(const grpo::loss_config& c, const std::vector<double>& lp,
+                                 const std::vector<double>& old, const std::vector<double>& samp,
+                                 const std::vector<double>& m, const std::vector<double>& entropy, grpo::index_t cols,
+                                 grpo::index_t i, grpo::index_t t, double a) {
+    double f = peer_policy_factor(c, lp, old, samp, m, cols, i, t, a);
+    if (c.top_entropy_quantile < 1 &&
+        entropy[static_cast<std::size_t>(i * cols + t)] < peer_entropy_threshold(entropy, m, c.top_entropy_quantile))
+        f = 0;
+    return f;
 }
 
 } // namespace grpo_test

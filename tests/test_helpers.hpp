@@ -28,12 +28,13 @@ struct rng {
 template <class T>
 struct batch {
     grpo::index_t rows, cols;
-    std::vector<T> logp, old_logp, ref_logp, adv_tok, adv_seq, mask, grad, per_token, sampling_logp;
+    std::vector<T> logp, old_logp, ref_logp, adv_tok, adv_seq, mask, grad, per_token, sampling_logp, entropy;
     std::vector<std::int64_t> lengths;
 
     batch(grpo::index_t r, grpo::index_t c, std::uint64_t seed, double masked_fraction = 0.2)
         : rows(r), cols(c), logp(r * c), old_logp(r * c), ref_logp(r * c), adv_tok(r * c), adv_seq(r),
-          mask(r * c), grad(r * c, T(-7)), per_token(r * c, T(-7)), sampling_logp(r * c), lengths(r) {
+          mask(r * c), grad(r * c, T(-7)), per_token(r * c, T(-7)), sampling_logp(r * c), entropy(r * c),
+          lengths(r) {
         rng g(seed);
         for (grpo::index_t k = 0; k < r * c; ++k) {
             logp[k] = T(g.uniform(-3, -0.05));
@@ -48,6 +49,7 @@ struct batch {
         }
         // The sampling engine's log-probs: close to old_logp (rho = exp(old - sampling) in ~[0.74, 1.35]).
         for (grpo::index_t k = 0; k < r * c; ++k) sampling_logp[k] = T(double(old_logp[k]) + g.uniform(-0.3, 0.3));
+        for (grpo::index_t k = 0; k < r * c; ++k) entropy[k] = T(g.uniform(0.05, 3.0)); // per-token entropies
     }
 
     grpo::loss_inputs<T> inputs(bool per_token_adv = true, bool with_mask = true, bool with_old = true,
@@ -61,6 +63,7 @@ struct batch {
         if (with_mask) in.mask = grpo::matrix_view<const T>(mask.data(), rows, cols);
         if (with_lengths) in.lengths = grpo::vector_view<const std::int64_t>(lengths.data(), rows);
         in.sampling_logp = grpo::matrix_view<const T>(sampling_logp.data(), rows, cols); // read if config.sampling
+        in.entropy = grpo::matrix_view<const T>(entropy.data(), rows, cols); // read if an entropy term is on
         return in;
     }
     grpo::loss_outputs<T> outputs() {

@@ -128,9 +128,10 @@ TEST_CASE("every catalogue variant matches the peers' per-token formulas", "[los
                     }
                     const double a = in.advantages(i, t);
                     const double factor = grpo_test::peer_policy_factor(cfg, b.logp, b.old_logp, b.sampling_logp,
-                                                                        b.mask, b.cols, i, t, a);
+                                                                        b.mask, b.entropy, b.cols, i, t, a);
+                    const double h = cfg.entropy_coef != 0 || cfg.top_entropy_quantile < 1 ? b.entropy[k] : 0.0;
                     const auto peer =
-                        grpo_test::peer_token_loss(cfg, b.logp[k], b.old_logp[k], b.ref_logp[k], a, factor);
+                        grpo_test::peer_token_loss(cfg, b.logp[k], b.old_logp[k], b.ref_logp[k], a, factor, h);
                     CHECK(b.per_token[k] == Approx(peer.loss).epsilon(1e-12).margin(1e-15));
                     policy += peer.policy;
                     kl += peer.kl;
@@ -339,4 +340,77 @@ TEST_CASE("the per-token ratio output, and S without empty rows (count_empty_seq
     // The ratio output may not alias another output.
     out.ratio = {grad.data(), 2, 2};
     CHECK_THROWS_AS(grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg), grpo::error);
+}
+
+TEST_CASE("top-entropy mask by hand: torch.quantile's threshold, policy term only", "[loss][entropy]") {
+    // One row of four tokens with H = [3, 1, 4, 2], rho = 0.5: quantile 0.5 of [1, 2, 3, 4] = 2.5 (linear), so
+    // the tokens with H 3 and 4 keep their policy term. On-policy, A = 1: policy loss -1 per kept token.
+    std::vector<double> logp{-1, -1, -1, -1}, ent{3, 1, 4, 2}, adv{1, 1, 1, 1}, grad(4, 9.0), gent(4, 9.0);
+    grpo::loss_inputs<double> in;
+    in.logp = {logp.data(), 1, 4};
+    in.entropy = {ent.data(), 1, 4};
+    in.advantages = {adv.data(), 1, 4};
+    grpo::loss_outputs<double> out;
+    out.grad_logp = {grad.data(), 1, 4};
+    out.grad_entropy = {gent.data(), 1, 4};
+    grpo::loss_config cfg;
+    cfg.agg = grpo::aggregation::token_sum;
+    cfg.top_entropy_quantile = 0.5;
+    auto st = grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg);
+    CHECK(st.policy_loss == -2.0);
+    CHECK(grad == std::vector<double>{-1, 0, -1, 0});
+    CHECK(st.entropy_mask_fraction == 0.5);
+    CHECK(st.entropy_mean == 2.5);
+    CHECK(gent == std::vector<double>{0, 0, 0, 0}); // no bonus: dL/dH = 0
+    // The host's own (global) threshold replaces this call's quantile.
+    cfg.entropy_threshold = 3.5;
+    st = grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg);
+    CHECK(grad == std::vector<double>{0, 0, -1, 0});
+    // Bonus: loss -= 0.1 H per token, dL/dH = -0.1 (token_sum weight 1).
+    cfg = grpo::loss_config{};
+    cfg.agg = grpo::aggregation::token_sum;
+    cfg.entropy_coef = 0.1;
+    st = grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg);
+    CHECK(st.entropy_loss == 10.0);
+    CHECK(st.loss == Approx(-4.0 - 1.0).epsilon(1e-15));
+    CHECK(gent == std::vector<double>{-0.1, -0.1, -0.1, -0.1});
+    // Entropies are required by either term, and checked.
+    in.entropy = {};
+    CHECK_THROWS_AS(grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg), grpo::error);
+    ent[2] = std::nan("");
+    in.entropy = {ent.data(), 1, 4};
+    std::string what;
+    try {
+        grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg);
+    } catch (const grpo::error& e) {
+        what = e.what();
+    }
+    CHECK(what.find("entropy") != std::string::npos);
+}
+
+TEST_CASE("dLoss/dentropy equals finite differences of the loss in the entropies", "[loss][entropy][gradcheck]") {
+    for (auto agg : {grpo::aggregation::token_mean, grpo::aggregation::seq_mean_token_mean,
+                     grpo::aggregation::token_sum_over_constant}) {
+        grpo_test::batch<double> b(3, 7, 91);
+        grpo::loss_config cfg;
+        cfg.agg = agg;
+        cfg.beta = 0.05;
+        cfg.entropy_coef = 0.03;
+        std::vector<double> gent(b.entropy.size(), 9.0);
+        auto out = b.outputs();
+        out.grad_entropy = {gent.data(), b.rows, b.cols};
+        const auto in = b.inputs();
+        grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg);
+        const double h = 1e-6;
+        for (std::size_t k = 0; k < b.entropy.size(); ++k) {
+            const double saved = b.entropy[k];
+            b.entropy[k] = saved + h;
+            const double up = grpo::loss_and_grad(grpo::exec::host{}, in, grpo::loss_outputs<double>{}, cfg).loss;
+            b.entropy[k] = saved - h;
+            const double down = grpo::loss_and_grad(grpo::exec::host{}, in, grpo::loss_outputs<double>{}, cfg).loss;
+            b.entropy[k] = saved;
+            INFO("agg " << static_cast<int>(agg) << " token " << k);
+            CHECK(gent[k] == Approx((up - down) / (2 * h)).epsilon(1e-6).margin(1e-9));
+        }
+    }
 }

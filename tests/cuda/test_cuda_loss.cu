@@ -63,7 +63,7 @@ struct device_arena {
 template <class T>
 grpo::loss_inputs<T, grpo::device_space> mirror(device_arena& a, const grpo::loss_inputs<T>& in) {
     return {a.mirror(in.logp), a.mirror(in.old_logp), a.mirror(in.ref_logp), a.mirror(in.advantages),
-            a.mirror(in.mask), a.mirror(in.lengths), a.mirror(in.sampling_logp)};
+            a.mirror(in.mask), a.mirror(in.lengths), a.mirror(in.sampling_logp), a.mirror(in.entropy)};
 }
 
 template <class T>
@@ -86,8 +86,9 @@ template <class T>
 void check_parity(grpo_test::batch<T>& b, const grpo::loss_inputs<T>& hin, const grpo::loss_config& cfg,
                   double rel) {
     auto hout = b.outputs();
-    std::vector<T> host_ratio(static_cast<std::size_t>(b.rows * b.cols), T(-7));
+    std::vector<T> host_ratio(static_cast<std::size_t>(b.rows * b.cols), T(-7)), host_gent(host_ratio);
     hout.ratio = grpo::matrix_view<T>(host_ratio.data(), b.rows, b.cols);
+    hout.grad_entropy = grpo::matrix_view<T>(host_gent.data(), b.rows, b.cols);
     const grpo::loss_stats ref = grpo::loss_and_grad(grpo::exec::host{}, hin, hout, cfg);
     device_arena a;
     const auto din = mirror(a, hin);
@@ -96,6 +97,7 @@ void check_parity(grpo_test::batch<T>& b, const grpo::loss_inputs<T>& hin, const
     dout.grad_logp = grpo::matrix_view<T, grpo::device_space>(a.copy(fill.data(), fill.size()), b.rows, b.cols);
     dout.per_token_loss = grpo::matrix_view<T, grpo::device_space>(a.copy(fill.data(), fill.size()), b.rows, b.cols);
     dout.ratio = grpo::matrix_view<T, grpo::device_space>(a.copy(fill.data(), fill.size()), b.rows, b.cols);
+    dout.grad_entropy = grpo::matrix_view<T, grpo::device_space>(a.copy(fill.data(), fill.size()), b.rows, b.cols);
     grpo_test::device_workspace ws;
     const grpo::loss_stats got = grpo::loss_and_grad(grpo_test::default_exec(), din, dout, cfg, ws);
     CHECK(got.token_count == ref.token_count);
@@ -112,11 +114,17 @@ void check_parity(grpo_test::batch<T>& b, const grpo::loss_inputs<T>& hin, const
     CHECK(close(got.approx_kl, ref.approx_kl, rel));
     CHECK(close(got.sampling_weight_mean, ref.sampling_weight_mean, rel));
     CHECK(close(got.off_policy_mask_fraction, ref.off_policy_mask_fraction, rel));
-    const std::vector<T> dr = download(dout.ratio);
-    std::size_t bad_ratio = 0;
-    for (std::size_t k = 0; k < dr.size(); ++k)
+    CHECK(close(got.entropy_loss, ref.entropy_loss, rel));
+    CHECK(close(got.entropy_mean, ref.entropy_mean, rel));
+    CHECK(close(got.entropy_mask_fraction, ref.entropy_mask_fraction, rel));
+    const std::vector<T> dr = download(dout.ratio), dh = download(dout.grad_entropy);
+    std::size_t bad_ratio = 0, bad_gent = 0;
+    for (std::size_t k = 0; k < dr.size(); ++k) {
         if (!close(double(dr[k]), double(host_ratio[k]), rel)) ++bad_ratio;
+        if (!close(double(dh[k]), double(host_gent[k]), rel)) ++bad_gent;
+    }
     CHECK(bad_ratio == 0);
+    CHECK(bad_gent == 0);
     const std::vector<T> g = download(dout.grad_logp), l = download(dout.per_token_loss);
     std::size_t bad = 0;
     for (std::size_t k = 0; k < g.size(); ++k) {
@@ -570,6 +578,9 @@ TEST_CASE("cuda loss: bad values under validation::full give the CPU backend's e
         cfg.sampling = grpo::sampling_correction::sequence_mask;
         check_bad_value(b, b.inputs(), cfg); // the advantage at the same column first
         b.adv_tok[1 * 40 + 7] = 0.5;
+        check_bad_value(b, b.inputs(), cfg);
+        b.entropy[1 * 40 + 3] = inf; // an earlier column: the entropy check comes first there
+        cfg.entropy_coef = 0.01;
         check_bad_value(b, b.inputs(), cfg);
     }
     SECTION("a mask value other than 0 or 1") {

@@ -118,25 +118,42 @@ const loss_record* run_loss(D& dev, const char* where, const loss_inputs<T, devi
     check_device_view(dev, where, "per_token_loss", out.per_token_loss);
     check_device_view(dev, where, "sampling_logp", in.sampling_logp);
     check_device_view(dev, where, "ratio", out.ratio);
+    check_device_view(dev, where, "entropy", in.entropy);
+    check_device_view(dev, where, "grad_entropy", out.grad_entropy);
     dev.check_pointer(where, "d_record", d_record);
     // Values, and global_token_count against this call's tokens (validation::full), are checked on device by
     // loss_check_kernel before anything is written.
     const index_t rows = in.logp.rows();
     const device_loss_views<T> v{in.logp,    in.old_logp,    in.ref_logp,        in.advantages, in.mask,
                                  in.lengths, out.grad_logp, out.per_token_loss, in.sampling_logp,
-                                 out.ratio};
+                                 out.ratio,  in.entropy,    out.grad_entropy};
     // The scratch size fits: rows * (2 + partials) doubles plus a few.
     (void)checked_add(where, "rows", checked_mul(where, "rows", rows, 2 + doubles_of(sizeof(loss_partials))), 64);
-    const loss_scratch s = loss_layout(dev.scratch_doubles(loss_scratch_doubles(rows)), rows);
+    // The top-entropy quantile sorts one key per token after the loss scratch (only when it is computed here).
+    const bool quantile = p.entropy_quantile_needed();
+    const index_t tokens = quantile ? checked_mul(where, "rows", rows, in.logp.cols()) : 0;
+    const std::size_t sort_bytes = quantile ? dev.sort_temp_bytes(tokens, 64) : 0;
+    (void)checked_mul(where, "rows", tokens, 64); // keys and payloads (32 bytes a token) fit, with room
+    const std::size_t quantile_doubles = quantile ? entropy_quantile_doubles(static_cast<std::size_t>(tokens), sort_bytes) : 0;
+    double* base = dev.scratch_doubles(loss_scratch_doubles(rows) + quantile_doubles);
+    loss_scratch s = loss_layout(base, rows);
+    if (quantile) entropy_quantile_layout(s, base + loss_scratch_doubles(rows), static_cast<std::size_t>(tokens), sort_bytes);
     if (d_record == nullptr) d_record = s.record;
     dev.zero(s.counters, 2 * sizeof(unsigned long long));
     const bool check_values = cfg.checks == validation::full;
     const bool pre_pass = check_values || (cfg.agg == aggregation::token_mean && !(cfg.global_token_count > 0)) ||
-                          p.count_nonempty_rows;
+                          p.count_nonempty_rows || quantile;
     const index_t blocks = grid_for_items(rows);
     const bool need_samp = cfg.sampling != sampling_correction::none;
     if (pre_pass)
-        dev.launch(loss_check_kernel<T>{v, s, check_values, p.with_kl(), need_samp, cfg.global_token_count}, blocks);
+        dev.launch(loss_check_kernel<T>{v, s, check_values, p.with_kl(), need_samp, p.entropy_given,
+                                        cfg.global_token_count},
+                   blocks);
+    if (quantile && tokens > 0) {
+        dev.launch(entropy_keys_kernel<T>{v, s}, grid_for_items(tokens, loss_block, 65535));
+        dev.sort_pairs(s.keys_in, s.keys_out, s.values_in, s.values_out, tokens, 64, s.sort_temp, s.sort_temp_bytes);
+    }
+    if (quantile) dev.launch(entropy_threshold_kernel{s, p.entropy_quantile}, 1);
     dev.launch(loss_main_kernel<T>{v, p, s, pre_pass, cfg.global_token_count, d_record}, blocks);
     dev.check_launch(where);
     return d_record;

@@ -51,7 +51,7 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_inputs<T, host_space>&
                     "loss_and_grad", {loss_error::bad_length, static_cast<std::int64_t>(i), 0, in.lengths[i], 0}, cols);
     const detail::cpu::loss_views<T> v{in.logp,    in.old_logp,    in.ref_logp,        in.advantages, in.mask,
                                        in.lengths, out.grad_logp, out.per_token_loss, in.sampling_logp,
-                                       out.ratio};
+                                       out.ratio,  in.entropy,    out.grad_entropy};
     return detail::cpu::loss_and_grad(ex, v, p, cfg.checks == validation::full, cfg.global_token_count, ws);
 }
 

@@ -55,5 +55,22 @@ GRPO_HOST_DEVICE inline bool off_policy_row(double old_minus_logp_sum, double to
     return old_minus_logp_sum / (tokens > 1 ? tokens : 1.0) > threshold;
 }
 
+/// torch.quantile(values, q) with linear interpolation, given the two sorted values around the position
+/// q (n - 1): lo = floor(q (n - 1)), v_lo = sorted[lo], v_hi = sorted[min(lo + 1, n - 1)]. Used for TRL's
+/// top_entropy_quantile threshold (quantile 1 - rho of the unmasked tokens' entropies).
+struct quantile_position {
+    double lo;   ///< floor(q (n - 1)), as a double (an index)
+    double frac; ///< q (n - 1) - lo
+};
+GRPO_HOST_DEVICE inline quantile_position quantile_at(double q, double n) {
+    const double pos = q * (n - 1);
+    const double lo = pos < 0 ? 0.0 : static_cast<double>(static_cast<long long>(pos)); // floor for pos >= 0
+    return {lo, pos - lo};
+}
+/// torch.lerp(v_lo, v_hi, frac), which torch.quantile uses (two formulas, for accuracy at both ends).
+GRPO_HOST_DEVICE inline double quantile_value(double v_lo, double v_hi, double frac) {
+    return frac < 0.5 ? v_lo + frac * (v_hi - v_lo) : v_hi - (v_hi - v_lo) * (1 - frac);
+}
+
 } // namespace math
 GRPO_NAMESPACE_END

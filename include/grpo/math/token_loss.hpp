@@ -31,6 +31,10 @@ struct token_params {
     C sequence_term;   ///< ratio_level::sequence: the gradient through the mean log-ratio (sequence_gradient)
     C row_sampling_weight; ///< the sequence-level correction weight of the row (1 otherwise)
     bool row_off_policy;   ///< the row failed the off-policy test: tokens with A < 0 lose their policy term
+    // Entropy (loss_inputs::entropy):
+    bool entropy_given;    ///< the host passed per-token entropies (else the entropy terms are 0)
+    C entropy_coef;        ///< the bonus: loss_it -= entropy_coef * H_it
+    C entropy_threshold;   ///< tokens with H < threshold lose their policy term (-infinity: none)
 };
 
 /// One token's results. Flags are 0 or 1 in C so that they sum directly and token loops vectorize.
@@ -45,15 +49,25 @@ struct token_result {
     C clipped_low, clipped_high, dual_clipped;
     C sampling_weight;   ///< the correction weight applied to the policy term (1 without correction)
     C off_policy_masked; ///< 1 when the off-policy mask removed the policy term
+    C entropy;           ///< H_it (0 without entropies)
+    C entropy_masked;    ///< 1 when the top-entropy mask removed the policy term
+    C grad_entropy;      ///< dL/dH_it = -weight * entropy_coef
 };
 
-/// The factor on a token's policy term: the sampling correction's weight (the token's own, `token_weight`, for
-/// the token modes; the row's for the sequence modes), or 0 where the off-policy mask drops the token.
-/// Applied in TRL's order: objective, then the off-policy mask, then the importance weight, then + beta KL.
+/// Whether the top-entropy mask (TRL top_entropy_quantile) removes a token with entropy h: h below the threshold.
 template <class C>
-GRPO_HOST_DEVICE GRPO_FORCEINLINE C policy_factor(const token_params<C>& p, C advantage, C token_weight) {
+GRPO_HOST_DEVICE GRPO_FORCEINLINE bool entropy_masked(const token_params<C>& p, C h) {
+    return p.entropy_given & (h < p.entropy_threshold);
+}
+
+/// The factor on a token's policy term: the sampling correction's weight (the token's own, `token_weight`, for
+/// the token modes; the row's for the sequence modes), or 0 where the off-policy mask or the top-entropy mask
+/// drops the token. Applied in TRL's order: objective, the off-policy mask, the entropy mask, the importance
+/// weight, then + beta KL.
+template <class C>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE C policy_factor(const token_params<C>& p, C advantage, C token_weight, C entropy) {
     const C w = select(is_token_correction(p.correction.mode), token_weight, p.row_sampling_weight);
-    return select(p.row_off_policy & (advantage < C(0)), C(0), w);
+    return select((p.row_off_policy & (advantage < C(0))) | entropy_masked(p, entropy), C(0), w);
 }
 
 /// dLoss/dlogp at one token: weight * (dloss/dratio * dratio/dlogp + dloss/dlogp + beta * dKL/dlogp) + the
@@ -78,33 +92,36 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE kl_term<C> kl_at(const token_params<C>& p, C l
 
 /// The loss, gradient and diagnostics of one unmasked token with objective K, with or without the KL term.
 /// r = exp(clamp(logp - old_logp)) (or the row's sequence ratio);
-/// loss = policy_factor * objective(r, A, logp) + beta * KL. `token_weight`: the token's sampling_weight() for
-/// the token-level corrections (any value otherwise: it is not used).
+/// loss = policy_factor * objective(r, A, logp) + beta * KL - entropy_coef * H. `token_weight`: the token's
+/// sampling_weight() for the token-level corrections; `entropy`: H_it when given (both unused otherwise).
 template <policy_objective K, bool WithKL, class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE token_result<C> token_loss(const token_params<C>& p, C logp, C old_logp,
-                                                             C ref_logp, C advantage, C token_weight) {
+                                                             C ref_logp, C advantage, C token_weight, C entropy) {
     const clamped<C> lr = clamp_symmetric(logp - old_logp, p.log_ratio_clamp);
     const C token_ratio = math::exp(lr.value);
     const C r = select(p.sequence, p.sequence_ratio, token_ratio);
     const C dr = select(p.sequence, p.sequence_dratio, token_ratio * lr.grad);
     const objective_term<C> o = objective_at<K>(p.objective, r, advantage, logp);
-    const C c = policy_factor(p, advantage, token_weight);
+    const C h = select(p.entropy_given, entropy, C(0));
+    const C c = policy_factor(p, advantage, token_weight, h);
     const C policy = chain(c, o.loss);
     kl_term<C> k{C(0), C(0)};
     if constexpr (WithKL) k = kl_at(p, logp, ref_logp, r, dr);
     const C grad = token_gradient(p.weight, chain(c, o.dloss_dratio), dr, chain(c, o.dloss_dlogp), p.beta, k.grad,
                                   p.sequence_term);
     const C dropped = select(p.row_off_policy & (advantage < C(0)), C(1), C(0));
-    return {policy + p.beta * k.value, policy, k.value, grad, r, -lr.value, o.clipped_low, o.clipped_high,
-            o.dual_clipped, c, dropped};
+    // The bonus: chain() keeps it exactly 0 at entropy_coef = 0 whatever H is.
+    const C loss = policy + p.beta * k.value - chain(p.entropy_coef, h);
+    return {loss, policy, k.value, grad, r, -lr.value, o.clipped_low, o.clipped_high, o.dual_clipped, c, dropped,
+            h, select(entropy_masked(p, h), C(1), C(0)), -(p.weight * p.entropy_coef)};
 }
 
 /// ratio_level::sequence: d loss_it / d s_i at one token (the factor times the objective's d loss / d r, plus
 /// beta KL_it under the bias correction); a backend sums it over the row for sequence_gradient().
 template <policy_objective K, bool WithKL, class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE C sequence_sensitivity(const token_params<C>& p, C logp, C ref_logp, C advantage,
-                                                         C token_weight) {
-    const C c = policy_factor(p, advantage, token_weight);
+                                                         C token_weight, C entropy) {
+    const C c = policy_factor(p, advantage, token_weight, select(p.entropy_given, entropy, C(0)));
     C d = chain(c, objective_at<K>(p.objective, p.sequence_ratio, advantage, logp).dloss_dratio);
     if constexpr (WithKL) {
         const kl_term<C> k =
@@ -118,22 +135,23 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE C sequence_sensitivity(const token_params<C>& 
 /// instantiates its token loop per objective instead).
 template <class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE token_result<C> token_loss(const token_params<C>& p, bool with_kl, C logp,
-                                                             C old_logp, C ref_logp, C advantage, C token_weight) {
+                                                             C old_logp, C ref_logp, C advantage, C token_weight,
+                                                             C entropy) {
     return visit_objective(p.objective.kind, [&](auto k) {
         constexpr policy_objective K = decltype(k)::value;
-        return with_kl ? token_loss<K, true>(p, logp, old_logp, ref_logp, advantage, token_weight)
-                       : token_loss<K, false>(p, logp, old_logp, ref_logp, advantage, token_weight);
+        return with_kl ? token_loss<K, true>(p, logp, old_logp, ref_logp, advantage, token_weight, entropy)
+                       : token_loss<K, false>(p, logp, old_logp, ref_logp, advantage, token_weight, entropy);
     });
 }
 
 /// sequence_sensitivity with the objective and the KL switch known only at run time.
 template <class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE C sequence_sensitivity(const token_params<C>& p, bool with_kl, C logp, C ref_logp,
-                                                         C advantage, C token_weight) {
+                                                         C advantage, C token_weight, C entropy) {
     return visit_objective(p.objective.kind, [&](auto k) {
         constexpr policy_objective K = decltype(k)::value;
-        return with_kl ? sequence_sensitivity<K, true>(p, logp, ref_logp, advantage, token_weight)
-                       : sequence_sensitivity<K, false>(p, logp, ref_logp, advantage, token_weight);
+        return with_kl ? sequence_sensitivity<K, true>(p, logp, ref_logp, advantage, token_weight, entropy)
+                       : sequence_sensitivity<K, false>(p, logp, ref_logp, advantage, token_weight, entropy);
     });
 }
 

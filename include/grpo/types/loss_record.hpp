@@ -24,9 +24,10 @@ enum class loss_error : std::int64_t {
     bad_advantages = 6,
     bad_global_count = 7, ///< config.global_token_count below this call's unmasked tokens
     bad_sampling_logp = 8, ///< non-finite sampling_logp at an unmasked token (checked after advantages)
+    bad_entropy = 9,       ///< non-finite entropy at an unmasked token (checked after sampling_logp)
 };
 /// Number of loss_error values.
-constexpr int loss_error_count = 9;
+constexpr int loss_error_count = 10;
 
 /// The first bad value of a loss call (code none: the values were valid, or validation::shapes_only).
 struct loss_value_error {
@@ -67,6 +68,7 @@ namespace detail {
                            : e.code == loss_error::bad_ref_logp   ? "ref_logp"
                            : e.code == loss_error::bad_advantages ? "advantages"
                            : e.code == loss_error::bad_sampling_logp ? "sampling_logp"
+                           : e.code == loss_error::bad_entropy    ? "entropy"
                                                                   : "logp";
         raise_argument(errc::non_finite, where, name, "finite values at unmasked tokens",
                        num_str(e.value) + " at (" + str(e.row) + ", " + str(e.column) + ")");
@@ -89,7 +91,7 @@ namespace detail {
 #define GRPO_LOSS_PARTIAL_FIELDS(X)                                                                           \
     X(policy, sum) X(kl, sum) X(kl_sum, sum) X(tokens, sum) X(clip_low, sum) X(clip_high, sum) X(dual, sum)   \
         X(ratio_sum, sum) X(ratio_min, min) X(ratio_max, max) X(neg_log_ratio, sum) X(sampling_weight, sum)      \
-            X(off_policy_masked, sum)
+            X(off_policy_masked, sum) X(entropy, sum) X(entropy_sum, sum) X(entropy_masked, sum)
 
 /// How a partial is combined with another.
 enum class fold { sum, min, max };
@@ -106,6 +108,9 @@ struct loss_partials {
     double neg_log_ratio; ///< sum of -(clamped log-ratio)
     double sampling_weight;   ///< sum of the correction weights
     double off_policy_masked; ///< tokens the off-policy mask removed
+    double entropy;           ///< the weighted entropy sum (set by weigh())
+    double entropy_sum;       ///< sum of the entropies
+    double entropy_masked;    ///< tokens the top-entropy mask removed
 
     /// Calls f(field, fold) for every field in declaration order (same order on every thread).
     template <class F>
@@ -118,7 +123,7 @@ struct loss_partials {
     /// The partials of no token.
     GRPO_HOST_DEVICE static loss_partials identity() {
         const double inf = math::infinity<double>();
-        return {0, 0, 0, 0, 0, 0, 0, 0, inf, -inf, 0, 0, 0};
+        return {0, 0, 0, 0, 0, 0, 0, 0, inf, -inf, 0, 0, 0, 0, 0, 0};
     }
 
     /// Adds one unmasked token's results.
@@ -137,12 +142,15 @@ struct loss_partials {
         neg_log_ratio += static_cast<double>(t.neg_log_ratio);
         sampling_weight += static_cast<double>(t.sampling_weight);
         off_policy_masked += static_cast<double>(t.off_policy_masked);
+        entropy_sum += static_cast<double>(t.entropy);
+        entropy_masked += static_cast<double>(t.entropy_masked);
     }
 
     /// A finished row: its losses weighted once by the row weight, so the batch total is a plain ordered sum.
     GRPO_HOST_DEVICE void weigh(double weight) {
         policy *= weight;
         kl = kl_sum * weight;
+        entropy = entropy_sum * weight;
     }
 
     /// this = this (+) o, field by field.
@@ -156,12 +164,13 @@ struct loss_partials {
     }
 
     /// The loss and the diagnostics of the combined partials of every row of a call.
-    GRPO_HOST_DEVICE loss_stats finalize(double beta) const {
+    GRPO_HOST_DEVICE loss_stats finalize(double beta, double entropy_coef) const {
         loss_stats st;
         st.policy_loss = policy;
         st.kl_loss = kl;
+        st.entropy_loss = entropy;
         st.token_count = tokens;
-        st.loss = policy + beta * kl;
+        st.loss = policy + beta * kl - entropy_coef * entropy;
         if (tokens > 0) {
             st.clip_fraction_low = clip_low / tokens;
             st.clip_fraction_high = clip_high / tokens;
@@ -174,6 +183,8 @@ struct loss_partials {
             st.kl_mean = kl_sum / tokens;
             st.sampling_weight_mean = sampling_weight / tokens;
             st.off_policy_mask_fraction = off_policy_masked / tokens;
+            st.entropy_mean = entropy_sum / tokens;
+            st.entropy_mask_fraction = entropy_masked / tokens;
         }
         return st;
     }

@@ -93,6 +93,16 @@ struct loss_config {
     /// policy term of its tokens with A < 0 (+infinity = off). TRL `off_policy_mask_threshold`.
     double off_policy_mask_threshold = std::numeric_limits<double>::infinity();
 
+    /// Entropy bonus with the host's per-token entropies (loss_inputs::entropy): loss_it -= entropy_coef * H_it,
+    /// aggregated like the policy term; dLoss/dH goes to loss_outputs::grad_entropy. verl `entropy_coeff`.
+    double entropy_coef = 0;
+    /// TRL `top_entropy_quantile` rho: only tokens whose entropy is at least the (1 - rho) quantile of the
+    /// unmasked tokens' entropies keep their policy term (torch.quantile, linear). 1 = off.
+    double top_entropy_quantile = 1;
+    /// The threshold of that mask when the host computed it (TRL takes the quantile over every process's
+    /// tokens: gather, compute, pass it here); NaN = the quantile of this call's tokens.
+    double entropy_threshold = std::numeric_limits<double>::quiet_NaN();
+
     /// Loss normalizer (see aggregation).
     aggregation agg = aggregation::token_mean;
     /// N for token_mean: unmasked tokens of the whole optimizer step across all processes and micro-batches
@@ -194,6 +204,9 @@ struct loss_inputs {
     vector_view<const std::int64_t, Space> lengths; ///< tokens t >= lengths[i] are masked; absent = all valid
     /// log-probs the sampling engine (vLLM, SGLang) reported; required when config.sampling != none
     matrix_view<const T, Space> sampling_logp = {}; // (= {}: brace-initializing the fields above stays warning-free)
+    /// per-token entropies H_it of the current policy (the host computes them from its logits); required when
+    /// config.entropy_coef != 0 or config.top_entropy_quantile < 1
+    matrix_view<const T, Space> entropy = {};
 };
 
 /// Where results go. Both optional: without grad_logp the call is forward-only.
@@ -203,6 +216,9 @@ struct loss_outputs {
     matrix_view<T, Space> per_token_loss; ///< policy term + beta*KL per token, 0 at masked positions
     /// the importance ratio each token's objective saw, 0 at masked positions
     matrix_view<T, Space> ratio = {}; // (= {}: brace-initializing the fields above stays warning-free)
+    /// dLoss/dH_it for the entropy bonus (-entropy_coef times the row weight), 0 at masked positions: the host
+    /// backpropagates it through its entropy computation like grad_logp
+    matrix_view<T, Space> grad_entropy = {};
 };
 
 /// The loss and the diagnostics peers log. Means are over this call's unmasked tokens.
@@ -229,6 +245,11 @@ struct loss_stats {
     double sampling_weight_mean = 0;
     /// Fraction of tokens whose policy term the off-policy mask removed.
     double off_policy_mask_fraction = 0;
+    /// Aggregated entropy (same normalizer as the loss): loss = policy_loss + beta kl_loss - entropy_coef
+    /// entropy_loss. 0 without entropies.
+    double entropy_loss = 0;
+    double entropy_mean = 0;          ///< token mean of the entropies (0 without entropies)
+    double entropy_mask_fraction = 0; ///< fraction of tokens the top-entropy mask removed
 };
 
 namespace detail {
@@ -244,6 +265,12 @@ struct loss_params {
     bool count_nonempty_rows; ///< S is the number of rows with tokens, counted by the backend's pre-pass
     bool off_policy_mask; ///< the off-policy test runs (its threshold is finite)
     double off_policy_threshold;
+    bool entropy_given;       ///< loss_inputs::entropy is present
+    double entropy_coef;
+    double entropy_threshold; ///< -infinity: no entropy mask; NaN: the backend computes the quantile below
+    double entropy_quantile;  ///< 1 - top_entropy_quantile
+    /// The backend computes the entropy threshold from this call's tokens before the main pass.
+    GRPO_HOST_DEVICE bool entropy_quantile_needed() const { return entropy_threshold != entropy_threshold; }
     bool with_kl() const { return token.beta != 0; }
     /// A backend sums log r over each row first: for the sequence ratio and for the off-policy test.
     GRPO_HOST_DEVICE bool row_log_ratio_sum() const { return ratio != ratio_level::token || off_policy_mask; }
@@ -308,6 +335,9 @@ GRPO_HOST_DEVICE inline math::token_params<C> row_token_params(const loss_params
     out.sequence_term = C(sequence_term);
     out.row_sampling_weight = C(r.sampling_weight);
     out.row_off_policy = r.off_policy;
+    out.entropy_given = p.entropy_given;
+    out.entropy_coef = C(p.entropy_coef);
+    out.entropy_threshold = C(p.entropy_threshold);
     return out;
 }
 
@@ -337,6 +367,11 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
     check_range(where, "config.sampling_ratio_min", cfg.sampling_ratio_min, 0, inf, "a finite value >= 0");
     check_range(where, "config.sampling_ratio_max", cfg.sampling_ratio_max, cfg.sampling_ratio_min, inf,
                 "a finite value >= config.sampling_ratio_min");
+    check_range(where, "config.entropy_coef", cfg.entropy_coef, -inf, inf, "a finite value");
+    check_range(where, "config.top_entropy_quantile", cfg.top_entropy_quantile, 0, 1, "a value in [0, 1]");
+    if (cfg.entropy_threshold == inf || cfg.entropy_threshold == -inf)
+        raise_argument(errc::invalid_value, where, "config.entropy_threshold",
+                       "a finite threshold or NaN (the quantile of this call)", num_str(cfg.entropy_threshold));
     if (cfg.off_policy_mask_threshold != cfg.off_policy_mask_threshold)
         raise_argument(errc::invalid_value, where, "config.off_policy_mask_threshold",
                        "a threshold (+infinity = off)", "NaN");
@@ -370,13 +405,15 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
     check_representable<T>(where, "config.sapo_temperature_pos", cfg.sapo_temperature_pos);
     check_representable<T>(where, "config.sapo_temperature_neg", cfg.sapo_temperature_neg);
     check_representable<T>(where, "config.sampling_ratio_max", cfg.sampling_ratio_max);
+    check_representable<T>(where, "config.entropy_coef", cfg.entropy_coef);
 
     const index_t rows = in.logp.rows(), cols = in.logp.cols();
     if (!in.logp.present()) {
         // No logp: only a call where every view is absent or empty is a (trivially empty) valid call.
         const bool anything = !in.old_logp.empty() || !in.ref_logp.empty() || !in.advantages.empty() ||
                               !in.mask.empty() || !in.lengths.empty() || !in.sampling_logp.empty() || !out.grad_logp.empty() ||
-                              !out.per_token_loss.empty() || !out.ratio.empty() || rows * cols > 0;
+                              !out.per_token_loss.empty() || !out.ratio.empty() || !in.entropy.empty() ||
+                              !out.grad_entropy.empty() || rows * cols > 0;
         if (anything)
             raise_argument(errc::invalid_value, where, "logp", "a view of the current log-probs", "an absent view");
     }
@@ -393,6 +430,13 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
                            "the sampling engine's log-probs because config.sampling != none", "an absent view");
         check_shape(where, "sampling_logp", in.sampling_logp, rows, cols);
     }
+    const bool entropy_needed = cfg.entropy_coef != 0 || cfg.top_entropy_quantile < 1;
+    if (entropy_needed && !in.entropy.present() && rows * cols > 0)
+        raise_argument(errc::invalid_value, where, "entropy",
+                       "per-token entropies because config.entropy_coef != 0 or config.top_entropy_quantile < 1",
+                       "an absent view");
+    if (entropy_needed) check_shape(where, "entropy", in.entropy, rows, cols);
+    if (out.grad_entropy.present()) check_shape(where, "grad_entropy", out.grad_entropy, rows, cols);
     if (!in.advantages.present() && rows * cols > 0)
         raise_argument(errc::invalid_value, where, "advantages",
                        "a [completions, tokens] view (use broadcast_to_tokens for per-completion values)",
@@ -406,14 +450,16 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
     check_outputs_disjoint(where,
                            {{"grad_logp", range_of(out.grad_logp)},
                             {"per_token_loss", range_of(out.per_token_loss)},
-                            {"ratio", range_of(out.ratio)}},
+                            {"ratio", range_of(out.ratio)},
+                            {"grad_entropy", range_of(out.grad_entropy)}},
                            {{"logp", range_of(in.logp)},
                             {"old_logp", range_of(in.old_logp)},
                             {"ref_logp", range_of(in.ref_logp)},
                             {"advantages", range_of(in.advantages)},
                             {"mask", range_of(in.mask)},
                             {"lengths", range_of(in.lengths)},
-                            {"sampling_logp", range_of(in.sampling_logp)}});
+                            {"sampling_logp", range_of(in.sampling_logp)},
+                            {"entropy", range_of(in.entropy)}});
 
     if (cfg.global_sequence_count > 0 && cfg.global_sequence_count < static_cast<double>(rows))
         raise_argument(errc::invalid_value, where, "config.global_sequence_count",
@@ -441,6 +487,11 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
     t.row_sampling_weight = 1;
     p.off_policy_mask = cfg.off_policy_mask_threshold < inf;
     p.off_policy_threshold = cfg.off_policy_mask_threshold;
+    // The entropies are read only when a term uses them (an unused view is not read, like ref_logp at beta 0).
+    p.entropy_given = entropy_needed && in.entropy.present();
+    p.entropy_coef = cfg.entropy_coef;
+    p.entropy_quantile = 1 - cfg.top_entropy_quantile;
+    p.entropy_threshold = !(cfg.top_entropy_quantile < 1) ? -inf : cfg.entropy_threshold; // NaN: computed
     p.ratio = cfg.ratio;
     p.agg = cfg.agg;
     p.sequences = cfg.global_sequence_count > 0 ? cfg.global_sequence_count : static_cast<double>(rows);

@@ -28,6 +28,8 @@ struct loss_views {
     matrix_view<T> grad, per_token;
     matrix_view<const T> samp; ///< sampling_logp (read only by the sampling corrections)
     matrix_view<T> ratio;      ///< optional per-token ratio output
+    matrix_view<const T> entropy; ///< per-token entropies (read only when a term uses them)
+    matrix_view<T> grad_entropy;  ///< optional dLoss/dH output
 };
 
 /// Tokens [0, valid_end(i)) may count; a mask may remove more of them.
@@ -45,7 +47,8 @@ struct row_check {
     double tokens = 0;
 };
 template <class T>
-row_check check_row(const loss_views<T>& v, index_t i, bool check_values, bool need_ref, bool need_samp) {
+row_check check_row(const loss_views<T>& v, index_t i, bool check_values, bool need_ref, bool need_samp,
+                    bool need_entropy) {
     row_check r;
     const index_t end = valid_end(v, i);
     for (index_t t = 0; t < end; ++t) {
@@ -61,6 +64,7 @@ row_check check_row(const loss_views<T>& v, index_t i, bool check_values, bool n
         if (need_ref && !std::isfinite(v.ref_logp(i, t))) return {loss_error::bad_ref_logp, t, 0};
         if (!std::isfinite(v.adv(i, t))) return {loss_error::bad_advantages, t, 0};
         if (need_samp && !std::isfinite(v.samp(i, t))) return {loss_error::bad_sampling_logp, t, 0};
+        if (need_entropy && !std::isfinite(v.entropy(i, t))) return {loss_error::bad_entropy, t, 0};
     }
     return r;
 }
@@ -73,6 +77,7 @@ loss_value_error bad_value_at(const loss_views<T>& v, index_t i, const row_check
                                     : c.code == loss_error::bad_old_logp ? v.old_logp
                                     : c.code == loss_error::bad_ref_logp ? v.ref_logp
                                     : c.code == loss_error::bad_sampling_logp ? v.samp
+                                    : c.code == loss_error::bad_entropy       ? v.entropy
                                                                          : v.adv;
     return {c.code, static_cast<std::int64_t>(i), static_cast<std::int64_t>(c.column), 0,
             static_cast<double>(m(i, c.column))};
@@ -88,7 +93,7 @@ struct column_stride {
 /// Column strides of every array of a row. Tok/Adv = -1: known at run time.
 template <int Tok, int Adv>
 struct row_layout {
-    column_stride<Tok> lp, old, ref, mask, grad, per_token, samp, ratio;
+    column_stride<Tok> lp, old, ref, mask, grad, per_token, samp, ratio, ent, gent;
     column_stride<Adv> adv;
 };
 
@@ -160,6 +165,8 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
     T* grad = v.grad.present() ? v.grad.row_data(i) : nullptr;
     T* per_token = v.per_token.present() ? v.per_token.row_data(i) : nullptr;
     T* ratio_out = v.ratio.present() ? v.ratio.row_data(i) : nullptr;
+    T* gent_out = v.grad_entropy.present() ? v.grad_entropy.row_data(i) : nullptr;
+    const T* ent = p.entropy_given ? v.entropy.row_data(i) : lp; // stand-in: not used (entropy_given false)
     const T* samp = v.samp.present() ? v.samp.row_data(i) : old; // stand-in: log rho = 0 (not read then)
     const bool log_ratio_sum = !Plain && p.row_log_ratio_sum(), sampling_sum = !Plain && p.row_sampling_sum();
     const bool token_sampling = !Plain && p.token_sampling();
@@ -211,6 +218,9 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
         tp.sequence_dratio = C(0);
         tp.row_sampling_weight = C(1);
         tp.row_off_policy = false;
+        tp.entropy_given = false;
+        tp.entropy_coef = C(0);
+        tp.entropy_threshold = -std::numeric_limits<C>::infinity();
     }
 
     // The token-level correction weights of a block (math::sampling_weight), computed only when that
@@ -231,14 +241,15 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
     // ones before any arithmetic, so NaN or Inf there never reaches a result.
     struct token_inputs {
         bool valid;
-        C logp, old, ref, adv;
+        C logp, old, ref, adv, entropy;
     };
     const auto load = [&](index_t t) {
         const bool valid = mask[L.mask(t)] != T(0);
         return token_inputs{valid, math::select(valid, C(lp[L.lp(t)]), C(0)),
                             math::select(valid, C(old[L.old(t)]), C(0)),
                             WithKL ? math::select(valid, C(ref[L.ref(t)]), C(0)) : C(0),
-                            math::select(valid, C(adv[L.adv(t)]), C(0))};
+                            math::select(valid, C(adv[L.adv(t)]), C(0)),
+                            Plain ? C(0) : math::select(valid, C(ent[L.ent(t)]), C(0))};
     };
 
     // Sweep 2, ratio_level::sequence: dL/ds_i = sum_t w * dloss_t/ds, spread back over the tokens (the mean).
@@ -251,7 +262,8 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
             for (index_t k = 0; k < nb; ++k) {
                 const token_inputs in = load(t0 + k);
                 d[k] = math::select(
-                    in.valid, math::sequence_sensitivity<K, WithKL>(tp, in.logp, in.ref, in.adv, isw[k]), C(0));
+                    in.valid, math::sequence_sensitivity<K, WithKL>(tp, in.logp, in.ref, in.adv, isw[k], in.entropy),
+                    C(0));
             }
             dloss_ds += lane_sum(d, nb);
         }
@@ -261,7 +273,8 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
     constexpr C inf = std::numeric_limits<C>::infinity();
     alignas(64) C pol[token_block], kl[token_block], ratio[token_block], neg_lr[token_block], low[token_block],
         high[token_block], dual[token_block], rmin[token_block], rmax[token_block], gbuf[token_block],
-        lbuf[token_block], sw[token_block], drop[token_block];
+        lbuf[token_block], sw[token_block], drop[token_block], hsum[token_block], hdrop[token_block],
+        hgrad[token_block];
     loss_partials acc = loss_partials::identity();
     for (index_t t0 = 0; t0 < end; t0 += token_block) {
         const index_t nb = std::min(token_block, end - t0);
@@ -269,8 +282,8 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
         for (index_t k = 0; k < nb; ++k) {
             const token_inputs in = load(t0 + k);
             const bool valid = in.valid;
-            const math::token_result<C> r =
-                math::token_loss<K, WithKL>(tp, in.logp, in.old, in.ref, in.adv, Plain ? C(1) : isw[k]);
+            const math::token_result<C> r = math::token_loss<K, WithKL>(tp, in.logp, in.old, in.ref, in.adv,
+                                                                        Plain ? C(1) : isw[k], in.entropy);
             gbuf[k] = math::select(valid, r.grad, C(0));
             lbuf[k] = math::select(valid, r.loss, C(0));
             pol[k] = math::select(valid, r.policy_loss, C(0));
@@ -285,6 +298,9 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
             if (!Plain) {
                 sw[k] = math::select(valid, r.sampling_weight, C(0));
                 drop[k] = math::select(valid, r.off_policy_masked, C(0));
+                hsum[k] = math::select(valid, r.entropy, C(0));
+                hdrop[k] = math::select(valid, r.entropy_masked, C(0));
+                hgrad[k] = math::select(valid, r.grad_entropy, C(0));
             }
         }
         if (grad)
@@ -293,6 +309,8 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
             for (index_t k = 0; k < nb; ++k) per_token[L.per_token(t0 + k)] = static_cast<T>(lbuf[k]);
         if (ratio_out)
             for (index_t k = 0; k < nb; ++k) ratio_out[L.ratio(t0 + k)] = static_cast<T>(ratio[k]);
+        if (gent_out)
+            for (index_t k = 0; k < nb; ++k) gent_out[L.gent(t0 + k)] = Plain ? T(0) : static_cast<T>(hgrad[k]);
         acc.policy += lane_sum(pol, nb);
         acc.kl_sum += lane_sum(kl, nb);
         acc.ratio_sum += lane_sum(ratio, nb);
@@ -305,12 +323,15 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
         if (!Plain) {
             acc.sampling_weight += lane_sum(sw, nb);
             acc.off_policy_masked += lane_sum(drop, nb);
+            acc.entropy_sum += lane_sum(hsum, nb);
+            acc.entropy_masked += lane_sum(hdrop, nb);
         }
     }
     for (index_t t = end; t < cols; ++t) {
         if (grad) grad[L.grad(t)] = T(0);
         if (per_token) per_token[L.per_token(t)] = T(0);
         if (ratio_out) ratio_out[L.ratio(t)] = T(0);
+        if (gent_out) gent_out[L.gent(t)] = T(0);
     }
     acc.tokens = n;
     if (Plain) acc.sampling_weight = n; // weight 1 at every token
@@ -369,7 +390,7 @@ inline bool is_plain(const loss_params& p) {
     const bool plain_kl = t.beta == 0 || (t.kl == kl_estimator::k3 && !t.kl_straight_through &&
                                           !(t.kl_input_clamp > 0) && !(t.kl_value_clamp > 0));
     const bool plain_corrections = t.correction.mode == sampling_correction::none && !p.off_policy_mask &&
-                                   !t.kl_bias_correction;
+                                   !t.kl_bias_correction && !p.entropy_given;
     return plain_kl && plain_corrections && t.objective.kind == policy_objective::ppo_clip &&
            p.ratio == ratio_level::token &&
            !(t.log_ratio_clamp > 0) && !(t.objective.clip.dual_c > 0) &&
@@ -405,26 +426,46 @@ void loss_row(const loss_views<T>& v, const T* ones, const loss_params& p, doubl
     const index_t s_grad = v.grad.present() ? v.grad.col_stride() : 1;
     const index_t s_per = v.per_token.present() ? v.per_token.col_stride() : 1;
     const index_t s_ratio = v.ratio.present() ? v.ratio.col_stride() : 1;
+    const index_t s_ent = p.entropy_given ? v.entropy.col_stride() : s_lp; // stand-in: logp itself
+    const index_t s_gent = v.grad_entropy.present() ? v.grad_entropy.col_stride() : 1;
     const index_t s_samp = v.samp.present() ? v.samp.col_stride() : s_old;     // stand-in: old_logp
     const index_t s_adv = v.adv.col_stride();
     const bool contiguous =
         s_lp == 1 && s_old == 1 && s_ref == 1 && s_mask == 1 && s_grad == 1 && s_per == 1 && s_samp == 1 &&
-        s_ratio == 1;
+        s_ratio == 1 && s_ent == 1 && s_gent == 1;
     if (contiguous && (s_adv == 0 || s_adv == 1)) {
         const column_stride<1> u{1};
         if (s_adv == 0)
             return loss_row_unit_stride(v, ones, p, total_tokens, i, out,
-                                        row_layout<1, 0>{u, u, u, u, u, u, u, u, {0}});
+                                        row_layout<1, 0>{u, u, u, u, u, u, u, u, u, u, {0}});
         return loss_row_unit_stride(v, ones, p, total_tokens, i, out,
-                                    row_layout<1, 1>{u, u, u, u, u, u, u, u, u});
+                                    row_layout<1, 1>{u, u, u, u, u, u, u, u, u, u, u});
     }
-    const row_layout<-1, -1> L{{s_lp},   {s_old},  {s_ref},   {s_mask}, {s_grad},
-                               {s_per},  {s_samp}, {s_ratio}, {s_adv}};
+    const row_layout<-1, -1> L{{s_lp},   {s_old},  {s_ref},   {s_mask}, {s_grad}, {s_per},
+                               {s_samp}, {s_ratio}, {s_ent}, {s_gent}, {s_adv}};
     math::visit_objective(p.token.objective.kind, [&](auto k) {
         constexpr policy_objective K = decltype(k)::value;
         p.with_kl() ? loss_row_impl<T, K, true>(v, ones, p, total_tokens, i, out, L)
                     : loss_row_impl<T, K, false>(v, ones, p, total_tokens, i, out, L);
     });
+}
+
+/// TRL's top-entropy threshold over this call: torch.quantile(H of the unmasked tokens, q), linear. The values
+/// are gathered into `h` (rows * cols doubles of scratch) and selected with nth_element (the k-th smallest value
+/// is the same whatever the algorithm, so the result is deterministic). -infinity when there is no token.
+template <class T>
+double entropy_quantile(const loss_views<T>& v, double q, double* h) {
+    index_t n = 0;
+    for (index_t i = 0; i < v.logp.rows(); ++i)
+        for (index_t t = 0, end = valid_end(v, i); t < end; ++t)
+            if (!v.mask.present() || v.mask(i, t) != T(0)) h[n++] = static_cast<double>(v.entropy(i, t));
+    if (n == 0) return -std::numeric_limits<double>::infinity();
+    const math::quantile_position at = math::quantile_at(q, static_cast<double>(n));
+    const index_t lo = static_cast<index_t>(at.lo);
+    std::nth_element(h, h + lo, h + n);
+    const double v_lo = h[lo];
+    const double v_hi = lo + 1 < n ? *std::min_element(h + lo + 1, h + n) : v_lo;
+    return math::quantile_value(v_lo, v_hi, at.frac);
 }
 
 /// Rows per task: enough work per task to amortize scheduling, independent of the thread count.
@@ -443,7 +484,12 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const los
     const index_t partial_doubles = checked_mul(where, "rows", rows, static_cast<index_t>(row_partials_doubles));
     const index_t ones_doubles =
         v.mask.present() ? 0 : checked_add(where, "cols", checked_mul(where, "cols", cols, sizeof(T)), 7) / 8;
-    double* scratch = ws.doubles(static_cast<std::size_t>(checked_add(where, "rows", partial_doubles, ones_doubles)), where);
+    // The top-entropy quantile gathers up to rows * cols entropies after them.
+    const index_t entropy_doubles = p.entropy_quantile_needed() ? checked_mul(where, "rows", rows, cols) : 0;
+    double* scratch = ws.doubles(static_cast<std::size_t>(checked_add(
+                                     where, "rows", checked_add(where, "rows", partial_doubles, ones_doubles),
+                                     entropy_doubles)),
+                                 where);
     T* ones = reinterpret_cast<T*>(scratch + partial_doubles);
     if (!v.mask.present()) std::fill(ones, ones + cols, T(1));
     const index_t grain = row_grain(v.logp.cols());
@@ -451,11 +497,11 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const los
     // Pre-pass, only when needed: value checks (before any write) and/or the local token count.
     double local_tokens = -1;
     const bool need_count = (p.agg == aggregation::token_mean && global_tokens <= 0) || p.count_nonempty_rows;
+    const bool need_ref = p.with_kl(), need_samp = p.token.correction.mode != sampling_correction::none;
     if (check_values || need_count) {
-        const bool need_ref = p.with_kl(), need_samp = p.token.correction.mode != sampling_correction::none;
         parallel_for(ex, rows, grain, [&](index_t first, index_t last) {
             for (index_t i = first; i < last; ++i) {
-                const row_check c = check_row(v, i, check_values, need_ref, need_samp);
+                const row_check c = check_row(v, i, check_values, need_ref, need_samp, p.entropy_given);
                 scratch[2 * i] = static_cast<double>(c.code);
                 scratch[2 * i + 1] = c.tokens;
             }
@@ -464,7 +510,8 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const los
         double nonempty = 0;
         for (index_t i = 0; i < rows; ++i) {
             if (scratch[2 * i] != 0)
-                raise_loss_value_error(where, bad_value_at(v, i, check_row(v, i, true, need_ref, need_samp)), cols);
+                raise_loss_value_error(
+                    where, bad_value_at(v, i, check_row(v, i, true, need_ref, need_samp, p.entropy_given)), cols);
             local_tokens += scratch[2 * i + 1];
             nonempty += scratch[2 * i + 1] > 0 ? 1 : 0;
         }
@@ -475,6 +522,8 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const los
                 cols);
     }
     const double total_tokens = global_tokens > 0 ? global_tokens : local_tokens;
+    if (p.entropy_quantile_needed())
+        p.entropy_threshold = entropy_quantile(v, p.entropy_quantile, scratch + partial_doubles + ones_doubles);
 
     auto* partials = reinterpret_cast<loss_partials*>(scratch);
     parallel_for(ex, rows, grain, [&](index_t first, index_t last) {
@@ -484,7 +533,7 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const los
     // Rows in order on this thread: the same sums for any thread count.
     loss_partials total = loss_partials::identity();
     for (index_t i = 0; i < rows; ++i) total.merge(partials[i]);
-    return total.finalize(p.token.beta);
+    return total.finalize(p.token.beta, p.entropy_coef);
 }
 
 } // namespace cpu

@@ -60,6 +60,8 @@ struct device_loss_views {
     matrix_view<T, device_space> grad, per_token;
     matrix_view<const T, device_space> samp; ///< sampling_logp (read only by the sampling corrections)
     matrix_view<T, device_space> ratio;      ///< optional per-token ratio output
+    matrix_view<const T, device_space> entropy; ///< per-token entropies (read only when a term uses them)
+    matrix_view<T, device_space> grad_entropy;  ///< optional dLoss/dH output
 };
 
 /// The loss scratch in the workspace: per-row token counts, first errors and partials, the batch token
@@ -73,11 +75,25 @@ struct loss_scratch {
     loss_value_error* error = nullptr; ///< 1: the first error of the call (code none: no error)
     loss_record* record = nullptr;     ///< 1: the syncing overload's record
     unsigned long long* counters = nullptr; ///< 2
+    // The top-entropy quantile (only when the backend computes it): sort keys and their threshold.
+    std::uint64_t* keys_in = nullptr;  ///< rows * cols: order-preserving bits of each entropy (max when masked)
+    std::uint64_t* keys_out = nullptr; ///< rows * cols, sorted
+    std::int64_t* values_in = nullptr; ///< rows * cols (the sort's payload; unused)
+    std::int64_t* values_out = nullptr;
+    void* sort_temp = nullptr;
+    std::size_t sort_temp_bytes = 0;
+    double* entropy_threshold = nullptr; ///< 1
 };
 
 inline std::size_t loss_scratch_doubles(index_t rows) {
     return static_cast<std::size_t>(rows) * (2 + doubles_of(sizeof(loss_partials))) + 1 +
            doubles_of(sizeof(loss_value_error)) + doubles_of(sizeof(loss_record)) + 3;
+}
+
+/// Doubles the top-entropy quantile adds after loss_scratch_doubles(rows): keys, payloads, the sort's temporary
+/// storage and the threshold.
+inline std::size_t entropy_quantile_doubles(std::size_t tokens, std::size_t sort_bytes) {
+    return 4 * tokens + (sort_bytes + sizeof(double) - 1) / sizeof(double) + 1;
 }
 
 inline loss_scratch loss_layout(double* base, index_t rows) {
@@ -92,6 +108,27 @@ inline loss_scratch loss_layout(double* base, index_t rows) {
     s.counters = reinterpret_cast<unsigned long long*>(s.total + 2 + doubles_of(sizeof(loss_value_error)) +
                                                       doubles_of(sizeof(loss_record)));
     return s;
+}
+
+/// The quantile's part of the scratch, at `base` (loss_scratch_doubles(rows) doubles into the workspace).
+inline void entropy_quantile_layout(loss_scratch& s, double* base, std::size_t tokens, std::size_t sort_bytes) {
+    s.keys_in = reinterpret_cast<std::uint64_t*>(base);
+    s.keys_out = s.keys_in + tokens;
+    s.values_in = reinterpret_cast<std::int64_t*>(s.keys_out + tokens);
+    s.values_out = s.values_in + tokens;
+    s.sort_temp = s.values_out + tokens;
+    s.sort_temp_bytes = sort_bytes;
+    s.entropy_threshold = base + entropy_quantile_doubles(tokens, sort_bytes) - 1;
+}
+
+/// A double's bits as an unsigned key in the same order (negatives reversed below the positives), and back.
+GRPO_HOST_DEVICE inline std::uint64_t order_key(double x) {
+    const std::uint64_t bits = static_cast<std::uint64_t>(double_bits_as_int64(x));
+    return (bits >> 63) != 0 ? ~bits : bits | (std::uint64_t(1) << 63);
+}
+GRPO_HOST_DEVICE inline double from_order_key(std::uint64_t k) {
+    const std::uint64_t bits = (k >> 63) != 0 ? k & ~(std::uint64_t(1) << 63) : ~k;
+    return int64_as_double_bits(static_cast<std::int64_t>(bits));
 }
 
 /// The block-wide combination of every thread's partials (same shape on every run: deterministic).
@@ -145,6 +182,7 @@ struct loss_check_kernel {
     bool check_values;    ///< validation::full
     bool need_ref;        ///< beta != 0: ref_logp is read, so it is checked
     bool need_samp;       ///< a sampling correction: sampling_logp is read, so it is checked
+    bool need_entropy;    ///< an entropy term: the entropies are read, so they are checked
     double global_tokens; ///< loss_config::global_token_count (0: this call's count)
 
     /// This thread's first problem in row i as a column key (column * loss_error_count + code), or -1, and
@@ -172,6 +210,7 @@ struct loss_check_kernel {
             if (need_ref && !is_finite_value(C(v.ref_logp(i, t)))) return at(loss_error::bad_ref_logp);
             if (!is_finite_value(C(v.adv(i, t)))) return at(loss_error::bad_advantages);
             if (need_samp && !is_finite_value(C(v.samp(i, t)))) return at(loss_error::bad_sampling_logp);
+            if (need_entropy && !is_finite_value(C(v.entropy(i, t)))) return at(loss_error::bad_entropy);
         }
         return -1;
     }
@@ -226,12 +265,57 @@ struct loss_check_kernel {
                                                           : code == loss_error::bad_old_logp ? v.old_logp
                                                           : code == loss_error::bad_ref_logp ? v.ref_logp
                                                           : code == loss_error::bad_sampling_logp ? v.samp
+                                                          : code == loss_error::bad_entropy       ? v.entropy
                                                                                              : v.adv;
             err = {code, i, t, 0, static_cast<double>(compute_t<T>(m(i, t)))};
         } else if (check_values && global_tokens > 0 && global_tokens < total) {
             err = {loss_error::bad_global_count, static_cast<std::int64_t>(total), 0, 0, global_tokens};
         }
         *s.error = err;
+    }
+};
+
+/// The top-entropy quantile, step 1 (after loss_check_kernel, whose token count step 3 reads): one sort key per
+/// token, the entropy's order_key at unmasked tokens and the largest key at masked ones (sorted last).
+template <class T>
+struct entropy_keys_kernel {
+    static constexpr int block = loss_block;
+    device_loss_views<T> v;
+    loss_scratch s;
+
+    template <class B>
+    GRPO_HOST_DEVICE void operator()(B& b) const {
+        using C = compute_t<T>;
+        const index_t cols = v.logp.cols(), n = v.logp.rows() * cols;
+        for (index_t k = grid_first(b); k < n; k += grid_stride(b)) {
+            const index_t i = k / cols, t = k % cols;
+            const bool valid = t < valid_end(v, i) && is_valid(v, i, t);
+            s.keys_in[k] = valid ? order_key(static_cast<double>(C(v.entropy(i, t)))) : ~std::uint64_t(0);
+            s.values_in[k] = k;
+        }
+    }
+};
+
+/// Step 3 (after the sort): torch.quantile's linear interpolation between the sorted entropies around
+/// q (n - 1), n = this call's unmasked tokens; -infinity when there are none. Thread 0 of one block.
+struct entropy_threshold_kernel {
+    static constexpr int block = loss_block;
+    loss_scratch s;
+    double q;
+
+    template <class B>
+    GRPO_HOST_DEVICE void operator()(B& b) const {
+        if (b.thread() != 0 || b.block() != 0) return;
+        const double n = s.total[0];
+        if (!(n > 0)) {
+            *s.entropy_threshold = -infinity();
+            return;
+        }
+        const math::quantile_position at = math::quantile_at(q, n);
+        const index_t lo = static_cast<index_t>(at.lo);
+        const double v_lo = from_order_key(s.keys_out[lo]);
+        const double v_hi = static_cast<double>(lo + 1) < n ? from_order_key(s.keys_out[lo + 1]) : v_lo;
+        *s.entropy_threshold = math::quantile_value(v_lo, v_hi, at.frac);
     }
 };
 
@@ -254,6 +338,7 @@ struct loss_main_kernel {
         const index_t cols = v.logp.cols();
         loss_params p = call;
         if (p.count_nonempty_rows) p.sequences = s.total[1]; // the pre-pass counted them
+        if (p.entropy_quantile_needed()) p.entropy_threshold = *s.entropy_threshold; // entropy_threshold_kernel
         const bool row_sums_first = p.row_log_ratio_sum() || p.row_sampling_sum() ||
                                     (p.agg == aggregation::seq_mean_token_mean && !counted);
         const double total = global_tokens > 0 ? global_tokens : (counted ? *s.total : 0.0);
@@ -285,7 +370,7 @@ struct loss_main_kernel {
                     if (is_valid(v, i, t))
                         d += static_cast<double>(math::sequence_sensitivity<C>(
                             tp, with_kl, C(v.logp(i, t)), with_kl ? C(v.ref_logp(i, t)) : C(0), C(v.adv(i, t)),
-                            token_weight(tp, i, t)));
+                            token_weight(tp, i, t), entropy_at(p, i, t)));
                 tp.sequence_term = C(math::sequence_gradient(rs.weight, b.sum(d), rs.sequence, n));
             }
             const double w = rs.weight;
@@ -293,19 +378,21 @@ struct loss_main_kernel {
             loss_partials acc = loss_partials::identity();
             for (index_t t = b.thread(); t < cols; t += b.threads()) {
                 const bool valid = t < end && is_valid(v, i, t);
-                C g = 0, l = 0, ratio = 0;
+                C g = 0, l = 0, ratio = 0, gh = 0;
                 if (valid) {
                     const math::token_result<C> r = math::token_loss<C>(
                         tp, with_kl, C(v.logp(i, t)), C(old_at(v, i, t)), with_kl ? C(v.ref_logp(i, t)) : C(0),
-                        C(v.adv(i, t)), token_weight(tp, i, t));
+                        C(v.adv(i, t)), token_weight(tp, i, t), entropy_at(p, i, t));
                     g = r.grad;
                     l = r.loss;
                     ratio = r.ratio;
+                    gh = r.grad_entropy;
                     acc.add(r);
                 }
                 if (v.grad.present()) v.grad(i, t) = T(g);
                 if (v.per_token.present()) v.per_token(i, t) = T(l);
                 if (v.ratio.present()) v.ratio(i, t) = T(ratio);
+                if (v.grad_entropy.present()) v.grad_entropy(i, t) = T(gh);
             }
             acc = block_reduce(b, acc);
             if (b.thread() == 0) {
@@ -314,6 +401,12 @@ struct loss_main_kernel {
             }
         }
         if (b.last_block_done(s.counters + 1)) write_record(b, failed ? 0 : rows);
+    }
+
+    /// The entropy at (i, t) when a term reads it; 0 otherwise.
+    GRPO_HOST_DEVICE compute_t<T> entropy_at(const loss_params& p, index_t i, index_t t) const {
+        using C = compute_t<T>;
+        return p.entropy_given ? C(v.entropy(i, t)) : C(0);
     }
 
     /// The token-level sampling correction's weight at (i, t); 1 (unused) otherwise.
@@ -338,7 +431,7 @@ struct loss_main_kernel {
         f = block_reduce(b, f);
         if (b.thread() != 0) return;
         const loss_value_error none{loss_error::none, 0, 0, 0, 0};
-        *record = loss_record{f.finalize(call.token.beta), counted ? *s.error : none};
+        *record = loss_record{f.finalize(call.token.beta, call.entropy_coef), counted ? *s.error : none};
     }
 };
 
