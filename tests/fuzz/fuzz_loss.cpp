@@ -98,7 +98,7 @@ grpo::loss_config draw_config(fuzz_input& in) {
         c.log_ratio_clamp = in.config_double({0.0, 0.0, 20.0, 10.0, 0.5});
         c.ratio = in.enum_value<grpo::ratio_level>(3);
         c.beta = in.config_double({0.0, 0.0, 0.04, 0.001, 1.0});
-        c.kl = in.enum_value<grpo::kl_estimator>(4);
+        c.kl = in.enum_value<grpo::kl_estimator>(grpo::kl_estimator_count);
         c.kl_log_ratio_clamp = in.config_double({0.0, 0.0, 20.0, 1.0});
         c.kl_value_clamp = in.config_double({0.0, 0.0, 10.0, 0.5});
         c.kl_straight_through = in.flag();
@@ -367,7 +367,7 @@ void run(fuzz_input& in) {
     // ---- success ----
     {
         const grpo::loss_config& c = pb.cfg;
-        const int bad = int(c.ratio) > 2 || int(c.ratio) < 0 ? 1 : int(c.kl) > 3 || int(c.kl) < 0 ? 2
+        const int bad = int(c.ratio) > 2 || int(c.ratio) < 0 ? 1 : int(c.kl) >= grpo::kl_estimator_count || int(c.kl) < 0 ? 2
                       : int(c.agg) > 4 || int(c.agg) < 0 ? 3 : int(c.checks) > 1 || int(c.checks) < 0 ? 4 : 0;
         if (bad)
             finding("enum-out-of-range-accepted", "%s: loss_config with ratio %d kl %d agg %d checks %d accepted", tname<T>(),
