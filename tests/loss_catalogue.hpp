@@ -22,11 +22,20 @@ struct loss_variant {
     /// The objective's ratio is under a stop-gradient (cispo, cispo_clip) or unused (policy_gradient): finite
     /// differences must move old_logp with logp so that the ratio stays put.
     bool ratio_stop_gradient = false;
-    /// The objective accepts sequence-level ratios (policy_gradient does not: it has no ratio).
-    bool sequence_levels = true;
+    /// The ratio levels the objective accepts: every level, token only (policy_gradient has no ratio; vespo
+    /// weighs by its own sequence weight) or sequence only (geo_mean's ratio is a sequence ratio).
+    enum class levels { all, token_only, sequence_only } ratio_levels = levels::all;
     /// The gradient is the derivative of the loss (not so for kl_straight_through: k3's value with k2's
     /// gradient, checked on its own in test_loss_gradcheck.cpp).
     bool is_derivative = true;
+
+    bool allows(grpo::ratio_level level) const {
+        switch (ratio_levels) {
+        case levels::token_only: return level == grpo::ratio_level::token;
+        case levels::sequence_only: return level == grpo::ratio_level::sequence;
+        default: return true;
+        }
+    }
 };
 
 /// Every row: beta > 0 unless the row is about the KL being off, so the KL composition is always exercised.
@@ -63,7 +72,7 @@ inline std::vector<loss_variant> loss_catalogue() {
     c = base;
     c.kl = kl_estimator::abs;
     c.kl_straight_through = true;
-    v.push_back({"kl straight-through", c, false, true, false});
+    v.push_back({"kl straight-through", c, false, loss_variant::levels::all, false});
     c = base;
     c.beta = 0;
     v.push_back({"no kl", c});
@@ -86,7 +95,35 @@ inline std::vector<loss_variant> loss_catalogue() {
     v.push_back({"sapo, other temperatures, log-ratio clamp", c});
     c = loss_config::gpg();
     c.beta = 0.05;
-    v.push_back({"policy_gradient (gpg)", c, true, false});
+    v.push_back({"policy_gradient (gpg)", c, true, loss_variant::levels::token_only});
+    c = loss_config::gmpo();
+    c.beta = 0.05;
+    c.epsilon_low = 0.1; // inside the test batches' log-ratio range (+-0.3), so that some tokens are clipped
+    c.epsilon_high = 0.15;
+    v.push_back({"geo_mean (verl GMPO)", c, false, loss_variant::levels::sequence_only});
+    c = loss_config::vespo();
+    c.beta = 0.05;
+    v.push_back({"vespo (TRL)", c, true, loss_variant::levels::token_only});
+    c = loss_config::vespo();
+    c.vespo_k_pos = 1.5;
+    c.vespo_lambda_pos = 0.5;
+    c.vespo_k_neg = 4;
+    c.vespo_lambda_neg = 3;
+    c.sampling = grpo::sampling_correction::token_mask;
+    c.sampling_ratio_min = 0.9;
+    c.sampling_ratio_max = 1.2;
+    v.push_back({"vespo, other gamma, token_mask folded into phi", c, true, loss_variant::levels::token_only});
+    c = loss_config::vespo();
+    c.beta = 0.05;
+    c.sampling = grpo::sampling_correction::sequence_truncate;
+    c.sampling_ratio_min = 0.5;
+    c.sampling_ratio_max = 1.5;
+    v.push_back({"vespo + sequence_truncate", c, true, loss_variant::levels::token_only});
+    c = loss_config::luspo();
+    c.beta = 0.05;
+    c.epsilon_low = 0.02; // the test batches' sequence ratios are within ~3% of 1: some rows clip
+    c.epsilon_high = 0.01;
+    v.push_back({"luspo (TRL)", c});
     // Off-policy corrections, bounds inside the test batches' range of rho (~[0.74, 1.35] per token).
     const grpo::sampling_correction modes[] = {
         grpo::sampling_correction::token_truncate, grpo::sampling_correction::token_mask,
@@ -150,15 +187,22 @@ inline std::vector<loss_variant> loss_catalogue() {
 ///  KL          TRL: exp(ref - lp) - (ref - lp) - 1; verl kl_penalty: k1 = x, k2 = x^2/2, abs = |x|,
 ///              low_var_kl = clamp(k3 on clamp(x, +-20), +-10) (x = lp - ref); TRL use_bias_correction_kl:
 ///              per_token_kl * coef_1.
+///  geo_mean    verl compute_policy_loss_geo_mean (L1928): pg_losses = -advantage * ratio per row; `row` is the
+///              row's ratio from peer_geo_mean_ratio(), and each token carries -A_it row (their token mean over
+///              the row is verl's -mean_t(A) ratio).
+///  vespo       TRL _compute_loss vespo branch: -phi_seq * advantages * logp; `row` is phi from peer_vespo_phi().
+///  luspo       TRL: the ppo_clip branch ("grpo", "bnpo", "dr_grpo", "dapo", "luspo"), aggregated differently.
+///  With c.ratio == sequence, r is `row` (peer_sequence_ratio; geo_mean: its own ratio).
 struct peer_token {
     double loss, policy, kl;
 };
 inline peer_token peer_token_loss(const grpo::loss_config& c, double lp, double old, double ref, double a,
-                                  double factor = 1, double entropy = 0) {
+                                  double factor = 1, double entropy = 0, double row = 1) {
     using grpo::policy_objective;
     double log_r = lp - old;
     if (c.log_ratio_clamp > 0) log_r = std::max(-c.log_ratio_clamp, std::min(c.log_ratio_clamp, log_r));
-    const double r = std::exp(log_r);
+    // TRL importance_sampling_level="sequence": coef_1 is the row's (peer_sequence_ratio), passed as `row`.
+    const double r = c.ratio == grpo::ratio_level::sequence ? row : std::exp(log_r);
     double pol = 0;
     switch (c.objective) {
     case policy_objective::ppo_clip: {
@@ -178,6 +222,8 @@ inline peer_token peer_token_loss(const grpo::loss_config& c, double lp, double 
         break;
     }
     case policy_objective::policy_gradient: pol = -lp * a; break;
+    case policy_objective::geo_mean: pol = -a * row; break;
+    case policy_objective::vespo: pol = -row * a * lp; break;
     }
     pol *= factor;
     double x = lp - ref;
@@ -197,6 +243,73 @@ inline peer_token peer_token_loss(const grpo::loss_config& c, double lp, double 
     if (out_clamp > 0) kl = std::max(-out_clamp, std::min(out_clamp, kl));
     if (c.kl_bias_correction) kl *= r;
     return {pol + c.beta * kl - bonus, pol, kl};
+}
+
+/// TRL's sequence-level coef_1 of row i: exp(sum_t (lp - old) m / max(sum_t m, 1)).
+inline double peer_sequence_ratio(const std::vector<double>& lp, const std::vector<double>& old,
+                                  const std::vector<double>& m, grpo::index_t cols, grpo::index_t i) {
+    double sum = 0, n = 0;
+    for (grpo::index_t u = 0; u < cols; ++u) {
+        const std::size_t q = static_cast<std::size_t>(i * cols + u);
+        sum += (lp[q] - old[q]) * m[q];
+        n += m[q];
+    }
+    return std::exp(sum / std::max(n, 1.0));
+}
+
+/// verl compute_policy_loss_geo_mean's ratio of row i (L1950-1962): d = lp - old (no clamp);
+/// d' = sign(A) * min(sign(A) d, sign(A) clamp(d, -clip_low, clip_high)); exp(sum_t d' m / (sum_t m + 1e-8)).
+inline double peer_geo_mean_ratio(const grpo::loss_config& c, const std::vector<double>& lp,
+                                  const std::vector<double>& old, const std::vector<double>& adv,
+                                  const std::vector<double>& m, grpo::index_t cols, grpo::index_t i) {
+    double sum = 0, n = 0;
+    for (grpo::index_t u = 0; u < cols; ++u) {
+        const std::size_t q = static_cast<std::size_t>(i * cols + u);
+        const double d = lp[q] - old[q];
+        const double sgn = adv[q] > 0 ? 1.0 : adv[q] < 0 ? -1.0 : 0.0;
+        const double clamped = std::max(-c.epsilon_low, std::min(c.epsilon_high, d));
+        sum += sgn * std::min(sgn * d, sgn * clamped) * m[q];
+        n += m[q];
+    }
+    return std::exp(sum / (n + 1e-8));
+}
+
+/// TRL get_gamma_weights for row i and the sign of advantage a: log w = clamp(sum_t clamp(lp - old, +-20) m
+/// [+ sum of clamp(log IS ratio, log 1e-8, 20)], log 1e-8, 20); phi = exp(lambda + k log w - lambda w) with
+/// (k, lambda) by a >= 0, lambda >= 1e-4; nan/inf -> 0. The IS ratio (TRL's importance_sampling_ratio: exp(old -
+/// sampling), per token or per row, truncated or masked) is summed over the row's unmasked tokens.
+inline double peer_vespo_phi(const grpo::loss_config& c, const std::vector<double>& lp,
+                             const std::vector<double>& old, const std::vector<double>& samp,
+                             const std::vector<double>& m, grpo::index_t cols, grpo::index_t i, double a) {
+    using grpo::sampling_correction;
+    const double lower = std::log(1e-8);
+    const bool truncate = c.sampling == sampling_correction::token_truncate ||
+                          c.sampling == sampling_correction::sequence_truncate;
+    const auto is_weight = [&](double log_rho) {
+        const double rho = std::exp(log_rho);
+        if (truncate) return std::max(c.sampling_ratio_min, std::min(c.sampling_ratio_max, rho));
+        return rho > c.sampling_ratio_max || rho < c.sampling_ratio_min ? 0.0 : rho;
+    };
+    double seq_rho = 0;
+    for (grpo::index_t u = 0; u < cols; ++u) {
+        const std::size_t q = static_cast<std::size_t>(i * cols + u);
+        seq_rho += (old[q] - samp[q]) * m[q];
+    }
+    double sum = 0;
+    for (grpo::index_t u = 0; u < cols; ++u) {
+        const std::size_t q = static_cast<std::size_t>(i * cols + u);
+        if (m[q] == 0) continue;
+        sum += std::max(-20.0, std::min(20.0, lp[q] - old[q]));
+        if (c.sampling == sampling_correction::none) continue;
+        const bool token = c.sampling == sampling_correction::token_truncate ||
+                           c.sampling == sampling_correction::token_mask;
+        sum += std::max(lower, std::min(20.0, std::log(is_weight(token ? old[q] - samp[q] : seq_rho))));
+    }
+    const double log_w = std::max(lower, std::min(20.0, sum));
+    const double k = a >= 0 ? c.vespo_k_pos : c.vespo_k_neg;
+    const double lambda = std::max(1e-4, a >= 0 ? c.vespo_lambda_pos : c.vespo_lambda_neg);
+    const double phi = std::exp(lambda + k * log_w - lambda * std::exp(log_w));
+    return std::isfinite(phi) ? phi : 0.0;
 }
 
 /// TRL get_high_entropy_mask's threshold: torch.quantile(entropies of the unmasked tokens, 1 - rho), with
@@ -238,6 +351,8 @@ inline double peer_policy_factor(const grpo::loss_config& c, const std::vector<d
         rho = std::max(c.sampling_ratio_min, std::min(c.sampling_ratio_max, rho));
     if (c.sampling == sampling_correction::token_mask || c.sampling == sampling_correction::sequence_mask)
         rho = rho > c.sampling_ratio_max || rho < c.sampling_ratio_min ? 0.0 : rho;
+    if (c.objective == grpo::policy_objective::vespo) rho = 1; // TRL: "vespo applies the IS ratio inside
+                                                               // get_gamma_weights, so skip it here"
     if (c.off_policy_mask_threshold < std::numeric_limits<double>::infinity() && a < 0) {
         double sum = 0, n = 0;
         for (grpo::index_t u = 0; u < cols; ++u) {

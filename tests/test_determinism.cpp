@@ -15,7 +15,7 @@ TEMPLATE_TEST_CASE("loss, statistics and gradient are bit-identical for 1..7 thr
                    double) {
     for (const auto& var : grpo_test::loss_catalogue()) {
         for (auto level : {grpo::ratio_level::token, grpo::ratio_level::sequence}) {
-            if (!var.sequence_levels && level != grpo::ratio_level::token) continue;
+            if (!var.allows(level)) continue;
             INFO(var.name << ", level " << static_cast<int>(level));
             grpo::loss_config cfg = var.cfg;
             cfg.ratio = level;

@@ -29,7 +29,7 @@ TEST_CASE("gradient equals finite differences for every variant, aggregation and
         if (!var.is_derivative) continue;
         for (auto agg : aggs) {
             for (auto level : levels) {
-                if (!var.sequence_levels && level != grpo::ratio_level::token) continue;
+                if (!var.allows(level)) continue;
                 for (int layout = 0; layout < 4; ++layout) {
                     const bool per_token_adv = layout & 1, on_policy = layout == 2, with_lengths = layout == 3;
                     grpo_test::batch<double> b(4, 6, ++seed);

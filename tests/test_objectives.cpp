@@ -117,6 +117,10 @@ TEST_CASE("every catalogue variant matches the peers' per-token formulas", "[los
             cfg.agg = grpo::aggregation::token_sum;
             const auto in = b.inputs(per_token_adv);
             const auto st = grpo::loss_and_grad(grpo::exec::host{}, in, b.outputs(), cfg);
+            std::vector<double> advantages(b.logp.size());
+            for (grpo::index_t i = 0; i < b.rows; ++i)
+                for (grpo::index_t t = 0; t < b.cols; ++t)
+                    advantages[static_cast<std::size_t>(i * b.cols + t)] = in.advantages(i, t);
             double policy = 0, kl = 0;
             for (grpo::index_t i = 0; i < b.rows; ++i)
                 for (grpo::index_t t = 0; t < b.cols; ++t) {
@@ -130,8 +134,16 @@ TEST_CASE("every catalogue variant matches the peers' per-token formulas", "[los
                     const double factor = grpo_test::peer_policy_factor(cfg, b.logp, b.old_logp, b.sampling_logp,
                                                                         b.mask, b.entropy, b.cols, i, t, a);
                     const double h = cfg.entropy_coef != 0 || cfg.top_entropy_quantile < 1 ? b.entropy[k] : 0.0;
+                    double row = 1; // the row-level factor: a sequence ratio, geo_mean's ratio, vespo's phi
+                    if (cfg.ratio == grpo::ratio_level::sequence)
+                        row = grpo_test::peer_sequence_ratio(b.logp, b.old_logp, b.mask, b.cols, i);
+                    if (cfg.objective == grpo::policy_objective::geo_mean)
+                        row = grpo_test::peer_geo_mean_ratio(cfg, b.logp, b.old_logp, advantages, b.mask, b.cols, i);
+                    if (cfg.objective == grpo::policy_objective::vespo)
+                        row = grpo_test::peer_vespo_phi(cfg, b.logp, b.old_logp, b.sampling_logp, b.mask, b.cols, i,
+                                                        a);
                     const auto peer =
-                        grpo_test::peer_token_loss(cfg, b.logp[k], b.old_logp[k], b.ref_logp[k], a, factor, h);
+                        grpo_test::peer_token_loss(cfg, b.logp[k], b.old_logp[k], b.ref_logp[k], a, factor, h, row);
                     CHECK(b.per_token[k] == Approx(peer.loss).epsilon(1e-12).margin(1e-15));
                     policy += peer.policy;
                     kl += peer.kl;
@@ -413,4 +425,92 @@ TEST_CASE("dLoss/dentropy equals finite differences of the loss in the entropies
             CHECK(gent[k] == Approx((up - down) / (2 * h)).epsilon(1e-6).margin(1e-9));
         }
     }
+}
+
+namespace {
+
+/// Two completions of three tokens (the second's last token masked), A = 2 and -1.5 per row. The expected
+/// values below come from the peers' code run in torch (float64, autograd for the gradients).
+struct six_tokens {
+    std::vector<double> logp{-0.7, -1.2, -0.3, -0.9, -0.4, -2.0}, old{-1.1, -1.05, -0.35, -0.6, -0.55, -1.0},
+        adv{2, 2, 2, -1.5, -1.5, -1.5}, mask{1, 1, 1, 1, 1, 0}, grad = std::vector<double>(6, 9.0),
+        loss = std::vector<double>(6, 9.0);
+    grpo::loss_stats run(const grpo::loss_config& cfg) {
+        grpo::loss_inputs<double> in;
+        in.logp = {logp.data(), 2, 3};
+        in.old_logp = {old.data(), 2, 3};
+        in.advantages = {adv.data(), 2, 3};
+        in.mask = {mask.data(), 2, 3};
+        grpo::loss_outputs<double> out;
+        out.grad_logp = {grad.data(), 2, 3};
+        out.per_token_loss = {loss.data(), 2, 3};
+        return grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg);
+    }
+};
+
+} // namespace
+
+// verl compute_policy_loss_geo_mean (core_algos.py L1928-1985): sgn = sign(A); d' = sgn * min(sgn d, sgn clamp(d,
+// -clip_low, clip_high)); ratio = exp(sum(d' m) / (sum m + 1e-8)); advantage = sum(A m) / (sum m + 1e-8);
+// loss = mean(-advantage * ratio); pg_clipfrac = mean((d != clamp(d)) & A > 0), _lower the same for A < 0.
+TEST_CASE("geo_mean (verl GMPO) by hand against verl's code in torch", "[loss][objective]") {
+    six_tokens t;
+    grpo::loss_config cfg = grpo::loss_config::gmpo();
+    cfg.epsilon_low = 0.1;
+    cfg.epsilon_high = 0.15;
+    const auto st = t.run(cfg);
+    // verl divides by n + 1e-8 where seq_mean_token_mean divides by n: agreement to ~1e-8 relative.
+    CHECK(st.loss == Approx(-0.24781999048815084).epsilon(1e-7));
+    const double grad[6] = {0, -0.33893544118368768, -0.33893544118368768, 0, 0.38449316630366753, 0};
+    for (int k = 0; k < 6; ++k) CHECK(t.grad[k] == Approx(grad[k]).epsilon(1e-7).margin(1e-300));
+    CHECK(t.grad[0] == 0.0); // clipped on the side that matters for A > 0: no gradient at all
+    CHECK(t.grad[3] == 0.0);
+    CHECK(t.loss[0] == Approx(-2 * 1.0168063303297719).epsilon(1e-12)); // -A_it rho_i per token
+    CHECK(t.loss[3] == Approx(1.5 * 1.0253151203962645).epsilon(1e-12));
+    CHECK(st.clip_fraction_high == Approx(0.4).epsilon(1e-15)); // verl pg_clipfrac
+    CHECK(st.clip_fraction_low == Approx(0.4).epsilon(1e-15));  // verl pg_clipfrac_lower
+}
+
+// TRL GRPOTrainer.get_gamma_weights (@torch.no_grad): log_w = clamp(sum(clamp(log_ratio, -20, 20) * mask),
+// log(1e-8), 20); (k, lambda) = (k_pos, lambda_pos) where A >= 0; phi = exp(lambda + k log_w - lambda e^log_w);
+// _compute_loss: per_token_loss = -phi_seq * advantages * per_token_logps; "vespo" is normalized like "dapo".
+TEST_CASE("vespo (TRL) by hand against TRL's code in torch", "[loss][objective]") {
+    six_tokens t;
+    const auto st = t.run(grpo::loss_config::vespo());
+    CHECK(st.loss == Approx(0.23278678017746041).epsilon(1e-13));
+    const double grad[6] = {-0.25515931744949949, -0.25515931744949949, -0.25515931744949949,
+                            0.25274132170110652,  0.25274132170110652,  0};
+    for (int k = 0; k < 6; ++k) CHECK(t.grad[k] == Approx(grad[k]).epsilon(1e-13).margin(1e-300));
+    CHECK(t.loss[0] == Approx(-0.63789829362374872 * 2 * -0.7).epsilon(1e-13)); // phi of row 0 (A >= 0)
+    CHECK(t.loss[3] == Approx(-0.84247107233702179 * -1.5 * -0.9).epsilon(1e-13)); // phi of row 1 (A < 0)
+}
+
+// TRL: loss_type "luspo" shares the ppo_clip branch; with importance_sampling_level="sequence", coef_1 =
+// exp(sum(log_ratio * mask) / clamp(sum(mask), 1)) is (B, 1) and loss = (per_token_loss * mask).sum(-1).mean().
+TEST_CASE("luspo (TRL) by hand: GSPO's sequence ratio, each sequence weighted by its length", "[loss][objective]") {
+    six_tokens t;
+    grpo::loss_config cfg = grpo::loss_config::luspo();
+    cfg.epsilon_low = 0.1;
+    cfg.epsilon_high = 0.05;
+    const auto st = t.run(cfg);
+    CHECK(st.loss == Approx(-1.7583847705071711).epsilon(1e-13));
+    const double grad[6] = {0, 0, 0, 0.69580761474641462, 0.69580761474641462, 0};
+    for (int k = 0; k < 6; ++k) CHECK(t.grad[k] == Approx(grad[k]).epsilon(1e-13).margin(1e-300));
+    CHECK(st.ratio_max == Approx(1.1051709180756477).epsilon(1e-14)); // row 0's coef_1 (clipped: no gradient)
+}
+
+TEST_CASE("geo_mean and vespo reject the ratio levels they do not define", "[loss][objective][errors]") {
+    grpo::loss_config c = grpo::loss_config::gmpo();
+    c.ratio = grpo::ratio_level::token;
+    CHECK(error_of(c).find("config.ratio") != std::string::npos);
+    c.ratio = grpo::ratio_level::sequence_token;
+    CHECK(error_of(c).find("ratio_level::sequence") != std::string::npos);
+    c = grpo::loss_config::vespo();
+    c.ratio = grpo::ratio_level::sequence;
+    CHECK(error_of(c).find("config.ratio") != std::string::npos);
+    c = grpo::loss_config::vespo();
+    c.vespo_lambda_neg = std::nan("");
+    CHECK(error_of(c).find("config.vespo_lambda_neg") != std::string::npos);
+    c.vespo_lambda_neg = -5; // TRL clamps lambda to >= 1e-4 rather than rejecting it
+    CHECK(error_of(c).empty());
 }

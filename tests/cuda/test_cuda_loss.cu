@@ -182,7 +182,7 @@ void parity_all_variants(double rel) {
     for (aggregation agg : aggs)
         for (ratio_level lvl : levels)
             for (const auto& var : grpo_test::loss_catalogue()) {
-                if (!var.sequence_levels && lvl != ratio_level::token) continue;
+                if (!var.allows(lvl)) continue;
                 INFO(var.name);
                 grpo_test::batch<T> b(5, 97, ++seed);
                 grpo::loss_config cfg = var.cfg;

@@ -84,6 +84,11 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE C exp(C x) {
 #endif
 }
 template <class C>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE C log(C x) {
+    using std::log;
+    return log(x);
+}
+template <class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE C sqrt(C x) {
     using std::sqrt;
     return sqrt(x);

@@ -27,9 +27,19 @@ enum class policy_objective {
     sapo,
     /// Plain policy gradient -A logp; the ratio is not used (GPG, arXiv 2504.02546). verl loss_mode "gpg".
     policy_gradient,
+    /// GMPO: -A rho_i with rho_i = exp(sum_t m d'_t / (n_i + 1e-8)) the geometric mean of the row's token ratios,
+    /// each log-ratio d = logp - old clipped to [-eps_low, eps_high] on the side that matters for sign(A):
+    /// d' = sgn(A) min(sgn(A) d, sgn(A) clamp(d)) (Zhao et al., arXiv 2507.20673). Needs ratio_level::sequence
+    /// (rho_i is this objective's sequence ratio); with seq_mean_token_mean it is verl loss_mode "geo_mean".
+    geo_mean,
+    /// VESPO: -sg(phi_i) A logp with phi_i = exp(lambda + k log w_i - lambda w_i), log w_i the row's summed
+    /// token log-ratios (each clamped to +-20, plus the sampling correction's log-weights when one is on) clamped
+    /// to [log 1e-8, 20], (k, lambda) = (vespo_k_pos, vespo_lambda_pos) for A >= 0, else the _neg pair. TRL
+    /// loss_type "vespo" (get_gamma_weights).
+    vespo,
 };
 /// Number of policy_objective values (for validation).
-constexpr int policy_objective_count = 5;
+constexpr int policy_objective_count = 7;
 
 namespace math {
 
@@ -41,6 +51,12 @@ struct objective_params {
     C cispo_ratio_cap;   ///< cispo: the absolute cap on r
     C sapo_tau_pos;      ///< sapo: temperature for A > 0
     C sapo_tau_neg;      ///< sapo: temperature for A <= 0
+    C geo_log_low;       ///< geo_mean: lower clamp of each token's log-ratio, -epsilon_low
+    C geo_log_high;      ///< geo_mean: upper clamp, epsilon_high
+    C vespo_k_pos, vespo_lambda_pos, vespo_k_neg, vespo_lambda_neg; ///< vespo: the gamma weight's shape and rate
+    // Per row (the backend sets them from the row's objective sum, vespo_row_weights):
+    C vespo_phi_pos; ///< vespo: phi_i for tokens with A >= 0
+    C vespo_phi_neg; ///< vespo: phi_i for tokens with A < 0
 };
 
 /// One token's objective: its loss, d loss / d r (through the ratio), d loss / d logp (direct: the logp
@@ -67,12 +83,63 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE C sigmoid(C z) {
     return C(1) / (C(1) + math::exp(-z));
 }
 
-/// The objective K at one token with ratio r, advantage A and log-prob logp. Stop-gradient factors (sg) have
-/// no derivative; every product with a factor that may overflow goes through chain() so that a zero
-/// advantage or a zero derivative stays exactly 0 (docs/numerics.md).
+/// Whether objective K sums a term over each row before its token pass (objective_row_term).
+template <policy_objective K>
+constexpr bool has_row_term = K == policy_objective::geo_mean || K == policy_objective::vespo;
+
+/// geo_mean's clipped log-ratio d' = sgn(A) min(sgn(A) d, sgn(A) clamp(d, low, high)) and its derivative in d,
+/// torch's: 1 where d itself is selected (inside the interval, or outside it on the side that does not matter
+/// for sgn(A)), 0 where the bound is, 0 for A = 0 (sgn 0). Ties (d inside) split torch.min's gradient between
+/// two equal arguments whose derivatives are both 1, so the sum is 1.
+template <class C>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE clamped<C> geo_mean_log_ratio(const objective_params<C>& o, C d, C advantage) {
+    const bool pos = advantage > C(0), neg = advantage < C(0);
+    const bool bound_low = neg & (d < o.geo_log_low), bound_high = pos & (d > o.geo_log_high);
+    const C value = select(bound_low, o.geo_log_low, select(bound_high, o.geo_log_high, d));
+    const bool zero = !(pos | neg);
+    return {select(zero, C(0), value), select(zero | bound_low | bound_high, C(0), C(1))};
+}
+
+/// What objective K sums over a row's unmasked tokens before its token pass, from the token's log-ratio
+/// d = logp - old_logp, advantage and (vespo) the log of its token-level sampling-correction weight:
+/// geo_mean: d' (geo_mean_log_ratio); vespo: clamp(d, +-20) + clamp(log w_sampling, log 1e-8, 20); else 0.
+template <policy_objective K, class C>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE C objective_row_term(const objective_params<C>& o, C d, C advantage,
+                                                       C log_sampling_weight) {
+    if constexpr (K == policy_objective::geo_mean) {
+        return geo_mean_log_ratio(o, d, advantage).value;
+    } else if constexpr (K == policy_objective::vespo) {
+        const C lo = C(-18.420680743952367); // log(1e-8)
+        return clamp_with_grad(d, C(-20), C(20)).value + clamp_with_grad(log_sampling_weight, lo, C(20)).value;
+    } else {
+        return C(0);
+    }
+}
+
+/// VESPO's row weights from the row's objective sum (objective_row_term summed, plus n_i times the clamped log
+/// of a sequence-level correction weight): phi = exp(lambda + k lw - lambda e^lw) with lw = clamp(sum, log 1e-8,
+/// 20) and lambda >= 1e-4, for A >= 0 and for A < 0; NaN or infinite phi becomes 0 (TRL's nan_to_num).
+struct vespo_weights {
+    double phi_pos, phi_neg;
+};
+GRPO_HOST_DEVICE inline vespo_weights vespo_row_weights(const objective_params<double>& o, double log_weight_sum) {
+    const double lw = clamp_with_grad(log_weight_sum, -18.420680743952367, 20.0).value;
+    const double w = math::exp(lw);
+    const auto phi = [&](double k, double lambda) {
+        const double l = lambda < 1e-4 ? 1e-4 : lambda;
+        const double v = math::exp(l + k * lw - l * w);
+        return v - v == 0.0 ? v : 0.0; // nan_to_num(nan=0, posinf=0, neginf=0)
+    };
+    return {phi(o.vespo_k_pos, o.vespo_lambda_pos), phi(o.vespo_k_neg, o.vespo_lambda_neg)};
+}
+
+/// The objective K at one token with ratio r, advantage A, log-prob logp and log-ratio d = logp - old_logp
+/// (after log_ratio_clamp). Stop-gradient factors (sg) have no derivative; every product with a factor that
+/// may overflow goes through chain() so that a zero advantage or a zero derivative stays exactly 0
+/// (docs/numerics.md).
 template <policy_objective K, class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE objective_term<C> objective_at(const objective_params<C>& o, C ratio, C advantage,
-                                                                 C logp) {
+                                                                 C logp, C log_ratio) {
     if constexpr (K == policy_objective::ppo_clip) {
         const surrogate_term<C> s = clipped_surrogate(ratio, advantage, o.clip);
         return {s.loss, s.dloss_dratio, C(0), s.clipped_low, s.clipped_high, s.dual_clipped};
@@ -93,9 +160,20 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE objective_term<C> objective_at(const objective
         const C tau = select(advantage > C(0), o.sapo_tau_pos, o.sapo_tau_neg);
         const C s = sigmoid(tau * (ratio - C(1)));
         return {-((C(4) / tau) * s) * advantage, -(C(4) * s * (C(1) - s)) * advantage, C(0), C(0), C(0), C(0)};
-    } else {
-        static_assert(K == policy_objective::policy_gradient, "objective_at: every policy_objective has a branch");
+    } else if constexpr (K == policy_objective::policy_gradient) {
         return {-(advantage * logp), C(0), -advantage, C(0), C(0), C(0)};
+    } else if constexpr (K == policy_objective::geo_mean) {
+        // ratio is rho_i; the gradient reaches logp through it (the backend's sequence term). verl logs a token
+        // as clipped when clamp(d) != d: pg_clipfrac for A > 0, pg_clipfrac_lower for A < 0.
+        const bool clipped = (log_ratio < o.geo_log_low) | (log_ratio > o.geo_log_high);
+        return {-(ratio * advantage), -advantage, C(0), select(clipped & (advantage < C(0)), C(1), C(0)),
+                select(clipped & (advantage > C(0)), C(1), C(0)), C(0)};
+    } else {
+        static_assert(K == policy_objective::vespo, "objective_at: every policy_objective has a branch");
+        // TRL: is_nonneg_adv = advantages >= 0 picks (k_pos, lambda_pos).
+        const C phi = select(advantage >= C(0), o.vespo_phi_pos, o.vespo_phi_neg);
+        const C pa = phi * advantage;
+        return {-(pa * logp), C(0), -pa, C(0), C(0), C(0)};
     }
 }
 
@@ -109,6 +187,8 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE decltype(auto) visit_objective(policy_objectiv
     case policy_objective::cispo_clip: return f(objective_constant<policy_objective::cispo_clip>{});
     case policy_objective::sapo: return f(objective_constant<policy_objective::sapo>{});
     case policy_objective::policy_gradient: return f(objective_constant<policy_objective::policy_gradient>{});
+    case policy_objective::geo_mean: return f(objective_constant<policy_objective::geo_mean>{});
+    case policy_objective::vespo: return f(objective_constant<policy_objective::vespo>{});
     case policy_objective::ppo_clip:
     default: return f(objective_constant<policy_objective::ppo_clip>{});
     }

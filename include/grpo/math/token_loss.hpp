@@ -64,9 +64,11 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE bool entropy_masked(const token_params<C>& p, 
 /// the token modes; the row's for the sequence modes), or 0 where the off-policy mask or the top-entropy mask
 /// drops the token. Applied in TRL's order: objective, the off-policy mask, the entropy mask, the importance
 /// weight, then + beta KL.
-template <class C>
+/// vespo folds the correction into its weight phi instead (objective_row_term), so its factor is the masks only.
+template <policy_objective K, class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE C policy_factor(const token_params<C>& p, C advantage, C token_weight, C entropy) {
-    const C w = select(is_token_correction(p.correction.mode), token_weight, p.row_sampling_weight);
+    C w = select(is_token_correction(p.correction.mode), token_weight, p.row_sampling_weight);
+    if constexpr (K == policy_objective::vespo) w = C(1);
     return select((p.row_off_policy & (advantage < C(0))) | entropy_masked(p, entropy), C(0), w);
 }
 
@@ -101,14 +103,18 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE token_result<C> token_loss(const token_params<
     const C token_ratio = math::exp(lr.value);
     const C r = select(p.sequence, p.sequence_ratio, token_ratio);
     const C dr = select(p.sequence, p.sequence_dratio, token_ratio * lr.grad);
-    const objective_term<C> o = objective_at<K>(p.objective, r, advantage, logp);
+    const objective_term<C> o = objective_at<K>(p.objective, r, advantage, logp, lr.value);
     const C h = select(p.entropy_given, entropy, C(0));
-    const C c = policy_factor(p, advantage, token_weight, h);
+    const C c = policy_factor<K>(p, advantage, token_weight, h);
     const C policy = chain(c, o.loss);
     kl_term<C> k{C(0), C(0)};
     if constexpr (WithKL) k = kl_at(p, logp, ref_logp, r, dr);
+    // The sequence term reaches each token through d log-ratio / d logp: 1, except where geo_mean clipped it.
+    C sequence_term = p.sequence_term;
+    if constexpr (K == policy_objective::geo_mean)
+        sequence_term = chain(sequence_term, geo_mean_log_ratio(p.objective, logp - old_logp, advantage).grad);
     const C grad = token_gradient(p.weight, chain(c, o.dloss_dratio), dr, chain(c, o.dloss_dlogp), p.beta, k.grad,
-                                  p.sequence_term);
+                                  sequence_term);
     const C dropped = select(p.row_off_policy & (advantage < C(0)), C(1), C(0));
     // The bonus: chain() keeps it exactly 0 at entropy_coef = 0 whatever H is.
     const C loss = policy + p.beta * k.value - chain(p.entropy_coef, h);
@@ -121,8 +127,8 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE token_result<C> token_loss(const token_params<
 template <policy_objective K, bool WithKL, class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE C sequence_sensitivity(const token_params<C>& p, C logp, C ref_logp, C advantage,
                                                          C token_weight, C entropy) {
-    const C c = policy_factor(p, advantage, token_weight, select(p.entropy_given, entropy, C(0)));
-    C d = chain(c, objective_at<K>(p.objective, p.sequence_ratio, advantage, logp).dloss_dratio);
+    const C c = policy_factor<K>(p, advantage, token_weight, select(p.entropy_given, entropy, C(0)));
+    C d = chain(c, objective_at<K>(p.objective, p.sequence_ratio, advantage, logp, C(0)).dloss_dratio);
     if constexpr (WithKL) {
         const kl_term<C> k =
             kl_penalty<C>(p.kl, logp, ref_logp, p.kl_input_clamp, p.kl_value_clamp, p.kl_straight_through);
@@ -152,6 +158,15 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE C sequence_sensitivity(const token_params<C>& 
         constexpr policy_objective K = decltype(k)::value;
         return with_kl ? sequence_sensitivity<K, true>(p, logp, ref_logp, advantage, token_weight, entropy)
                        : sequence_sensitivity<K, false>(p, logp, ref_logp, advantage, token_weight, entropy);
+    });
+}
+
+/// objective_row_term with the objective known only at run time (the CUDA kernel).
+template <class C>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE C objective_row_term(const objective_params<C>& o, C d, C advantage,
+                                                       C log_sampling_weight) {
+    return visit_objective(o.kind, [&](auto k) {
+        return objective_row_term<decltype(k)::value>(o, d, advantage, log_sampling_weight);
     });
 }
 

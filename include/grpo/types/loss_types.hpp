@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <utility>
 
 #include "../core/config.hpp"
 #include "../core/check.hpp"
@@ -59,10 +60,17 @@ struct loss_config {
     double sapo_temperature_pos = 1.0;
     /// objective sapo: gate temperature for tokens with A <= 0. TRL `sapo_temperature_neg`; verl `tau_neg`.
     double sapo_temperature_neg = 1.05;
+    /// objective vespo: shape k and rate lambda of the gamma weight for A >= 0. TRL `vespo_k_pos` / `vespo_lambda_pos`.
+    double vespo_k_pos = 2.0;
+    double vespo_lambda_pos = 3.0;
+    /// objective vespo: the same for A < 0. TRL `vespo_k_neg` / `vespo_lambda_neg`.
+    double vespo_k_neg = 3.0;
+    double vespo_lambda_neg = 2.0;
     /// Clamp of log(ratio) to +-limit before exp (zero gradient outside); 0 = off. verl: 20 (vanilla),
     /// 10 (gspo); TRL: off.
     double log_ratio_clamp = 0;
-    /// Token or sequence-level ratio (GSPO).
+    /// Token or sequence-level ratio (GSPO). Objective geo_mean needs ratio_level::sequence (its ratio is the
+    /// geometric mean of the clipped token ratios).
     ratio_level ratio = ratio_level::token;
 
     /// KL coefficient: loss_it += beta * KL_it. TRL `beta` (0.0); verl `kl_loss_coef`; DeepSeekMath 0.04.
@@ -190,6 +198,33 @@ struct loss_config {
         c.objective = policy_objective::policy_gradient;
         return c;
     }
+    /// verl loss_mode "geo_mean" (GMPO): the geometric mean of the token ratios, each log-ratio clipped to
+    /// [-0.4, 0.4] (GMPO's range; verl reads it from clip_ratio_low / clip_ratio_high), averaged over sequences
+    /// (verl's torch.mean over the rows, whatever loss_agg_mode says).
+    static loss_config gmpo() {
+        loss_config c;
+        c.objective = policy_objective::geo_mean;
+        c.ratio = ratio_level::sequence;
+        c.epsilon_low = 0.4;
+        c.epsilon_high = 0.4;
+        c.agg = aggregation::seq_mean_token_mean;
+        return c;
+    }
+    /// TRL loss_type "vespo": -sg(phi_i) A logp with TRL's gamma parameters (2, 3) / (3, 2), normalized like
+    /// "dapo" (token_mean).
+    static loss_config vespo() {
+        loss_config c;
+        c.objective = policy_objective::vespo;
+        return c;
+    }
+    /// TRL loss_type "luspo" (Length-Unbiased Sequence Policy Optimization) as TRL recommends it: GSPO's clipped
+    /// sequence ratio with each sequence's loss weighted by its length, (1/S) sum_i sum_t loss_it m_it =
+    /// (1/S) sum_i n_i loss_i (aggregation seq_mean_token_sum), GSPO's epsilons.
+    static loss_config luspo() {
+        loss_config c = gspo();
+        c.agg = aggregation::seq_mean_token_sum;
+        return c;
+    }
 };
 
 /// The per-token inputs of the loss, all [completions, tokens] views of the host's buffers.
@@ -272,8 +307,15 @@ struct loss_params {
     /// The backend computes the entropy threshold from this call's tokens before the main pass.
     GRPO_HOST_DEVICE bool entropy_quantile_needed() const { return entropy_threshold != entropy_threshold; }
     bool with_kl() const { return token.beta != 0; }
-    /// A backend sums log r over each row first: for the sequence ratio and for the off-policy test.
-    GRPO_HOST_DEVICE bool row_log_ratio_sum() const { return ratio != ratio_level::token || off_policy_mask; }
+    /// A backend sums log r over each row first: for the sequence ratio (geo_mean has its own, below) and for
+    /// the off-policy test.
+    GRPO_HOST_DEVICE bool row_log_ratio_sum() const {
+        return (ratio != ratio_level::token && token.objective.kind != policy_objective::geo_mean) || off_policy_mask;
+    }
+    /// A backend sums math::objective_row_term over each row first (geo_mean, vespo).
+    GRPO_HOST_DEVICE bool row_objective_sum() const {
+        return token.objective.kind == policy_objective::geo_mean || token.objective.kind == policy_objective::vespo;
+    }
     /// A backend sums old_logp - sampling_logp over each row first: the sequence-level corrections.
     GRPO_HOST_DEVICE bool row_sampling_sum() const { return math::is_sequence_correction(token.correction.mode); }
     /// The token-level corrections read sampling_logp at every token.
@@ -285,26 +327,61 @@ struct row_sums {
     double tokens = 0;
     double log_ratio = 0;          ///< sum of logp - old_logp (when row_log_ratio_sum())
     double sampling_log_ratio = 0; ///< sum of old_logp - sampling_logp (when row_sampling_sum())
+    double objective = 0;          ///< sum of math::objective_row_term (when row_objective_sum())
 };
 
 /// A row's constants, in double: its weight, its sequence ratio, its correction weight and off-policy flag.
 struct row_setup {
     double weight;
     math::sequence_ratio_term sequence;
+    double sequence_count; ///< the divisor of the mean in the sequence ratio: n_i (geo_mean: n_i + 1e-8, verl's)
     double sampling_weight;
     bool off_policy;
+    math::vespo_weights vespo; ///< objective vespo: the row's phi for A >= 0 and A < 0
 };
 
 /// The one place a row's constants are derived from its sums (both backends call it).
 GRPO_HOST_DEVICE inline row_setup make_row_setup(const loss_params& p, const row_sums& s, double total_tokens) {
     row_setup r;
+    const policy_objective kind = p.token.objective.kind;
     r.weight = p.loss_scale * math::row_weight<double>(p.agg, s.tokens, total_tokens, p.sequences, p.constant_length);
-    r.sequence = p.ratio != ratio_level::token ? math::sequence_ratio(s.log_ratio, s.tokens, p.token.log_ratio_clamp)
-                                               : math::sequence_ratio_term{};
+    const bool geo = kind == policy_objective::geo_mean;
+    r.sequence_count = geo ? s.tokens + 1e-8 : s.tokens;
+    r.sequence = p.ratio != ratio_level::token
+                     ? math::sequence_ratio(geo ? s.objective : s.log_ratio, r.sequence_count, p.token.log_ratio_clamp)
+                     : math::sequence_ratio_term{};
     r.sampling_weight = p.row_sampling_sum() ? math::sampling_weight<double>(p.token.correction, s.sampling_log_ratio)
                                              : 1.0;
     r.off_policy = p.off_policy_mask && math::off_policy_row(-s.log_ratio, s.tokens, p.off_policy_threshold);
+    r.vespo = {1, 1};
+    if (kind == policy_objective::vespo) {
+        // A sequence-level correction adds its clamped log-weight once per token (TRL broadcasts it over the row).
+        const double log_w = p.row_sampling_sum() ? s.tokens * math::clamp_with_grad(math::log(r.sampling_weight),
+                                                                                     -18.420680743952367, 20.0)
+                                                                    .value
+                                                  : 0.0;
+        r.vespo = math::vespo_row_weights(p.token.objective, s.objective + log_w);
+    }
     return r;
+}
+
+/// The call's objective parameters in the precision C of the per-token math (the per-row fields are 1).
+template <class C>
+GRPO_HOST_DEVICE inline math::objective_params<C> call_objective_params(const loss_params& p) {
+    const math::objective_params<double>& o = p.token.objective;
+    return {o.kind,
+            {C(o.clip.low), C(o.clip.high), C(o.clip.delta), C(o.clip.dual_c)},
+            C(o.cispo_ratio_cap),
+            C(o.sapo_tau_pos),
+            C(o.sapo_tau_neg),
+            C(o.geo_log_low),
+            C(o.geo_log_high),
+            C(o.vespo_k_pos),
+            C(o.vespo_lambda_pos),
+            C(o.vespo_k_neg),
+            C(o.vespo_lambda_neg),
+            C(1),
+            C(1)};
 }
 
 /// A row's token_params in the precision C of the per-token math: the call's settings, the row's weight
@@ -313,10 +390,9 @@ template <class C>
 GRPO_HOST_DEVICE inline math::token_params<C> row_token_params(const loss_params& p, const row_setup& r,
                                                                 double sequence_term) {
     const math::token_params<double>& t = p.token;
-    const math::clip_bounds<C> clip{C(t.objective.clip.low), C(t.objective.clip.high), C(t.objective.clip.delta),
-                                    C(t.objective.clip.dual_c)};
-    const math::objective_params<C> o{t.objective.kind, clip, C(t.objective.cispo_ratio_cap),
-                                      C(t.objective.sapo_tau_pos), C(t.objective.sapo_tau_neg)};
+    math::objective_params<C> o = call_objective_params<C>(p);
+    o.vespo_phi_pos = C(r.vespo.phi_pos);
+    o.vespo_phi_neg = C(r.vespo.phi_neg);
     const math::correction_params<C> corr{t.correction.mode, C(t.correction.ratio_min), C(t.correction.ratio_max)};
     math::token_params<C> out{};
     out.objective = o;
@@ -384,10 +460,25 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
             raise_argument(errc::invalid_value, where, "config.dual_clip_c",
                            "0 (the dual clip is part of objective ppo_clip)", num_str(cfg.dual_clip_c));
     }
-    if (cfg.objective == policy_objective::policy_gradient && cfg.ratio != ratio_level::token)
+    const char* ratio_name = cfg.ratio == ratio_level::token      ? "ratio_level::token"
+                             : cfg.ratio == ratio_level::sequence ? "ratio_level::sequence"
+                                                                  : "ratio_level::sequence_token";
+    if ((cfg.objective == policy_objective::policy_gradient || cfg.objective == policy_objective::vespo) &&
+        cfg.ratio != ratio_level::token)
         raise_argument(errc::invalid_value, where, "config.ratio",
-                       "ratio_level::token (objective policy_gradient uses no ratio)",
-                       cfg.ratio == ratio_level::sequence ? "ratio_level::sequence" : "ratio_level::sequence_token");
+                       cfg.objective == policy_objective::vespo
+                           ? "ratio_level::token (objective vespo weighs logp by its own sequence weight)"
+                           : "ratio_level::token (objective policy_gradient uses no ratio)",
+                       ratio_name);
+    if (cfg.objective == policy_objective::geo_mean && cfg.ratio != ratio_level::sequence)
+        raise_argument(errc::invalid_value, where, "config.ratio",
+                       "ratio_level::sequence (objective geo_mean's ratio is the geometric mean over the row)",
+                       ratio_name);
+    for (const auto& v : {std::make_pair("config.vespo_k_pos", cfg.vespo_k_pos),
+                          std::make_pair("config.vespo_lambda_pos", cfg.vespo_lambda_pos),
+                          std::make_pair("config.vespo_k_neg", cfg.vespo_k_neg),
+                          std::make_pair("config.vespo_lambda_neg", cfg.vespo_lambda_neg)})
+        check_range(where, v.first, v.second, -inf, inf, "a finite value");
     // Counts are 0 (local) or at least 1: then every row weight is at most 1 and |weight| <= |loss_scale|.
     auto check_count = [&](const char* name, double value, const char* expected) {
         check_range(where, name, value, 0, inf, expected);
@@ -472,7 +563,15 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
                    {1 - cfg.epsilon_low, 1 + cfg.epsilon_high, cfg.delta != 0 ? cfg.delta : inf, cfg.dual_clip_c},
                    cfg.cispo_ratio_cap,
                    cfg.sapo_temperature_pos,
-                   cfg.sapo_temperature_neg};
+                   cfg.sapo_temperature_neg,
+                   -cfg.epsilon_low,
+                   cfg.epsilon_high,
+                   cfg.vespo_k_pos,
+                   cfg.vespo_lambda_pos,
+                   cfg.vespo_k_neg,
+                   cfg.vespo_lambda_neg,
+                   1.0,
+                   1.0};
     t.log_ratio_clamp = cfg.log_ratio_clamp;
     t.beta = cfg.beta;
     // low_var_kl is k3 with its clamps (explicit non-zero clamps override them).

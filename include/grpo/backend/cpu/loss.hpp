@@ -170,11 +170,15 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
     const T* samp = v.samp.present() ? v.samp.row_data(i) : old; // stand-in: log rho = 0 (not read then)
     const bool log_ratio_sum = !Plain && p.row_log_ratio_sum(), sampling_sum = !Plain && p.row_sampling_sum();
     const bool token_sampling = !Plain && p.token_sampling();
+    constexpr bool objective_sum = math::has_row_term<K>;
+    const math::objective_params<C> call_objective = call_objective_params<C>(p);
+    const math::correction_params<C> correction{p.token.correction.mode, C(p.token.correction.ratio_min),
+                                                C(p.token.correction.ratio_max)};
 
     // Sweep 1 (row-local, stays in cache): token count, and the row sums the row's constants need.
     row_sums sums;
-    if (v.mask.present() || log_ratio_sum || sampling_sum) {
-        alignas(64) C count[token_block], lr[token_block], slr[token_block];
+    if (v.mask.present() || log_ratio_sum || sampling_sum || objective_sum) {
+        alignas(64) C count[token_block], lr[token_block], slr[token_block], obj[token_block];
         for (index_t t0 = 0; t0 < end; t0 += token_block) {
             const index_t nb = std::min(token_block, end - t0);
             for (index_t k = 0; k < nb; ++k) {
@@ -194,6 +198,21 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
                     slr[k] = math::select(mask[L.mask(t)] != T(0), d, C(0));
                 }
                 sums.sampling_log_ratio += lane_sum(slr, nb);
+            }
+            if constexpr (objective_sum) {
+                for (index_t k = 0; k < nb; ++k) {
+                    const index_t t = t0 + k;
+                    const bool valid = mask[L.mask(t)] != T(0);
+                    const C d = math::select(valid, C(lp[L.lp(t)] - old[L.old(t)]), C(0));
+                    const C a = math::select(valid, C(adv[L.adv(t)]), C(0));
+                    const C log_w =
+                        token_sampling
+                            ? math::log(math::sampling_weight(
+                                  correction, math::select(valid, C(old[L.old(t)] - samp[L.samp(t)]), C(0))))
+                            : C(0);
+                    obj[k] = math::select(valid, math::objective_row_term<K>(call_objective, d, a, log_w), C(0));
+                }
+                sums.objective += lane_sum(obj, nb);
             }
         }
     } else {
@@ -267,7 +286,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
             }
             dloss_ds += lane_sum(d, nb);
         }
-        tp.sequence_term = C(math::sequence_gradient(w, dloss_ds, rs.sequence, n));
+        tp.sequence_term = C(math::sequence_gradient(w, dloss_ds, rs.sequence, rs.sequence_count));
     }
 
     constexpr C inf = std::numeric_limits<C>::infinity();

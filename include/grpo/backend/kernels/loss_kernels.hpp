@@ -339,8 +339,11 @@ struct loss_main_kernel {
         loss_params p = call;
         if (p.count_nonempty_rows) p.sequences = s.total[1]; // the pre-pass counted them
         if (p.entropy_quantile_needed()) p.entropy_threshold = *s.entropy_threshold; // entropy_threshold_kernel
-        const bool row_sums_first = p.row_log_ratio_sum() || p.row_sampling_sum() ||
+        const bool row_sums_first = p.row_log_ratio_sum() || p.row_sampling_sum() || p.row_objective_sum() ||
                                     (p.agg == aggregation::seq_mean_token_mean && !counted);
+        const math::objective_params<C> call_objective = call_objective_params<C>(p);
+        const math::correction_params<C> correction{p.token.correction.mode, C(p.token.correction.ratio_min),
+                                                    C(p.token.correction.ratio_max)};
         const double total = global_tokens > 0 ? global_tokens : (counted ? *s.total : 0.0);
         const bool failed = counted && s.error->code != loss_error::none; // write nothing but the record
         const bool with_kl = p.with_kl();
@@ -351,15 +354,24 @@ struct loss_main_kernel {
             row_sums sums;
             sums.tokens = counted ? s.row_tokens[i] : 0.0;
             if (row_sums_first) {
-                double lr = 0, slr = 0;
+                double lr = 0, slr = 0, obj = 0;
                 for (index_t t = b.thread(); t < end; t += b.threads())
                     if (is_valid(v, i, t)) {
-                        if (p.row_log_ratio_sum()) lr += static_cast<double>(C(v.logp(i, t)) - C(old_at(v, i, t)));
+                        const C d = C(v.logp(i, t)) - C(old_at(v, i, t));
+                        if (p.row_log_ratio_sum()) lr += static_cast<double>(d);
                         if (p.row_sampling_sum()) slr += static_cast<double>(C(old_at(v, i, t)) - C(v.samp(i, t)));
+                        if (p.row_objective_sum()) {
+                            const C log_w = p.token_sampling() ? math::log(math::sampling_weight(
+                                                                     correction, C(C(old_at(v, i, t)) - C(v.samp(i, t)))))
+                                                               : C(0);
+                            obj += static_cast<double>(
+                                math::objective_row_term<C>(call_objective, d, C(v.adv(i, t)), log_w));
+                        }
                     }
                 sums.tokens = b.sum(thread_valid_tokens(b, v, i));
                 if (p.row_log_ratio_sum()) sums.log_ratio = b.sum(lr);
                 if (p.row_sampling_sum()) sums.sampling_log_ratio = b.sum(slr);
+                if (p.row_objective_sum()) sums.objective = b.sum(obj);
             }
             const double n = sums.tokens;
             const row_setup rs = make_row_setup(p, sums, total);
@@ -371,7 +383,7 @@ struct loss_main_kernel {
                         d += static_cast<double>(math::sequence_sensitivity<C>(
                             tp, with_kl, C(v.logp(i, t)), with_kl ? C(v.ref_logp(i, t)) : C(0), C(v.adv(i, t)),
                             token_weight(tp, i, t), entropy_at(p, i, t)));
-                tp.sequence_term = C(math::sequence_gradient(rs.weight, b.sum(d), rs.sequence, n));
+                tp.sequence_term = C(math::sequence_gradient(rs.weight, b.sum(d), rs.sequence, rs.sequence_count));
             }
             const double w = rs.weight;
 
