@@ -10,6 +10,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <grpo/grpo.hpp>
@@ -124,6 +125,18 @@ inline std::vector<loss_variant> loss_catalogue() {
     c.epsilon_low = 0.02; // the test batches' sequence ratios are within ~3% of 1: some rows clip
     c.epsilon_high = 0.01;
     v.push_back({"luspo (TRL)", c});
+    // Covariance selections: a large ratio and a low bound so that the small test batches select several tokens.
+    c = loss_config::clip_cov();
+    c.beta = 0.05;
+    c.cov_ratio = 0.1;
+    c.clip_cov_lb = 0.02;
+    c.selection_seed = 7;
+    v.push_back({"clip_cov (verl)", c, false, loss_variant::levels::token_only});
+    c = loss_config::kl_cov();
+    c.beta = 0.05;
+    c.cov_ratio = 0.1;
+    c.kl_cov_coef = 0.5;
+    v.push_back({"kl_cov (verl)", c, false, loss_variant::levels::token_only});
     // Off-policy corrections, bounds inside the test batches' range of rho (~[0.74, 1.35] per token).
     const grpo::sampling_correction modes[] = {
         grpo::sampling_correction::token_truncate, grpo::sampling_correction::token_mask,
@@ -196,8 +209,11 @@ inline std::vector<loss_variant> loss_catalogue() {
 struct peer_token {
     double loss, policy, kl;
 };
+///  clip_cov    verl compute_policy_loss_clip_cov (L1743): maximum(-A r, -A clamp(r)) * corr, corr = 0 where
+///              `selected` (peer_cov_selection); the ratio is not clamped.
+///  kl_cov      verl compute_policy_loss_kl_cov (L1848): -A r, plus ppo_kl_coef |lp - old| where `selected`.
 inline peer_token peer_token_loss(const grpo::loss_config& c, double lp, double old, double ref, double a,
-                                  double factor = 1, double entropy = 0, double row = 1) {
+                                  double factor = 1, double entropy = 0, double row = 1, bool selected = false) {
     using grpo::policy_objective;
     double log_r = lp - old;
     if (c.log_ratio_clamp > 0) log_r = std::max(-c.log_ratio_clamp, std::min(c.log_ratio_clamp, log_r));
@@ -224,6 +240,10 @@ inline peer_token peer_token_loss(const grpo::loss_config& c, double lp, double 
     case policy_objective::policy_gradient: pol = -lp * a; break;
     case policy_objective::geo_mean: pol = -a * row; break;
     case policy_objective::vespo: pol = -row * a * lp; break;
+    case policy_objective::clip_cov:
+        pol = selected ? 0.0 : std::max(-a * r, -a * std::max(1 - c.epsilon_low, std::min(1 + c.epsilon_high, r)));
+        break;
+    case policy_objective::kl_cov: pol = -a * r + (selected ? c.kl_cov_coef * std::fabs(lp - old) : 0.0); break;
     }
     pol *= factor;
     double x = lp - ref;
@@ -255,6 +275,44 @@ inline double peer_sequence_ratio(const std::vector<double>& lp, const std::vect
         n += m[q];
     }
     return std::exp(sum / std::max(n, 1.0));
+}
+
+/// The tokens verl's clip_cov / kl_cov select in a [rows, cols] batch with mask m (flags in row-major order).
+/// cov = (A - mean A)(lp - mean lp) over the unmasked tokens; k = max(int(cov_ratio N), 1).
+///  kl_cov:   torch.topk(cov, k) over the unmasked tokens; ties (which torch leaves unordered) by lower index.
+///  clip_cov: candidates = unmasked & not clip_by_origin (-A clamp(r) > -A r) & lb < cov < ub; verl picks
+///            min(k, #candidates) of them with torch.randperm; grpo's documented draw is the candidates with the
+///            smallest grpo::math::selection_hash(seed, index), which this reproduces.
+inline std::vector<bool> peer_cov_selection(const grpo::loss_config& c, const std::vector<double>& lp,
+                                            const std::vector<double>& old, const std::vector<double>& adv,
+                                            const std::vector<double>& m) {
+    double n = 0, sum_a = 0, sum_lp = 0;
+    for (std::size_t q = 0; q < m.size(); ++q)
+        if (m[q] != 0) {
+            n += 1;
+            sum_a += adv[q];
+            sum_lp += lp[q];
+        }
+    std::vector<std::pair<double, std::size_t>> keys;
+    for (std::size_t q = 0; q < m.size(); ++q) {
+        if (m[q] == 0) continue;
+        const double cov = (adv[q] - sum_a / n) * (lp[q] - sum_lp / n);
+        if (c.objective == grpo::policy_objective::kl_cov) {
+            keys.push_back({-cov, q});
+        } else {
+            double log_r = lp[q] - old[q];
+            if (c.log_ratio_clamp > 0) log_r = std::max(-c.log_ratio_clamp, std::min(c.log_ratio_clamp, log_r));
+            const double r = std::exp(log_r);
+            const double clipped = std::max(1 - c.epsilon_low, std::min(1 + c.epsilon_high, r));
+            if (-adv[q] * clipped > -adv[q] * r || !(cov > c.clip_cov_lb && cov < c.clip_cov_ub)) continue;
+            keys.push_back({grpo::math::selection_hash(c.selection_seed, static_cast<std::int64_t>(q)), q});
+        }
+    }
+    std::sort(keys.begin(), keys.end());
+    const std::size_t k = std::min(keys.size(), std::max<std::size_t>(1, static_cast<std::size_t>(c.cov_ratio * n)));
+    std::vector<bool> selected(m.size(), false);
+    for (std::size_t j = 0; j < k; ++j) selected[keys[j].second] = true;
+    return selected;
 }
 
 /// verl compute_policy_loss_geo_mean's ratio of row i (L1950-1962): d = lp - old (no clamp);

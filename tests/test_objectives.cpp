@@ -121,6 +121,10 @@ TEST_CASE("every catalogue variant matches the peers' per-token formulas", "[los
             for (grpo::index_t i = 0; i < b.rows; ++i)
                 for (grpo::index_t t = 0; t < b.cols; ++t)
                     advantages[static_cast<std::size_t>(i * b.cols + t)] = in.advantages(i, t);
+            const std::vector<bool> selected =
+                grpo_test::peer_cov_selection(cfg, b.logp, b.old_logp, advantages, b.mask);
+            double selected_count = 0;
+            for (std::size_t k = 0; k < selected.size(); ++k) selected_count += selected[k] ? 1 : 0;
             double policy = 0, kl = 0;
             for (grpo::index_t i = 0; i < b.rows; ++i)
                 for (grpo::index_t t = 0; t < b.cols; ++t) {
@@ -142,8 +146,8 @@ TEST_CASE("every catalogue variant matches the peers' per-token formulas", "[los
                     if (cfg.objective == grpo::policy_objective::vespo)
                         row = grpo_test::peer_vespo_phi(cfg, b.logp, b.old_logp, b.sampling_logp, b.mask, b.cols, i,
                                                         a);
-                    const auto peer =
-                        grpo_test::peer_token_loss(cfg, b.logp[k], b.old_logp[k], b.ref_logp[k], a, factor, h, row);
+                    const auto peer = grpo_test::peer_token_loss(cfg, b.logp[k], b.old_logp[k], b.ref_logp[k], a,
+                                                                 factor, h, row, selected[k]);
                     CHECK(b.per_token[k] == Approx(peer.loss).epsilon(1e-12).margin(1e-15));
                     policy += peer.policy;
                     kl += peer.kl;
@@ -151,6 +155,12 @@ TEST_CASE("every catalogue variant matches the peers' per-token formulas", "[los
             INFO(var.name);
             CHECK(st.policy_loss == Approx(policy).epsilon(1e-12).margin(1e-14));
             CHECK(st.kl_loss == Approx(kl).epsilon(1e-12).margin(1e-14));
+            if (grpo::math::selects_by_covariance(cfg.objective)) {
+                CHECK(selected_count > 1);
+                CHECK(st.cov_selection_fraction == Approx(selected_count / st.token_count).epsilon(1e-15));
+            } else {
+                CHECK(st.cov_selection_fraction == 0);
+            }
         }
     }
 }
@@ -513,4 +523,93 @@ TEST_CASE("geo_mean and vespo reject the ratio levels they do not define", "[los
     CHECK(error_of(c).find("config.vespo_lambda_neg") != std::string::npos);
     c.vespo_lambda_neg = -5; // TRL clamps lambda to >= 1e-4 rather than rejecting it
     CHECK(error_of(c).empty());
+}
+
+// verl compute_policy_loss_clip_cov (core_algos.py L1743-1820), run in torch on six_tokens with clip_cov_ratio 0.4,
+// lb 0.3: cov = (A - masked_mean(A)) (logp - masked_mean(logp)) = [0, -0.7, 0.56; 0.42, -0.63]; tokens 0 and 3
+// are clipped by origin, so token 2 is the only candidate and torch.randperm cannot choose otherwise.
+TEST_CASE("clip_cov (verl) by hand against verl's code in torch", "[loss][objective]") {
+    six_tokens t;
+    grpo::loss_config cfg = grpo::loss_config::clip_cov();
+    cfg.cov_ratio = 0.4;
+    cfg.clip_cov_lb = 0.3;
+    const auto st = t.run(cfg);
+    CHECK(st.loss == Approx(-0.23573291775153821).epsilon(1e-14));
+    const double grad[6] = {0, -0.34428319057002321, 0, 0, 0.348550272818485, 0};
+    for (int k = 0; k < 6; ++k) CHECK(t.grad[k] == Approx(grad[k]).epsilon(1e-14).margin(1e-300));
+    CHECK(t.loss[2] == 0.0); // the selected token's loss is dropped
+    CHECK(st.cov_selection_fraction == Approx(0.2).epsilon(1e-15)); // verl's pg_clipfrac (0.2 up to its 1e-8)
+}
+
+// verl compute_policy_loss_kl_cov (core_algos.py L1848-1905), run in torch with kl_cov_ratio 0.4, ppo_kl_coef 0.5:
+// torch.topk picks cov 0.56 and 0.42 (tokens 2 and 3), whose loss gains 0.5 |logp - old|.
+TEST_CASE("kl_cov (verl) by hand against verl's code in torch", "[loss][objective]") {
+    six_tokens t;
+    grpo::loss_config cfg = grpo::loss_config::kl_cov();
+    cfg.cov_ratio = 0.4;
+    cfg.kl_cov_coef = 0.5;
+    const auto st = t.run(cfg);
+    CHECK(st.loss == Approx(-0.75572576915394074).epsilon(1e-14));
+    const double grad[6] = {-0.59672987905650821, -0.34428319057002321, -0.32050843855040967,
+                            0.1222454662045154,   0.348550272818485,    0};
+    for (int k = 0; k < 6; ++k) CHECK(t.grad[k] == Approx(grad[k]).epsilon(1e-14).margin(1e-300));
+    CHECK(st.cov_selection_fraction == Approx(0.4).epsilon(1e-15));
+}
+
+TEST_CASE("covariance selection: ties go to the lower index, the seed changes clip_cov's draw", "[loss][objective]") {
+    // 4 rows x 1 token, A = +-1 and logp -1 +- 0.5: every token has cov 0.5 (a four-way tie).
+    std::vector<double> logp{-0.5, -1.5, -0.5, -1.5}, adv{1, -1, 1, -1}, grad(4), loss(4);
+    grpo::loss_inputs<double> in;
+    in.logp = {logp.data(), 4, 1};
+    in.advantages = {adv.data(), 4, 1};
+    grpo::loss_outputs<double> out;
+    out.grad_logp = {grad.data(), 4, 1};
+    out.per_token_loss = {loss.data(), 4, 1};
+    grpo::loss_config cfg = grpo::loss_config::kl_cov();
+    cfg.cov_ratio = 0.5; // k = 2 of 4 tied tokens: the first two
+    cfg.agg = grpo::aggregation::token_sum;
+    std::vector<double> old{-0.6, -1.4, -0.6, -1.4}; // |logp - old| = 0.1 everywhere
+    in.old_logp = {old.data(), 4, 1};
+    grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg);
+    for (int k = 0; k < 4; ++k) {
+        const double r = std::exp(logp[k] - old[k]);
+        CHECK(loss[k] == Approx(-adv[k] * r + (k < 2 ? 0.1 * 0.1 : 0.0)).epsilon(1e-14));
+    }
+    // clip_cov: all four are candidates (cov 0.5 in (0.1, 5), nothing clipped at ratio e^+-0.1); k = 2 by seed.
+    cfg = grpo::loss_config::clip_cov();
+    cfg.cov_ratio = 0.5;
+    cfg.clip_cov_lb = 0.1;
+    cfg.agg = grpo::aggregation::token_sum;
+    std::vector<std::vector<bool>> draws;
+    for (std::uint64_t seed : {0u, 1u, 2u, 3u, 4u, 5u}) {
+        cfg.selection_seed = seed;
+        const auto st = grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg);
+        CHECK(st.cov_selection_fraction == 0.5);
+        std::vector<bool> dropped(4);
+        for (int k = 0; k < 4; ++k) dropped[static_cast<std::size_t>(k)] = loss[k] == 0.0;
+        draws.push_back(dropped);
+    }
+    bool differ = false;
+    for (const auto& d : draws) differ = differ || d != draws.front();
+    CHECK(differ); // six seeds do not all draw the same two of four tokens
+}
+
+TEST_CASE("clip_cov and kl_cov take token ratios and check their options", "[loss][objective][errors]") {
+    grpo::loss_config c = grpo::loss_config::kl_cov();
+    c.ratio = grpo::ratio_level::sequence;
+    CHECK(error_of(c).find("config.ratio") != std::string::npos);
+    c = grpo::loss_config::clip_cov();
+    c.cov_ratio = 0;
+    CHECK(error_of(c).find("config.cov_ratio") != std::string::npos);
+    c.cov_ratio = 1.5;
+    CHECK(error_of(c).find("config.cov_ratio") != std::string::npos);
+    c = grpo::loss_config::clip_cov();
+    c.clip_cov_ub = 0.5; // below lb = 1
+    CHECK(error_of(c).find("config.clip_cov_ub") != std::string::npos);
+    c = grpo::loss_config::clip_cov();
+    c.dual_clip_c = 3; // verl's clip_cov has no dual clip
+    CHECK(error_of(c).find("config.dual_clip_c") != std::string::npos);
+    c = grpo::loss_config::kl_cov();
+    c.kl_cov_coef = std::nan("");
+    CHECK(error_of(c).find("config.kl_cov_coef") != std::string::npos);
 }

@@ -129,31 +129,46 @@ const loss_record* run_loss(D& dev, const char* where, const loss_inputs<T, devi
                                  out.ratio,  in.entropy,    out.grad_entropy};
     // The scratch size fits: rows * (2 + partials) doubles plus a few.
     (void)checked_add(where, "rows", checked_mul(where, "rows", rows, 2 + doubles_of(sizeof(loss_partials))), 64);
-    // The top-entropy quantile sorts one key per token after the loss scratch (only when it is computed here).
-    const bool quantile = p.entropy_quantile_needed();
-    const index_t tokens = quantile ? checked_mul(where, "rows", rows, in.logp.cols()) : 0;
-    const std::size_t sort_bytes = quantile ? dev.sort_temp_bytes(tokens, 64) : 0;
+    // The top-entropy quantile and the covariance selection each sort one key per token, in turn, in scratch
+    // after the loss scratch (only when they are computed here).
+    const bool quantile = p.entropy_quantile_needed(), covariance = p.covariance_selection();
+    const bool sorts = quantile || covariance;
+    const index_t tokens = sorts ? checked_mul(where, "rows", rows, in.logp.cols()) : 0;
+    const std::size_t sort_bytes = sorts ? dev.sort_temp_bytes(tokens, 64) : 0;
     (void)checked_mul(where, "rows", tokens, 64); // keys and payloads (32 bytes a token) fit, with room
-    const std::size_t quantile_doubles = quantile ? entropy_quantile_doubles(static_cast<std::size_t>(tokens), sort_bytes) : 0;
-    double* base = dev.scratch_doubles(loss_scratch_doubles(rows) + quantile_doubles);
+    const std::size_t sort_doubles =
+        sorts ? token_sort_doubles(static_cast<std::size_t>(tokens), static_cast<std::size_t>(rows), sort_bytes) : 0;
+    double* base = dev.scratch_doubles(loss_scratch_doubles(rows) + sort_doubles);
     loss_scratch s = loss_layout(base, rows);
-    if (quantile) entropy_quantile_layout(s, base + loss_scratch_doubles(rows), static_cast<std::size_t>(tokens), sort_bytes);
+    if (sorts)
+        token_sort_layout(s, base + loss_scratch_doubles(rows), static_cast<std::size_t>(tokens),
+                          static_cast<std::size_t>(rows), sort_bytes);
     if (d_record == nullptr) d_record = s.record;
-    dev.zero(s.counters, 2 * sizeof(unsigned long long));
+    dev.zero(s.counters, 3 * sizeof(unsigned long long));
     const bool check_values = cfg.checks == validation::full;
     const bool pre_pass = check_values || (cfg.agg == aggregation::token_mean && !(cfg.global_token_count > 0)) ||
-                          p.count_nonempty_rows || quantile;
+                          p.count_nonempty_rows || sorts;
     const index_t blocks = grid_for_items(rows);
     const bool need_samp = cfg.sampling != sampling_correction::none;
     if (pre_pass)
         dev.launch(loss_check_kernel<T>{v, s, check_values, p.with_kl(), need_samp, p.entropy_given,
                                         cfg.global_token_count},
                    blocks);
+    const index_t token_blocks = grid_for_items(tokens, loss_block, 65535);
     if (quantile && tokens > 0) {
-        dev.launch(entropy_keys_kernel<T>{v, s}, grid_for_items(tokens, loss_block, 65535));
+        dev.launch(entropy_keys_kernel<T>{v, s}, token_blocks);
         dev.sort_pairs(s.keys_in, s.keys_out, s.values_in, s.values_out, tokens, 64, s.sort_temp, s.sort_temp_bytes);
     }
     if (quantile) dev.launch(entropy_threshold_kernel{s, p.entropy_quantile}, 1);
+    if (covariance) {
+        dev.launch(cov_means_kernel<T>{v, s, p.token.objective.cov}, blocks);
+        if (tokens > 0) {
+            dev.launch(cov_keys_kernel<T>{v, p, s}, token_blocks);
+            dev.sort_pairs(s.keys_in, s.keys_out, s.values_in, s.values_out, tokens, 64, s.sort_temp,
+                           s.sort_temp_bytes);
+            dev.launch(cov_threshold_kernel{s, p.cov_ratio, tokens}, 1);
+        }
+    }
     dev.launch(loss_main_kernel<T>{v, p, s, pre_pass, cfg.global_token_count, d_record}, blocks);
     dev.check_launch(where);
     return d_record;

@@ -6,6 +6,8 @@
 // (docs/architecture.md, "Adding an objective").
 #pragma once
 
+#include <cstdint>
+
 #include "surrogate.hpp"
 
 GRPO_NAMESPACE_BEGIN
@@ -37,11 +39,51 @@ enum class policy_objective {
     /// to [log 1e-8, 20], (k, lambda) = (vespo_k_pos, vespo_lambda_pos) for A >= 0, else the _neg pair. TRL
     /// loss_type "vespo" (get_gamma_weights).
     vespo,
+    /// Clip-Cov: ppo_clip's loss (no dual clip) with the loss of a few high-covariance tokens dropped. Among the
+    /// unmasked tokens that ppo_clip did not clip and whose cov = (A - mean A)(logp - mean logp) (means over the
+    /// call's unmasked tokens) lies strictly inside (clip_cov_lb, clip_cov_ub), max(1, floor(cov_ratio N)) are
+    /// chosen uniformly at random (Cui et al., arXiv 2505.22617). verl loss_mode "clip_cov" draws them with
+    /// torch.randperm; grpo draws them with a hash of (selection_seed, row * cols + column), so a call is
+    /// reproducible and independent of the thread count. Token ratios only.
+    clip_cov,
+    /// KL-Cov: -A r (no clip), plus kl_cov_coef |logp - old_logp| at the max(1, floor(cov_ratio N)) unmasked
+    /// tokens with the largest cov (as clip_cov; ties broken by the lower row * cols + column, where torch.topk
+    /// leaves the order unspecified) (Cui et al., arXiv 2505.22617). verl loss_mode "kl_cov". Token ratios only.
+    kl_cov,
 };
 /// Number of policy_objective values (for validation).
-constexpr int policy_objective_count = 7;
+constexpr int policy_objective_count = 9;
 
 namespace math {
+
+/// The call-level state of the covariance-selected objectives (clip_cov, kl_cov), in double: the means over the
+/// call's unmasked tokens and the selection threshold, the k-th smallest (key, row * cols + column) among the
+/// eligible tokens ((-infinity, -1) selects none).
+struct covariance_selection {
+    double mean_advantage;
+    double mean_logp;
+    double key;
+    double index;
+    std::uint64_t seed; ///< clip_cov: loss_config::selection_seed
+};
+
+/// How many tokens the covariance objectives select among n unmasked ones: verl's max(int(ratio * n), 1), 0
+/// when there are none.
+GRPO_HOST_DEVICE inline double covariance_selection_count(double ratio, double n) {
+    if (!(n > 0)) return 0;
+    const double k = static_cast<double>(static_cast<long long>(ratio * n)); // int() of a value >= 0: floor
+    return k < 1 ? 1.0 : k;
+}
+
+/// clip_cov's random draw, reproducible: splitmix64 of (seed, flat index), its top 53 bits as a double (exact),
+/// so that the smallest keys are a uniformly random subset of the candidates.
+GRPO_HOST_DEVICE inline double selection_hash(std::uint64_t seed, std::int64_t flat) {
+    std::uint64_t z = seed * 0x9E3779B97F4A7C15ull + static_cast<std::uint64_t>(flat) + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z = z ^ (z >> 31);
+    return static_cast<double>(z >> 11);
+}
 
 /// Parameters of every objective, in the element type of the per-token math.
 template <class C>
@@ -54,9 +96,13 @@ struct objective_params {
     C geo_log_low;       ///< geo_mean: lower clamp of each token's log-ratio, -epsilon_low
     C geo_log_high;      ///< geo_mean: upper clamp, epsilon_high
     C vespo_k_pos, vespo_lambda_pos, vespo_k_neg, vespo_lambda_neg; ///< vespo: the gamma weight's shape and rate
+    C clip_cov_lb, clip_cov_ub; ///< clip_cov: the open interval of cov that makes a token a candidate
+    C kl_cov_coef;              ///< kl_cov: the coefficient of |logp - old_logp| at the selected tokens
     // Per row (the backend sets them from the row's objective sum, vespo_row_weights):
     C vespo_phi_pos; ///< vespo: phi_i for tokens with A >= 0
     C vespo_phi_neg; ///< vespo: phi_i for tokens with A < 0
+    // Per call (clip_cov, kl_cov; the backend sets them in a pass before the token pass):
+    covariance_selection cov;
 };
 
 /// One token's objective: its loss, d loss / d r (through the ratio), d loss / d logp (direct: the logp
@@ -69,6 +115,7 @@ struct objective_term {
     C clipped_low;  ///< loss_stats::clip_fraction_low counts these
     C clipped_high; ///< loss_stats::clip_fraction_high counts these
     C dual_clipped; ///< loss_stats::dual_clip_fraction counts these
+    C selected;     ///< clip_cov, kl_cov: the token was selected (loss_stats::cov_selection_fraction)
 };
 
 /// A compile-time policy_objective (visit_objective passes one to its callable).
@@ -137,43 +184,95 @@ GRPO_HOST_DEVICE inline vespo_weights vespo_row_weights(const objective_params<d
 /// (after log_ratio_clamp). Stop-gradient factors (sg) have no derivative; every product with a factor that
 /// may overflow goes through chain() so that a zero advantage or a zero derivative stays exactly 0
 /// (docs/numerics.md).
+/// Whether objective K selects tokens by covariance over the whole call (clip_cov, kl_cov).
+GRPO_HOST_DEVICE inline bool selects_by_covariance(policy_objective k) {
+    return k == policy_objective::clip_cov || k == policy_objective::kl_cov;
+}
+
+/// One token's standing in the covariance selection: whether it may be selected, and its sort key (the
+/// selected tokens are the eligible ones with the smallest (key, row * cols + column)). Computed in double from
+/// the token's inputs, by the backend's selection pass and by objective_at alike, so both see the same key.
+struct selection_candidate {
+    bool eligible;
+    double key;
+};
+template <policy_objective K, class C>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE selection_candidate covariance_candidate(const objective_params<C>& o, C ratio,
+                                                                           C advantage, C logp, std::int64_t flat) {
+    // verl: cov = (A - mean(A)) * (logp - mean(sg logp)) over the unmasked tokens.
+    const double cov = (static_cast<double>(advantage) - o.cov.mean_advantage) *
+                       (static_cast<double>(logp) - o.cov.mean_logp);
+    if constexpr (K == policy_objective::kl_cov) {
+        return {true, -cov}; // the largest cov first
+    } else if constexpr (K == policy_objective::clip_cov) {
+        // verl: clip_by_origin = (pg_losses2 > pg_losses1) excludes the tokens ppo_clip clipped.
+        const C clipped_ratio = select(ratio < o.clip.low, o.clip.low, select(ratio > o.clip.high, o.clip.high, ratio));
+        const bool clipped = -(advantage * clipped_ratio) > -(advantage * ratio);
+        const bool inside = cov > static_cast<double>(o.clip_cov_lb) && cov < static_cast<double>(o.clip_cov_ub);
+        return {!clipped && inside, selection_hash(o.cov.seed, flat)};
+    } else {
+        return {false, 0.0};
+    }
+}
+
+/// Whether a candidate is among the selected tokens: its (key, flat index) is at most the call's threshold pair.
+GRPO_HOST_DEVICE inline bool covariance_selected(const covariance_selection& s, selection_candidate c,
+                                                 std::int64_t flat) {
+    return c.eligible && (c.key < s.key || (c.key == s.key && static_cast<double>(flat) <= s.index));
+}
+
 template <policy_objective K, class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE objective_term<C> objective_at(const objective_params<C>& o, C ratio, C advantage,
-                                                                 C logp, C log_ratio) {
+                                                                 C logp, clamped<C> log_ratio, std::int64_t flat) {
     if constexpr (K == policy_objective::ppo_clip) {
         const surrogate_term<C> s = clipped_surrogate(ratio, advantage, o.clip);
-        return {s.loss, s.dloss_dratio, C(0), s.clipped_low, s.clipped_high, s.dual_clipped};
+        return {s.loss, s.dloss_dratio, C(0), s.clipped_low, s.clipped_high, s.dual_clipped, C(0)};
     } else if constexpr (K == policy_objective::cispo) {
         // TRL: clamp(coef_1, max=epsilon_high).detach(); is_cispo_clipped = (coef_1 > eps_high) & (A > 0).
         const C weight = select(ratio > o.cispo_ratio_cap, o.cispo_ratio_cap, ratio);
         const C wa = weight * advantage;
         return {-(wa * logp), C(0), -wa, C(0),
-                select((ratio > o.cispo_ratio_cap) & (advantage > C(0)), C(1), C(0)), C(0)};
+                select((ratio > o.cispo_ratio_cap) & (advantage > C(0)), C(1), C(0)), C(0), C(0)};
     } else if constexpr (K == policy_objective::cispo_clip) {
         // verl: clipped_ratio = clamp(ratio, 1 - low, 1 + high).detach(); pg_clipfrac = mean(ratio != clipped).
         const C weight = select(ratio < o.clip.low, o.clip.low, select(ratio > o.clip.high, o.clip.high, ratio));
         const C wa = weight * advantage;
         return {-(wa * logp), C(0), -wa, select(ratio < o.clip.low, C(1), C(0)),
-                select(ratio > o.clip.high, C(1), C(0)), C(0)};
+                select(ratio > o.clip.high, C(1), C(0)), C(0), C(0)};
     } else if constexpr (K == policy_objective::sapo) {
         // loss = -(4/tau) s A with s = sigmoid(tau (r - 1)); d loss/d r = -4 s (1 - s) A.
         const C tau = select(advantage > C(0), o.sapo_tau_pos, o.sapo_tau_neg);
         const C s = sigmoid(tau * (ratio - C(1)));
-        return {-((C(4) / tau) * s) * advantage, -(C(4) * s * (C(1) - s)) * advantage, C(0), C(0), C(0), C(0)};
+        return {-((C(4) / tau) * s) * advantage, -(C(4) * s * (C(1) - s)) * advantage, C(0), C(0), C(0), C(0), C(0)};
     } else if constexpr (K == policy_objective::policy_gradient) {
-        return {-(advantage * logp), C(0), -advantage, C(0), C(0), C(0)};
+        return {-(advantage * logp), C(0), -advantage, C(0), C(0), C(0), C(0)};
     } else if constexpr (K == policy_objective::geo_mean) {
         // ratio is rho_i; the gradient reaches logp through it (the backend's sequence term). verl logs a token
         // as clipped when clamp(d) != d: pg_clipfrac for A > 0, pg_clipfrac_lower for A < 0.
-        const bool clipped = (log_ratio < o.geo_log_low) | (log_ratio > o.geo_log_high);
+        const bool clipped = (log_ratio.value < o.geo_log_low) | (log_ratio.value > o.geo_log_high);
         return {-(ratio * advantage), -advantage, C(0), select(clipped & (advantage < C(0)), C(1), C(0)),
-                select(clipped & (advantage > C(0)), C(1), C(0)), C(0)};
-    } else {
-        static_assert(K == policy_objective::vespo, "objective_at: every policy_objective has a branch");
+                select(clipped & (advantage > C(0)), C(1), C(0)), C(0), C(0)};
+    } else if constexpr (K == policy_objective::vespo) {
         // TRL: is_nonneg_adv = advantages >= 0 picks (k_pos, lambda_pos).
         const C phi = select(advantage >= C(0), o.vespo_phi_pos, o.vespo_phi_neg);
         const C pa = phi * advantage;
-        return {-(pa * logp), C(0), -pa, C(0), C(0), C(0)};
+        return {-(pa * logp), C(0), -pa, C(0), C(0), C(0), C(0)};
+    } else if constexpr (K == policy_objective::clip_cov) {
+        // verl: pg_losses = maximum(pg_losses1, pg_losses2) * corr, corr = 0 at the selected tokens.
+        const surrogate_term<C> s = clipped_surrogate(ratio, advantage, o.clip);
+        const bool sel = covariance_selected(o.cov, covariance_candidate<K>(o, ratio, advantage, logp, flat), flat);
+        return {select(sel, C(0), s.loss), select(sel, C(0), s.dloss_dratio), C(0), s.clipped_low, s.clipped_high,
+                C(0), select(sel, C(1), C(0))};
+    } else {
+        static_assert(K == policy_objective::kl_cov, "objective_at: every policy_objective has a branch");
+        // verl: pg_losses = -A r, and -A r + ppo_kl_coef |logp - old| at the selected tokens (d|d|/dd = sign, 0 at 0).
+        const bool sel = covariance_selected(o.cov, covariance_candidate<K>(o, ratio, advantage, logp, flat), flat);
+        const C coef = select(sel, o.kl_cov_coef, C(0));
+        const C d = log_ratio.value;
+        const C sign = select(d > C(0), C(1), select(d < C(0), C(-1), C(0)));
+        const C abs_d = select(d < C(0), -d, d);
+        return {-(ratio * advantage) + coef * abs_d, -advantage, chain(coef, sign * log_ratio.grad), C(0), C(0), C(0),
+                select(sel, C(1), C(0))};
     }
 }
 
@@ -189,6 +288,8 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE decltype(auto) visit_objective(policy_objectiv
     case policy_objective::policy_gradient: return f(objective_constant<policy_objective::policy_gradient>{});
     case policy_objective::geo_mean: return f(objective_constant<policy_objective::geo_mean>{});
     case policy_objective::vespo: return f(objective_constant<policy_objective::vespo>{});
+    case policy_objective::clip_cov: return f(objective_constant<policy_objective::clip_cov>{});
+    case policy_objective::kl_cov: return f(objective_constant<policy_objective::kl_cov>{});
     case policy_objective::ppo_clip:
     default: return f(objective_constant<policy_objective::ppo_clip>{});
     }

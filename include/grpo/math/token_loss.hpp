@@ -52,6 +52,7 @@ struct token_result {
     C entropy;           ///< H_it (0 without entropies)
     C entropy_masked;    ///< 1 when the top-entropy mask removed the policy term
     C grad_entropy;      ///< dL/dH_it = -weight * entropy_coef
+    C selected;          ///< clip_cov, kl_cov: 1 when the covariance selection chose the token
 };
 
 /// Whether the top-entropy mask (TRL top_entropy_quantile) removes a token with entropy h: h below the threshold.
@@ -95,15 +96,17 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE kl_term<C> kl_at(const token_params<C>& p, C l
 /// The loss, gradient and diagnostics of one unmasked token with objective K, with or without the KL term.
 /// r = exp(clamp(logp - old_logp)) (or the row's sequence ratio);
 /// loss = policy_factor * objective(r, A, logp) + beta * KL - entropy_coef * H. `token_weight`: the token's
-/// sampling_weight() for the token-level corrections; `entropy`: H_it when given (both unused otherwise).
+/// sampling_weight() for the token-level corrections; `entropy`: H_it when given (both unused otherwise);
+/// `flat`: row * cols + column (the covariance objectives' selection reads it).
 template <policy_objective K, bool WithKL, class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE token_result<C> token_loss(const token_params<C>& p, C logp, C old_logp,
-                                                             C ref_logp, C advantage, C token_weight, C entropy) {
+                                                             C ref_logp, C advantage, C token_weight, C entropy,
+                                                             std::int64_t flat) {
     const clamped<C> lr = clamp_symmetric(logp - old_logp, p.log_ratio_clamp);
     const C token_ratio = math::exp(lr.value);
     const C r = select(p.sequence, p.sequence_ratio, token_ratio);
     const C dr = select(p.sequence, p.sequence_dratio, token_ratio * lr.grad);
-    const objective_term<C> o = objective_at<K>(p.objective, r, advantage, logp, lr.value);
+    const objective_term<C> o = objective_at<K>(p.objective, r, advantage, logp, lr, flat);
     const C h = select(p.entropy_given, entropy, C(0));
     const C c = policy_factor<K>(p, advantage, token_weight, h);
     const C policy = chain(c, o.loss);
@@ -119,7 +122,7 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE token_result<C> token_loss(const token_params<
     // The bonus: chain() keeps it exactly 0 at entropy_coef = 0 whatever H is.
     const C loss = policy + p.beta * k.value - chain(p.entropy_coef, h);
     return {loss, policy, k.value, grad, r, -lr.value, o.clipped_low, o.clipped_high, o.dual_clipped, c, dropped,
-            h, select(entropy_masked(p, h), C(1), C(0)), -(p.weight * p.entropy_coef)};
+            h, select(entropy_masked(p, h), C(1), C(0)), -(p.weight * p.entropy_coef), o.selected};
 }
 
 /// ratio_level::sequence: d loss_it / d s_i at one token (the factor times the objective's d loss / d r, plus
@@ -128,7 +131,9 @@ template <policy_objective K, bool WithKL, class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE C sequence_sensitivity(const token_params<C>& p, C logp, C ref_logp, C advantage,
                                                          C token_weight, C entropy) {
     const C c = policy_factor<K>(p, advantage, token_weight, select(p.entropy_given, entropy, C(0)));
-    C d = chain(c, objective_at<K>(p.objective, p.sequence_ratio, advantage, logp, C(0)).dloss_dratio);
+    // (The covariance objectives take token ratios only, so the selection arguments do not matter here.)
+    C d = chain(c, objective_at<K>(p.objective, p.sequence_ratio, advantage, logp, clamped<C>{C(0), C(1)}, 0)
+                       .dloss_dratio);
     if constexpr (WithKL) {
         const kl_term<C> k =
             kl_penalty<C>(p.kl, logp, ref_logp, p.kl_input_clamp, p.kl_value_clamp, p.kl_straight_through);
@@ -142,11 +147,29 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE C sequence_sensitivity(const token_params<C>& 
 template <class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE token_result<C> token_loss(const token_params<C>& p, bool with_kl, C logp,
                                                              C old_logp, C ref_logp, C advantage, C token_weight,
-                                                             C entropy) {
+                                                             C entropy, std::int64_t flat) {
     return visit_objective(p.objective.kind, [&](auto k) {
         constexpr policy_objective K = decltype(k)::value;
-        return with_kl ? token_loss<K, true>(p, logp, old_logp, ref_logp, advantage, token_weight, entropy)
-                       : token_loss<K, false>(p, logp, old_logp, ref_logp, advantage, token_weight, entropy);
+        return with_kl ? token_loss<K, true>(p, logp, old_logp, ref_logp, advantage, token_weight, entropy, flat)
+                       : token_loss<K, false>(p, logp, old_logp, ref_logp, advantage, token_weight, entropy, flat);
+    });
+}
+
+/// A token's standing in the covariance selection (clip_cov, kl_cov) with the ratio token_loss would use; the
+/// backends' selection pass calls it for every unmasked token. Not eligible for the other objectives.
+template <policy_objective K, class C>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE selection_candidate selection_at(const objective_params<C>& o, C log_ratio_clamp,
+                                                                   C logp, C old_logp, C advantage,
+                                                                   std::int64_t flat) {
+    const C r = math::exp(clamp_symmetric(logp - old_logp, log_ratio_clamp).value);
+    return covariance_candidate<K>(o, r, advantage, logp, flat);
+}
+template <class C>
+GRPO_HOST_DEVICE GRPO_FORCEINLINE selection_candidate selection_at(const objective_params<C>& o, C log_ratio_clamp,
+                                                                   C logp, C old_logp, C advantage,
+                                                                   std::int64_t flat) {
+    return visit_objective(o.kind, [&](auto k) {
+        return selection_at<decltype(k)::value>(o, log_ratio_clamp, logp, old_logp, advantage, flat);
     });
 }
 

@@ -91,7 +91,7 @@ namespace detail {
 #define GRPO_LOSS_PARTIAL_FIELDS(X)                                                                           \
     X(policy, sum) X(kl, sum) X(kl_sum, sum) X(tokens, sum) X(clip_low, sum) X(clip_high, sum) X(dual, sum)   \
         X(ratio_sum, sum) X(ratio_min, min) X(ratio_max, max) X(neg_log_ratio, sum) X(sampling_weight, sum)      \
-            X(off_policy_masked, sum) X(entropy, sum) X(entropy_sum, sum) X(entropy_masked, sum)
+            X(off_policy_masked, sum) X(entropy, sum) X(entropy_sum, sum) X(entropy_masked, sum) X(selected, sum)
 
 /// How a partial is combined with another.
 enum class fold { sum, min, max };
@@ -111,6 +111,7 @@ struct loss_partials {
     double entropy;           ///< the weighted entropy sum (set by weigh())
     double entropy_sum;       ///< sum of the entropies
     double entropy_masked;    ///< tokens the top-entropy mask removed
+    double selected;          ///< tokens the covariance selection chose (clip_cov, kl_cov)
 
     /// Calls f(field, fold) for every field in declaration order (same order on every thread).
     template <class F>
@@ -123,7 +124,7 @@ struct loss_partials {
     /// The partials of no token.
     GRPO_HOST_DEVICE static loss_partials identity() {
         const double inf = math::infinity<double>();
-        return {0, 0, 0, 0, 0, 0, 0, 0, inf, -inf, 0, 0, 0, 0, 0, 0};
+        return {0, 0, 0, 0, 0, 0, 0, 0, inf, -inf, 0, 0, 0, 0, 0, 0, 0};
     }
 
     /// Adds one unmasked token's results.
@@ -144,6 +145,7 @@ struct loss_partials {
         off_policy_masked += static_cast<double>(t.off_policy_masked);
         entropy_sum += static_cast<double>(t.entropy);
         entropy_masked += static_cast<double>(t.entropy_masked);
+        selected += static_cast<double>(t.selected);
     }
 
     /// A finished row: its losses weighted once by the row weight, so the batch total is a plain ordered sum.
@@ -185,6 +187,7 @@ struct loss_partials {
             st.off_policy_mask_fraction = off_policy_masked / tokens;
             st.entropy_mean = entropy_sum / tokens;
             st.entropy_mask_fraction = entropy_masked / tokens;
+            st.cov_selection_fraction = selected / tokens;
         }
         return st;
     }

@@ -66,6 +66,19 @@ struct loss_config {
     /// objective vespo: the same for A < 0. TRL `vespo_k_neg` / `vespo_lambda_neg`.
     double vespo_k_neg = 3.0;
     double vespo_lambda_neg = 2.0;
+    /// objectives clip_cov and kl_cov: the fraction of the call's unmasked tokens selected by covariance (at
+    /// least one). verl `policy_loss.clip_cov_ratio` / `policy_loss.kl_cov_ratio` (2e-4).
+    double cov_ratio = 2e-4;
+    /// objective clip_cov: tokens with cov strictly inside (clip_cov_lb, clip_cov_ub) are candidates. verl
+    /// `policy_loss.clip_cov_lb` (1.0) / `clip_cov_ub` (5.0).
+    double clip_cov_lb = 1.0;
+    double clip_cov_ub = 5.0;
+    /// objective kl_cov: coefficient of |logp - old_logp| at the selected tokens. verl `policy_loss.ppo_kl_coef`
+    /// (0.1 in verl's config; its code falls back to 1.0 when the key is unset).
+    double kl_cov_coef = 0.1;
+    /// objective clip_cov: the seed of its reproducible random choice among the candidates (change it per step
+    /// to draw different tokens, as verl's torch.randperm does).
+    std::uint64_t selection_seed = 0;
     /// Clamp of log(ratio) to +-limit before exp (zero gradient outside); 0 = off. verl: 20 (vanilla),
     /// 10 (gspo); TRL: off.
     double log_ratio_clamp = 0;
@@ -225,6 +238,18 @@ struct loss_config {
         c.agg = aggregation::seq_mean_token_sum;
         return c;
     }
+    /// verl loss_mode "clip_cov" with its defaults: ratio 2e-4, cov in (1, 5), clip 0.2, token-mean.
+    static loss_config clip_cov() {
+        loss_config c;
+        c.objective = policy_objective::clip_cov;
+        return c;
+    }
+    /// verl loss_mode "kl_cov" with its defaults: ratio 2e-4, coefficient 0.1, token-mean.
+    static loss_config kl_cov() {
+        loss_config c;
+        c.objective = policy_objective::kl_cov;
+        return c;
+    }
 };
 
 /// The per-token inputs of the loss, all [completions, tokens] views of the host's buffers.
@@ -285,6 +310,9 @@ struct loss_stats {
     double entropy_loss = 0;
     double entropy_mean = 0;          ///< token mean of the entropies (0 without entropies)
     double entropy_mask_fraction = 0; ///< fraction of tokens the top-entropy mask removed
+    /// clip_cov: fraction of tokens whose loss the covariance selection dropped (verl actor/pg_clipfrac for
+    /// clip_cov); kl_cov: fraction that got the |logp - old| penalty; else 0.
+    double cov_selection_fraction = 0;
 };
 
 namespace detail {
@@ -304,6 +332,7 @@ struct loss_params {
     double entropy_coef;
     double entropy_threshold; ///< -infinity: no entropy mask; NaN: the backend computes the quantile below
     double entropy_quantile;  ///< 1 - top_entropy_quantile
+    double cov_ratio;         ///< clip_cov, kl_cov: loss_config::cov_ratio
     /// The backend computes the entropy threshold from this call's tokens before the main pass.
     GRPO_HOST_DEVICE bool entropy_quantile_needed() const { return entropy_threshold != entropy_threshold; }
     bool with_kl() const { return token.beta != 0; }
@@ -312,6 +341,8 @@ struct loss_params {
     GRPO_HOST_DEVICE bool row_log_ratio_sum() const {
         return (ratio != ratio_level::token && token.objective.kind != policy_objective::geo_mean) || off_policy_mask;
     }
+    /// The backend computes the covariance selection (clip_cov, kl_cov) over the call before the token pass.
+    GRPO_HOST_DEVICE bool covariance_selection() const { return math::selects_by_covariance(token.objective.kind); }
     /// A backend sums math::objective_row_term over each row first (geo_mean, vespo).
     GRPO_HOST_DEVICE bool row_objective_sum() const {
         return token.objective.kind == policy_objective::geo_mean || token.objective.kind == policy_objective::vespo;
@@ -380,8 +411,12 @@ GRPO_HOST_DEVICE inline math::objective_params<C> call_objective_params(const lo
             C(o.vespo_lambda_pos),
             C(o.vespo_k_neg),
             C(o.vespo_lambda_neg),
+            C(o.clip_cov_lb),
+            C(o.clip_cov_ub),
+            C(o.kl_cov_coef),
             C(1),
-            C(1)};
+            C(1),
+            o.cov};
 }
 
 /// A row's token_params in the precision C of the per-token math: the call's settings, the row's weight
@@ -470,6 +505,15 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
                            ? "ratio_level::token (objective vespo weighs logp by its own sequence weight)"
                            : "ratio_level::token (objective policy_gradient uses no ratio)",
                        ratio_name);
+    if (math::selects_by_covariance(cfg.objective) && cfg.ratio != ratio_level::token)
+        raise_argument(errc::invalid_value, where, "config.ratio",
+                       "ratio_level::token (objectives clip_cov and kl_cov select single tokens)", ratio_name);
+    check_range(where, "config.cov_ratio", cfg.cov_ratio, 1e-300, 1, "a value in (0, 1]");
+    check_range(where, "config.clip_cov_lb", cfg.clip_cov_lb, -inf, inf, "a finite value");
+    check_range(where, "config.clip_cov_ub", cfg.clip_cov_ub, cfg.clip_cov_lb, inf,
+                "a finite value >= config.clip_cov_lb");
+    check_range(where, "config.kl_cov_coef", cfg.kl_cov_coef, -inf, inf, "a finite value");
+    check_representable<T>(where, "config.kl_cov_coef", cfg.kl_cov_coef);
     if (cfg.objective == policy_objective::geo_mean && cfg.ratio != ratio_level::sequence)
         raise_argument(errc::invalid_value, where, "config.ratio",
                        "ratio_level::sequence (objective geo_mean's ratio is the geometric mean over the row)",
@@ -570,8 +614,12 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
                    cfg.vespo_lambda_pos,
                    cfg.vespo_k_neg,
                    cfg.vespo_lambda_neg,
+                   cfg.clip_cov_lb,
+                   cfg.clip_cov_ub,
+                   cfg.kl_cov_coef,
                    1.0,
-                   1.0};
+                   1.0,
+                   {0, 0, -inf, -1, cfg.selection_seed}};
     t.log_ratio_clamp = cfg.log_ratio_clamp;
     t.beta = cfg.beta;
     // low_var_kl is k3 with its clamps (explicit non-zero clamps override them).
@@ -591,6 +639,7 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
     p.entropy_coef = cfg.entropy_coef;
     p.entropy_quantile = 1 - cfg.top_entropy_quantile;
     p.entropy_threshold = !(cfg.top_entropy_quantile < 1) ? -inf : cfg.entropy_threshold; // NaN: computed
+    p.cov_ratio = cfg.cov_ratio;
     p.ratio = cfg.ratio;
     p.agg = cfg.agg;
     p.sequences = cfg.global_sequence_count > 0 ? cfg.global_sequence_count : static_cast<double>(rows);

@@ -168,6 +168,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
     T* gent_out = v.grad_entropy.present() ? v.grad_entropy.row_data(i) : nullptr;
     const T* ent = p.entropy_given ? v.entropy.row_data(i) : lp; // stand-in: not used (entropy_given false)
     const T* samp = v.samp.present() ? v.samp.row_data(i) : old; // stand-in: log rho = 0 (not read then)
+    const std::int64_t row_flat = static_cast<std::int64_t>(i) * static_cast<std::int64_t>(cols);
     const bool log_ratio_sum = !Plain && p.row_log_ratio_sum(), sampling_sum = !Plain && p.row_sampling_sum();
     const bool token_sampling = !Plain && p.token_sampling();
     constexpr bool objective_sum = math::has_row_term<K>;
@@ -293,7 +294,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
     alignas(64) C pol[token_block], kl[token_block], ratio[token_block], neg_lr[token_block], low[token_block],
         high[token_block], dual[token_block], rmin[token_block], rmax[token_block], gbuf[token_block],
         lbuf[token_block], sw[token_block], drop[token_block], hsum[token_block], hdrop[token_block],
-        hgrad[token_block];
+        hgrad[token_block], sel[token_block];
     loss_partials acc = loss_partials::identity();
     for (index_t t0 = 0; t0 < end; t0 += token_block) {
         const index_t nb = std::min(token_block, end - t0);
@@ -301,8 +302,8 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
         for (index_t k = 0; k < nb; ++k) {
             const token_inputs in = load(t0 + k);
             const bool valid = in.valid;
-            const math::token_result<C> r = math::token_loss<K, WithKL>(tp, in.logp, in.old, in.ref, in.adv,
-                                                                        Plain ? C(1) : isw[k], in.entropy);
+            const math::token_result<C> r = math::token_loss<K, WithKL>(
+                tp, in.logp, in.old, in.ref, in.adv, Plain ? C(1) : isw[k], in.entropy, row_flat + t0 + k);
             gbuf[k] = math::select(valid, r.grad, C(0));
             lbuf[k] = math::select(valid, r.loss, C(0));
             pol[k] = math::select(valid, r.policy_loss, C(0));
@@ -320,6 +321,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
                 hsum[k] = math::select(valid, r.entropy, C(0));
                 hdrop[k] = math::select(valid, r.entropy_masked, C(0));
                 hgrad[k] = math::select(valid, r.grad_entropy, C(0));
+                sel[k] = math::select(valid, r.selected, C(0));
             }
         }
         if (grad)
@@ -344,6 +346,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
             acc.off_policy_masked += lane_sum(drop, nb);
             acc.entropy_sum += lane_sum(hsum, nb);
             acc.entropy_masked += lane_sum(hdrop, nb);
+            if (math::selects_by_covariance(K)) acc.selected += lane_sum(sel, nb);
         }
     }
     for (index_t t = end; t < cols; ++t) {
@@ -487,6 +490,63 @@ double entropy_quantile(const loss_views<T>& v, double q, double* h) {
     return math::quantile_value(v_lo, v_hi, at.frac);
 }
 
+/// The covariance selection of clip_cov and kl_cov over this call (math::covariance_selection): the means of A
+/// and logp over the unmasked tokens (per row in parallel into `row_sums`, 2 * rows doubles, then added in row
+/// order), then the k-th smallest (key, row * cols + column) among the eligible tokens, found with nth_element
+/// in `pairs` (2 * rows * cols doubles). The k-th smallest pair is unique, so the result is deterministic.
+template <class T>
+math::covariance_selection select_by_covariance(const exec::host& ex, const loss_views<T>& v, const loss_params& p,
+                                                double tokens, double* row_sums, double* pairs, index_t grain) {
+    using C = T;
+    const index_t rows = v.logp.rows(), cols = v.logp.cols();
+    const auto valid = [&](index_t i, index_t t) { return !v.mask.present() || v.mask(i, t) != T(0); };
+    const auto old_at = [&](index_t i, index_t t) { return v.old_logp.present() ? v.old_logp(i, t) : v.logp(i, t); };
+    parallel_for(ex, rows, grain, [&](index_t first, index_t last) {
+        for (index_t i = first; i < last; ++i) {
+            double a = 0, lp = 0;
+            for (index_t t = 0, end = valid_end(v, i); t < end; ++t)
+                if (valid(i, t)) {
+                    a += static_cast<double>(C(v.adv(i, t)));
+                    lp += static_cast<double>(C(v.logp(i, t)));
+                }
+            row_sums[2 * i] = a;
+            row_sums[2 * i + 1] = lp;
+        }
+    });
+    math::covariance_selection s = p.token.objective.cov;
+    double a = 0, lp = 0;
+    for (index_t i = 0; i < rows; ++i) {
+        a += row_sums[2 * i];
+        lp += row_sums[2 * i + 1];
+    }
+    s.mean_advantage = tokens > 0 ? a / tokens : 0.0;
+    s.mean_logp = tokens > 0 ? lp / tokens : 0.0;
+    math::objective_params<C> o = call_objective_params<C>(p);
+    o.cov = s;
+    struct pair {
+        double key, flat;
+        bool operator<(const pair& b) const { return key < b.key || (key == b.key && flat < b.flat); }
+    };
+    pair* candidates = reinterpret_cast<pair*>(pairs);
+    index_t m = 0;
+    const C clamp = C(p.token.log_ratio_clamp);
+    for (index_t i = 0; i < rows; ++i)
+        for (index_t t = 0, end = valid_end(v, i); t < end; ++t) {
+            if (!valid(i, t)) continue;
+            const std::int64_t flat = static_cast<std::int64_t>(i) * static_cast<std::int64_t>(cols) + t;
+            const math::selection_candidate c =
+                math::selection_at<C>(o, clamp, C(v.logp(i, t)), C(old_at(i, t)), C(v.adv(i, t)), flat);
+            if (c.eligible) candidates[m++] = {c.key, static_cast<double>(flat)};
+        }
+    const double k = std::min(math::covariance_selection_count(p.cov_ratio, tokens), static_cast<double>(m));
+    if (k < 1) return s; // (key, index) = (-infinity, -1): none selected
+    const index_t at = static_cast<index_t>(k) - 1;
+    std::nth_element(candidates, candidates + at, candidates + m);
+    s.key = candidates[at].key;
+    s.index = candidates[at].flat;
+    return s;
+}
+
 /// Rows per task: enough work per task to amortize scheduling, independent of the thread count.
 inline index_t row_grain(index_t cols) { return std::max<index_t>(1, 16384 / std::max<index_t>(1, cols)); }
 
@@ -503,19 +563,28 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const los
     const index_t partial_doubles = checked_mul(where, "rows", rows, static_cast<index_t>(row_partials_doubles));
     const index_t ones_doubles =
         v.mask.present() ? 0 : checked_add(where, "cols", checked_mul(where, "cols", cols, sizeof(T)), 7) / 8;
-    // The top-entropy quantile gathers up to rows * cols entropies after them.
+    // The top-entropy quantile gathers up to rows * cols entropies after them; the covariance selection two
+    // sums per row and up to rows * cols (key, index) pairs.
     const index_t entropy_doubles = p.entropy_quantile_needed() ? checked_mul(where, "rows", rows, cols) : 0;
-    double* scratch = ws.doubles(static_cast<std::size_t>(checked_add(
-                                     where, "rows", checked_add(where, "rows", partial_doubles, ones_doubles),
-                                     entropy_doubles)),
-                                 where);
+    const index_t cov_doubles =
+        p.covariance_selection()
+            ? checked_add(where, "rows", checked_mul(where, "rows", checked_mul(where, "rows", rows, cols), 2),
+                          checked_mul(where, "rows", rows, 2))
+            : 0;
+    double* scratch = ws.doubles(
+        static_cast<std::size_t>(checked_add(
+            where, "rows",
+            checked_add(where, "rows", checked_add(where, "rows", partial_doubles, ones_doubles), entropy_doubles),
+            cov_doubles)),
+        where);
     T* ones = reinterpret_cast<T*>(scratch + partial_doubles);
     if (!v.mask.present()) std::fill(ones, ones + cols, T(1));
     const index_t grain = row_grain(v.logp.cols());
 
     // Pre-pass, only when needed: value checks (before any write) and/or the local token count.
     double local_tokens = -1;
-    const bool need_count = (p.agg == aggregation::token_mean && global_tokens <= 0) || p.count_nonempty_rows;
+    const bool need_count =
+        (p.agg == aggregation::token_mean && global_tokens <= 0) || p.count_nonempty_rows || p.covariance_selection();
     const bool need_ref = p.with_kl(), need_samp = p.token.correction.mode != sampling_correction::none;
     if (check_values || need_count) {
         parallel_for(ex, rows, grain, [&](index_t first, index_t last) {
@@ -543,6 +612,11 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const los
     const double total_tokens = global_tokens > 0 ? global_tokens : local_tokens;
     if (p.entropy_quantile_needed())
         p.entropy_threshold = entropy_quantile(v, p.entropy_quantile, scratch + partial_doubles + ones_doubles);
+    if (p.covariance_selection()) {
+        double* cov_scratch = scratch + partial_doubles + ones_doubles + entropy_doubles;
+        p.token.objective.cov =
+            select_by_covariance(ex, v, p, local_tokens, cov_scratch, cov_scratch + 2 * rows, grain);
+    }
 
     auto* partials = reinterpret_cast<loss_partials*>(scratch);
     parallel_for(ex, rows, grain, [&](index_t first, index_t last) {

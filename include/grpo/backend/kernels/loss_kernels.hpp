@@ -74,26 +74,32 @@ struct loss_scratch {
     double* total = nullptr;           ///< 2: this call's unmasked tokens, and its rows with at least one
     loss_value_error* error = nullptr; ///< 1: the first error of the call (code none: no error)
     loss_record* record = nullptr;     ///< 1: the syncing overload's record
-    unsigned long long* counters = nullptr; ///< 2
-    // The top-entropy quantile (only when the backend computes it): sort keys and their threshold.
-    std::uint64_t* keys_in = nullptr;  ///< rows * cols: order-preserving bits of each entropy (max when masked)
+    unsigned long long* counters = nullptr; ///< 3
+    // The per-token sorts (only when a selection is computed here): the top-entropy quantile and the
+    // covariance selection sort one key per token in turn, in the same buffers.
+    std::uint64_t* keys_in = nullptr;  ///< rows * cols: order-preserving bits of each key (max when not eligible)
     std::uint64_t* keys_out = nullptr; ///< rows * cols, sorted
-    std::int64_t* values_in = nullptr; ///< rows * cols (the sort's payload; unused)
+    std::int64_t* values_in = nullptr; ///< rows * cols: the token's flat index (the sort's payload)
     std::int64_t* values_out = nullptr;
     void* sort_temp = nullptr;
     std::size_t sort_temp_bytes = 0;
     double* entropy_threshold = nullptr; ///< 1
+    double* cov_row_sums = nullptr;      ///< 2 * rows: sums of A and logp over each row's unmasked tokens
+    math::covariance_selection* cov = nullptr; ///< 1: the call's covariance selection
 };
 
 inline std::size_t loss_scratch_doubles(index_t rows) {
     return static_cast<std::size_t>(rows) * (2 + doubles_of(sizeof(loss_partials))) + 1 +
-           doubles_of(sizeof(loss_value_error)) + doubles_of(sizeof(loss_record)) + 3;
+           doubles_of(sizeof(loss_value_error)) + doubles_of(sizeof(loss_record)) + 4;
 }
 
-/// Doubles the top-entropy quantile adds after loss_scratch_doubles(rows): keys, payloads, the sort's temporary
-/// storage and the threshold.
-inline std::size_t entropy_quantile_doubles(std::size_t tokens, std::size_t sort_bytes) {
-    return 4 * tokens + (sort_bytes + sizeof(double) - 1) / sizeof(double) + 1;
+static_assert(sizeof(math::covariance_selection) % sizeof(double) == 0, "the selection is laid out in doubles");
+
+/// Doubles the per-token sorts add after loss_scratch_doubles(rows): keys, payloads, the sort's temporary
+/// storage, the entropy threshold, the covariance row sums and selection.
+inline std::size_t token_sort_doubles(std::size_t tokens, std::size_t rows, std::size_t sort_bytes) {
+    return 4 * tokens + (sort_bytes + sizeof(double) - 1) / sizeof(double) + 1 + 2 * rows +
+           doubles_of(sizeof(math::covariance_selection));
 }
 
 inline loss_scratch loss_layout(double* base, index_t rows) {
@@ -110,15 +116,18 @@ inline loss_scratch loss_layout(double* base, index_t rows) {
     return s;
 }
 
-/// The quantile's part of the scratch, at `base` (loss_scratch_doubles(rows) doubles into the workspace).
-inline void entropy_quantile_layout(loss_scratch& s, double* base, std::size_t tokens, std::size_t sort_bytes) {
+/// The sorts' part of the scratch, at `base` (loss_scratch_doubles(rows) doubles into the workspace).
+inline void token_sort_layout(loss_scratch& s, double* base, std::size_t tokens, std::size_t rows,
+                              std::size_t sort_bytes) {
     s.keys_in = reinterpret_cast<std::uint64_t*>(base);
     s.keys_out = s.keys_in + tokens;
     s.values_in = reinterpret_cast<std::int64_t*>(s.keys_out + tokens);
     s.values_out = s.values_in + tokens;
     s.sort_temp = s.values_out + tokens;
     s.sort_temp_bytes = sort_bytes;
-    s.entropy_threshold = base + entropy_quantile_doubles(tokens, sort_bytes) - 1;
+    s.entropy_threshold = base + 4 * tokens + (sort_bytes + sizeof(double) - 1) / sizeof(double);
+    s.cov_row_sums = s.entropy_threshold + 1;
+    s.cov = reinterpret_cast<math::covariance_selection*>(s.cov_row_sums + 2 * rows);
 }
 
 /// A double's bits as an unsigned key in the same order (negatives reversed below the positives), and back.
@@ -319,6 +328,107 @@ struct entropy_threshold_kernel {
     }
 };
 
+/// The covariance selection (clip_cov, kl_cov), step 1 (after loss_check_kernel, whose token count it reads):
+/// the sums of A and logp over each row's unmasked tokens, then, in the last block, the means over the call in a
+/// fixed order (the CPU backend's values).
+template <class T>
+struct cov_means_kernel {
+    static constexpr int block = loss_block;
+    device_loss_views<T> v;
+    loss_scratch s;
+    math::covariance_selection init; ///< the seed; (key, index) = (-infinity, -1)
+
+    template <class B>
+    GRPO_HOST_DEVICE void operator()(B& b) const {
+        using C = compute_t<T>;
+        const index_t rows = v.logp.rows();
+        for (index_t i = b.block(); i < rows; i += b.blocks()) {
+            double a = 0, lp = 0;
+            for (index_t t = b.thread(), end = valid_end(v, i); t < end; t += b.threads())
+                if (is_valid(v, i, t)) {
+                    a += static_cast<double>(C(v.adv(i, t)));
+                    lp += static_cast<double>(C(v.logp(i, t)));
+                }
+            a = b.sum(a);
+            lp = b.sum(lp);
+            if (b.thread() == 0) {
+                s.cov_row_sums[2 * i] = a;
+                s.cov_row_sums[2 * i + 1] = lp;
+            }
+        }
+        if (!b.last_block_done(s.counters + 2)) return;
+        if (b.thread() != 0) return;
+        // One thread in row order: the CPU backend's sum, bit for bit.
+        double a = 0, lp = 0;
+        for (index_t i = 0; i < rows; ++i) {
+            a += b.load(s.cov_row_sums + 2 * i);
+            lp += b.load(s.cov_row_sums + 2 * i + 1);
+        }
+        const double n = s.total[0];
+        math::covariance_selection out = init;
+        out.mean_advantage = n > 0 ? a / n : 0.0;
+        out.mean_logp = n > 0 ? lp / n : 0.0;
+        *s.cov = out;
+    }
+};
+
+/// Step 2: one sort key per token, math::covariance_candidate's key (order_key) at eligible tokens and the
+/// largest key elsewhere (sorted last); the payload is the flat index, so the stable sort breaks ties by it.
+template <class T>
+struct cov_keys_kernel {
+    static constexpr int block = loss_block;
+    device_loss_views<T> v;
+    loss_params call;
+    loss_scratch s;
+
+    template <class B>
+    GRPO_HOST_DEVICE void operator()(B& b) const {
+        using C = compute_t<T>;
+        const index_t cols = v.logp.cols(), n = v.logp.rows() * cols;
+        math::objective_params<C> o = call_objective_params<C>(call);
+        o.cov = *s.cov;
+        const C clamp = C(call.token.log_ratio_clamp);
+        for (index_t k = grid_first(b); k < n; k += grid_stride(b)) {
+            const index_t i = k / cols, t = k % cols;
+            std::uint64_t key = ~std::uint64_t(0);
+            if (t < valid_end(v, i) && is_valid(v, i, t)) {
+                const math::selection_candidate c =
+                    math::selection_at<C>(o, clamp, C(v.logp(i, t)), C(old_at(v, i, t)), C(v.adv(i, t)), k);
+                if (c.eligible) key = order_key(c.key);
+            }
+            s.keys_in[k] = key;
+            s.values_in[k] = k;
+        }
+    }
+};
+
+/// Step 4 (after the sort): the threshold pair, the k-th smallest (key, flat index) with k = min(cov_ratio's
+/// count, the eligible tokens); (-infinity, -1) when k is 0. Thread 0 of one block.
+struct cov_threshold_kernel {
+    static constexpr int block = loss_block;
+    loss_scratch s;
+    double cov_ratio;
+    index_t tokens; ///< rows * cols (the sorted length)
+
+    template <class B>
+    GRPO_HOST_DEVICE void operator()(B& b) const {
+        if (b.thread() != 0 || b.block() != 0) return;
+        // The eligible keys come first: binary search for the first "not eligible" key.
+        index_t lo = 0, hi = tokens;
+        while (lo < hi) {
+            const index_t mid = lo + (hi - lo) / 2;
+            if (s.keys_out[mid] == ~std::uint64_t(0)) hi = mid;
+            else lo = mid + 1;
+        }
+        const double count = math::covariance_selection_count(cov_ratio, s.total[0]);
+        const double k = count < static_cast<double>(lo) ? count : static_cast<double>(lo);
+        if (!(k >= 1)) return; // *s.cov keeps (-infinity, -1)
+        const index_t at = static_cast<index_t>(k) - 1;
+        s.cov->key = from_order_key(s.keys_out[at]);
+        s.cov->index = static_cast<double>(s.values_out[at]);
+    }
+};
+
 /// The fused pass: loss terms, gradient, per-token loss, per-row partials, and the record in the last block.
 /// Iteration and reduction only: every token's numbers come from math::token_loss, as on the CPU.
 template <class T>
@@ -339,6 +449,7 @@ struct loss_main_kernel {
         loss_params p = call;
         if (p.count_nonempty_rows) p.sequences = s.total[1]; // the pre-pass counted them
         if (p.entropy_quantile_needed()) p.entropy_threshold = *s.entropy_threshold; // entropy_threshold_kernel
+        if (p.covariance_selection()) p.token.objective.cov = *s.cov;                // cov_threshold_kernel
         const bool row_sums_first = p.row_log_ratio_sum() || p.row_sampling_sum() || p.row_objective_sum() ||
                                     (p.agg == aggregation::seq_mean_token_mean && !counted);
         const math::objective_params<C> call_objective = call_objective_params<C>(p);
@@ -394,7 +505,7 @@ struct loss_main_kernel {
                 if (valid) {
                     const math::token_result<C> r = math::token_loss<C>(
                         tp, with_kl, C(v.logp(i, t)), C(old_at(v, i, t)), with_kl ? C(v.ref_logp(i, t)) : C(0),
-                        C(v.adv(i, t)), token_weight(tp, i, t), entropy_at(p, i, t));
+                        C(v.adv(i, t)), token_weight(tp, i, t), entropy_at(p, i, t), i * cols + t);
                     g = r.grad;
                     l = r.loss;
                     ratio = r.ratio;
