@@ -117,6 +117,7 @@ void check_parity(grpo_test::batch<T>& b, const grpo::loss_inputs<T>& hin, const
     CHECK(close(got.entropy_loss, ref.entropy_loss, rel));
     CHECK(close(got.entropy_mean, ref.entropy_mean, rel));
     CHECK(close(got.entropy_mask_fraction, ref.entropy_mask_fraction, rel));
+    CHECK(close(got.cov_selection_fraction, ref.cov_selection_fraction, rel));
     const std::vector<T> dr = download(dout.ratio), dh = download(dout.grad_entropy);
     std::size_t bad_ratio = 0, bad_gent = 0;
     for (std::size_t k = 0; k < dr.size(); ++k) {
@@ -193,6 +194,80 @@ void parity_all_variants(double rel) {
 }
 
 } // namespace
+
+/// per_token_kl on both backends, every estimator and option: per-token values, gradients and sums.
+template <class T>
+void kl_parity(double rel) {
+    std::uint64_t seed = 71;
+    for (int variant = 0; variant < 7; ++variant) {
+        grpo_test::batch<T> b(6, 203, ++seed);
+        grpo::kl_config cfg;
+        if (variant < 5) cfg.kl = static_cast<grpo::kl_estimator>(variant);
+        if (variant == 5) {
+            cfg.kl_log_ratio_clamp = 0.3;
+            cfg.kl_value_clamp = 0.02;
+        }
+        if (variant == 6) cfg.kl_straight_through = true;
+        INFO("variant " << variant);
+        grpo::kl_inputs<T> hin{{b.logp.data(), b.rows, b.cols},
+                               {b.ref_logp.data(), b.rows, b.cols},
+                               {b.mask.data(), b.rows, b.cols},
+                               {b.lengths.data(), b.rows}};
+        std::vector<T> hkl(b.logp.size(), T(-7)), hg(b.logp.size(), T(-7));
+        const grpo::kl_stats ref = grpo::per_token_kl(
+            grpo::exec::host{}, hin, grpo::kl_outputs<T>{{hkl.data(), b.rows, b.cols}, {hg.data(), b.rows, b.cols}},
+            cfg);
+        device_arena a;
+        const grpo::kl_inputs<T, grpo::device_space> din{a.mirror(hin.logp), a.mirror(hin.ref_logp), a.mirror(hin.mask),
+                                                         a.mirror(hin.lengths)};
+        std::vector<T> fill(b.logp.size(), T(-7));
+        const grpo::kl_outputs<T, grpo::device_space> dout{
+            {a.copy(fill.data(), fill.size()), b.rows, b.cols}, {a.copy(fill.data(), fill.size()), b.rows, b.cols}};
+        grpo_test::device_workspace ws;
+        const grpo::kl_stats got = grpo::per_token_kl(grpo_test::default_exec(), din, dout, cfg, ws);
+        CHECK(got.token_count == ref.token_count);
+        CHECK(close(got.kl_sum, ref.kl_sum, rel));
+        CHECK(close(got.kl_mean, ref.kl_mean, rel));
+        const std::vector<T> dkl = download(dout.kl), dg = download(dout.grad_logp);
+        std::size_t bad = 0;
+        for (std::size_t k = 0; k < dkl.size(); ++k) {
+            if (!close(double(dkl[k]), double(hkl[k]), rel)) ++bad;
+            if (!close(double(dg[k]), double(hg[k]), rel)) ++bad;
+        }
+        CHECK(bad == 0);
+    }
+    // A NaN reference log-prob at an unmasked token: the CPU backend's error, the outputs untouched.
+    grpo_test::batch<T> b(3, 9, 5);
+    std::size_t unmasked = 0;
+    while (b.mask[unmasked] == 0) ++unmasked;
+    b.ref_logp[unmasked] = T(std::nan(""));
+    const grpo::kl_inputs<T> hin{{b.logp.data(), b.rows, b.cols}, {b.ref_logp.data(), b.rows, b.cols},
+                                 {b.mask.data(), b.rows, b.cols}, {}};
+    std::string host_error, device_error;
+    try {
+        grpo::per_token_kl(grpo::exec::host{}, hin, grpo::kl_outputs<T>{}, grpo::kl_config{});
+    } catch (const grpo::error& e) {
+        host_error = e.what();
+    }
+    device_arena a;
+    const grpo::kl_inputs<T, grpo::device_space> din{a.mirror(hin.logp), a.mirror(hin.ref_logp), a.mirror(hin.mask), {}};
+    std::vector<T> fill(b.logp.size(), T(-7));
+    const grpo::kl_outputs<T, grpo::device_space> dout{{a.copy(fill.data(), fill.size()), b.rows, b.cols}, {}};
+    grpo_test::device_workspace ws;
+    try {
+        grpo::per_token_kl(grpo_test::default_exec(), din, dout, grpo::kl_config{}, ws);
+    } catch (const grpo::error& e) {
+        device_error = e.what();
+    }
+    REQUIRE(!host_error.empty());
+    CHECK(device_error.find(host_error.substr(host_error.find("argument"))) != std::string::npos);
+    for (T x : download(dout.kl)) CHECK(x == T(-7));
+}
+
+TEST_CASE("cuda per_token_kl: parity with the CPU backend, bad values", "[cuda][kl]") {
+    kl_parity<double>(1e-12);
+    kl_parity<float>(1e-6);
+}
 
 TEST_CASE("cuda loss: parity with the CPU backend, double", "[cuda]") { parity_all_variants<double>(1e-12); }
 TEST_CASE("cuda loss: parity with the CPU backend, float", "[cuda]") { parity_all_variants<float>(1e-6); }

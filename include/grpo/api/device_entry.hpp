@@ -18,16 +18,19 @@
 #include <vector>
 
 #include "advantages.hpp"
+#include "kl.hpp"
 #include "loss.hpp"
 #include "../core/workspace.hpp"
 #include "../backend/kernels/advantage_kernels.hpp"
+#include "../backend/kernels/kl_kernels.hpp"
 #include "../backend/kernels/loss_kernels.hpp"
 
 GRPO_NAMESPACE_BEGIN
 
 /// Executors that run the block-model kernels of backend/kernels/ (exec::cuda on a GPU, exec::cuda_emulated on the
 /// host) specialize this with `using workspace = ...;`, a static `device(const Exec&, workspace&)` returning their
-/// launch policy, and the names their errors carry: `loss_where` ("loss_and_grad(cuda)") and `advantages_where`.
+/// launch policy, and the names their errors carry: `loss_where` ("loss_and_grad(cuda)"), `kl_where` and
+/// `advantages_where`.
 template <class Exec>
 struct device_backend_traits;
 
@@ -182,6 +185,42 @@ loss_stats run_loss_sync(D& dev, const char* where, const loss_inputs<T, device_
     dev.copy_to_host(h, d_record, sizeof(loss_record));
     dev.synchronize(where);
     return checked_stats(*h, in.logp.cols(), where);
+}
+
+/// Checks a per_token_kl call, validates the values on device (loss_check_kernel, logp standing in for the
+/// advantages), runs kl_kernel and waits for its record: the CPU backend's grpo::error on a bad value.
+template <class T, class D>
+kl_stats run_kl_sync(D& dev, const char* where, const kl_inputs<T, device_space>& in,
+                     const kl_outputs<T, device_space>& out, const kl_config& cfg) {
+    static_assert(is_loss_element<T>::value,
+                  "grpo::per_token_kl (CUDA): element type must be float, double, __half or __nv_bfloat16");
+    const kl_params k = check_kl_call(where, in, out, cfg);
+    check_device_view(dev, where, "logp", in.logp);
+    check_device_view(dev, where, "ref_logp", in.ref_logp);
+    check_device_view(dev, where, "mask", in.mask);
+    check_device_view(dev, where, "lengths", in.lengths);
+    check_device_view(dev, where, "kl", out.kl);
+    check_device_view(dev, where, "grad_logp", out.grad_logp);
+    const index_t rows = in.logp.rows();
+    (void)checked_add(where, "rows", checked_mul(where, "rows", rows, 2 + doubles_of(sizeof(loss_partials))), 64);
+    const device_loss_views<T> v{in.logp, {}, in.ref_logp, in.logp, in.mask, in.lengths, out.grad_logp, out.kl,
+                                 {},      {}, {},          {}};
+    loss_scratch s = loss_layout(dev.scratch_doubles(loss_scratch_doubles(rows)), rows);
+    dev.zero(s.counters, 3 * sizeof(unsigned long long));
+    const bool check_values = cfg.checks == validation::full;
+    const index_t blocks = grid_for_items(rows);
+    if (check_values) dev.launch(loss_check_kernel<T>{v, s, true, true, false, false, 0.0}, blocks);
+    dev.launch(kl_kernel<T>{v, k, s, check_values, s.record}, blocks);
+    dev.check_launch(where);
+    loss_record* h = reinterpret_cast<loss_record*>(dev.host_doubles(doubles_of(sizeof(loss_record))));
+    dev.copy_to_host(h, s.record, sizeof(loss_record));
+    dev.synchronize(where);
+    const loss_stats st = checked_stats(*h, in.logp.cols(), where);
+    kl_stats out_stats;
+    out_stats.kl_sum = st.kl_loss;
+    out_stats.kl_mean = st.kl_mean;
+    out_stats.token_count = st.token_count;
+    return out_stats;
 }
 
 /// Host-side checks of a CUDA compute_advantages call: the CPU's shape and configuration checks, then that
@@ -361,6 +400,22 @@ detail::if_device_executor<Exec, loss_stats> loss_and_grad(const Exec& ex, const
     const basic_workspace_lease<detail::device_workspace_of<Exec>> lease(ws, where);
     auto dev = device_backend_traits<Exec>::device(ex, ws);
     return detail::cuda::run_loss_sync(dev, where, in, out, cfg);
+}
+
+/// The standalone per-token KL on device (per_token_kl(exec::host, ...)'s counterpart): KL_it and
+/// d KL_it / d logp_it, with the loss's estimators; waits for the stream once to return the sums. Shapes and
+/// configuration are checked on the host before any launch; with validation::full (the default) the values are
+/// checked on device first, and a bad one throws the CPU backend's grpo::error with the outputs untouched
+/// (without it, lengths outside [0, cols] are clamped). Element types as loss_and_grad. The call holds `ws`
+/// until it returns (grpo::error, errc::in_use, when another call holds it).
+template <class Exec, class T>
+detail::if_device_executor<Exec, kl_stats> per_token_kl(const Exec& ex, const kl_inputs<T, device_space>& in,
+                                                        const kl_outputs<T, device_space>& out,
+                                                        const kl_config& cfg, detail::device_workspace_of<Exec>& ws) {
+    constexpr const char* where = device_backend_traits<Exec>::kl_where;
+    const basic_workspace_lease<detail::device_workspace_of<Exec>> lease(ws, where);
+    auto dev = device_backend_traits<Exec>::device(ex, ws);
+    return detail::cuda::run_kl_sync(dev, where, in, out, cfg);
 }
 
 /// Group-relative advantages on device, without a host sync: the CUDA counterpart of

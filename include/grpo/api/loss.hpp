@@ -44,11 +44,7 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_inputs<T, host_space>&
     const detail::loss_params p = detail::check_loss_call("loss_and_grad", in, out, cfg);
     const workspace_lease lease(ws, "loss_and_grad");
     const index_t rows = in.logp.rows(), cols = in.logp.cols();
-    if (in.lengths.present())
-        for (index_t i = 0; i < rows; ++i)
-            if (in.lengths[i] < 0 || in.lengths[i] > cols)
-                detail::raise_loss_value_error(
-                    "loss_and_grad", {loss_error::bad_length, static_cast<std::int64_t>(i), 0, in.lengths[i], 0}, cols);
+    detail::check_lengths_on_host("loss_and_grad", in.lengths, rows, cols);
     const detail::cpu::loss_views<T> v{in.logp,    in.old_logp,    in.ref_logp,        in.advantages, in.mask,
                                        in.lengths, out.grad_logp, out.per_token_loss, in.sampling_logp,
                                        out.ratio,  in.entropy,    out.grad_entropy};

@@ -76,6 +76,17 @@ namespace detail {
     }
 }
 
+/// Host-side lengths (the CPU backends): every lengths[i] must lie in [0, cols].
+template <class S>
+void check_lengths_on_host(const char* where, const vector_view<const std::int64_t, S>& lengths, index_t rows,
+                           index_t cols) {
+    if (!lengths.present()) return;
+    for (index_t i = 0; i < rows; ++i)
+        if (lengths[i] < 0 || lengths[i] > cols)
+            raise_loss_value_error(where, {loss_error::bad_length, static_cast<std::int64_t>(i), 0, lengths[i], 0},
+                                   cols);
+}
+
 } // namespace detail
 
 /// The statistics of a loss record; throws the backend's grpo::error when it carries an error.

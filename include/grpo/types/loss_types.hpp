@@ -452,6 +452,20 @@ GRPO_HOST_DEVICE inline math::token_params<C> row_token_params(const loss_params
     return out;
 }
 
+/// A KL estimator's settings with low_var_kl resolved into k3 and its clamps (explicit non-zero clamps override
+/// them): the loss and per_token_kl resolve it here, once.
+struct kl_params {
+    kl_estimator kl;
+    double input_clamp, value_clamp;
+    bool straight_through;
+};
+inline kl_params resolve_kl(kl_estimator kl, double log_ratio_clamp, double value_clamp, bool straight_through) {
+    const bool low_var = kl == kl_estimator::low_var_kl;
+    return {low_var ? kl_estimator::k3 : kl,
+            low_var && log_ratio_clamp == 0 ? low_var_kl_log_ratio_clamp : log_ratio_clamp,
+            low_var && value_clamp == 0 ? low_var_kl_value_clamp : value_clamp, straight_through};
+}
+
 /// Checks the configuration and the shapes of every view; throws grpo::error before anything is touched.
 template <class T, class S>
 loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, const loss_outputs<T, S>& out,
@@ -623,11 +637,11 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
     t.log_ratio_clamp = cfg.log_ratio_clamp;
     t.beta = cfg.beta;
     // low_var_kl is k3 with its clamps (explicit non-zero clamps override them).
-    const bool low_var = cfg.kl == kl_estimator::low_var_kl;
-    t.kl = low_var ? kl_estimator::k3 : cfg.kl;
-    t.kl_input_clamp = low_var && cfg.kl_log_ratio_clamp == 0 ? low_var_kl_log_ratio_clamp : cfg.kl_log_ratio_clamp;
-    t.kl_value_clamp = low_var && cfg.kl_value_clamp == 0 ? low_var_kl_value_clamp : cfg.kl_value_clamp;
-    t.kl_straight_through = cfg.kl_straight_through;
+    const kl_params k = resolve_kl(cfg.kl, cfg.kl_log_ratio_clamp, cfg.kl_value_clamp, cfg.kl_straight_through);
+    t.kl = k.kl;
+    t.kl_input_clamp = k.input_clamp;
+    t.kl_value_clamp = k.value_clamp;
+    t.kl_straight_through = k.straight_through;
     t.kl_bias_correction = cfg.kl_bias_correction;
     t.correction = {cfg.sampling, cfg.sampling_ratio_min, cfg.sampling_ratio_max};
     t.weight = 1;

@@ -429,6 +429,25 @@ struct cov_threshold_kernel {
     }
 };
 
+/// The last block of a pass: the row partials in a fixed order (per thread in row order, then the block
+/// reduction), finalized into `record`, with the pre-pass's error when it ran (`counted`).
+template <class B>
+GRPO_HOST_DEVICE void write_loss_record(B& b, const loss_scratch& s, index_t rows, double beta, double entropy_coef,
+                                        bool counted, loss_record* record) {
+    loss_partials f = loss_partials::identity();
+    for (index_t i = b.thread(); i < rows; i += b.threads()) {
+        loss_partials row;
+        const double* src = reinterpret_cast<const double*>(s.partials + i);
+        double* dst = reinterpret_cast<double*>(&row);
+        for (std::size_t k = 0; k < doubles_of(sizeof(loss_partials)); ++k) dst[k] = b.load(src + k);
+        f.merge(row);
+    }
+    f = block_reduce(b, f);
+    if (b.thread() != 0) return;
+    const loss_value_error none{loss_error::none, 0, 0, 0, 0};
+    *record = loss_record{f.finalize(beta, entropy_coef), counted ? *s.error : none};
+}
+
 /// The fused pass: loss terms, gradient, per-token loss, per-row partials, and the record in the last block.
 /// Iteration and reduction only: every token's numbers come from math::token_loss, as on the CPU.
 template <class T>
@@ -523,7 +542,8 @@ struct loss_main_kernel {
                 s.partials[i] = acc;
             }
         }
-        if (b.last_block_done(s.counters + 1)) write_record(b, failed ? 0 : rows);
+        if (b.last_block_done(s.counters + 1))
+            write_loss_record(b, s, failed ? 0 : rows, call.token.beta, call.entropy_coef, counted, record);
     }
 
     /// The entropy at (i, t) when a term reads it; 0 otherwise.
@@ -537,24 +557,6 @@ struct loss_main_kernel {
     GRPO_HOST_DEVICE C token_weight(const math::token_params<C>& tp, index_t i, index_t t) const {
         if (!math::is_token_correction(tp.correction.mode)) return C(1);
         return math::sampling_weight(tp.correction, C(C(old_at(v, i, t)) - C(v.samp(i, t))));
-    }
-
-    /// The last block: the row partials in a fixed order (per thread in row order, then the block reduction),
-    /// finalized into the caller's record.
-    template <class B>
-    GRPO_HOST_DEVICE void write_record(B& b, index_t rows) const {
-        loss_partials f = loss_partials::identity();
-        for (index_t i = b.thread(); i < rows; i += b.threads()) {
-            loss_partials row;
-            const double* src = reinterpret_cast<const double*>(s.partials + i);
-            double* dst = reinterpret_cast<double*>(&row);
-            for (std::size_t k = 0; k < doubles_of(sizeof(loss_partials)); ++k) dst[k] = b.load(src + k);
-            f.merge(row);
-        }
-        f = block_reduce(b, f);
-        if (b.thread() != 0) return;
-        const loss_value_error none{loss_error::none, 0, 0, 0, 0};
-        *record = loss_record{f.finalize(call.token.beta, call.entropy_coef), counted ? *s.error : none};
     }
 };
 
