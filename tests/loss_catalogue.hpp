@@ -137,6 +137,9 @@ inline std::vector<loss_variant> loss_catalogue() {
     c.cov_ratio = 0.1;
     c.kl_cov_coef = 0.5;
     v.push_back({"kl_cov (verl)", c, false, loss_variant::levels::token_only});
+    c = loss_config::dro(0.7);
+    c.beta = 0.05;
+    v.push_back({"dro (verl)", c, false, loss_variant::levels::token_only});
     // Off-policy corrections, bounds inside the test batches' range of rho (~[0.74, 1.35] per token).
     const grpo::sampling_correction modes[] = {
         grpo::sampling_correction::token_truncate, grpo::sampling_correction::token_mask,
@@ -212,6 +215,7 @@ struct peer_token {
 ///  clip_cov    verl compute_policy_loss_clip_cov (L1743): maximum(-A r, -A clamp(r)) * corr, corr = 0 where
 ///              `selected` (peer_cov_selection); the ratio is not clamped.
 ///  kl_cov      verl compute_policy_loss_kl_cov (L1848): -A r, plus ppo_kl_coef |lp - old| where `selected`.
+///  dro         verl compute_policy_loss_dro: -(log_prob * A - 0.5 * dro_beta * (log_prob - old_log_prob)^2).
 inline peer_token peer_token_loss(const grpo::loss_config& c, double lp, double old, double ref, double a,
                                   double factor = 1, double entropy = 0, double row = 1, bool selected = false) {
     using grpo::policy_objective;
@@ -244,6 +248,7 @@ inline peer_token peer_token_loss(const grpo::loss_config& c, double lp, double 
         pol = selected ? 0.0 : std::max(-a * r, -a * std::max(1 - c.epsilon_low, std::min(1 + c.epsilon_high, r)));
         break;
     case policy_objective::kl_cov: pol = -a * r + (selected ? c.kl_cov_coef * std::fabs(lp - old) : 0.0); break;
+    case policy_objective::dro: pol = -(lp * a - 0.5 * c.dro_beta * log_r * log_r); break;
     }
     pol *= factor;
     double x = lp - ref;

@@ -613,3 +613,20 @@ TEST_CASE("clip_cov and kl_cov take token ratios and check their options", "[los
     c.kl_cov_coef = std::nan("");
     CHECK(error_of(c).find("config.kl_cov_coef") != std::string::npos);
 }
+
+// verl compute_policy_loss_dro: pg_losses = -(log_prob * advantages - 0.5 * dro_beta * (log_prob - old_log_prob)**2).
+// By hand on two_tokens (logp -0.7, old -1.1, A = 2 and -1.5), dro_beta 0.5: d = 0.4, penalty 0.5 * 0.5 * 0.16.
+TEST_CASE("dro (verl) by hand: -(A logp - beta/2 (logp - old)^2)", "[loss][objective]") {
+    two_tokens t;
+    const auto st = t.run(grpo::loss_config::dro(0.5));
+    CHECK(t.loss[0] == Approx(1.4 + 0.04).epsilon(1e-15));  // -(-0.7 * 2) + 0.04
+    CHECK(t.grad[0] == Approx(-2 + 0.2).epsilon(1e-15));    // -A + beta d
+    CHECK(t.loss[1] == Approx(-1.05 + 0.04).epsilon(1e-15));
+    CHECK(t.grad[1] == Approx(1.5 + 0.2).epsilon(1e-15));
+    CHECK(st.clip_fraction_region == 0);
+    grpo::loss_config c = grpo::loss_config::dro(0);
+    CHECK(error_of(c).find("config.dro_beta") != std::string::npos);
+    c = grpo::loss_config::dro(0.5);
+    c.ratio = grpo::ratio_level::sequence;
+    CHECK(error_of(c).find("config.ratio") != std::string::npos);
+}

@@ -50,9 +50,13 @@ enum class policy_objective {
     /// tokens with the largest cov (as clip_cov; ties broken by the lower row * cols + column, where torch.topk
     /// leaves the order unspecified) (Cui et al., arXiv 2505.22617). verl loss_mode "kl_cov". Token ratios only.
     kl_cov,
+    /// DRO: -(A logp - (dro_beta / 2) (logp - old_logp)^2), a policy gradient with a quadratic penalty on the
+    /// log-ratio instead of a clip (Direct Reward Optimization). verl loss_mode "dro" (policy_loss.dro_beta).
+    /// Token ratios only.
+    dro,
 };
 /// Number of policy_objective values (for validation).
-constexpr int policy_objective_count = 9;
+constexpr int policy_objective_count = 10;
 
 namespace math {
 
@@ -98,6 +102,7 @@ struct objective_params {
     C vespo_k_pos, vespo_lambda_pos, vespo_k_neg, vespo_lambda_neg; ///< vespo: the gamma weight's shape and rate
     C clip_cov_lb, clip_cov_ub; ///< clip_cov: the open interval of cov that makes a token a candidate
     C kl_cov_coef;              ///< kl_cov: the coefficient of |logp - old_logp| at the selected tokens
+    C dro_beta;                 ///< dro: the coefficient of the quadratic log-ratio penalty
     // Per row (the backend sets them from the row's objective sum, vespo_row_weights):
     C vespo_phi_pos; ///< vespo: phi_i for tokens with A >= 0
     C vespo_phi_neg; ///< vespo: phi_i for tokens with A < 0
@@ -263,6 +268,11 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE objective_term<C> objective_at(const objective
         const bool sel = covariance_selected(o.cov, covariance_candidate<K>(o, ratio, advantage, logp, flat), flat);
         return {select(sel, C(0), s.loss), select(sel, C(0), s.dloss_dratio), C(0), s.clipped_low, s.clipped_high,
                 C(0), select(sel, C(1), C(0))};
+    } else if constexpr (K == policy_objective::dro) {
+        // verl: pg_losses = -(log_prob * advantages - 0.5 * dro_beta * (log_prob - old_log_prob) ** 2).
+        const C d = log_ratio.value;
+        return {-(logp * advantage) + C(0.5) * o.dro_beta * d * d, C(0),
+                -advantage + chain(o.dro_beta, d * log_ratio.grad), C(0), C(0), C(0), C(0)};
     } else {
         static_assert(K == policy_objective::kl_cov, "objective_at: every policy_objective has a branch");
         // verl: pg_losses = -A r, and -A r + ppo_kl_coef |logp - old| at the selected tokens (d|d|/dd = sign, 0 at 0).
@@ -290,6 +300,7 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE decltype(auto) visit_objective(policy_objectiv
     case policy_objective::vespo: return f(objective_constant<policy_objective::vespo>{});
     case policy_objective::clip_cov: return f(objective_constant<policy_objective::clip_cov>{});
     case policy_objective::kl_cov: return f(objective_constant<policy_objective::kl_cov>{});
+    case policy_objective::dro: return f(objective_constant<policy_objective::dro>{});
     case policy_objective::ppo_clip:
     default: return f(objective_constant<policy_objective::ppo_clip>{});
     }

@@ -76,6 +76,8 @@ struct loss_config {
     /// objective kl_cov: coefficient of |logp - old_logp| at the selected tokens. verl `policy_loss.ppo_kl_coef`
     /// (0.1 in verl's config; its code falls back to 1.0 when the key is unset).
     double kl_cov_coef = 0.1;
+    /// objective dro: the coefficient of the quadratic log-ratio penalty (> 0). verl `policy_loss.dro_beta`.
+    double dro_beta = 0.1;
     /// objective clip_cov: the seed of its reproducible random choice among the candidates (change it per step
     /// to draw different tokens, as verl's torch.randperm does).
     std::uint64_t selection_seed = 0;
@@ -242,6 +244,13 @@ struct loss_config {
     static loss_config clip_cov() {
         loss_config c;
         c.objective = policy_objective::clip_cov;
+        return c;
+    }
+    /// verl loss_mode "dro": -(A logp - (dro_beta / 2)(logp - old_logp)^2), token-mean.
+    static loss_config dro(double dro_beta) {
+        loss_config c;
+        c.objective = policy_objective::dro;
+        c.dro_beta = dro_beta;
         return c;
     }
     /// verl loss_mode "kl_cov" with its defaults: ratio 2e-4, coefficient 0.1, token-mean.
@@ -414,6 +423,7 @@ GRPO_HOST_DEVICE inline math::objective_params<C> call_objective_params(const lo
             C(o.clip_cov_lb),
             C(o.clip_cov_ub),
             C(o.kl_cov_coef),
+            C(o.dro_beta),
             C(1),
             C(1),
             o.cov};
@@ -512,13 +522,18 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
     const char* ratio_name = cfg.ratio == ratio_level::token      ? "ratio_level::token"
                              : cfg.ratio == ratio_level::sequence ? "ratio_level::sequence"
                                                                   : "ratio_level::sequence_token";
-    if ((cfg.objective == policy_objective::policy_gradient || cfg.objective == policy_objective::vespo) &&
+    if ((cfg.objective == policy_objective::policy_gradient || cfg.objective == policy_objective::vespo ||
+         cfg.objective == policy_objective::dro) &&
         cfg.ratio != ratio_level::token)
         raise_argument(errc::invalid_value, where, "config.ratio",
                        cfg.objective == policy_objective::vespo
                            ? "ratio_level::token (objective vespo weighs logp by its own sequence weight)"
-                           : "ratio_level::token (objective policy_gradient uses no ratio)",
+                           : cfg.objective == policy_objective::dro
+                                 ? "ratio_level::token (objective dro penalizes each token's log-ratio)"
+                                 : "ratio_level::token (objective policy_gradient uses no ratio)",
                        ratio_name);
+    check_range(where, "config.dro_beta", cfg.dro_beta, 1e-300, inf, "a finite value > 0");
+    check_representable<T>(where, "config.dro_beta", cfg.dro_beta);
     if (math::selects_by_covariance(cfg.objective) && cfg.ratio != ratio_level::token)
         raise_argument(errc::invalid_value, where, "config.ratio",
                        "ratio_level::token (objectives clip_cov and kl_cov select single tokens)", ratio_name);
@@ -631,6 +646,7 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
                    cfg.clip_cov_lb,
                    cfg.clip_cov_ub,
                    cfg.kl_cov_coef,
+                   cfg.dro_beta,
                    1.0,
                    1.0,
                    {0, 0, -inf, -1, cfg.selection_seed}};
