@@ -22,6 +22,12 @@ GRPO_NAMESPACE_BEGIN
 ///   cispo_clip       -sg(clamp(r, 1 - eps_low, 1 + eps_high)) A logp                 (verl "cispo")
 ///   sapo             -(4/tau) sigmoid(tau (r - 1)) A, tau by the sign of A           (TRL/verl "sapo")
 ///   policy_gradient  -A logp                                                         (verl "gpg")
+///   geo_mean         -A rho_i, rho_i the geometric mean of the clipped token ratios   (verl "geo_mean", GMPO)
+///   vespo            -sg(phi_i) A logp, phi_i a gamma weight of the row's ratio       (TRL "vespo")
+///   clip_cov         ppo_clip, 0 at covariance-selected tokens                        (verl "clip_cov")
+///   kl_cov           -A r + kl_cov_coef |logp - old| at covariance-selected tokens    (verl "kl_cov")
+///   dro              -(A logp - dro_beta/2 (logp - old)^2)                            (verl "dro")
+/// (formulas and options: policy_objective, docs/numerics.md; TRL "luspo" is the preset loss_config::luspo()).
 /// then L = loss_scale * sum_i w_i sum_t loss_it m_it with w_i from config.agg (see aggregation).
 /// TRL: GRPOTrainer._compute_loss; verl: compute_policy_loss_<loss_mode> + kl_penalty + agg_loss.
 ///
