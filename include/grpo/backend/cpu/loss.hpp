@@ -97,6 +97,13 @@ struct row_layout {
     column_stride<Adv> adv;
 };
 
+/// How much of a call's configuration the row pass fixes at compile time: `plain` (ppo_clip, token ratio, k3,
+/// no clamp, delta, dual clip or extra: is_plain), `lean` (ppo_clip with any ratio, clip and KL option, but no
+/// sampling correction, off-policy mask, bias-corrected KL or entropy input) or `full` (everything read at run
+/// time). The lean
+/// pass keeps the options that existed before the corrections out of their token loop.
+enum class row_pass { plain, lean, full };
+
 /// Tokens per block of the main sweep: per-token results go to small stack arrays, written by a loop the
 /// compiler can vectorize, and are then summed in double in a fixed lane order (deterministic, accurate).
 constexpr index_t token_block = 256;
@@ -149,12 +156,14 @@ double lane_extreme(const C* x, index_t n, double acc) {
 /// Absent inputs are replaced by stand-ins that give the right numbers without branches in the loop:
 /// no old_logp -> old = logp (ratio exp(0) = 1, d ratio/d logp = 1: the on-policy exp(logp - sg(logp)));
 /// no mask -> a row of ones (`ones`, contiguous); beta == 0 -> the KL is skipped (WithKL = false).
-/// K: the objective, fixed at compile time so that the token loop vectorizes. Plain = true: the common
-/// configuration fixed at compile time (see is_plain).
-template <class T, policy_objective K, bool WithKL, class Layout, bool Plain = false>
+/// K: the objective, fixed at compile time so that the token loop vectorizes. Pass: how much of the
+/// configuration is fixed at compile time (row_pass_of).
+template <class T, policy_objective K, bool WithKL, class Layout, row_pass Pass = row_pass::full>
 GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, const loss_params& p,
                                      double total_tokens, index_t i, loss_partials& out, const Layout& L) {
     using C = T;
+    constexpr bool Plain = Pass == row_pass::plain;
+    constexpr bool Extras = Pass == row_pass::full; // corrections, masks, entropies, selections
     const index_t cols = v.logp.cols();
     const index_t end = valid_end(v, i);
     const T* lp = v.logp.row_data(i);
@@ -169,8 +178,8 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
     const T* ent = p.entropy_given ? v.entropy.row_data(i) : lp; // stand-in: not used (entropy_given false)
     const T* samp = v.samp.present() ? v.samp.row_data(i) : old; // stand-in: log rho = 0 (not read then)
     const std::int64_t row_flat = static_cast<std::int64_t>(i) * static_cast<std::int64_t>(cols);
-    const bool log_ratio_sum = !Plain && p.row_log_ratio_sum(), sampling_sum = !Plain && p.row_sampling_sum();
-    const bool token_sampling = !Plain && p.token_sampling();
+    const bool log_ratio_sum = !Plain && p.row_log_ratio_sum(), sampling_sum = Extras && p.row_sampling_sum();
+    const bool token_sampling = Extras && p.token_sampling();
     constexpr bool objective_sum = math::has_row_term<K>;
     const math::objective_params<C> call_objective = call_objective_params<C>(p);
     const math::correction_params<C> correction{p.token.correction.mode, C(p.token.correction.ratio_min),
@@ -242,6 +251,15 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
         tp.entropy_coef = C(0);
         tp.entropy_threshold = -std::numeric_limits<C>::infinity();
     }
+    if (!Extras) { // no correction, mask, entropy or selection: their terms fold away
+        tp.kl_bias_correction = false;
+        tp.correction.mode = sampling_correction::none;
+        tp.row_sampling_weight = C(1);
+        tp.row_off_policy = false;
+        tp.entropy_given = false;
+        tp.entropy_coef = C(0);
+        tp.entropy_threshold = -std::numeric_limits<C>::infinity();
+    }
 
     // The token-level correction weights of a block (math::sampling_weight), computed only when that
     // correction is on: its exp stays out of every other configuration's token loop.
@@ -255,7 +273,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
             isw[k] = math::sampling_weight(tp.correction, x);
         }
     };
-    if (!Plain && !token_sampling) std::fill(isw, isw + token_block, C(1));
+    if (Extras && !token_sampling) std::fill(isw, isw + token_block, C(1));
 
     // One token's inputs. Loads are unconditional (so the loops vectorize); masked values are replaced by harmless
     // ones before any arithmetic, so NaN or Inf there never reaches a result.
@@ -269,7 +287,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
                             math::select(valid, C(old[L.old(t)]), C(0)),
                             WithKL ? math::select(valid, C(ref[L.ref(t)]), C(0)) : C(0),
                             math::select(valid, C(adv[L.adv(t)]), C(0)),
-                            Plain ? C(0) : math::select(valid, C(ent[L.ent(t)]), C(0))};
+                            Extras ? math::select(valid, C(ent[L.ent(t)]), C(0)) : C(0)};
     };
 
     // Sweep 2, ratio_level::sequence: dL/ds_i = sum_t w * dloss_t/ds, spread back over the tokens (the mean).
@@ -281,9 +299,10 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
             fill_sampling_weights(t0, nb);
             for (index_t k = 0; k < nb; ++k) {
                 const token_inputs in = load(t0 + k);
-                d[k] = math::select(
-                    in.valid, math::sequence_sensitivity<K, WithKL>(tp, in.logp, in.ref, in.adv, isw[k], in.entropy),
-                    C(0));
+                d[k] = math::select(in.valid,
+                                    math::sequence_sensitivity<K, WithKL>(tp, in.logp, in.ref, in.adv,
+                                                                          Extras ? isw[k] : C(1), in.entropy),
+                                    C(0));
             }
             dloss_ds += lane_sum(d, nb);
         }
@@ -303,7 +322,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
             const token_inputs in = load(t0 + k);
             const bool valid = in.valid;
             const math::token_result<C> r = math::token_loss<K, WithKL>(
-                tp, in.logp, in.old, in.ref, in.adv, Plain ? C(1) : isw[k], in.entropy, row_flat + t0 + k);
+                tp, in.logp, in.old, in.ref, in.adv, Extras ? isw[k] : C(1), in.entropy, row_flat + t0 + k);
             gbuf[k] = math::select(valid, r.grad, C(0));
             lbuf[k] = math::select(valid, r.loss, C(0));
             pol[k] = math::select(valid, r.policy_loss, C(0));
@@ -315,7 +334,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
             dual[k] = math::select(valid, r.dual_clipped, C(0));
             rmin[k] = math::select(valid, r.ratio, inf);
             rmax[k] = math::select(valid, r.ratio, -inf);
-            if (!Plain) {
+            if (Extras) {
                 sw[k] = math::select(valid, r.sampling_weight, C(0));
                 drop[k] = math::select(valid, r.off_policy_masked, C(0));
                 hsum[k] = math::select(valid, r.entropy, C(0));
@@ -331,7 +350,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
         if (ratio_out)
             for (index_t k = 0; k < nb; ++k) ratio_out[L.ratio(t0 + k)] = static_cast<T>(ratio[k]);
         if (gent_out)
-            for (index_t k = 0; k < nb; ++k) gent_out[L.gent(t0 + k)] = Plain ? T(0) : static_cast<T>(hgrad[k]);
+            for (index_t k = 0; k < nb; ++k) gent_out[L.gent(t0 + k)] = Extras ? static_cast<T>(hgrad[k]) : T(0);
         acc.policy += lane_sum(pol, nb);
         acc.kl_sum += lane_sum(kl, nb);
         acc.ratio_sum += lane_sum(ratio, nb);
@@ -341,7 +360,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
         acc.dual += lane_sum(dual, nb);
         acc.ratio_min = lane_extreme<false>(rmin, nb, acc.ratio_min);
         acc.ratio_max = lane_extreme<true>(rmax, nb, acc.ratio_max);
-        if (!Plain) {
+        if (Extras) {
             acc.sampling_weight += lane_sum(sw, nb);
             acc.off_policy_masked += lane_sum(drop, nb);
             acc.entropy_sum += lane_sum(hsum, nb);
@@ -356,7 +375,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
         if (gent_out) gent_out[L.gent(t)] = T(0);
     }
     acc.tokens = n;
-    if (Plain) acc.sampling_weight = n; // weight 1 at every token
+    if (!Extras) acc.sampling_weight = n; // weight 1 at every token
     acc.weigh(w);
     out = acc;
 }
@@ -378,10 +397,10 @@ inline bool cpu_has_avx2() {
     static const bool has = __builtin_cpu_supports("avx2") != 0;
     return has;
 }
-template <class T, policy_objective K, bool WithKL, class Layout, bool Plain>
+template <class T, policy_objective K, bool WithKL, class Layout, row_pass Pass>
 GRPO_AVX2_FUNCTION void loss_row_avx2(const loss_views<T>& v, const T* ones, const loss_params& p,
                                       double total_tokens, index_t i, loss_partials& out, const Layout& L) {
-    loss_row_impl<T, K, WithKL, Layout, Plain>(v, ones, p, total_tokens, i, out, L);
+    loss_row_impl<T, K, WithKL, Layout, Pass>(v, ones, p, total_tokens, i, out, L);
 }
 #else
 #define GRPO_CPU_AVX2_DISPATCH 0
@@ -396,17 +415,17 @@ inline std::atomic<bool>& cpu_dispatch_enabled() {
 }
 
 /// Contiguous rows: the AVX2 version where the CPU has it, the baseline otherwise.
-template <class T, policy_objective K, bool WithKL, bool Plain, class Layout>
+template <class T, policy_objective K, bool WithKL, row_pass Pass, class Layout>
 void loss_row_contiguous(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens,
                          index_t i, loss_partials& out, const Layout& L) {
 #if GRPO_CPU_AVX2_DISPATCH
     if (cpu_dispatch_enabled() && cpu_has_avx2())
-        return loss_row_avx2<T, K, WithKL, Layout, Plain>(v, ones, p, total_tokens, i, out, L);
+        return loss_row_avx2<T, K, WithKL, Layout, Pass>(v, ones, p, total_tokens, i, out, L);
 #endif
-    loss_row_impl<T, K, WithKL, Layout, Plain>(v, ones, p, total_tokens, i, out, L);
+    loss_row_impl<T, K, WithKL, Layout, Pass>(v, ones, p, total_tokens, i, out, L);
 }
 
-/// True for the configuration loss_row_impl<..., Plain = true> hard-codes (the KL settings matter only with KL).
+/// True for the configuration loss_row_impl<..., row_pass::plain> hard-codes (the KL settings matter only with KL).
 inline bool is_plain(const loss_params& p) {
     const math::token_params<double>& t = p.token;
     const bool plain_kl = t.beta == 0 || (t.kl == kl_estimator::k3 && !t.kl_straight_through &&
@@ -419,19 +438,28 @@ inline bool is_plain(const loss_params& p) {
            t.objective.clip.delta == std::numeric_limits<double>::infinity();
 }
 
-/// Contiguous rows: picks the instantiation for the objective, the KL term (or not) and the plain
-/// configuration (or not).
+/// True when the call uses none of the extras the lean pass leaves out.
+inline bool is_lean(const loss_params& p) {
+    return p.token.correction.mode == sampling_correction::none && !p.off_policy_mask && !p.entropy_given &&
+           !p.token.kl_bias_correction;
+}
+
+/// Contiguous rows: picks the instantiation for the objective, the KL term (or not) and the pass.
 template <class T, class Layout>
 void loss_row_unit_stride(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens,
                           index_t i, loss_partials& out, const Layout& L) {
     constexpr policy_objective ppo = policy_objective::ppo_clip;
+    const bool kl = p.with_kl();
     if (is_plain(p))
-        return p.with_kl() ? loss_row_contiguous<T, ppo, true, true>(v, ones, p, total_tokens, i, out, L)
-                           : loss_row_contiguous<T, ppo, false, true>(v, ones, p, total_tokens, i, out, L);
+        return kl ? loss_row_contiguous<T, ppo, true, row_pass::plain>(v, ones, p, total_tokens, i, out, L)
+                  : loss_row_contiguous<T, ppo, false, row_pass::plain>(v, ones, p, total_tokens, i, out, L);
+    if (p.token.objective.kind == ppo && is_lean(p))
+        return kl ? loss_row_contiguous<T, ppo, true, row_pass::lean>(v, ones, p, total_tokens, i, out, L)
+                  : loss_row_contiguous<T, ppo, false, row_pass::lean>(v, ones, p, total_tokens, i, out, L);
     math::visit_objective(p.token.objective.kind, [&](auto k) {
         constexpr policy_objective K = decltype(k)::value;
-        p.with_kl() ? loss_row_contiguous<T, K, true, false>(v, ones, p, total_tokens, i, out, L)
-                    : loss_row_contiguous<T, K, false, false>(v, ones, p, total_tokens, i, out, L);
+        kl ? loss_row_contiguous<T, K, true, row_pass::full>(v, ones, p, total_tokens, i, out, L)
+           : loss_row_contiguous<T, K, false, row_pass::full>(v, ones, p, total_tokens, i, out, L);
     });
 }
 
