@@ -108,6 +108,21 @@ grpo::loss_config draw_config(fuzz_input& in) {
         c.max_completion_length = in.config_double({0.0, 0.0, 1.0, 16.0, 1024.0});
         c.loss_scale = in.config_double({1.0, 1.0, 0.5, 8.0, -1.0, 0.0});
     }
+    if (in.flag()) { // the objective axis and its options (invalid combinations must be rejected cleanly)
+        c.objective = in.enum_value<grpo::policy_objective>(grpo::policy_objective_count);
+        if (c.objective == grpo::policy_objective::geo_mean && in.flag()) c.ratio = grpo::ratio_level::sequence;
+        if (c.objective != grpo::policy_objective::ppo_clip && in.flag()) c.delta = c.dual_clip_c = 0;
+        c.cispo_ratio_cap = in.config_double({5.0, 1.3, 0.0, 1e30});
+        c.sapo_temperature_neg = in.config_double({1.05, 0.5, 0.0, 1e-30});
+        c.vespo_k_pos = in.config_double({2.0, 0.0, -3.0, 1e6});
+        c.vespo_lambda_neg = in.config_double({2.0, 0.0, -1.0, 1e6});
+        c.cov_ratio = in.config_double({2e-4, 0.5, 1.0, 0.0});
+        c.clip_cov_lb = in.config_double({1.0, -1e30, 0.0});
+        c.clip_cov_ub = in.config_double({5.0, 1e30, 0.5});
+        c.kl_cov_coef = in.config_double({0.1, 0.0, -2.0, 1e30});
+        c.dro_beta = in.config_double({0.1, 1.0, 0.0, 1e30});
+        c.selection_seed = in.u8();
+    }
     c.checks = in.enum_value<grpo::validation>(2);
     return c;
 }
@@ -332,11 +347,14 @@ void run(fuzz_input& in) {
     if (len_snap.first_change() >= 0) finding("input-modified", "lengths changed by loss_and_grad");
 
     // docs/cuda.md: with validation::shapes_only the CUDA backend clamps out-of-range lengths (the CPU throws).
+    // The range is the call's: logp's columns, which may differ from the nominal pb.cols (every view's extents
+    // are perturbed independently, and all of them can move together).
+    const std::int64_t call_cols = pb.a[A_LOGP].present ? pb.a[A_LOGP].L.cols : pb.cols;
     bool lengths_out_of_range = false;
     if (pb.has_lengths && pb.len_size > 0)
         for (std::int64_t i = 0; i < pb.len_size; ++i) {
             const std::int64_t l = pb.lengths[static_cast<std::size_t>(i * pb.len_stride)];
-            if (l < 0 || l > pb.cols) lengths_out_of_range = true;
+            if (l < 0 || l > call_cols) lengths_out_of_range = true;
         }
     const bool do_emulated = in.chance(24) &&
                              !(lengths_out_of_range && pb.cfg.checks != grpo::validation::full) && pb.rows >= 0 && pb.cols >= 0 && pb.rows <= 12 &&
@@ -455,8 +473,34 @@ void run(fuzz_input& in) {
                 return true;
         return false;
     };
+    // Objectives whose loss multiplies two inputs, or an input by a configuration value (A logp, dro's
+    // beta d^2, kl_cov's coef |d|, cispo's cap), overflow the element type where that product exceeds it: the
+    // token's terms may then be infinite in opposite directions, and their sums NaN (IEEE, docs/numerics.md).
+    const double t_max = double(std::numeric_limits<T>::max());
+    auto product_overflows = [&](std::int64_t i, std::int64_t t) {
+        const grpo::loss_config& c = pb.cfg;
+        const bool with_old = pb.a[A_OLD].present && pb.a[A_OLD].L.rows == rows && pb.a[A_OLD].L.cols == cols;
+        if (c.objective == grpo::policy_objective::geo_mean) {
+            // -A_it rho_i unclipped: a row whose geometric-mean ratio overflows has +-inf terms of both signs
+            // when its advantages have both signs (verl multiplies the row's mean advantage once instead).
+            if (!with_old) return false;
+            for (std::int64_t u = 0; u < cols; ++u)
+                if (valid_cell(pb, i, u) && std::fabs(at(A_LOGP, i, u) - at(A_OLD, i, u)) > log_max - 1) return true;
+            return false;
+        }
+        if (c.objective == grpo::policy_objective::ppo_clip || c.objective == grpo::policy_objective::clip_cov)
+            return false;
+        if (!pb.a[A_ADV].present || pb.a[A_ADV].L.rows != rows || pb.a[A_ADV].L.cols != cols) return false;
+        const double a = std::fabs(at(A_ADV, i, t)), lp = std::fabs(at(A_LOGP, i, t));
+        const double d = with_old ? std::fabs(at(A_LOGP, i, t) - at(A_OLD, i, t)) : 0.0;
+        const double w = std::max({1.0, c.cispo_ratio_cap, 1 + c.epsilon_high});
+        const double gate = 4 / std::min(c.sapo_temperature_pos, c.sapo_temperature_neg); // sapo's 4/tau
+        return a * lp * w > t_max / 4 || a * gate > t_max / 4 || c.dro_beta * d * d > t_max / 4 || std::fabs(c.kl_cov_coef) * d > t_max / 4 ||
+               d > t_max / 4;
+    };
     auto both_terms_overflow = [&](std::int64_t i, std::int64_t t) {
         if (huge_input(i, t)) return true; // a difference of two inputs beyond 1e300 can itself overflow
+        if (product_overflows(i, t)) return true;
         if (pb.cfg.ratio != grpo::ratio_level::token) // sequence ratios sum over the row's unmasked tokens
             for (std::int64_t u = 0; u < cols; ++u)
                 if (valid_cell(pb, i, u) && huge_input(i, u)) return true;
@@ -477,6 +521,11 @@ void run(fuzz_input& in) {
             for (std::int64_t i = 0; i < rows; ++i)
                 for (std::int64_t t = 0; t < cols; ++t)
                     if (std::isinf(at(k, i, t))) sums_may_overflow = true;
+    for (std::int64_t i = 0; i < rows; ++i)
+        for (std::int64_t t = 0; t < cols; ++t)
+            if (valid_cell(pb, i, t) && pb.a[A_LOGP].present && pb.a[A_LOGP].L.rows == rows &&
+                pb.a[A_LOGP].L.cols == cols && product_overflows(i, t))
+                sums_may_overflow = true;
     if (pb.cfg.checks == grpo::validation::full && !finite_inputs)
         finding("nonfinite-accepted", "%s: validation::full accepted a non-finite unmasked input", tname<T>());
     if (!bits_equal(st.token_count, tokens) && !(tokens == 0 && st.token_count == 0))
@@ -573,11 +622,14 @@ void describe(const problem<T>& pb) {
     const grpo::loss_config& c = pb.cfg;
     std::fprintf(stderr,
                  "loss<%s> rows %lld cols %lld tame %d aliased %d | eps %g/%g delta %g dual %g lrclamp %g ratio %d "
-                 "beta %g kl %d klclamp %g/%g st %d agg %d gtc %g gsc %g L %g scale %g checks %d\n",
+                 "beta %g kl %d klclamp %g/%g st %d agg %d gtc %g gsc %g L %g scale %g checks %d | objective %d "
+                 "cap %g tau- %g vespo k+ %g l- %g cov %g (%g, %g) klcov %g dro %g seed %llu\n",
                  tname<T>(), (long long)pb.rows, (long long)pb.cols, pb.tame, pb.aliased, c.epsilon_low,
                  c.epsilon_high, c.delta, c.dual_clip_c, c.log_ratio_clamp, int(c.ratio), c.beta, int(c.kl),
                  c.kl_log_ratio_clamp, c.kl_value_clamp, int(c.kl_straight_through), int(c.agg), c.global_token_count,
-                 c.global_sequence_count, c.max_completion_length, c.loss_scale, int(c.checks));
+                 c.global_sequence_count, c.max_completion_length, c.loss_scale, int(c.checks), int(c.objective),
+                 c.cispo_ratio_cap, c.sapo_temperature_neg, c.vespo_k_pos, c.vespo_lambda_neg, c.cov_ratio,
+                 c.clip_cov_lb, c.clip_cov_ub, c.kl_cov_coef, c.dro_beta, (unsigned long long)c.selection_seed);
     for (int k = 0; k < A_COUNT; ++k) {
         const spec& s = pb.a[k];
         if (!s.present) continue;

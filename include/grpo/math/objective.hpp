@@ -208,7 +208,10 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE selection_candidate covariance_candidate(const
     const double cov = (static_cast<double>(advantage) - o.cov.mean_advantage) *
                        (static_cast<double>(logp) - o.cov.mean_logp);
     if constexpr (K == policy_objective::kl_cov) {
-        return {true, -cov}; // the largest cov first
+        // The largest cov first. + 0.0 turns -0 into +0: the device sorts keys by their bits, the comparisons
+        // below by value, and both must see one order. A NaN cov (non-finite inputs without validation) is
+        // never selected.
+        return {cov == cov, -cov + 0.0};
     } else if constexpr (K == policy_objective::clip_cov) {
         // verl: clip_by_origin = (pg_losses2 > pg_losses1) excludes the tokens ppo_clip clipped.
         const C clipped_ratio = select(ratio < o.clip.low, o.clip.low, select(ratio > o.clip.high, o.clip.high, ratio));

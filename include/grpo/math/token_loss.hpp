@@ -115,7 +115,7 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE token_result<C> token_loss(const token_params<
     // The sequence term reaches each token through d log-ratio / d logp: 1, except where geo_mean clipped it.
     C sequence_term = p.sequence_term;
     if constexpr (K == policy_objective::geo_mean)
-        sequence_term = chain(sequence_term, geo_mean_log_ratio(p.objective, logp - old_logp, advantage).grad);
+        sequence_term = chain(geo_mean_log_ratio(p.objective, logp - old_logp, advantage).grad, sequence_term);
     const C grad = token_gradient(p.weight, chain(c, o.dloss_dratio), dr, chain(c, o.dloss_dlogp), p.beta, k.grad,
                                   sequence_term);
     const C dropped = select(p.row_off_policy & (advantage < C(0)), C(1), C(0));

@@ -160,10 +160,11 @@ struct loss_partials {
     }
 
     /// A finished row: its losses weighted once by the row weight, so the batch total is a plain ordered sum.
+    /// A zero weight (an empty row, loss_scale 0) gives exactly 0, even for a sum that overflowed (math::chain).
     GRPO_HOST_DEVICE void weigh(double weight) {
-        policy *= weight;
-        kl = kl_sum * weight;
-        entropy = entropy_sum * weight;
+        policy = math::chain(weight, policy);
+        kl = math::chain(weight, kl_sum);
+        entropy = math::chain(weight, entropy_sum);
     }
 
     /// this = this (+) o, field by field.

@@ -436,8 +436,10 @@ GRPO_HOST_DEVICE inline math::token_params<C> row_token_params(const loss_params
                                                                 double sequence_term) {
     const math::token_params<double>& t = p.token;
     math::objective_params<C> o = call_objective_params<C>(p);
-    o.vespo_phi_pos = C(r.vespo.phi_pos);
-    o.vespo_phi_neg = C(r.vespo.phi_neg);
+    // phi beyond the element type's range is 0, as TRL's float32 get_gamma_weights gives (nan_to_num(posinf=0)).
+    const C phi_pos = C(r.vespo.phi_pos), phi_neg = C(r.vespo.phi_neg);
+    o.vespo_phi_pos = phi_pos - phi_pos == C(0) ? phi_pos : C(0);
+    o.vespo_phi_neg = phi_neg - phi_neg == C(0) ? phi_neg : C(0);
     const math::correction_params<C> corr{t.correction.mode, C(t.correction.ratio_min), C(t.correction.ratio_max)};
     math::token_params<C> out{};
     out.objective = o;
