@@ -456,10 +456,15 @@ void loss_row_unit_stride(const loss_views<T>& v, const T* ones, const loss_para
     if (p.token.objective.kind == ppo && is_lean(p))
         return kl ? loss_row_contiguous<T, ppo, true, row_pass::lean>(v, ones, p, total_tokens, i, out, L)
                   : loss_row_contiguous<T, ppo, false, row_pass::lean>(v, ones, p, total_tokens, i, out, L);
+    if (p.token.objective.kind == ppo)
+        return kl ? loss_row_contiguous<T, ppo, true, row_pass::full>(v, ones, p, total_tokens, i, out, L)
+                  : loss_row_contiguous<T, ppo, false, row_pass::full>(v, ones, p, total_tokens, i, out, L);
+    // The other objectives: the default target only. An AVX2 copy of every objective's pass (flattened) would
+    // triple the compile time of every program that calls loss_and_grad.
     math::visit_objective(p.token.objective.kind, [&](auto k) {
         constexpr policy_objective K = decltype(k)::value;
-        kl ? loss_row_contiguous<T, K, true, row_pass::full>(v, ones, p, total_tokens, i, out, L)
-           : loss_row_contiguous<T, K, false, row_pass::full>(v, ones, p, total_tokens, i, out, L);
+        kl ? loss_row_impl<T, K, true, Layout, row_pass::full>(v, ones, p, total_tokens, i, out, L)
+           : loss_row_impl<T, K, false, Layout, row_pass::full>(v, ones, p, total_tokens, i, out, L);
     });
 }
 
