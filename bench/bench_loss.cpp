@@ -17,27 +17,11 @@
 
 #include <grpo/grpo.hpp>
 
+#include "loss_data.hpp"
+
 namespace {
 
-struct data {
-    grpo::index_t rows, cols;
-    std::vector<float> logp, old_logp, ref_logp, mask, adv, grad;
-    data(grpo::index_t r, grpo::index_t c)
-        : rows(r), cols(c), logp(r * c), old_logp(r * c), ref_logp(r * c), mask(r * c), adv(r), grad(r * c) {
-        std::uint64_t s = 12345;
-        auto u = [&] {
-            s = s * 6364136223846793005ull + 1442695040888963407ull;
-            return static_cast<float>((s >> 40) * 0x1.0p-24);
-        };
-        for (grpo::index_t k = 0; k < r * c; ++k) {
-            logp[k] = -4 * u();
-            old_logp[k] = logp[k] + 0.4f * (u() - 0.5f);
-            ref_logp[k] = logp[k] + 0.4f * (u() - 0.5f);
-            mask[k] = (k % c) < c * 9 / 10 ? 1.0f : 0.0f; // 10% padding
-        }
-        for (auto& a : adv) a = 2 * u() - 1;
-    }
-};
+using data = grpo_bench::loss_data;
 
 constexpr double bytes_per_token = 5 * sizeof(float);
 

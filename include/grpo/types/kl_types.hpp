@@ -67,11 +67,9 @@ namespace detail {
 template <class T, class S>
 kl_params check_kl_call(const char* where, const kl_inputs<T, S>& in, const kl_outputs<T, S>& out,
                         const kl_config& cfg) {
-    constexpr double inf = std::numeric_limits<double>::infinity();
-    check_enum(where, "config.kl", cfg.kl, kl_estimator_count);
+    const kl_params k =
+        checked_kl(where, cfg.kl, cfg.kl_log_ratio_clamp, cfg.kl_value_clamp, cfg.kl_straight_through);
     check_enum(where, "config.checks", cfg.checks, 2);
-    check_range(where, "config.kl_log_ratio_clamp", cfg.kl_log_ratio_clamp, 0, inf, "a value >= 0 (0 = off)");
-    check_range(where, "config.kl_value_clamp", cfg.kl_value_clamp, 0, inf, "a value >= 0 (0 = off)");
     const index_t rows = in.logp.rows(), cols = in.logp.cols();
     if (!in.logp.present() &&
         (!in.ref_logp.empty() || !in.mask.empty() || !in.lengths.empty() || !out.kl.empty() ||
@@ -89,7 +87,7 @@ kl_params check_kl_call(const char* where, const kl_inputs<T, S>& in, const kl_o
                             {"ref_logp", range_of(in.ref_logp)},
                             {"mask", range_of(in.mask)},
                             {"lengths", range_of(in.lengths)}});
-    return resolve_kl(cfg.kl, cfg.kl_log_ratio_clamp, cfg.kl_value_clamp, cfg.kl_straight_through);
+    return k;
 }
 
 } // namespace detail

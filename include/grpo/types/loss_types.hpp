@@ -470,8 +470,22 @@ struct kl_params {
     kl_estimator kl;
     double input_clamp, value_clamp;
     bool straight_through;
+
+    /// One token of per_token_kl, for every backend: the estimate and its gradient. The caller passes only
+    /// unmasked tokens (masked ones get {0, 0} without reading their inputs).
+    template <class C>
+    GRPO_HOST_DEVICE GRPO_FORCEINLINE math::kl_term<C> at(C logp, C ref_logp) const {
+        return math::kl_penalty<C>(kl, logp, ref_logp, C(input_clamp), C(value_clamp), straight_through);
+    }
 };
-inline kl_params resolve_kl(kl_estimator kl, double log_ratio_clamp, double value_clamp, bool straight_through) {
+/// Checks the KL settings of a loss_config or kl_config (same field names in both) and resolves low_var_kl
+/// into k3 with its clamps.
+inline kl_params checked_kl(const char* where, kl_estimator kl, double log_ratio_clamp, double value_clamp,
+                            bool straight_through) {
+    constexpr double inf = std::numeric_limits<double>::infinity();
+    check_enum(where, "config.kl", kl, kl_estimator_count);
+    check_range(where, "config.kl_log_ratio_clamp", log_ratio_clamp, 0, inf, "a value >= 0 (0 = off)");
+    check_range(where, "config.kl_value_clamp", value_clamp, 0, inf, "a value >= 0 (0 = off)");
     const bool low_var = kl == kl_estimator::low_var_kl;
     return {low_var ? kl_estimator::k3 : kl,
             low_var && log_ratio_clamp == 0 ? low_var_kl_log_ratio_clamp : log_ratio_clamp,
@@ -485,7 +499,6 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
     constexpr double inf = std::numeric_limits<double>::infinity();
     check_enum(where, "config.objective", cfg.objective, policy_objective_count);
     check_enum(where, "config.ratio", cfg.ratio, 3);
-    check_enum(where, "config.kl", cfg.kl, kl_estimator_count);
     check_enum(where, "config.agg", cfg.agg, 5);
     check_enum(where, "config.checks", cfg.checks, 2);
     check_enum(where, "config.sampling", cfg.sampling, sampling_correction_count);
@@ -496,8 +509,8 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
         check_range(where, "config.dual_clip_c", cfg.dual_clip_c, 1 + 1e-12, inf, "0 (off) or a value > 1");
     check_range(where, "config.log_ratio_clamp", cfg.log_ratio_clamp, 0, inf, "a value >= 0 (0 = off)");
     check_range(where, "config.beta", cfg.beta, 0, inf, "a finite value >= 0");
-    check_range(where, "config.kl_log_ratio_clamp", cfg.kl_log_ratio_clamp, 0, inf, "a value >= 0 (0 = off)");
-    check_range(where, "config.kl_value_clamp", cfg.kl_value_clamp, 0, inf, "a value >= 0 (0 = off)");
+    const kl_params kl =
+        checked_kl(where, cfg.kl, cfg.kl_log_ratio_clamp, cfg.kl_value_clamp, cfg.kl_straight_through);
     check_range(where, "config.cispo_ratio_cap", cfg.cispo_ratio_cap, 1e-300, inf, "a finite value > 0");
     check_range(where, "config.sapo_temperature_pos", cfg.sapo_temperature_pos, 1e-300, inf, "a finite value > 0");
     check_range(where, "config.sapo_temperature_neg", cfg.sapo_temperature_neg, 1e-300, inf, "a finite value > 0");
@@ -655,11 +668,10 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
     t.log_ratio_clamp = cfg.log_ratio_clamp;
     t.beta = cfg.beta;
     // low_var_kl is k3 with its clamps (explicit non-zero clamps override them).
-    const kl_params k = resolve_kl(cfg.kl, cfg.kl_log_ratio_clamp, cfg.kl_value_clamp, cfg.kl_straight_through);
-    t.kl = k.kl;
-    t.kl_input_clamp = k.input_clamp;
-    t.kl_value_clamp = k.value_clamp;
-    t.kl_straight_through = k.straight_through;
+    t.kl = kl.kl;
+    t.kl_input_clamp = kl.input_clamp;
+    t.kl_value_clamp = kl.value_clamp;
+    t.kl_straight_through = kl.straight_through;
     t.kl_bias_correction = cfg.kl_bias_correction;
     t.correction = {cfg.sampling, cfg.sampling_ratio_min, cfg.sampling_ratio_max};
     t.weight = 1;

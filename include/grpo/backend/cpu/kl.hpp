@@ -39,16 +39,11 @@ kl_stats per_token_kl(const exec::host& ex, const loss_views<T>& v, const kl_par
             double sum = 0, n = 0;
             for (index_t t = 0; t < cols; ++t) {
                 const bool valid = t < end && (!v.mask.present() || v.mask(i, t) != T(0));
-                C value = 0, grad = 0;
-                if (valid) {
-                    const math::kl_term<C> kl = math::kl_penalty<C>(k.kl, C(v.logp(i, t)), C(v.ref_logp(i, t)),
-                                                                    C(k.input_clamp), C(k.value_clamp),
-                                                                    k.straight_through);
-                    value = kl.value;
-                    grad = kl.grad;
-                    sum += static_cast<double>(value);
-                    n += 1;
-                }
+                const math::kl_term<C> kl =
+                    valid ? k.at(C(v.logp(i, t)), C(v.ref_logp(i, t))) : math::kl_term<C>{C(0), C(0)};
+                const C value = kl.value, grad = kl.grad;
+                sum += static_cast<double>(value);
+                n += valid ? 1 : 0;
                 if (v.per_token.present()) v.per_token(i, t) = value;
                 if (v.grad.present()) v.grad(i, t) = grad;
             }

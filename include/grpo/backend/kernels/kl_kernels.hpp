@@ -31,16 +31,11 @@ struct kl_kernel {
             double sum = 0, n = 0;
             for (index_t t = b.thread(); t < cols; t += b.threads()) {
                 const bool valid = t < end && is_valid(v, i, t);
-                C value = 0, grad = 0;
-                if (valid) {
-                    const math::kl_term<C> kl = math::kl_penalty<C>(k.kl, C(v.logp(i, t)), C(v.ref_logp(i, t)),
-                                                                    C(k.input_clamp), C(k.value_clamp),
-                                                                    k.straight_through);
-                    value = kl.value;
-                    grad = kl.grad;
-                    sum += static_cast<double>(value);
-                    n += 1;
-                }
+                const math::kl_term<C> kl =
+                    valid ? k.at(C(v.logp(i, t)), C(v.ref_logp(i, t))) : math::kl_term<C>{C(0), C(0)};
+                const C value = kl.value, grad = kl.grad;
+                sum += static_cast<double>(value);
+                n += valid ? 1 : 0;
                 if (v.per_token.present()) v.per_token(i, t) = T(value);
                 if (v.grad.present()) v.grad(i, t) = T(grad);
             }
