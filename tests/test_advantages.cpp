@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "catch.hpp"
@@ -198,4 +199,95 @@ TEST_CASE("advantage statistics for logging", "[advantages]") {
     CHECK(st.reward_mean == Approx(5.0 / 8));
     CHECK(st.advantage_max == Approx(1.4997000599880024));
     CHECK(st.advantage_min == Approx(-0.4999000199960008));
+}
+
+// verl core_algos.py (commit 26b5d6b2): compute_grpo_passk_outcome_advantage L258-315, compute_opo_outcome_advantage
+// L406-450, compute_gpg_outcome_advantage L520-579. Expected values: those functions' formulas run in torch
+// float64 on the same inputs.
+TEST_CASE("pass@k (verl grpo_passk): only the best row gets the margin; ties give 0", "[advantages][estimators]") {
+    // Group 0: best 0.9 (row 1), runner-up 0.5. Group 1: 1 twice -> margin 0 everywhere.
+    const std::vector<double> r{0.2, 0.9, 0.5, 0.1, 1, 0, 1, 0.5};
+    grpo::advantage_config cfg = grpo::advantage_config::verl();
+    cfg.estimator = grpo::advantage_estimator::passk;
+    auto a = advantages_of(r, grpo::groups::contiguous(4), cfg);
+    CHECK(a[1] == Approx(1.1129702530588268).epsilon(1e-14));
+    for (int i : {0, 2, 3, 4, 5, 6, 7}) CHECK(a[i] == 0.0);
+    cfg.passk_scale_by_std = false;
+    a = advantages_of(r, grpo::groups::contiguous(4), cfg);
+    CHECK(a[1] == 0.9 - 0.5);
+    // A group of one scored reward (verl raises) gets 0, as does a single-row group.
+    const std::vector<double> s{3, std::numeric_limits<double>::quiet_NaN(), 5};
+    const std::vector<std::int64_t> ids{0, 0, 1};
+    cfg.nan = grpo::nan_rewards::ignore;
+    a = advantages_of(s, grpo::groups::by_id(grpo::vector_view<const std::int64_t>(ids.data(), 3), 2), cfg);
+    CHECK(a == std::vector<double>{0, 0, 0});
+    // Permuting the rows of a group permutes the advantages.
+    const std::vector<double> p{0.5, 0.1, 0.9, 0.2};
+    cfg.passk_scale_by_std = true;
+    const auto ap = advantages_of(p, grpo::groups::contiguous(4), cfg);
+    const auto a0 = advantages_of(std::vector<double>(r.begin(), r.begin() + 4), grpo::groups::contiguous(4), cfg);
+    CHECK(ap[2] == Approx(a0[1]).epsilon(1e-14)); // the std is summed in another order
+    CHECK(ap[0] == 0.0);
+}
+
+TEST_CASE("OPO (verl opo): length-weighted group baseline", "[advantages][estimators]") {
+    // Groups by id: {1, 0, 1} with lengths {10, 30, 20}; {0.3, 0.7} with {5, 15}; a singleton 2 (length 7).
+    const std::vector<double> r{1, 0, 1, 0.3, 0.7, 2}, len{10, 30, 20, 5, 15, 7};
+    const std::vector<std::int64_t> ids{0, 0, 0, 1, 1, 2};
+    grpo::advantage_config cfg = grpo::advantage_config::verl(); // singleton: the raw reward (verl b = 0)
+    cfg.estimator = grpo::advantage_estimator::opo;
+    std::vector<double> a(6);
+    grpo::compute_advantages(grpo::exec::host{}, grpo::vector_view<const double>(r.data(), 6),
+                             grpo::groups::by_id(grpo::vector_view<const std::int64_t>(ids.data(), 6), 3),
+                             grpo::vector_view<double>(a.data(), 6), cfg, {}, grpo::vector_view<const double>(len.data(), 6));
+    const std::vector<double> verl{0.5, -0.5, 0.5, -0.3, 0.09999999999999998, 2.0};
+    for (std::size_t i = 0; i < 6; ++i) CHECK(a[i] == Approx(verl[i]).epsilon(1e-14).margin(1e-15));
+    // Lengths are required and named when missing.
+    try {
+        grpo::compute_advantages(grpo::exec::host{}, grpo::vector_view<const double>(r.data(), 6),
+                                 grpo::groups::contiguous(3), grpo::vector_view<double>(a.data(), 6), cfg);
+        FAIL("expected grpo::error");
+    } catch (const grpo::error& e) {
+        CHECK(std::string(e.what()).find("token_weights") != std::string::npos);
+    }
+    // A group of total length 0 falls back to the plain mean (verl: 0/0).
+    const std::vector<double> z{0, 0, 0, 0, 0, 0};
+    grpo::compute_advantages(grpo::exec::host{}, grpo::vector_view<const double>(r.data(), 2),
+                             grpo::groups::contiguous(2), grpo::vector_view<double>(a.data(), 2), cfg, {},
+                             grpo::vector_view<const double>(z.data(), 2));
+    CHECK(a[0] == 0.5);
+    CHECK(a[1] == -0.5);
+}
+
+TEST_CASE("GPG (verl gpg): alpha = batch / nonzero rewards times the group-centered reward",
+          "[advantages][estimators]") {
+    const std::vector<double> r{1, 0, 0, 0, 1, 1, 0, 0, 3};
+    const std::vector<std::int64_t> ids{0, 0, 0, 0, 1, 1, 1, 1, 2};
+    grpo::advantage_config cfg = grpo::advantage_config::verl();
+    cfg.estimator = grpo::advantage_estimator::gpg;
+    std::vector<double> a(9);
+    grpo::compute_advantages(grpo::exec::host{}, grpo::vector_view<const double>(r.data(), 9),
+                             grpo::groups::by_id(grpo::vector_view<const std::int64_t>(ids.data(), 9), 3),
+                             grpo::vector_view<double>(a.data(), 9), cfg);
+    const std::vector<double> verl{1.6875, -0.5625, -0.5625, -0.5625, 1.125, 1.125, -1.125, -1.125, 6.75};
+    for (std::size_t i = 0; i < 9; ++i) CHECK(a[i] == Approx(verl[i]).epsilon(1e-15));
+    // Every reward 0: alpha = n / max(0, 1), advantages 0.
+    const std::vector<double> zeros(4, 0.0);
+    CHECK(advantages_of(zeros, grpo::groups::contiguous(2), cfg) == std::vector<double>(4, 0.0));
+}
+
+TEST_CASE("variance floor (verl grpo_vectorized before PR #6348): sqrt(max(var, floor)) in the z-score",
+          "[advantages][estimators]") {
+    const std::vector<double> r{1, 1 + 1e-6, 0, 1};
+    grpo::advantage_config cfg = grpo::advantage_config::verl();
+    const auto plain = advantages_of(r, grpo::groups::contiguous(2), cfg);
+    cfg.variance_floor = 1e-6;
+    const auto floored = advantages_of(r, grpo::groups::contiguous(2), cfg);
+    // Group 0: var = 5e-13 < floor -> std 1e-3; group 1: var = 0.5 > floor, unchanged.
+    CHECK(floored[1] == Approx(0.5e-6 / (1e-3 + 1e-6)).epsilon(1e-9));
+    CHECK(plain[1] == Approx(0.5e-6 / (std::sqrt(5e-13) + 1e-6)).epsilon(1e-6));
+    CHECK(floored[2] == plain[2]);
+    CHECK(floored[3] == plain[3]);
+    cfg.variance_floor = -1;
+    CHECK_THROWS_AS(advantages_of(r, grpo::groups::contiguous(2), cfg), grpo::error);
 }

@@ -61,11 +61,11 @@ TEST_CASE("process_advantages: default epsilon, groups, zero-variance group and 
     std::vector<double> adv(16, -7);
     const auto st = grpo::process_advantages(grpo::exec::host{}, s, grpo::groups::contiguous(2),
                                              grpo::matrix_view<double>(adv.data(), 4, 4));
-    const double sd = 0.351188458428425;
-    CHECK(adv[0] == Approx((0.9 - 0.533333333333) / (sd + 1e-4) + (0.2 - 0.533333333333) / (sd + 1e-4)));
+    // The default epsilon is the paper's 0: the worked example's values.
+    CHECK(adv[0] == Approx(0.094916).epsilon(1e-5));
     CHECK(adv[1] == Approx(adv[0]));
-    CHECK(adv[3] == Approx((0.2 - 0.533333333333) / (sd + 1e-4)));
-    CHECK(adv[4] == Approx(-0.094916 * sd / (sd + 1e-4)).epsilon(1e-5));
+    CHECK(adv[3] == Approx(-0.949158).epsilon(1e-5));
+    CHECK(adv[4] == Approx(-0.094916).epsilon(1e-5));
     CHECK(adv[7] == 0.0);
     for (int i = 8; i < 16; ++i) CHECK(adv[i] == 0.0);
     CHECK(st.zero_variance_groups == 1);

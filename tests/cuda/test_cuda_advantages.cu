@@ -206,7 +206,8 @@ void compare(const result& cpu, const result& gpu, double rel) {
 const grpo::advantage_estimator all_estimators[] = {
     grpo::advantage_estimator::group_zscore, grpo::advantage_estimator::group_centered,
     grpo::advantage_estimator::group_centered_batch_std, grpo::advantage_estimator::rloo,
-    grpo::advantage_estimator::group_centered_batch_whitened};
+    grpo::advantage_estimator::group_centered_batch_whitened, grpo::advantage_estimator::passk,
+    grpo::advantage_estimator::opo, grpo::advantage_estimator::gpg};
 
 /// Every estimator x std x singleton rule x NaN policy on one problem, both element types' tolerance.
 template <class T>
@@ -216,7 +217,11 @@ void parity_sweep(const problem& clean, const problem& nanny, double rel) {
         for (auto sd : {grpo::std_estimator::unbiased, grpo::std_estimator::biased})
             for (auto single : {grpo::singleton_group::zero, grpo::singleton_group::raw_reward})
                 for (int nan = 0; nan < 2; ++nan)
-                    for (int weights = 0; weights < (est == grpo::advantage_estimator::group_centered_batch_whitened ? 2 : 1);
+                    for (int weights = est == grpo::advantage_estimator::opo ? 1 : 0;
+                         weights < (est == grpo::advantage_estimator::group_centered_batch_whitened ||
+                                            est == grpo::advantage_estimator::opo
+                                        ? 2
+                                        : 1);
                          ++weights) {
                         grpo::advantage_config cfg;
                         cfg.estimator = est;
@@ -226,6 +231,10 @@ void parity_sweep(const problem& clean, const problem& nanny, double rel) {
                         const problem& pb = nan ? nanny : clean;
                         const int estimator = int(est), std_kind = int(sd), singleton = int(single);
                         CAPTURE(estimator, std_kind, singleton, nan, weights);
+                        compare(run_cpu<T>(pb, cfg, weights != 0), run_cuda<T>(pb, cfg, weights != 0, ws), rel);
+                        // The variance floor (verl grpo_vectorized) and passk without std scaling.
+                        cfg.variance_floor = 1e-6;
+                        cfg.passk_scale_by_std = false;
                         compare(run_cpu<T>(pb, cfg, weights != 0), run_cuda<T>(pb, cfg, weights != 0, ws), rel);
                     }
 }

@@ -87,12 +87,14 @@ void size_buffer(vbuf<E>& b) {
 
 template <class T>
 void build(fuzz_input& in, problem<T>& pb) {
-    pb.cfg.estimator = in.enum_value<grpo::advantage_estimator>(5);
+    pb.cfg.estimator = in.enum_value<grpo::advantage_estimator>(grpo::advantage_estimator_count);
     pb.cfg.std = in.enum_value<grpo::std_estimator>(2);
     pb.cfg.epsilon = in.config_double({1e-4, 1e-6, 0.0, 1e-9, 1.0});
     pb.cfg.singleton = in.enum_value<grpo::singleton_group>(2);
     pb.cfg.nan = in.enum_value<grpo::nan_rewards>(2);
     pb.cfg.whiten_epsilon = in.config_double({1e-8, 0.0, 1.0});
+    pb.cfg.variance_floor = in.config_double({0.0, 0.0, 1e-6, 1.0});
+    pb.cfg.passk_scale_by_std = in.flag();
 
     const std::uint8_t mode = in.u8();
     pb.n = mode < 220 ? in.range(0, 24) : mode < 240 ? in.range(25, 3000) : (hostile_enabled() ? in.hostile_size() : 3);
@@ -123,7 +125,9 @@ void build(fuzz_input& in, problem<T>& pb) {
     pb.ids.present = !pb.contiguous;
     pb.ids.name = "ids";
     pb.ids.L = draw_vlayout(in, sz(n), true);
-    pb.tw.present = in.chance(pb.cfg.estimator == grpo::advantage_estimator::group_centered_batch_whitened ? 120 : 20);
+    const bool reads_weights = pb.cfg.estimator == grpo::advantage_estimator::group_centered_batch_whitened ||
+                               pb.cfg.estimator == grpo::advantage_estimator::opo;
+    pb.tw.present = in.chance(reads_weights ? 200 : 20);
     pb.tw.name = "token_weights";
     pb.tw.L = draw_vlayout(in, sz(n), true);
     pb.mean.present = in.chance(100);
@@ -335,10 +339,11 @@ template <class T>
 void describe(const problem<T>& pb) {
     std::fprintf(stderr,
                  "advantages<%s> n %lld %s G %lld num_groups %lld k %lld tame %d aliased %d | est %d std %d eps %g "
-                 "singleton %d nan %d weps %g\n",
+                 "singleton %d nan %d weps %g floor %g passk_std %d\n",
                  tname<T>(), (long long)pb.n, pb.contiguous ? "contiguous" : "by_id", (long long)pb.G,
                  (long long)pb.num_groups, (long long)pb.k, pb.tame, pb.aliased, int(pb.cfg.estimator),
-                 int(pb.cfg.std), pb.cfg.epsilon, int(pb.cfg.singleton), int(pb.cfg.nan), pb.cfg.whiten_epsilon);
+                 int(pb.cfg.std), pb.cfg.epsilon, int(pb.cfg.singleton), int(pb.cfg.nan), pb.cfg.whiten_epsilon,
+                 pb.cfg.variance_floor, int(pb.cfg.passk_scale_by_std));
     auto d = [](const auto& b) {
         if (!b.present) return;
         std::fprintf(stderr, "  %s: size %lld stride %lld offset %lld backed %d:", b.name, (long long)b.L.size,
@@ -383,7 +388,7 @@ void run(fuzz_input& in) {
     }
     {
         const grpo::advantage_config& c = pb.cfg;
-        if (int(c.estimator) < 0 || int(c.estimator) > 4 || int(c.std) < 0 || int(c.std) > 1 || int(c.singleton) < 0 ||
+        if (int(c.estimator) < 0 || int(c.estimator) >= grpo::advantage_estimator_count || int(c.std) < 0 || int(c.std) > 1 || int(c.singleton) < 0 ||
             int(c.singleton) > 1 || int(c.nan) < 0 || int(c.nan) > 1)
             finding("enum-out-of-range-accepted", "advantage_config est %d std %d singleton %d nan %d accepted",
                     int(c.estimator), int(c.std), int(c.singleton), int(c.nan));

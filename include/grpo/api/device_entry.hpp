@@ -267,8 +267,8 @@ const double* run_advantages(D& dev, const char* where, vector_view<const T, dev
     const index_t n = rewards.size();
     const index_t k = g.num_groups(n);
     const bool by_id = !g.is_contiguous();
-    // Every size adv_layout adds up (at most 40 bytes a row, 48 a group, plus alignment) fits std::ptrdiff_t.
-    (void)checked_add(where, "rows/num_groups", checked_mul(where, "rows", n, 64), checked_mul(where, "num_groups", k, 64));
+    // Every size adv_layout adds up (at most 40 bytes a row, 112 a group, plus alignment) fits std::ptrdiff_t.
+    (void)checked_add(where, "rows/num_groups", checked_mul(where, "rows", n, 64), checked_mul(where, "num_groups", k, 128));
     const adv_scratch s = adv_scratch_for(dev, n, k, by_id);
     if (d_stats == nullptr) d_stats = s.stats;
     adv_params p{};
@@ -278,10 +278,7 @@ const double* run_advantages(D& dev, const char* where, vector_view<const T, dev
     p.contiguous = !by_id;
     p.reject_nan = cfg.nan == nan_rewards::reject;
     p.whiten = cfg.estimator == advantage_estimator::group_centered_batch_whitened;
-    p.est = cfg.estimator;
-    p.std_est = cfg.std;
-    p.singleton = cfg.singleton;
-    p.epsilon = cfg.epsilon;
+    p.ap = cfg.params();
     p.whiten_epsilon = cfg.whiten_epsilon;
     const adv_views<T> v{rewards,       advantages,     g.ids(),   token_weights,
                          per_group.mean, per_group.std, per_group.zero_variance, per_group.count};

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
-// Group statistics and per-completion advantage formulas: the one definition both backends use.
+// Per-completion advantage formulas over group statistics: the one definition both backends use.
 #pragma once
 
-#include "common.hpp"
+#include <cstdint>
+
+#include "group_stats.hpp"
 
 GRPO_NAMESPACE_BEGIN
 
@@ -20,13 +22,20 @@ enum class advantage_estimator {
     /// r - mean_g, then whitened over the batch (x - mu) / sqrt(var + whiten_epsilon) with unbiased
     /// (optionally token-weighted) variance. verl "reinforce_plus_plus_baseline"; OpenRLHF "reinforce_baseline".
     group_centered_batch_whitened,
+    /// Pass@k training (arXiv 2503.19595): only the group's best completion gets an advantage, the margin
+    /// r_max - r_second over the runner-up, divided by (std_g + eps) unless passk_scale_by_std is false; every
+    /// other completion gets 0. Ties: the first best row in row order is "the best", and its margin is 0.
+    /// Groups with fewer than two scored rewards get 0 (verl raises). verl "grpo_passk".
+    passk,
+    /// r - b_g with the length-weighted baseline b_g = sum_j L_j r_j / sum_j L_j, L = token_weights
+    /// (completion lengths, required; a group of total length 0 falls back to the plain mean). OPO
+    /// (arXiv 2505.23585). verl "opo".
+    opo,
+    /// alpha (r - mean_g) with alpha = scored / max(nonzero, 1) over the whole batch (rewards != 0 among the
+    /// scored). GPG (arXiv 2504.02546). verl "gpg" (f_norm 1).
+    gpg,
 };
-
-/// Which standard deviation: sample (n - 1, every peer's default) or population (n).
-enum class std_estimator {
-    unbiased, ///< Bessel-corrected, torch.std default (TRL, verl, OpenRLHF)
-    biased,   ///< population std, torch.std(unbiased=False)
-};
+constexpr int advantage_estimator_count = 8;
 
 /// What a group with a single scored completion gets.
 enum class singleton_group {
@@ -36,46 +45,55 @@ enum class singleton_group {
 
 namespace math {
 
-/// Two-pass statistics of one group, shifted by the group's first value so that a constant group has
-/// exactly zero deviation (sum(x)/n does not round-trip: 0.1+0.1+0.1 != 0.3).
-template <class C>
-struct group_moments {
-    C count = 0;
-    C pivot = 0;      ///< first value seen
-    C shifted_sum = 0; ///< sum of (x - pivot)
-    C m2 = 0;         ///< sum of (x - mean)^2, filled by the second pass
+/// The estimators' settings as every backend passes them to the formulas (advantage_config's fields).
+struct advantage_params {
+    advantage_estimator est = advantage_estimator::group_zscore;
+    std_estimator std = std_estimator::unbiased;
+    singleton_group singleton = singleton_group::zero;
+    double epsilon = 1e-4;
+    double variance_floor = 0; ///< z-score denominators use sqrt(max(var, floor)) (verl grpo_vectorized)
+    bool passk_scale_by_std = true;
+};
 
-    /// First pass; `weight` (default 1: a count) makes `count` a total weight, as batch whitening needs.
-    /// With weight 1 every operation is the unweighted one (1 * y == y exactly).
-    GRPO_HOST_DEVICE void add_first_pass(C x, C weight = C(1)) {
-        if (count == 0) pivot = x;
-        add_shifted(x, weight);
-    }
-    /// First-pass accumulation against a pivot fixed beforehand (parallel backends: every partial of one
-    /// group uses the group's first value as pivot, then the partial count and shifted_sum are summed).
-    GRPO_HOST_DEVICE void add_shifted(C x, C weight = C(1)) {
-        count += weight;
-        shifted_sum += weight * (x - pivot);
-    }
-    /// Moments with a preset pivot and nothing accumulated yet.
-    GRPO_HOST_DEVICE static group_moments with_pivot(C p) {
-        group_moments m;
-        m.pivot = p;
-        return m;
-    }
-    GRPO_HOST_DEVICE C mean() const { return count > 0 ? pivot + shifted_sum / count : C(0); }
-    GRPO_HOST_DEVICE void add_second_pass(C x, C mean_value, C weight = C(1)) {
-        const C d = x - mean_value;
-        m2 += weight * d * d;
-    }
-    /// Every value equal (or fewer than two): no learning signal (TRL frac_reward_zero_std).
-    GRPO_HOST_DEVICE bool zero_variance() const { return m2 == 0; }
-    /// 0 for fewer than two values (or one with the biased estimator's single value).
-    GRPO_HOST_DEVICE C std(std_estimator e) const {
-        const C dof = e == std_estimator::unbiased ? count - 1 : count;
-        return dof > 0 ? math::sqrt(m2 / dof) : C(0);
+/// A group's figures beyond its moments, for the estimators that read them (passk, opo).
+struct group_extras {
+    double best = -infinity<double>();   ///< largest scored reward
+    double second = -infinity<double>(); ///< second largest (equal to best on a tie)
+    std::int64_t best_row = -1;          ///< first row holding `best`
+    group_moments<double> weighted;      ///< token_weights-weighted moments (first pass: the weighted mean)
+
+    /// One scored reward of row `row`, rows visited in increasing order.
+    GRPO_HOST_DEVICE void add_candidate(double r, std::int64_t row) {
+        if (r > best) {
+            second = best;
+            best = r;
+            best_row = row;
+        } else if (r > second) {
+            second = r;
+        }
     }
 };
+
+/// Batch-level figures of the estimators that normalize over the whole batch.
+struct batch_figures {
+    double std = 0;         ///< std of every scored reward (group_centered_batch_std)
+    double white_mean = 0;  ///< whitening statistics (group_centered_batch_whitened)
+    double white_scale = 1;
+    double gpg_scale = 1;   ///< scored / max(nonzero, 1) (gpg)
+};
+
+/// alpha of gpg from the batch's scored and non-zero reward counts.
+GRPO_HOST_DEVICE inline double gpg_scale(double scored, double nonzero) {
+    return scored / (nonzero > 1 ? nonzero : 1.0);
+}
+
+/// The group std in a z-score denominator: the group's std, or sqrt(max(var, variance_floor)) with a floor.
+GRPO_HOST_DEVICE inline double scale_std(const group_moments<double>& m, const advantage_params& p) {
+    if (!(p.variance_floor > 0)) return m.std(p.std);
+    const double dof = p.std == std_estimator::unbiased ? m.count - 1 : m.count;
+    const double var = dof > 0 ? m.m2 / dof : 0.0;
+    return math::sqrt(var > p.variance_floor ? var : p.variance_floor);
+}
 
 /// Advantage of one completion with reward r in a group of n scored rewards with statistics mean, std.
 /// `scale_std` is the std in the denominator: the group's, or the batch's for group_centered_batch_std.
@@ -116,16 +134,30 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE C whitening_scale(C weighted_m2, C weight_sum,
     return 1 / math::sqrt(var + whiten_epsilon);
 }
 
-/// Advantage of one scored completion with reward r in a group with moments m: group_advantage with the
-/// estimator's std (the group's, or `batch_std` for group_centered_batch_std), then, for
-/// group_centered_batch_whitened, (a - white_mean) * white_scale.
-template <class C>
-GRPO_HOST_DEVICE GRPO_FORCEINLINE C completion_advantage(advantage_estimator est, C r, const group_moments<C>& m,
-                                                         std_estimator std_est, C batch_std, C epsilon,
-                                                         singleton_group singleton, C white_mean, C white_scale) {
-    const C scale_std = est == advantage_estimator::group_centered_batch_std ? batch_std : m.std(std_est);
-    C a = group_advantage<C>(est, r, m.count, m.mean(), scale_std, epsilon, singleton);
-    if (est == advantage_estimator::group_centered_batch_whitened) a = (a - white_mean) * white_scale;
+/// Advantage of one scored completion (reward r, row `row`) in a group with moments m and extras x: every
+/// estimator's formula in one place, for both backends. group_centered_batch_whitened returns the whitened
+/// value (a - white_mean) * white_scale of its centering step.
+GRPO_HOST_DEVICE GRPO_FORCEINLINE double completion_advantage(const advantage_params& p, double r, std::int64_t row,
+                                                              const group_moments<double>& m, const group_extras& x,
+                                                              const batch_figures& batch) {
+    const bool singleton = m.count < 2;
+    const double alone = p.singleton == singleton_group::zero ? 0.0 : r; // verl: mean 0 (and std 1)
+    switch (p.est) {
+    case advantage_estimator::passk: {
+        if (singleton || row != x.best_row) return 0.0;
+        const double margin = x.best - x.second;
+        if (!p.passk_scale_by_std) return margin;
+        const double scale = scale_std(m, p) + p.epsilon;
+        return scale > 0 ? margin / scale : 0.0; // scale 0: a constant group with epsilon 0, margin 0
+    }
+    case advantage_estimator::opo:
+        return singleton ? alone : r - (x.weighted.count > 0 ? x.weighted.mean() : m.mean());
+    case advantage_estimator::gpg: return batch.gpg_scale * (singleton ? alone : r - m.mean());
+    default: break;
+    }
+    const double std_used = p.est == advantage_estimator::group_centered_batch_std ? batch.std : scale_std(m, p);
+    double a = group_advantage<double>(p.est, r, m.count, m.mean(), std_used, p.epsilon, p.singleton);
+    if (p.est == advantage_estimator::group_centered_batch_whitened) a = (a - batch.white_mean) * batch.white_scale;
     return a;
 }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../api/advantages.hpp"
+#include "../backend/cpu/group_stats.hpp"
 #include "../core/check.hpp"
 #include "../core/exec.hpp"
 #include "../math/advantage.hpp"
@@ -24,7 +25,10 @@ GRPO_NAMESPACE_BEGIN
 /// outcome rewards); set epsilon = 0 for the paper's formula.
 struct process_reward_config {
     std_estimator std = std_estimator::unbiased;
-    double epsilon = advantage_config::trl_epsilon;
+    /// Added to the std. 0 is the paper's formula (DeepSeekMath §4.1.3: (r - mean(R)) / std(R)); no peer trainer
+    /// ships process supervision to follow instead. A constant group gives 0, not 0/0, whatever epsilon is;
+    /// advantage_config::trl_epsilon (1e-4) bounds the normalized rewards of nearly constant groups.
+    double epsilon = 0;
 };
 
 /// Step rewards of a batch in compressed-row form: the steps of row i are [offsets[i], offsets[i+1]), step j
@@ -132,27 +136,21 @@ advantage_stats process_advantages(const exec::host&, vector_view<R> step_reward
         }
     detail::check_group_ids(where, rows, g);
 
-    // Group statistics over all steps of the group's rows (two passes, pivot-shifted).
+    // Group statistics over all steps of the group's rows (two passes, pivot-shifted), in row then step order.
     const index_t k = g.num_groups(rows);
-    auto group_of = [&](index_t i) { return detail::group_of(g, i); };
-    using moments = math::group_moments<double>;
+    using moments = detail::cpu::moments;
     std::vector<moments> m = detail::make_scratch<moments>(where, "num_groups", k);
     moments batch;
-    for (index_t i = 0; i < rows; ++i)
-        for (index_t j = step_offsets[i]; j < step_offsets[i + 1]; ++j) {
-            m[group_of(i)].add_first_pass(step_rewards[j]);
-            batch.add_first_pass(step_rewards[j]);
-        }
-    const double batch_mean = batch.mean();
-    for (index_t i = 0; i < rows; ++i)
-        for (index_t j = step_offsets[i]; j < step_offsets[i + 1]; ++j) {
-            moments& mm = m[group_of(i)];
-            mm.add_second_pass(step_rewards[j], mm.mean());
-            batch.add_second_pass(step_rewards[j], batch_mean);
-        }
+    detail::cpu::two_pass_moments(
+        [&](auto&& emit) {
+            for (index_t i = 0; i < rows; ++i)
+                for (index_t j = step_offsets[i]; j < step_offsets[i + 1]; ++j)
+                    emit(detail::group_of(g, i), static_cast<double>(step_rewards[j]));
+        },
+        m.data(), &batch);
     auto norm = [&](index_t i, index_t j) -> double {
-        const moments& mm = m[group_of(i)];
-        if (mm.count < 2 || mm.zero_variance()) return 0.0;
+        const moments& mm = m[detail::group_of(g, i)];
+        if (mm.zero_variance()) return 0.0; // fewer than two steps, or all equal
         return math::group_advantage<double>(advantage_estimator::group_zscore, static_cast<double>(step_rewards[j]),
                                              mm.count, mm.mean(), mm.std(cfg.std), cfg.epsilon, singleton_group::zero);
     };
@@ -169,10 +167,7 @@ advantage_stats process_advantages(const exec::host&, vector_view<R> step_reward
         }
 
     // Suffix sums, row by row from the last token backwards.
-    advantage_stats st;
-    st.num_groups = k;
-    moments adv;
-    double amin = std::numeric_limits<double>::infinity(), amax = -amin;
+    detail::cpu::advantage_figures adv;
     for (index_t i = 0; i < rows; ++i) {
         const index_t first = step_offsets[i], last = step_offsets[i + 1];
         double suffix = 0;
@@ -185,30 +180,19 @@ advantage_stats process_advantages(const exec::host&, vector_view<R> step_reward
                 --j;
             }
             token_advantages(i, t) = static_cast<T>(suffix);
-            if (last > first && t <= step_ends[last - 1]) {
-                adv.add_first_pass(suffix);
-                amin = std::min(amin, suffix);
-                amax = std::max(amax, suffix);
-            }
+            if (last > first && t <= step_ends[last - 1]) adv.first(suffix);
         }
     }
-    const double adv_mean = adv.mean();
+    adv.end_first();
     for (index_t i = 0; i < rows; ++i) {
         const index_t first = step_offsets[i], last = step_offsets[i + 1];
         if (last > first)
-            for (index_t t = 0; t <= step_ends[last - 1]; ++t) adv.add_second_pass(token_advantages(i, t), adv_mean);
+            for (index_t t = 0; t <= step_ends[last - 1]; ++t) adv.second(token_advantages(i, t));
     }
-    for (index_t q = 0; q < k; ++q) st.zero_variance_groups += (m[q].count < 2 || m[q].m2 == 0);
-    st.zero_variance_fraction = k > 0 ? static_cast<double>(st.zero_variance_groups) / k : 0;
-    st.scored = static_cast<index_t>(batch.count);
-    st.reward_mean = batch_mean;
-    st.reward_std = batch.std(cfg.std);
-    if (adv.count > 0) {
-        st.advantage_mean = adv_mean;
-        st.advantage_std = adv.std(cfg.std);
-        st.advantage_min = amin;
-        st.advantage_max = amax;
-    }
+    advantage_stats st;
+    detail::cpu::set_reward_figures(st, k, detail::cpu::write_group_outputs(m.data(), k, cfg.std, {}), batch,
+                                    cfg.std);
+    adv.write(st, cfg.std);
     return st;
 }
 

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "../api/advantages.hpp"
+#include "../backend/cpu/group_stats.hpp"
 #include "../core/check.hpp"
 #include "../core/exec.hpp"
 #include "../math/advantage.hpp"
@@ -85,12 +86,6 @@ inline double weighted_nansum(matrix_view<const double> x, vector_view<const dou
     return any ? s : std::numeric_limits<double>::quiet_NaN();
 }
 
-template <class T>
-void check_groups_of(const char* where, index_t n, const groups& g) {
-    check_group_layout(where, n, g);
-    check_group_ids(where, n, g);
-}
-
 } // namespace detail
 
 /// Weighted sum of per-function scores (TRL: `(rewards_per_func * reward_weights).nansum(dim=1)`):
@@ -124,24 +119,39 @@ void combine_rewards(matrix_view<const double> scores, vector_view<const double>
 /// @param g          groups::contiguous(G) (prompt-major rows) or groups::by_id
 /// @param advantages [completions] output
 /// @param rewards    optional [completions] output: the combined R_i (NaN for unscored rows)
+/// @param per_group  optional per-group figures of the combined R over g (mean, std with cfg.std, zero-variance
+///                   flag, scored count), whichever the aggregation
 /// @returns the advantage statistics; zero_variance_* counts groups whose combined R is constant.
 /// Throws grpo::error (outputs untouched) on shape mismatches, bad groups, non-finite weights, Inf scores.
+/// Float scores are accepted too (an overload widens them to double first).
 template <class T>
 advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const double> scores,
                                    vector_view<const double> weights, const groups& g, vector_view<T> advantages,
                                    const advantage_config& cfg = advantage_config::trl(),
                                    reward_aggregation aggregation = reward_aggregation::sum_then_normalize,
-                                   vector_view<T> rewards = {}) {
+                                   vector_view<T> rewards = {}, const group_outputs& per_group = {}) {
     static_assert(std::is_floating_point<T>::value, "grpo::outcome_advantages: T must be float or double");
     const char* where = "outcome_advantages";
     const index_t n = scores.rows(), nf = scores.cols();
     detail::check_scores(where, scores, weights);
     detail::check_size(where, "advantages", advantages, n);
     if (rewards.present()) detail::check_size(where, "rewards", rewards, n);
-    detail::check_groups_of<T>(where, n, g);
+    detail::check_groups(where, n, g);
     detail::check_advantage_config(where, cfg);
     detail::check_enum(where, "aggregation", aggregation, 2);
-    detail::check_outputs_disjoint(where, {{"advantages", detail::range_of(advantages)}, {"rewards", detail::range_of(rewards)}},
+    const index_t k = g.num_groups(n);
+    if (per_group.mean.present()) detail::check_size(where, "per_group.mean", per_group.mean, k);
+    if (per_group.std.present()) detail::check_size(where, "per_group.std", per_group.std, k);
+    if (per_group.zero_variance.present())
+        detail::check_size(where, "per_group.zero_variance", per_group.zero_variance, k);
+    if (per_group.count.present()) detail::check_size(where, "per_group.count", per_group.count, k);
+    detail::check_outputs_disjoint(where,
+                                   {{"advantages", detail::range_of(advantages)},
+                                    {"rewards", detail::range_of(rewards)},
+                                    {"per_group.mean", detail::range_of(per_group.mean)},
+                                    {"per_group.std", detail::range_of(per_group.std)},
+                                    {"per_group.zero_variance", detail::range_of(per_group.zero_variance)},
+                                    {"per_group.count", detail::range_of(per_group.count)}},
                                    {{"scores", detail::range_of(scores)},
                                     {"weights", detail::range_of(weights)},
                                     {"groups.ids", detail::range_of(g.ids())}});
@@ -155,19 +165,16 @@ advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const doubl
         for (index_t i = 0; i < n; ++i) combined[i] = static_cast<T>(detail::weighted_nansum(scores, weights, i));
     } else {
         // Per-function group statistics with NaN left out, then the weighted nansum of z-scores.
-        const index_t k = g.num_groups(n);
-        using moments = math::group_moments<double>;
+        using moments = detail::cpu::moments;
         std::vector<moments> m = detail::make_scratch<moments>(where, "num_groups * functions",
                                                                detail::checked_mul(where, "num_groups * functions", k, nf));
-        for (index_t i = 0; i < n; ++i)
-            for (index_t f = 0; f < nf; ++f)
-                if (!std::isnan(scores(i, f))) m[detail::group_of(g, i) * nf + f].add_first_pass(scores(i, f));
-        for (index_t i = 0; i < n; ++i)
-            for (index_t f = 0; f < nf; ++f)
-                if (!std::isnan(scores(i, f))) {
-                    moments& mm = m[detail::group_of(g, i) * nf + f];
-                    mm.add_second_pass(scores(i, f), mm.mean());
-                }
+        detail::cpu::two_pass_moments(
+            [&](auto&& emit) {
+                for (index_t i = 0; i < n; ++i)
+                    for (index_t f = 0; f < nf; ++f)
+                        if (!std::isnan(scores(i, f))) emit(detail::group_of(g, i) * nf + f, scores(i, f));
+            },
+            m.data());
         std::vector<double> z = detail::make_scratch<double>(where, "scores", cells);
         for (index_t i = 0; i < n; ++i)
             for (index_t f = 0; f < nf; ++f) {
@@ -178,7 +185,8 @@ advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const doubl
                                     : math::group_advantage<double>(advantage_estimator::group_zscore, x,
                                                                     mm.count, mm.mean(), mm.std(cfg.std),
                                                                     cfg.epsilon, singleton_group::zero);
-                if (!std::isnan(x) && !std::isfinite(z[i * nf + f])) // statistics of scores near 1.7e308 overflow
+                // Statistics of scores near 1.7e308 overflow. (Below two scores z is NaN on purpose: TRL's nanstd.)
+                if (!std::isnan(x) && mm.count >= 2 && !std::isfinite(z[i * nf + f]))
                     detail::raise_argument(errc::invalid_value, where, "scores",
                                            "scores whose per-function group statistics fit in double",
                                            "z-score " + detail::num_str(z[i * nf + f]) + " at (" + detail::to_str(i) +
@@ -196,23 +204,48 @@ advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const doubl
     const groups final_groups = aggregation == reward_aggregation::sum_then_normalize ? g : groups::contiguous(n > 0 ? n : 1);
     advantage_stats st = n > 0 ? compute_advantages(ex, cv, final_groups, vector_view<T>(adv.data(), n), c)
                                : advantage_stats{};
-    if (aggregation == reward_aggregation::normalize_then_sum) {
-        // Report the zero-variance groups of the combined reward, as for sum_then_normalize.
-        std::vector<T> scratch = detail::make_scratch<T>(where, "advantages", n);
-        const index_t k = g.num_groups(n);
-        std::vector<std::uint8_t> zv = detail::make_scratch<std::uint8_t>(where, "num_groups", k);
-        group_outputs go;
-        go.zero_variance = vector_view<std::uint8_t>(zv.data(), k);
-        const advantage_stats gs =
-            n > 0 ? compute_advantages(ex, cv, g, vector_view<T>(scratch.data(), n), c, go) : advantage_stats{};
-        st.num_groups = gs.num_groups;
-        st.zero_variance_groups = gs.zero_variance_groups;
-        st.zero_variance_fraction = gs.zero_variance_fraction;
+    // The groups' figures of the combined reward (normalize_then_sum normalizes over the batch, so its
+    // compute_advantages call did not see the groups).
+    std::vector<detail::cpu::moments> m = detail::make_scratch<detail::cpu::moments>(where, "num_groups", k);
+    detail::cpu::group_moments_of(cv, g, m.data());
+    const index_t zero_variance_groups = detail::cpu::write_group_outputs(m.data(), k, c.std, per_group);
+    if (aggregation == reward_aggregation::normalize_then_sum && n > 0) {
+        st.num_groups = k;
+        st.zero_variance_groups = zero_variance_groups;
+        st.zero_variance_fraction = k > 0 ? static_cast<double>(zero_variance_groups) / static_cast<double>(k) : 0;
     }
     for (index_t i = 0; i < n; ++i) advantages[i] = adv[i];
     if (rewards.present())
         for (index_t i = 0; i < n; ++i) rewards[i] = combined[i];
     return st;
+}
+
+/// outcome_advantages with float scores (widened to double, then as above).
+template <class T>
+advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const float> scores,
+                                   vector_view<const double> weights, const groups& g, vector_view<T> advantages,
+                                   const advantage_config& cfg = advantage_config::trl(),
+                                   reward_aggregation aggregation = reward_aggregation::sum_then_normalize,
+                                   vector_view<T> rewards = {}, const group_outputs& per_group = {}) {
+    const char* where = "outcome_advantages";
+    const index_t n = scores.rows(), nf = scores.cols();
+    if (n < 0 || nf < 0)
+        detail::raise_argument(errc::invalid_value, where, "scores", "extents >= 0",
+                               detail::to_str(n) + " x " + detail::to_str(nf));
+    std::vector<double> wide = detail::make_scratch<double>(where, "scores", detail::checked_mul(where, "scores", n, nf));
+    for (index_t i = 0; i < n; ++i)
+        for (index_t f = 0; f < nf; ++f) wide[static_cast<std::size_t>(i * nf + f)] = static_cast<double>(scores(i, f));
+    // The copy is private, so the disjointness checks would not see the caller's float scores: check them here.
+    detail::check_outputs_disjoint(where,
+                                   {{"advantages", detail::range_of(advantages)},
+                                    {"rewards", detail::range_of(rewards)},
+                                    {"per_group.mean", detail::range_of(per_group.mean)},
+                                    {"per_group.std", detail::range_of(per_group.std)},
+                                    {"per_group.zero_variance", detail::range_of(per_group.zero_variance)},
+                                    {"per_group.count", detail::range_of(per_group.count)}},
+                                   {{"scores", detail::range_of(scores)}});
+    return outcome_advantages(ex, matrix_view<const double>(wide.data(), n, nf), weights, g, advantages, cfg,
+                              aggregation, rewards, per_group);
 }
 
 /// The outcome reward adapter: named reward functions with weights, scored over a rollout and combined into
@@ -499,7 +532,7 @@ dynamic_sampling_result filter_zero_variance_groups(vector_view<const T> rewards
                                                     vector_view<std::uint8_t> keep) {
     const char* where = "filter_zero_variance_groups";
     const index_t n = rewards.size();
-    detail::check_groups_of<T>(where, n, g);
+    detail::check_groups(where, n, g);
     const index_t k = g.num_groups(n);
     detail::check_size(where, "keep", keep, k);
     detail::check_outputs_disjoint(where, {{"keep", detail::range_of(keep)}},
@@ -508,17 +541,11 @@ dynamic_sampling_result filter_zero_variance_groups(vector_view<const T> rewards
         if (std::isinf(static_cast<double>(rewards[i])))
             detail::raise_argument(errc::non_finite, where, "rewards", "finite values or NaN",
                                    detail::num_str(rewards[i]) + " at index " + detail::to_str(i));
-    std::vector<math::group_moments<double>> m = detail::make_scratch<math::group_moments<double>>(where, "num_groups", k);
-    for (index_t i = 0; i < n; ++i)
-        if (!std::isnan(static_cast<double>(rewards[i]))) m[detail::group_of(g, i)].add_first_pass(rewards[i]);
-    for (index_t i = 0; i < n; ++i)
-        if (!std::isnan(static_cast<double>(rewards[i]))) {
-            auto& mm = m[detail::group_of(g, i)];
-            mm.add_second_pass(rewards[i], mm.mean());
-        }
+    std::vector<detail::cpu::moments> m = detail::make_scratch<detail::cpu::moments>(where, "num_groups", k);
+    detail::cpu::group_moments_of(rewards, g, m.data());
     dynamic_sampling_result r;
     for (index_t j = 0; j < k; ++j) {
-        const bool ok = m[j].count >= 2 && m[j].m2 > 0;
+        const bool ok = !m[j].zero_variance();
         keep[j] = ok;
         (ok ? r.kept_groups : r.dropped_groups) += 1;
     }

@@ -18,6 +18,7 @@
 #include "../core/check.hpp"
 #include "../core/exec.hpp"
 #include "../api/loss.hpp"
+#include "../backend/cpu/group_stats.hpp"
 #include "process_rewards.hpp"
 #include "rewards.hpp"
 #include "sampler.hpp"
@@ -239,17 +240,17 @@ public:
                         for (index_t t = 0; t < cols; ++t) mask(i, t) = T(0);
                 }
 
-        // Reward statistics over scored completions.
+        // Reward statistics over scored completions (unbiased std, as TRL logs reward_std).
         {
-            double s = 0, c = 0;
-            for (index_t i = 0; i < n; ++i)
-                if (!std::isnan(static_cast<double>(rewards[i]))) s += rewards[i], c += 1;
-            const double mean = c > 0 ? s / c : 0;
-            double m2 = 0;
-            for (index_t i = 0; i < n; ++i)
-                if (!std::isnan(static_cast<double>(rewards[i]))) m2 += (rewards[i] - mean) * (rewards[i] - mean);
-            mt.reward_mean = mean;
-            mt.reward_std = c > 1 ? std::sqrt(m2 / (c - 1)) : 0;
+            detail::cpu::moments all;
+            detail::cpu::two_pass_moments(
+                [&](auto&& emit) {
+                    for (index_t i = 0; i < n; ++i)
+                        if (!std::isnan(static_cast<double>(rewards[i]))) emit(0, static_cast<double>(rewards[i]));
+                },
+                &all);
+            mt.reward_mean = all.mean();
+            mt.reward_std = all.std(std_estimator::unbiased);
         }
         mt.advantage_mean = st.advantage_mean;
         mt.advantage_std = st.advantage_std;

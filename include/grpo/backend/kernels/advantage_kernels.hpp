@@ -10,11 +10,13 @@
 //   2. id-based groups only: a stable radix sort of (id, row) pairs (rows of a group stay in row order), a
 //                           memset and adv_offsets_kernel -> [begin, end) of every group.
 //   3. adv_group_kernel     (a block per group): pivot = first scored reward of the group in row order, then
-//                           math::group_moments (count, shifted sum, m2) with block reductions in double.
+//                           math::group_moments (count, shifted sum, m2) with block reductions in double; for
+//                           passk the best reward, its first row and the runner-up, for opo the length-weighted
+//                           moments (math::group_extras).
 //   4. adv_batch_kernel     (one block): batch moments (same pivot rule), batch std and, for
 //                           group_centered_batch_whitened, the whitening statistics (weighted
 //                           math::group_moments, pivot = centered value of the first scored row of non-zero
-//                           weight, as on the CPU; a constant batch whitens to exactly 0).
+//                           weight, as on the CPU; a constant batch whitens to exactly 0); gpg's alpha.
 //   5. adv_write_kernel     (grid-stride over max(rows, groups)): math::completion_advantage per row, the
 //                           optional per-group outputs.
 //   6. adv_stats_kernel     (one block): advantage_stats (or the error record) into the stats buffer.
@@ -54,8 +56,8 @@ enum adv_error : int {
 };
 constexpr int adv_error_slots = 5;
 
-/// Batch scalars kept between kernels: scored count, batch mean, batch std, whitening mean and scale.
-constexpr int adv_scalar_fields = 5;
+/// Batch scalars kept between kernels: scored count, batch mean, batch std, whitening mean and scale, gpg scale.
+constexpr int adv_scalar_fields = 6;
 
 struct adv_params {
     index_t n;
@@ -64,10 +66,7 @@ struct adv_params {
     bool contiguous;
     bool reject_nan;
     bool whiten;
-    advantage_estimator est;
-    std_estimator std_est;
-    singleton_group singleton;
-    double epsilon;
+    math::advantage_params ap; ///< the estimator's settings (advantage_config::params())
     double whiten_epsilon;
 };
 
@@ -85,6 +84,7 @@ struct adv_views {
 /// Pointers into the workspace (all 256-byte aligned).
 struct adv_scratch {
     math::group_moments<double>* groups = nullptr; ///< k
+    math::group_extras* extras = nullptr;          ///< k (passk, opo)
     double* adv = nullptr;                         ///< n advantages in double (first pass of the stats)
     double* scalars = nullptr;                     ///< adv_scalar_fields
     unsigned long long* errors = nullptr;          ///< adv_error_slots: n - first bad index, 0 = none
@@ -118,6 +118,7 @@ inline std::size_t adv_layout(index_t n, index_t k, bool by_id, std::size_t sort
     const std::size_t un = static_cast<std::size_t>(n), uk = static_cast<std::size_t>(k);
     adv_scratch t;
     t.groups = static_cast<math::group_moments<double>*>(take(uk * sizeof(math::group_moments<double>)));
+    t.extras = static_cast<math::group_extras*>(take(uk * sizeof(math::group_extras)));
     t.adv = static_cast<double*>(take(un * sizeof(double)));
     t.scalars = static_cast<double*>(take(adv_scalar_fields * sizeof(double)));
     t.errors = static_cast<unsigned long long*>(take(adv_error_slots * sizeof(unsigned long long)));
@@ -154,17 +155,18 @@ GRPO_HOST_DEVICE inline index_t adv_group_size(const adv_params& p, const adv_sc
 }
 template <class T>
 GRPO_HOST_DEVICE inline index_t adv_group_of(const adv_params& p, const adv_views<T>& v, index_t i) {
-    return p.contiguous ? i / p.group_size : static_cast<index_t>(v.ids[i]);
+    return static_cast<index_t>(math::group_of_row(i, p.group_size, p.contiguous ? 0 : v.ids[i]));
 }
 
-/// Block-wide moments of the scored values value(i), i in [0, count): math::group_moments with the first
-/// scored value (in index order) as pivot, then the second pass around the mean. Every thread gets the result.
-template <class B, class Scored, class Value>
+/// Block-wide moments of the scored values value(q), q in [0, count), each with weight(q): math::group_moments
+/// with the CPU's pivot rule (the first scored value in index order whose weight is not 0: add_first_pass
+/// re-pivots while the total weight is 0), then the second pass around the mean. Every thread gets the result.
+template <class B, class Scored, class Value, class Weight>
 GRPO_HOST_DEVICE math::group_moments<double> block_moments(B& b, index_t count, const Scored& scored,
-                                                          const Value& value) {
+                                                          const Value& value, const Weight& weight) {
     double first = static_cast<double>(count);
     for (index_t q = b.thread(); q < count; q += b.threads())
-        if (scored(q)) {
+        if (scored(q) && weight(q) != 0) {
             first = static_cast<double>(q);
             break;
         }
@@ -172,15 +174,39 @@ GRPO_HOST_DEVICE math::group_moments<double> block_moments(B& b, index_t count, 
     math::group_moments<double> m =
         math::group_moments<double>::with_pivot(first < count ? value(static_cast<index_t>(first)) : 0.0);
     for (index_t q = b.thread(); q < count; q += b.threads())
-        if (scored(q)) m.add_shifted(value(q));
+        if (scored(q)) m.add_shifted(value(q), weight(q));
     m.count = b.sum(m.count);
     m.shifted_sum = b.sum(m.shifted_sum);
     const double mean = m.mean();
     math::group_moments<double> d;
     for (index_t q = b.thread(); q < count; q += b.threads())
-        if (scored(q)) d.add_second_pass(value(q), mean);
+        if (scored(q)) d.add_second_pass(value(q), mean, weight(q));
     m.m2 = b.sum(d.m2);
     return m;
+}
+/// Unweighted: every weight 1 (the same operations as math::group_moments' defaults).
+template <class B, class Scored, class Value>
+GRPO_HOST_DEVICE math::group_moments<double> block_moments(B& b, index_t count, const Scored& scored,
+                                                          const Value& value) {
+    return block_moments(b, count, scored, value, [](index_t) { return 1.0; });
+}
+
+/// The batch figures the write kernels read, from the scalars the batch kernel kept.
+GRPO_HOST_DEVICE inline math::batch_figures adv_batch_figures(const adv_scratch& s) {
+    math::batch_figures f;
+    f.std = s.scalars[2];
+    f.white_mean = s.scalars[3];
+    f.white_scale = s.scalars[4];
+    f.gpg_scale = s.scalars[5];
+    return f;
+}
+
+/// Row t's advantage (t scored).
+template <class T>
+GRPO_HOST_DEVICE inline double adv_of_row(const adv_params& p, const adv_views<T>& v, const adv_scratch& s,
+                                          const math::batch_figures& f, index_t t, double r) {
+    const index_t j = adv_group_of(p, v, t);
+    return math::completion_advantage(p.ap, r, static_cast<std::int64_t>(t), s.groups[j], s.extras[j], f);
 }
 
 template <class T>
@@ -205,7 +231,7 @@ struct adv_validate_kernel {
             }
             const double r = static_cast<double>(v.rewards[i]);
             if (adv_abs(r) == inf || (!adv_is_scored(r) && p.reject_nan)) b.atomic_max(&s.errors[1], tag);
-            if (p.whiten && v.token_weights.present()) {
+            if (uses_token_weights(p.ap.est) && v.token_weights.present()) {
                 const double w = v.token_weights[i];
                 if (!(adv_abs(w) < inf) || w < 0) b.atomic_max(&s.errors[2], tag);
             }
@@ -247,8 +273,36 @@ struct adv_group_kernel {
         for (index_t j = b.block(); j < p.k; j += b.blocks()) {
             auto reward = [&](index_t q) { return static_cast<double>(v.rewards[adv_member(p, s, j, q)]); };
             auto scored = [&](index_t q) { return adv_is_scored(reward(q)); };
-            const math::group_moments<double> m = block_moments(b, adv_group_size(p, s, j), scored, reward);
-            if (b.thread() == 0) s.groups[j] = m;
+            const index_t size = adv_group_size(p, s, j);
+            const math::group_moments<double> m = block_moments(b, size, scored, reward);
+            math::group_extras x;
+            if (p.ap.est == advantage_estimator::passk) {
+                // The best reward, its first member in row order, then the largest among the other members.
+                double best = -infinity(), at = static_cast<double>(size);
+                for (index_t q = b.thread(); q < size; q += b.threads())
+                    if (scored(q) && reward(q) > best) best = reward(q);
+                best = b.max(best);
+                for (index_t q = b.thread(); q < size; q += b.threads())
+                    if (scored(q) && reward(q) == best) {
+                        at = static_cast<double>(q);
+                        break;
+                    }
+                at = b.min(at);
+                double second = -infinity();
+                for (index_t q = b.thread(); q < size; q += b.threads())
+                    if (scored(q) && static_cast<double>(q) != at && reward(q) > second) second = reward(q);
+                second = b.max(second);
+                x.best = best;
+                x.second = second;
+                x.best_row = at < static_cast<double>(size) ? static_cast<std::int64_t>(adv_member(p, s, j, static_cast<index_t>(at))) : -1;
+            } else if (p.ap.est == advantage_estimator::opo) {
+                auto length = [&](index_t q) { return v.token_weights[adv_member(p, s, j, q)]; };
+                x.weighted = block_moments(b, size, scored, reward, length);
+            }
+            if (b.thread() == 0) {
+                s.groups[j] = m;
+                s.extras[j] = x;
+            }
         }
     }
 };
@@ -274,44 +328,33 @@ struct adv_batch_kernel {
             // Centered value of a scored row: the estimator's centering step (group_advantage with std 0).
             auto centered = [&](index_t i) {
                 const math::group_moments<double>& g = s.groups[adv_group_of(p, v, i)];
-                return math::group_advantage<double>(p.est, reward(i), g.count, g.mean(), 0, p.epsilon,
-                                                     p.singleton);
+                return math::group_advantage<double>(p.ap.est, reward(i), g.count, g.mean(), 0, p.ap.epsilon,
+                                                     p.ap.singleton);
             };
             auto weight = [&](index_t i) { return v.token_weights.present() ? v.token_weights[i] : 1.0; };
-            // The CPU's weighted, pivot-shifted two-pass group_moments: its pivot is the centered value of the
-            // first scored row of non-zero weight (add_first_pass re-pivots while the total weight is 0; every
-            // weight is 1 without token_weights). A constant batch then has deviations, m2 and whitening_scale
-            // exactly 0, so its advantages are exactly 0 for any whiten_epsilon >= 0.
-            double first = static_cast<double>(n);
-            for (index_t i = b.thread(); i < n; i += b.threads())
-                if (scored(i) && weight(i) != 0) {
-                    first = static_cast<double>(i);
-                    break;
-                }
-            first = b.min(first);
-            math::group_moments<double> white =
-                math::group_moments<double>::with_pivot(first < n ? centered(static_cast<index_t>(first)) : 0.0);
-            for (index_t i = b.thread(); i < n; i += b.threads())
-                if (scored(i)) white.add_shifted(centered(i), weight(i));
-            white.count = b.sum(white.count);
-            white.shifted_sum = b.sum(white.shifted_sum);
+            // The CPU's weighted, pivot-shifted two-pass group_moments: a constant batch has deviations, m2 and
+            // whitening_scale exactly 0, so its advantages are exactly 0 for any whiten_epsilon >= 0.
+            const math::group_moments<double> white = block_moments(b, n, scored, centered, weight);
             if (!(white.count > 1)) { // CPU: "a total whitening weight > 1"
                 if (b.thread() == 0) s.errors[3] = 1;
                 return;
             }
             white_mean = white.mean();
-            math::group_moments<double> d;
-            for (index_t i = b.thread(); i < n; i += b.threads())
-                if (scored(i)) d.add_second_pass(centered(i), white_mean, weight(i));
-            white.m2 = b.sum(d.m2);
             white_scale = math::whitening_scale(white.m2, white.count, p.whiten_epsilon);
+        }
+        double gpg_scale = 1;
+        if (p.ap.est == advantage_estimator::gpg) {
+            double nonzero = 0;
+            for (index_t i = b.thread(); i < n; i += b.threads()) nonzero += scored(i) && reward(i) != 0 ? 1.0 : 0.0;
+            gpg_scale = math::gpg_scale(m.count, b.sum(nonzero));
         }
         if (b.thread() == 0) {
             s.scalars[0] = m.count;
             s.scalars[1] = m.mean();
-            s.scalars[2] = m.std(p.std_est);
+            s.scalars[2] = m.std(p.ap.std);
             s.scalars[3] = white_mean;
             s.scalars[4] = white_scale;
+            s.scalars[5] = gpg_scale;
         }
     }
 };
@@ -330,15 +373,13 @@ struct adv_range_kernel {
         // Only the earlier kernels' slots: this kernel writes slot 4 itself, and a thread that saw another
         // thread's flag there would skip its own (earlier) row.
         if ((s.errors[0] | s.errors[1] | s.errors[2] | s.errors[3]) != 0) return;
-        const double batch_std = s.scalars[2], white_mean = s.scalars[3], white_scale = s.scalars[4];
+        const math::batch_figures f = adv_batch_figures(s);
         const double limit = static_cast<double>(adv_type_max<T>());
         const unsigned long long n = static_cast<unsigned long long>(p.n);
         for (index_t t = grid_first(b); t < p.n; t += grid_stride(b)) {
             const double r = static_cast<double>(v.rewards[t]);
             if (!adv_is_scored(r)) continue;
-            const double a = math::completion_advantage<double>(p.est, r, s.groups[adv_group_of(p, v, t)], p.std_est,
-                                                                batch_std, p.epsilon, p.singleton, white_mean,
-                                                                white_scale);
+            const double a = adv_of_row(p, v, s, f, t, r);
             if (!(adv_abs(a) <= limit)) b.atomic_max(&s.errors[4], n - static_cast<unsigned long long>(t));
         }
     }
@@ -355,25 +396,22 @@ struct adv_write_kernel {
     template <class B>
     GRPO_HOST_DEVICE void operator()(B& b) const {
         if (adv_failed(s.errors)) return;
-        const double batch_std = s.scalars[2], white_mean = s.scalars[3], white_scale = s.scalars[4];
+        const math::batch_figures f = adv_batch_figures(s);
         const index_t total = p.n > p.k ? p.n : p.k;
         for (index_t t = grid_first(b); t < total; t += grid_stride(b)) {
             if (t < p.n) {
                 const double r = static_cast<double>(v.rewards[t]);
                 double a = 0;
-                if (adv_is_scored(r))
-                    a = math::completion_advantage<double>(p.est, r, s.groups[adv_group_of(p, v, t)], p.std_est,
-                                                           batch_std, p.epsilon, p.singleton, white_mean,
-                                                           white_scale);
+                if (adv_is_scored(r)) a = adv_of_row(p, v, s, f, t, r);
                 s.adv[t] = a;
                 v.advantages[t] = static_cast<T>(a);
             }
             if (t < p.k) {
-                const math::group_moments<double>& m = s.groups[t];
-                if (v.g_mean.present()) v.g_mean[t] = m.mean();
-                if (v.g_std.present()) v.g_std[t] = m.std(p.std_est);
-                if (v.g_zero.present()) v.g_zero[t] = m.zero_variance();
-                if (v.g_count.present()) v.g_count[t] = static_cast<std::int64_t>(m.count);
+                const math::group_summary g = math::summarize(s.groups[t], p.ap.std);
+                if (v.g_mean.present()) v.g_mean[t] = g.mean;
+                if (v.g_std.present()) v.g_std[t] = g.std;
+                if (v.g_zero.present()) v.g_zero[t] = g.zero_variance;
+                if (v.g_count.present()) v.g_count[t] = g.count;
             }
         }
     }
@@ -432,7 +470,7 @@ struct adv_stats_kernel {
         st[5] = s.scalars[2];
         if (a.count > 0) {
             st[6] = mean;
-            st[7] = a.std(p.std_est);
+            st[7] = a.std(p.ap.std);
             st[8] = amin;
             st[9] = amax;
         }

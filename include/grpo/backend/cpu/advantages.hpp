@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: MIT
+// The CPU backend of compute_advantages: group and batch statistics in row order (group_stats.hpp), then one
+// math::completion_advantage per row. The call is checked by the entry point (api/advantages.hpp).
+#pragma once
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "../../core/workspace.hpp"
+#include "group_stats.hpp"
+
+GRPO_NAMESPACE_BEGIN
+namespace detail {
+namespace cpu {
+
+template <class T>
+advantage_stats compute_advantages(const char* where, vector_view<const T> rewards, const groups& g,
+                                   vector_view<T> advantages, const advantage_config& cfg, workspace& ws,
+                                   const group_outputs& per_group, vector_view<const double> token_weights) {
+    const index_t n = rewards.size();
+    const index_t k = g.num_groups(n);
+    static_assert(sizeof(moments) == 4 * sizeof(double), "group_moments layout");
+    // Scratch: k group moments, then (passk, opo) k group extras.
+    const bool with_extras = cfg.estimator == advantage_estimator::passk || cfg.estimator == advantage_estimator::opo;
+    constexpr index_t extras_doubles = static_cast<index_t>(sizeof(math::group_extras) / sizeof(double));
+    static_assert(sizeof(math::group_extras) % sizeof(double) == 0, "group_extras layout");
+    double* scratch =
+        ws.doubles(static_cast<std::size_t>(checked_mul(where, "num_groups", k, with_extras ? 4 + extras_doubles : 4)),
+                   where);
+    auto* groups_m = reinterpret_cast<moments*>(scratch);
+    std::fill(groups_m, groups_m + k, moments{});
+    auto scored = [&](index_t i) { return !std::isnan(static_cast<double>(rewards[i])); };
+    auto group_m = [&](index_t i) -> const moments& { return groups_m[group_of(g, i)]; };
+
+    moments batch;
+    group_moments_of(rewards, g, groups_m, &batch);
+    const math::advantage_params ap = cfg.params();
+    math::batch_figures bf;
+
+    // The group extras of passk (best, runner-up, best row) and opo (length-weighted moments), in row order.
+    static const math::group_extras no_extras{};
+    math::group_extras* extras = nullptr;
+    if (with_extras) {
+        extras = reinterpret_cast<math::group_extras*>(scratch + 4 * static_cast<std::size_t>(k));
+        std::fill(extras, extras + k, math::group_extras{});
+        for (index_t i = 0; i < n; ++i)
+            if (scored(i)) {
+                math::group_extras& x = extras[group_of(g, i)];
+                if (cfg.estimator == advantage_estimator::passk)
+                    x.add_candidate(static_cast<double>(rewards[i]), static_cast<std::int64_t>(i));
+                else
+                    x.weighted.add_first_pass(static_cast<double>(rewards[i]), token_weights[i]);
+            }
+    }
+    if (cfg.estimator == advantage_estimator::gpg) {
+        double nonzero = 0;
+        for (index_t i = 0; i < n; ++i) nonzero += scored(i) && static_cast<double>(rewards[i]) != 0 ? 1.0 : 0.0;
+        bf.gpg_scale = math::gpg_scale(batch.count, nonzero);
+    }
+
+    // Whitening statistics (group_centered_batch_whitened) over the centered values: weighted, pivot-shifted
+    // two-pass moments, so a constant batch has exactly zero deviation (and whitening_scale 0).
+    double white_mean = 0, white_scale = 1;
+    if (cfg.estimator == advantage_estimator::group_centered_batch_whitened) {
+        auto centered = [&](index_t i) {
+            const moments& m = group_m(i);
+            return math::group_advantage<double>(cfg.estimator, rewards[i], m.count, m.mean(), 0, cfg.epsilon,
+                                                 cfg.singleton);
+        };
+        auto weight = [&](index_t i) { return token_weights.present() ? token_weights[i] : 1.0; };
+        moments white;
+        for (index_t i = 0; i < n; ++i)
+            if (scored(i)) white.add_first_pass(centered(i), weight(i));
+        if (!(white.count > 1))
+            raise_argument(errc::invalid_value, where, "rewards",
+                           "a total whitening weight > 1 (verl masked_whiten needs at least 2 tokens)",
+                           num_str(white.count));
+        white_mean = white.mean();
+        for (index_t i = 0; i < n; ++i)
+            if (scored(i)) white.add_second_pass(centered(i), white_mean, weight(i));
+        white_scale = math::whitening_scale(white.m2, white.count, cfg.whiten_epsilon);
+    }
+
+    bf.std = batch.std(cfg.std);
+    bf.white_mean = white_mean;
+    bf.white_scale = white_scale;
+    auto advantage_of = [&](index_t i) {
+        if (!scored(i)) return 0.0;
+        const index_t j = group_of(g, i);
+        return math::completion_advantage(ap, static_cast<double>(rewards[i]), static_cast<std::int64_t>(i),
+                                          groups_m[j], extras ? extras[j] : no_extras, bf);
+    };
+    // Every advantage must fit the output type before anything is written (fp32 RLOO of rewards near 3e38
+    // would otherwise store +-inf).
+    advantage_figures adv;
+    for (index_t i = 0; i < n; ++i)
+        if (scored(i)) {
+            const double a = advantage_of(i);
+            if (!(std::fabs(a) <= static_cast<double>(std::numeric_limits<T>::max())))
+                raise_argument(errc::invalid_value, where, "rewards",
+                               std::string("rewards whose advantages fit the output type (|A| <= ") +
+                                   num_str(static_cast<double>(std::numeric_limits<T>::max())) + ")",
+                               "advantage " + num_str(a) + " at index " + to_str(i) +
+                                   (std::isfinite(a) ? "" : " (the statistics of these rewards overflow double)"));
+            adv.first(a);
+        }
+    adv.end_first();
+
+    for (index_t i = 0; i < n; ++i) advantages[i] = static_cast<T>(advantage_of(i));
+    for (index_t i = 0; i < n; ++i)
+        if (scored(i)) adv.second(advantages[i]);
+
+    advantage_stats st;
+    set_reward_figures(st, k, write_group_outputs(groups_m, k, cfg.std, per_group), batch, cfg.std);
+    adv.write(st, cfg.std);
+    return st;
+}
+
+} // namespace cpu
+} // namespace detail
+GRPO_NAMESPACE_END
