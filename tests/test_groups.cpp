@@ -180,3 +180,19 @@ TEST_CASE("outcome_advantages: float scores give the double result; per-group ou
                                              cv(w), g, grpo::vector_view<float>(overlap.data(), 4)),
                     grpo::error);
 }
+
+TEST_CASE("outcome_advantages rejects opo, which needs completion lengths", "[groups][rewards][errors]") {
+    const std::vector<double> scores = {1, 0, 0, 1};
+    const std::vector<double> w = {1};
+    std::vector<double> adv(4, -7);
+    grpo::advantage_config cfg;
+    cfg.estimator = grpo::advantage_estimator::opo;
+    try {
+        grpo::outcome_advantages(grpo::exec::host{}, grpo::matrix_view<const double>(scores.data(), 4, 1), cv(w),
+                                 grpo::groups::contiguous(2), mv(adv), cfg);
+        FAIL("expected grpo::error");
+    } catch (const grpo::error& e) {
+        CHECK(std::string(e.what()).find("config.estimator") != std::string::npos);
+    }
+    CHECK(adv == std::vector<double>(4, -7));
+}

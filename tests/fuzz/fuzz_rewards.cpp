@@ -124,7 +124,7 @@ void fuzz_outcome(fuzz_input& in) {
     std::int64_t k = 0;
     const grpo::groups g = draw_groups(in, rows, ids, &k);
     grpo::advantage_config cfg = in.flag() ? grpo::advantage_config::trl() : grpo::advantage_config::verl();
-    cfg.estimator = in.enum_value<grpo::advantage_estimator>(5);
+    cfg.estimator = in.enum_value<grpo::advantage_estimator>(grpo::advantage_estimator_count);
     cfg.std = in.enum_value<grpo::std_estimator>(2);
     cfg.epsilon = in.config_double({1e-4, 1e-6, 0.0});
     cfg.singleton = in.enum_value<grpo::singleton_group>(2);
@@ -153,7 +153,7 @@ void fuzz_outcome(fuzz_input& in) {
             finding("error-wrote-output", "outcome_advantages threw (%s) but wrote", res.message.c_str());
         return;
     }
-    if (int(agg) < 0 || int(agg) > 1 || int(cfg.estimator) < 0 || int(cfg.estimator) > 4 || int(cfg.std) < 0 ||
+    if (int(agg) < 0 || int(agg) > 1 || int(cfg.estimator) < 0 || int(cfg.estimator) >= grpo::advantage_estimator_count || int(cfg.std) < 0 ||
         int(cfg.std) > 1 || int(cfg.singleton) < 0 || int(cfg.singleton) > 1)
         finding("enum-out-of-range-accepted", "outcome_advantages: aggregation %d est %d std %d singleton %d accepted",
                 int(agg), int(cfg.estimator), int(cfg.std), int(cfg.singleton));

@@ -138,6 +138,11 @@ advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const doubl
     if (rewards.present()) detail::check_size(where, "rewards", rewards, n);
     detail::check_groups(where, n, g);
     detail::check_advantage_config(where, cfg);
+    if (cfg.estimator == advantage_estimator::opo)
+        detail::raise_argument(errc::invalid_value, where, "config.estimator",
+                               "an estimator that needs no completion lengths (for opo, call compute_advantages "
+                               "with the lengths as token_weights)",
+                               "opo");
     detail::check_enum(where, "aggregation", aggregation, 2);
     const index_t k = g.num_groups(n);
     if (per_group.mean.present()) detail::check_size(where, "per_group.mean", per_group.mean, k);
