@@ -291,3 +291,91 @@ TEST_CASE("variance floor (verl grpo_vectorized before PR #6348): sqrt(max(var, 
     cfg.variance_floor = -1;
     CHECK_THROWS_AS(advantages_of(r, grpo::groups::contiguous(2), cfg), grpo::error);
 }
+
+// verl core_algos.py (26b5d6b2) L453-487 (reinforce_plus_plus) and L490-517 (remax), torch_functional.py
+// masked_whiten; expected values: those functions run in torch float64 on the same inputs. verl keeps G (and
+// remax's G - b m) at masked tokens; grpo writes 0 there, so only unmasked tokens are compared.
+TEST_CASE("token_advantages: REINFORCE++ returns with gamma and batch whitening; ReMax", "[advantages][estimators]") {
+    const std::vector<double> r{0, 0, 1, 0, 0.5, 0, 0, 2, 0, 1, 0, 0};
+    const std::vector<double> m{1, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1};
+    std::vector<double> a(12, -7), g(12, -7);
+    grpo::token_advantage_inputs<double> in;
+    in.rewards = grpo::matrix_view<const double>(r.data(), 3, 4);
+    in.mask = grpo::matrix_view<const double>(m.data(), 3, 4);
+    grpo::token_advantage_outputs<double> out{grpo::matrix_view<double>(a.data(), 3, 4),
+                                              grpo::matrix_view<double>(g.data(), 3, 4)};
+    grpo::token_advantage_config cfg;
+    cfg.gamma = 0.9;
+    const auto st = grpo::token_advantages(grpo::exec::host{}, in, out, cfg);
+    const std::vector<double> adv{0.15941751018332395, 0.30434251840006593, 0.46537030530755696, 0,
+                                  -0.3397686292298986, -1.144907563767354,  0,                  2.075648174382468,
+                                  0.30434251840006593, 0.46537030530755696, -1.144907563767354, -1.144907563767354};
+    const std::vector<double> ret{0.81, 0.9, 1.0, 0, 0.5, 0.0, 0, 2.0, 0.9, 1.0, 0.0, 0.0};
+    for (std::size_t k = 0; k < 12; ++k) {
+        CAPTURE(k);
+        // verl's masked mean divides by (sum m + 1e-8): relative differences near 1e-9.
+        CHECK(a[k] == Approx(adv[k]).epsilon(1e-7).margin(1e-12));
+        CHECK(g[k] == Approx(ret[k]).epsilon(1e-15));
+        if (m[k] == 0) CHECK(a[k] == 0.0);
+    }
+    CHECK(st.tokens == 10);
+    CHECK(st.advantage_mean == Approx(0.0).margin(1e-12));
+
+    // ReMax: a masked token adds 0 but does not restart the sum (row 1, token 2).
+    const std::vector<double> b{0.5, 1, 0};
+    in.baselines = grpo::vector_view<const double>(b.data(), 3);
+    cfg.estimator = grpo::token_estimator::remax;
+    grpo::token_advantages(grpo::exec::host{}, in, out, cfg);
+    const std::vector<double> remax_adv{0.5, 0.5, 0.5, 0, 1.5, 1.0, 0, 1.0, 1.0, 1.0, 0.0, 0.0};
+    const std::vector<double> remax_ret{1.0, 1.0, 1.0, 0, 2.5, 2.0, 0, 2.0, 1.0, 1.0, 0.0, 0.0};
+    for (std::size_t k = 0; k < 12; ++k) {
+        CHECK(a[k] == remax_adv[k]);
+        CHECK(g[k] == remax_ret[k]);
+    }
+
+    // Errors name the argument and leave the outputs untouched.
+    std::vector<double> a0 = a;
+    in.baselines = {};
+    CHECK_THROWS_AS(grpo::token_advantages(grpo::exec::host{}, in, out, cfg), grpo::error);
+    cfg.estimator = grpo::token_estimator::reinforce_plus_plus;
+    std::vector<double> one{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}; // a single unmasked token cannot be whitened
+    in.mask = grpo::matrix_view<const double>(one.data(), 3, 4);
+    CHECK_THROWS_AS(grpo::token_advantages(grpo::exec::host{}, in, out, cfg), grpo::error);
+    std::vector<double> half = m;
+    half[5] = 0.5;
+    in.mask = grpo::matrix_view<const double>(half.data(), 3, 4);
+    CHECK_THROWS_AS(grpo::token_advantages(grpo::exec::host{}, in, out, cfg), grpo::error);
+    CHECK(a == a0);
+}
+
+TEST_CASE("process rewards as token rewards: REINFORCE++ over the steps' raw rewards", "[advantages][process]") {
+    grpo::process_steps s;
+    s.begin_row();
+    s.add(0.9, 1);
+    s.add(0.2, 3);
+    s.begin_row();
+    s.add(0.5, 2);
+    s.add(0.25, 2); // two steps ending on one token add up
+    std::vector<double> r(8, -7), m(8, -7);
+    grpo::process_token_rewards(s, grpo::matrix_view<double>(r.data(), 2, 4), grpo::matrix_view<double>(m.data(), 2, 4));
+    CHECK(r == std::vector<double>{0, 0.9, 0, 0.2, 0, 0, 0.75, 0});
+    CHECK(m == std::vector<double>{1, 1, 1, 1, 1, 1, 1, 0});
+    // gamma 1: G = suffix sums of the raw step rewards.
+    std::vector<double> a(8), g(8);
+    grpo::token_advantage_inputs<double> in{grpo::matrix_view<const double>(r.data(), 2, 4),
+                                            grpo::matrix_view<const double>(m.data(), 2, 4), {}};
+    grpo::token_advantages(grpo::exec::host{}, in,
+                           {grpo::matrix_view<double>(a.data(), 2, 4), grpo::matrix_view<double>(g.data(), 2, 4)});
+    CHECK(g[0] == Approx(1.1));
+    CHECK(g[2] == Approx(0.2));
+    CHECK(g[4] == 0.75);
+    CHECK(g[7] == 0.0);
+    // A step ending past the row is rejected, outputs untouched.
+    s.begin_row();
+    s.add(1, 9);
+    std::vector<double> r3(12, -7), m3(12, -7);
+    CHECK_THROWS_AS(grpo::process_token_rewards(s, grpo::matrix_view<double>(r3.data(), 3, 4),
+                                                grpo::matrix_view<double>(m3.data(), 3, 4)),
+                    grpo::error);
+    CHECK(r3 == std::vector<double>(12, -7));
+}

@@ -53,4 +53,37 @@ advantage_stats compute_advantages(const exec::host& ex, vector_view<R> rewards,
     return compute_advantages(ex, rewards, g, advantages, cfg, ws, per_group, token_weights);
 }
 
+/// Token-level advantages from per-token rewards (verl compute_reinforce_plus_plus_outcome_advantage and
+/// compute_remax_outcome_advantage).
+///
+/// reinforce_plus_plus: G_it = r_it + gamma G_i,t+1 (restarting where the mask ends), A = (G - mu) /
+///   sqrt(var + whiten_epsilon) over the unmasked tokens of the batch (unbiased var; verl masked_whiten).
+/// remax: G_it = sum_{s >= t} r_is m_is, A_it = G_it - baselines[i].
+/// Advantages and returns are exactly 0 at masked tokens (verl keeps G there; its advantages are masked too).
+/// Process rewards become token rewards with process_token_rewards (rl/process_rewards.hpp).
+///
+/// @param[in]  in   rewards and mask [rows, tokens]; baselines [rows] for remax
+/// @param[out] out  advantages [rows, tokens]; optional returns G
+/// @param[in]  ws   scratch: rows * tokens doubles, reused across calls
+/// Throws grpo::error, outputs untouched, on shape mismatches, mask values other than 0/1, non-finite rewards
+/// at unmasked tokens or baselines, fewer than 2 unmasked tokens (reinforce_plus_plus), or values that do not
+/// fit T. Runs on the calling thread; deterministic.
+template <class T>
+token_advantage_stats token_advantages(const exec::host&, const token_advantage_inputs<T>& in,
+                                       const token_advantage_outputs<T>& out, const token_advantage_config& cfg,
+                                       workspace& ws) {
+    static_assert(std::is_floating_point<T>::value, "grpo::token_advantages: element type must be float or double");
+    const char* where = "token_advantages";
+    detail::check_token_advantage_call(where, in, out, cfg);
+    const workspace_lease lease(ws, where);
+    return detail::cpu::token_advantages(where, in, out, cfg, ws);
+}
+/// Convenience overload with a temporary workspace.
+template <class T>
+token_advantage_stats token_advantages(const exec::host& ex, const token_advantage_inputs<T>& in,
+                                       const token_advantage_outputs<T>& out, const token_advantage_config& cfg = {}) {
+    workspace ws;
+    return token_advantages(ex, in, out, cfg, ws);
+}
+
 GRPO_NAMESPACE_END

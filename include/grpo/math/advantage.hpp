@@ -161,5 +161,17 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE double completion_advantage(const advantage_pa
     return a;
 }
 
+/// One step of the backward return recursion of REINFORCE++ (verl compute_reinforce_plus_plus_outcome_advantage):
+/// G_t = r_t + gamma * G_{t+1}; the carry into t - 1 is G_t at an unmasked token and 0 at a masked one, so the
+/// recursion restarts where the mask ends and a masked token's reward never reaches an unmasked one.
+struct return_step {
+    double value; ///< G_t
+    double carry; ///< what G_{t-1} adds (times gamma)
+};
+GRPO_HOST_DEVICE inline return_step discounted_return(double reward, double gamma, double next_carry, bool valid) {
+    const double g = reward + gamma * next_carry;
+    return {g, valid ? g : 0.0};
+}
+
 } // namespace math
 GRPO_NAMESPACE_END

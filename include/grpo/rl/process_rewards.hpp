@@ -64,6 +64,53 @@ struct process_steps {
     }
 };
 
+namespace detail {
+
+/// The steps of `rows` completions of `cols` tokens in compressed-row form: offsets[0] == 0, non-decreasing,
+/// offsets[rows] == the number of steps; each row's ends in [0, cols) and non-decreasing; finite rewards.
+/// Sizes first (before the callers' aliasing checks), then values.
+template <class R>
+void check_step_sizes(const char* where, vector_view<const R> step_rewards,
+                      vector_view<const std::int64_t> step_offsets, vector_view<const std::int64_t> step_ends,
+                      index_t rows) {
+    check_size(where, "step_offsets", step_offsets, checked_add(where, "rows", rows, 1));
+    check_size(where, "step_ends", step_ends, step_rewards.size());
+}
+template <class R>
+void check_step_values(const char* where, vector_view<const R> step_rewards,
+                       vector_view<const std::int64_t> step_offsets, vector_view<const std::int64_t> step_ends,
+                       index_t rows, index_t cols) {
+    const index_t steps = step_rewards.size();
+    if (step_offsets[0] != 0)
+        raise_argument(errc::invalid_value, where, "step_offsets", "offsets[0] == 0",
+                       std::to_string(static_cast<long long>(step_offsets[0])));
+    for (index_t i = 0; i < rows; ++i)
+        if (step_offsets[i + 1] < step_offsets[i])
+            raise_argument(errc::invalid_value, where, "step_offsets", "non-decreasing offsets",
+                           "a decrease at index " + to_str(i + 1));
+    if (step_offsets[rows] != steps)
+        raise_argument(errc::shape_mismatch, where, "step_offsets",
+                       "offsets[rows] == " + to_str(steps) + " (the number of step rewards)",
+                       std::to_string(static_cast<long long>(step_offsets[rows])));
+    for (index_t i = 0; i < rows; ++i)
+        for (index_t j = step_offsets[i]; j < step_offsets[i + 1]; ++j) {
+            if (step_ends[j] < 0 || step_ends[j] >= cols)
+                raise_argument(errc::invalid_value, where, "step_ends",
+                               "token indices in [0, " + to_str(cols) + ")",
+                               std::to_string(static_cast<long long>(step_ends[j])) + " at step " +
+                                   to_str(j) + " (row " + to_str(i) + ")");
+            if (j > step_offsets[i] && step_ends[j] < step_ends[j - 1])
+                raise_argument(errc::invalid_value, where, "step_ends",
+                               "non-decreasing ends within a row",
+                               "a decrease at step " + to_str(j) + " (row " + to_str(i) + ")");
+            if (!std::isfinite(static_cast<double>(step_rewards[j])))
+                raise_argument(errc::non_finite, where, "step_rewards", "finite values",
+                               num_str(step_rewards[j]) + " at step " + to_str(j));
+        }
+}
+
+} // namespace detail
+
 /// Per-token advantages from per-step rewards (DeepSeekMath §4.1.3, process supervision):
 ///   R = every step reward of every completion of the group
 ///   r~_j = (r_j - mean(R)) / (std(R) + epsilon)
@@ -98,8 +145,7 @@ advantage_stats process_advantages(const exec::host&, vector_view<R> step_reward
     detail::check_enum(where, "config.std", cfg.std, 2);
     detail::check_range(where, "config.epsilon", cfg.epsilon, 0, std::numeric_limits<double>::infinity(),
                         "a value >= 0");
-    detail::check_size(where, "step_offsets", step_offsets, detail::checked_add(where, "rows", rows, 1));
-    detail::check_size(where, "step_ends", step_ends, steps);
+    detail::check_step_sizes(where, step_rewards, step_offsets, step_ends, rows);
     if (normalized.present()) detail::check_size(where, "normalized", normalized, steps);
     detail::check_group_layout(where, rows, g);
     detail::check_outputs_disjoint(where, {{"token_advantages", detail::range_of(token_advantages)},
@@ -108,32 +154,7 @@ advantage_stats process_advantages(const exec::host&, vector_view<R> step_reward
                                     {"step_offsets", detail::range_of(step_offsets)},
                                     {"step_ends", detail::range_of(step_ends)},
                                     {"groups.ids", detail::range_of(g.ids())}});
-    if (step_offsets[0] != 0)
-        detail::raise_argument(errc::invalid_value, where, "step_offsets", "offsets[0] == 0",
-                               std::to_string(static_cast<long long>(step_offsets[0])));
-    for (index_t i = 0; i < rows; ++i)
-        if (step_offsets[i + 1] < step_offsets[i])
-            detail::raise_argument(errc::invalid_value, where, "step_offsets", "non-decreasing offsets",
-                                   "a decrease at index " + detail::to_str(i + 1));
-    if (step_offsets[rows] != steps)
-        detail::raise_argument(errc::shape_mismatch, where, "step_offsets",
-                               "offsets[rows] == " + detail::to_str(steps) + " (the number of step rewards)",
-                               std::to_string(static_cast<long long>(step_offsets[rows])));
-    for (index_t i = 0; i < rows; ++i)
-        for (index_t j = step_offsets[i]; j < step_offsets[i + 1]; ++j) {
-            if (step_ends[j] < 0 || step_ends[j] >= cols)
-                detail::raise_argument(errc::invalid_value, where, "step_ends",
-                                       "token indices in [0, " + detail::to_str(cols) + ")",
-                                       std::to_string(static_cast<long long>(step_ends[j])) + " at step " +
-                                           detail::to_str(j) + " (row " + detail::to_str(i) + ")");
-            if (j > step_offsets[i] && step_ends[j] < step_ends[j - 1])
-                detail::raise_argument(errc::invalid_value, where, "step_ends",
-                                       "non-decreasing ends within a row",
-                                       "a decrease at step " + detail::to_str(j) + " (row " + detail::to_str(i) + ")");
-            if (!std::isfinite(static_cast<double>(step_rewards[j])))
-                detail::raise_argument(errc::non_finite, where, "step_rewards", "finite values",
-                                       detail::num_str(step_rewards[j]) + " at step " + detail::to_str(j));
-        }
+    detail::check_step_values(where, step_rewards, step_offsets, step_ends, rows, cols);
     detail::check_group_ids(where, rows, g);
 
     // Group statistics over all steps of the group's rows (two passes, pivot-shifted), in row then step order.
@@ -207,6 +228,39 @@ advantage_stats process_advantages(const exec::host& ex, const process_steps& s,
                                detail::to_str(s.rows()) + " rows");
     return process_advantages(ex, s.reward_view(), s.offset_view(), s.end_view(), g, token_advantages, cfg,
                               normalized);
+}
+
+/// Process rewards as token-level rewards for token_advantages (REINFORCE++ or ReMax on step rewards): each
+/// step's raw reward at the token that ends it, 0 elsewhere (steps sharing an end token add up), mask
+/// [rows, tokens] = 1 up to each row's last step end and 0 after it. `rewards` and `mask` are outputs of the
+/// shape of every row's tokens; throws grpo::error (outputs untouched) on malformed steps.
+template <class T>
+void process_token_rewards(const process_steps& s, matrix_view<T> rewards, matrix_view<T> mask) {
+    const char* where = "process_token_rewards";
+    const index_t rows = rewards.rows(), cols = rewards.cols();
+    if (s.rows() != rows)
+        detail::raise_argument(errc::shape_mismatch, where, "rewards", detail::to_str(s.rows()) + " rows (one per completion)",
+                               detail::to_str(rows));
+    detail::check_shape(where, "mask", mask, rows, cols);
+    const index_t steps = static_cast<index_t>(s.rewards.size());
+    const vector_view<const double> step_rewards(s.rewards.data(), steps);
+    const vector_view<const std::int64_t> offsets(s.offsets.data(), static_cast<index_t>(s.offsets.size()));
+    const vector_view<const std::int64_t> ends(s.ends.data(), static_cast<index_t>(s.ends.size()));
+    detail::check_step_sizes(where, step_rewards, offsets, ends, rows);
+    detail::check_outputs_disjoint(where, {{"rewards", detail::range_of(rewards)}, {"mask", detail::range_of(mask)}}, {});
+    detail::check_step_values(where, step_rewards, offsets, ends, rows, cols);
+    for (index_t i = 0; i < rows; ++i) {
+        const std::int64_t first = s.offsets[static_cast<std::size_t>(i)], last = s.offsets[static_cast<std::size_t>(i + 1)];
+        const index_t end = last > first ? static_cast<index_t>(s.ends[static_cast<std::size_t>(last - 1)]) + 1 : 0;
+        for (index_t t = 0; t < cols; ++t) {
+            rewards(i, t) = T(0);
+            mask(i, t) = t < end ? T(1) : T(0);
+        }
+        for (std::int64_t j = first; j < last; ++j) {
+            const index_t t = static_cast<index_t>(s.ends[static_cast<std::size_t>(j)]);
+            rewards(i, t) = static_cast<T>(static_cast<double>(rewards(i, t)) + s.rewards[static_cast<std::size_t>(j)]);
+        }
+    }
 }
 
 GRPO_NAMESPACE_END

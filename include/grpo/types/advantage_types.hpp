@@ -81,6 +81,48 @@ struct advantage_stats {
     double advantage_mean = 0, advantage_std = 0, advantage_min = 0, advantage_max = 0;
 };
 
+/// Token-level estimators: per-token rewards in, per-token advantages out (process rewards, a reward at the
+/// last token, KL-shaped rewards). The sequence-level estimators above take one reward per completion.
+enum class token_estimator {
+    /// REINFORCE++ (arXiv 2501.03262): returns G_t = r_t + gamma G_{t+1} per row (restarting where the mask
+    /// ends), then whitened over every unmasked token of the batch, (G - mu) / sqrt(var + whiten_epsilon) with
+    /// the unbiased variance. verl "reinforce_plus_plus".
+    reinforce_plus_plus,
+    /// ReMax (arXiv 2310.10505): G_t = sum_{s >= t} r_s m_s (masked tokens add 0 and do not restart the sum)
+    /// and A_t = G_t - b_i, b_i = the reward of the
+    /// prompt's greedy completion (`baselines`, one per row). verl "remax".
+    remax,
+};
+
+/// Knobs of token_advantages.
+struct token_advantage_config {
+    token_estimator estimator = token_estimator::reinforce_plus_plus;
+    double gamma = 1.0;           ///< discount of reinforce_plus_plus (verl algorithm.gamma, default 1.0)
+    double whiten_epsilon = 1e-8; ///< verl masked_whiten
+};
+
+/// What token_advantages reads: [rows, tokens] views, plus one baseline per row for remax.
+template <class T>
+struct token_advantage_inputs {
+    matrix_view<const T> rewards;   ///< per-token rewards (required); read at unmasked tokens only
+    matrix_view<const T> mask;      ///< 1 = the token counts, 0 = masked (required)
+    vector_view<const T> baselines; ///< remax: the greedy completion's reward per row (required there)
+};
+
+/// Where token_advantages writes: advantages (required), returns G (optional); both 0 at masked tokens.
+template <class T>
+struct token_advantage_outputs {
+    matrix_view<T> advantages;
+    matrix_view<T> returns;
+};
+
+/// Figures over the unmasked tokens.
+struct token_advantage_stats {
+    double tokens = 0;                        ///< unmasked tokens
+    double return_mean = 0, return_std = 0;   ///< of G (unbiased std)
+    double advantage_mean = 0, advantage_std = 0, advantage_min = 0, advantage_max = 0;
+};
+
 namespace detail {
 
 /// The estimators that read token_weights: whitening weights, or opo's lengths.
@@ -153,6 +195,48 @@ void check_advantage_call(const char* where, vector_view<const T> rewards, const
         for (index_t i = 0; i < n; ++i)
             check_range(where, "token_weights", token_weights[i], 0, std::numeric_limits<double>::infinity(),
                         "finite weights >= 0");
+}
+
+/// Every check of a token_advantages call (shapes, configuration, then values), before anything is written.
+template <class T>
+void check_token_advantage_call(const char* where, const token_advantage_inputs<T>& in,
+                                const token_advantage_outputs<T>& out, const token_advantage_config& cfg) {
+    constexpr double inf = std::numeric_limits<double>::infinity();
+    check_enum(where, "config.estimator", cfg.estimator, 2);
+    check_range(where, "config.gamma", cfg.gamma, 0, inf, "a finite value >= 0");
+    check_range(where, "config.whiten_epsilon", cfg.whiten_epsilon, 0, inf, "a finite value >= 0");
+    if (!in.rewards.present())
+        raise_argument(errc::invalid_value, where, "rewards", "per-token rewards", "an absent view");
+    const index_t rows = in.rewards.rows(), cols = in.rewards.cols();
+    if (!in.mask.present()) raise_argument(errc::invalid_value, where, "mask", "a [rows, tokens] mask", "an absent view");
+    check_shape(where, "mask", in.mask, rows, cols);
+    if (!out.advantages.present())
+        raise_argument(errc::invalid_value, where, "advantages", "a [rows, tokens] output", "an absent view");
+    check_shape(where, "advantages", out.advantages, rows, cols);
+    if (out.returns.present()) check_shape(where, "returns", out.returns, rows, cols);
+    const bool remax = cfg.estimator == token_estimator::remax;
+    if (remax && !in.baselines.present())
+        raise_argument(errc::invalid_value, where, "baselines", "one baseline reward per row (remax)", "an absent view");
+    if (remax) check_size(where, "baselines", in.baselines, rows);
+    check_outputs_disjoint(where, {{"advantages", range_of(out.advantages)}, {"returns", range_of(out.returns)}},
+                           {{"rewards", range_of(in.rewards)},
+                            {"mask", range_of(in.mask)},
+                            {"baselines", range_of(in.baselines)}});
+    for (index_t i = 0; i < rows; ++i) {
+        for (index_t t = 0; t < cols; ++t) {
+            const double m = static_cast<double>(in.mask(i, t));
+            if (m != 0 && m != 1)
+                raise_argument(errc::invalid_value, where, "mask", "values 0 or 1",
+                               num_str(m) + " at (" + to_str(i) + ", " + to_str(t) + ")");
+            if (m != 0 && !std::isfinite(static_cast<double>(in.rewards(i, t))))
+                raise_argument(errc::non_finite, where, "rewards", "finite values at unmasked tokens",
+                               num_str(static_cast<double>(in.rewards(i, t))) + " at (" + to_str(i) + ", " + to_str(t) +
+                                   ")");
+        }
+        if (remax && !std::isfinite(static_cast<double>(in.baselines[i])))
+            raise_argument(errc::non_finite, where, "baselines", "finite values",
+                           num_str(static_cast<double>(in.baselines[i])) + " at index " + to_str(i));
+    }
 }
 
 } // namespace detail

@@ -117,6 +117,82 @@ advantage_stats compute_advantages(const char* where, vector_view<const T> rewar
     return st;
 }
 
+/// token_advantages on the CPU (the call is checked): returns per row from the last token backwards, then for
+/// reinforce_plus_plus the whitening over every unmasked token of the batch, all in double in row order.
+template <class T>
+token_advantage_stats token_advantages(const char* where, const token_advantage_inputs<T>& in,
+                                       const token_advantage_outputs<T>& out, const token_advantage_config& cfg,
+                                       workspace& ws) {
+    const index_t rows = in.rewards.rows(), cols = in.rewards.cols();
+    double* g = ws.doubles(static_cast<std::size_t>(checked_mul(where, "rewards", rows, cols)), where);
+    auto valid = [&](index_t i, index_t t) { return in.mask(i, t) != T(0); };
+    const bool remax = cfg.estimator == token_estimator::remax;
+    moments ret; // of G over the unmasked tokens
+    for (index_t i = 0; i < rows; ++i) {
+        double carry = 0;
+        for (index_t t = cols - 1; t >= 0; --t) {
+            const bool v = valid(i, t);
+            // Masked rewards are never read: a masked token contributes 0 (remax: r m) and resets the carry.
+            const double r = v ? static_cast<double>(in.rewards(i, t)) : 0.0;
+            const math::return_step step = math::discounted_return(r, remax ? 1.0 : cfg.gamma, carry, v);
+            carry = remax ? step.value : step.carry; // remax: a plain reverse cumsum of r m, no restart
+            g[i * cols + t] = v ? step.value : 0.0;
+        }
+    }
+    two_pass_moments(
+        [&](auto&& emit) {
+            for (index_t i = 0; i < rows; ++i)
+                for (index_t t = 0; t < cols; ++t)
+                    if (valid(i, t)) emit(0, g[i * cols + t]);
+        },
+        &ret);
+    double white_mean = 0, white_scale = 1;
+    if (!remax) {
+        if (!(ret.count > 1))
+            raise_argument(errc::invalid_value, where, "mask",
+                           "at least 2 unmasked tokens (verl masked_whiten needs 2)", num_str(ret.count));
+        white_mean = ret.mean();
+        white_scale = math::whitening_scale(ret.m2, ret.count, cfg.whiten_epsilon);
+    }
+    auto advantage_at = [&](index_t i, index_t t) {
+        if (!valid(i, t)) return 0.0;
+        const double x = g[i * cols + t];
+        return remax ? x - static_cast<double>(in.baselines[i]) : (x - white_mean) * white_scale;
+    };
+    // Every value must fit T before anything is written.
+    const double limit = static_cast<double>(std::numeric_limits<T>::max());
+    advantage_figures adv;
+    for (index_t i = 0; i < rows; ++i)
+        for (index_t t = 0; t < cols; ++t)
+            if (valid(i, t)) {
+                const double a = advantage_at(i, t), x = g[i * cols + t];
+                if (!(std::fabs(a) <= limit) || !(std::fabs(x) <= limit))
+                    raise_argument(errc::invalid_value, where, "rewards",
+                                   "rewards whose returns and advantages fit the output type",
+                                   "return " + num_str(x) + ", advantage " + num_str(a) + " at (" + to_str(i) + ", " +
+                                       to_str(t) + ")");
+                adv.first(a);
+            }
+    adv.end_first();
+    for (index_t i = 0; i < rows; ++i)
+        for (index_t t = 0; t < cols; ++t) {
+            out.advantages(i, t) = static_cast<T>(advantage_at(i, t));
+            if (out.returns.present()) out.returns(i, t) = static_cast<T>(g[i * cols + t]);
+            if (valid(i, t)) adv.second(static_cast<double>(out.advantages(i, t)));
+        }
+    token_advantage_stats st;
+    st.tokens = ret.count;
+    st.return_mean = ret.mean();
+    st.return_std = ret.std(std_estimator::unbiased);
+    advantage_stats a;
+    adv.write(a, std_estimator::unbiased);
+    st.advantage_mean = a.advantage_mean;
+    st.advantage_std = a.advantage_std;
+    st.advantage_min = a.advantage_min;
+    st.advantage_max = a.advantage_max;
+    return st;
+}
+
 } // namespace cpu
 } // namespace detail
 GRPO_NAMESPACE_END
