@@ -86,6 +86,20 @@ inline double weighted_nansum(matrix_view<const double> x, vector_view<const dou
     return any ? s : std::numeric_limits<double>::quiet_NaN();
 }
 
+/// outcome_advantages' outputs against each other and against `inputs`.
+template <class T>
+void check_outcome_outputs(const char* where, vector_view<T> advantages, vector_view<T> rewards,
+                           const group_outputs& per_group, std::initializer_list<named_range> inputs) {
+    check_outputs_disjoint(where,
+                           {{"advantages", range_of(advantages)},
+                            {"rewards", range_of(rewards)},
+                            {"per_group.mean", range_of(per_group.mean)},
+                            {"per_group.std", range_of(per_group.std)},
+                            {"per_group.zero_variance", range_of(per_group.zero_variance)},
+                            {"per_group.count", range_of(per_group.count)}},
+                           inputs);
+}
+
 } // namespace detail
 
 /// Weighted sum of per-function scores (TRL: `(rewards_per_func * reward_weights).nansum(dim=1)`):
@@ -150,16 +164,10 @@ advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const doubl
     if (per_group.zero_variance.present())
         detail::check_size(where, "per_group.zero_variance", per_group.zero_variance, k);
     if (per_group.count.present()) detail::check_size(where, "per_group.count", per_group.count, k);
-    detail::check_outputs_disjoint(where,
-                                   {{"advantages", detail::range_of(advantages)},
-                                    {"rewards", detail::range_of(rewards)},
-                                    {"per_group.mean", detail::range_of(per_group.mean)},
-                                    {"per_group.std", detail::range_of(per_group.std)},
-                                    {"per_group.zero_variance", detail::range_of(per_group.zero_variance)},
-                                    {"per_group.count", detail::range_of(per_group.count)}},
-                                   {{"scores", detail::range_of(scores)},
-                                    {"weights", detail::range_of(weights)},
-                                    {"groups.ids", detail::range_of(g.ids())}});
+    detail::check_outcome_outputs(where, advantages, rewards, per_group,
+                                  {{"scores", detail::range_of(scores)},
+                                   {"weights", detail::range_of(weights)},
+                                   {"groups.ids", detail::range_of(g.ids())}});
     const index_t cells = detail::checked_mul(where, "scores", n, nf);
     if (aggregation == reward_aggregation::sum_then_normalize) detail::check_combined_fits<T>(where, scores, weights);
 
@@ -241,14 +249,7 @@ advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const float
     for (index_t i = 0; i < n; ++i)
         for (index_t f = 0; f < nf; ++f) wide[static_cast<std::size_t>(i * nf + f)] = static_cast<double>(scores(i, f));
     // The copy is private, so the disjointness checks would not see the caller's float scores: check them here.
-    detail::check_outputs_disjoint(where,
-                                   {{"advantages", detail::range_of(advantages)},
-                                    {"rewards", detail::range_of(rewards)},
-                                    {"per_group.mean", detail::range_of(per_group.mean)},
-                                    {"per_group.std", detail::range_of(per_group.std)},
-                                    {"per_group.zero_variance", detail::range_of(per_group.zero_variance)},
-                                    {"per_group.count", detail::range_of(per_group.count)}},
-                                   {{"scores", detail::range_of(scores)}});
+    detail::check_outcome_outputs(where, advantages, rewards, per_group, {{"scores", detail::range_of(scores)}});
     return outcome_advantages(ex, matrix_view<const double>(wide.data(), n, nf), weights, g, advantages, cfg,
                               aggregation, rewards, per_group);
 }
