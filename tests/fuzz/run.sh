@@ -13,12 +13,14 @@ fail=0
 # A scratch allocation the system cannot serve must surface as grpo::error (errc::out_of_memory), as it does
 # without sanitizers: let ASan's allocator fail with std::bad_alloc instead of aborting.
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}allocator_may_return_null=1"
-for h in $harnesses; do
+# One harness, its report into $2 (the harnesses run two at a time, one per core; reports print in order).
+fuzz_one() {
+  h=$1
+  report=$2
   bin=$(find "$build" -type f -name "$h" -perm -u+x 2>/dev/null | head -n 1)
   if [ -z "$bin" ]; then
-    echo "$h: not built in $build" >&2
-    fail=1
-    continue
+    echo "$h: not built in $build" >"$report"
+    return 1
   fi
   work=$(mktemp -d)
   mkdir -p "$work/corpus" "$work/artifacts"
@@ -28,15 +30,30 @@ for h in $harnesses; do
   rc=$?
   execs=$(awk '/stat::number_of_executed_units/ {print $2}' "$work/log" | tail -n 1)
   rate=$(awk '/stat::average_exec_per_sec/ {print $2}' "$work/log" | tail -n 1)
-  echo "$h: exit $rc, ${execs:-?} executions in ${secs} s (${rate:-?}/s)"
-  if [ "$rc" -ne 0 ]; then
-    fail=1
-    grep -m 5 -E "GRPO-FUZZ FINDING|ERROR: |runtime error|SUMMARY" "$work/log"
-    tail -n 40 "$work/log"
-    mkdir -p "$build/fuzz-artifacts/$h"
-    cp "$work/artifacts/"* "$build/fuzz-artifacts/$h/" 2>/dev/null || true
-    echo "$h: reproducer(s) in $build/fuzz-artifacts/$h/"
-  fi
+  {
+    echo "$h: exit $rc, ${execs:-?} executions in ${secs} s (${rate:-?}/s)"
+    if [ "$rc" -ne 0 ]; then
+      grep -m 5 -E "GRPO-FUZZ FINDING|ERROR: |runtime error|SUMMARY" "$work/log"
+      tail -n 40 "$work/log"
+      mkdir -p "$build/fuzz-artifacts/$h"
+      cp "$work/artifacts/"* "$build/fuzz-artifacts/$h/" 2>/dev/null || true
+      echo "$h: reproducer(s) in $build/fuzz-artifacts/$h/"
+    fi
+  } >"$report"
   rm -rf "$work"
+  return $rc
+}
+
+reports=$(mktemp -d)
+set -- $harnesses
+while [ $# -gt 0 ]; do
+  fuzz_one "$1" "$reports/$1" & first=$!
+  second=""
+  if [ $# -gt 1 ]; then fuzz_one "$2" "$reports/$2" & second=$!; fi
+  wait $first || fail=1
+  if [ -n "$second" ]; then wait $second || fail=1; fi
+  shift; [ $# -gt 0 ] && shift
 done
+for h in $harnesses; do cat "$reports/$h"; done
+rm -rf "$reports"
 exit $fail
