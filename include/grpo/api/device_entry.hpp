@@ -155,7 +155,8 @@ const loss_record* run_loss(D& dev, const char* where, const loss_inputs<T, devi
     const bool need_samp = cfg.sampling != sampling_correction::none;
     if (pre_pass)
         dev.launch(loss_check_kernel<T>{v, s, check_values, p.with_kl(), need_samp, p.entropy_given,
-                                        cfg.global_token_count},
+                                        cfg.global_token_count,
+                                        check_values || p.count_nonempty_rows || p.covariance_selection()},
                    blocks);
     const index_t token_blocks = grid_for_items(tokens, loss_block, 65535);
     if (quantile && tokens > 0) {
@@ -209,7 +210,7 @@ kl_stats run_kl_sync(D& dev, const char* where, const kl_inputs<T, device_space>
     dev.zero(s.counters, 3 * sizeof(unsigned long long));
     const bool check_values = cfg.checks == validation::full;
     const index_t blocks = grid_for_items(rows);
-    if (check_values) dev.launch(loss_check_kernel<T>{v, s, true, true, false, false, 0.0}, blocks);
+    if (check_values) dev.launch(loss_check_kernel<T>{v, s, true, true, false, false, 0.0, false}, blocks);
     dev.launch(kl_kernel<T>{v, k, s, check_values, s.record}, blocks);
     dev.check_launch(where);
     loss_record* h = reinterpret_cast<loss_record*>(dev.host_doubles(doubles_of(sizeof(loss_record))));

@@ -193,6 +193,9 @@ struct loss_check_kernel {
     bool need_samp;       ///< a sampling correction: sampling_logp is read, so it is checked
     bool need_entropy;    ///< an entropy term: the entropies are read, so they are checked
     double global_tokens; ///< loss_config::global_token_count (0: this call's count)
+    /// Check global_tokens against this call's count: whenever the CPU backend's pre-pass runs (validation::full,
+    /// or a count it needs: non-empty rows, the covariance selection), so both reject the same calls.
+    bool check_global;
 
     /// This thread's first problem in row i as a column key (column * loss_error_count + code), or -1, and
     /// its count of valid tokens. Same order as the CPU backend's check_row.
@@ -277,7 +280,7 @@ struct loss_check_kernel {
                                                           : code == loss_error::bad_entropy       ? v.entropy
                                                                                              : v.adv;
             err = {code, i, t, 0, static_cast<double>(compute_t<T>(m(i, t)))};
-        } else if (check_values && global_tokens > 0 && global_tokens < total) {
+        } else if (check_global && global_tokens > 0 && global_tokens < total) {
             err = {loss_error::bad_global_count, static_cast<std::int64_t>(total), 0, 0, global_tokens};
         }
         *s.error = err;
