@@ -25,6 +25,7 @@
 #include <numeric>
 #include <string>
 #include <thread>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -51,10 +52,13 @@ public:
     emulated_workspace& operator=(const emulated_workspace&) = delete;
     /// Moving takes the memory, never the in-use state (a workspace in use must not be moved).
     emulated_workspace(emulated_workspace&& other) noexcept
-        : scratch_(std::move(other.scratch_)), host_(std::move(other.host_)) {}
+        : scratch_(std::move(other.scratch_)), host_(std::move(other.host_)), launches_(std::move(other.launches_)),
+          recording_(other.recording_) {}
     emulated_workspace& operator=(emulated_workspace&& other) noexcept {
         scratch_ = std::move(other.scratch_);
         host_ = std::move(other.host_);
+        launches_ = std::move(other.launches_);
+        recording_ = other.recording_;
         return *this;
     }
     double* doubles(std::size_t count) {
@@ -78,10 +82,29 @@ public:
     /// True while a call holds this workspace.
     bool in_use() const noexcept { return in_use_.load(std::memory_order_relaxed); }
 
+    /// One kernel launch: the kernel's type name (typeid, implementation-defined spelling) and its grid size.
+    struct launch_record {
+        std::string kernel;
+        index_t blocks;
+    };
+    /// Opt-in log of the launches made through this workspace (to see how a call spreads its work over blocks);
+    /// off by default, cleared when turned on.
+    void record_launches(bool on) {
+        recording_ = on;
+        launches_.clear();
+    }
+    const std::vector<launch_record>& launches() const noexcept { return launches_; }
+    /// Called by the emulator for each launch.
+    void note_launch(const char* kernel, index_t blocks) {
+        if (recording_) launches_.push_back({kernel, blocks});
+    }
+
 private:
     template <class W>
     friend class basic_workspace_lease;
     std::vector<double> scratch_, host_;
+    std::vector<launch_record> launches_;
+    bool recording_ = false;
     std::atomic<bool> in_use_{false};
 };
 
@@ -185,6 +208,7 @@ public:
     template <class K>
     void launch(const K& kernel, index_t blocks) {
         constexpr index_t blocks_at_once = 4;
+        ws_.note_launch(typeid(K).name(), blocks);
         std::mutex atomics;
         for (index_t hi = blocks; hi > 0; hi -= blocks_at_once) {
             const index_t lo = hi > blocks_at_once ? hi - blocks_at_once : 0;

@@ -323,6 +323,42 @@ TEST_CASE("cuda advantages: the no-sync record equals the syncing result", "[cud
     CHECK(a.adv == b.adv);
 }
 
+TEST_CASE("cuda advantages: 10^6 completions spread the batch statistics over many blocks", "[cuda][advantages]") {
+    // The batch-level reductions (batch std, whitening, gpg's scale, the stats) run over chunks of rows, one
+    // partial per chunk, combined in chunk order: many blocks, and still deterministic and equal to the CPU.
+    const index_t G = 1000, groups = 1000;
+    problem pb = contiguous_problem(groups, G, 77, false);
+    pb.weights.resize(pb.rewards.size());
+    for (std::size_t i = 0; i < pb.weights.size(); ++i) pb.weights[i] = double(1 + i % 7);
+    for (auto est : {grpo::advantage_estimator::group_centered_batch_std,
+                     grpo::advantage_estimator::group_centered_batch_whitened, grpo::advantage_estimator::gpg}) {
+        grpo::advantage_config cfg;
+        cfg.estimator = est;
+        const bool weights = est == grpo::advantage_estimator::group_centered_batch_whitened;
+        CAPTURE(int(est));
+        grpo_test::device_workspace ws;
+#ifdef GRPO_TEST_EMULATED
+        ws.record_launches(true);
+#endif
+        const result gpu = run_cuda<double>(pb, cfg, weights, ws);
+#ifdef GRPO_TEST_EMULATED
+        index_t batch_blocks = 0, stats_blocks = 0;
+        for (const auto& l : ws.launches()) {
+            if (l.kernel.find("adv_batch_kernel") != std::string::npos) batch_blocks = l.blocks;
+            if (l.kernel.find("adv_stats_kernel") != std::string::npos) stats_blocks = l.blocks;
+        }
+        CHECK(batch_blocks == grpo::detail::cuda::adv_chunks(G * groups));
+        CHECK(batch_blocks > 100);
+        CHECK(stats_blocks > 100);
+        ws.record_launches(false);
+#endif
+        compare(run_cpu<double>(pb, cfg, weights), gpu, 1e-9);
+        const result again = run_cuda<double>(pb, cfg, weights, ws);
+        CHECK(std::memcmp(&gpu.st, &again.st, sizeof gpu.st) == 0);
+        CHECK(gpu.adv == again.adv);
+    }
+}
+
 TEST_CASE("cuda advantages: deterministic across runs", "[cuda][advantages]") {
     std::vector<index_t> sizes;
     for (int j = 0; j < 300; ++j) sizes.push_back(index_t(1 + j % 37));

@@ -286,6 +286,7 @@ const double* run_advantages(D& dev, const char* where, vector_view<const T, dev
     const index_t elem_blocks = grid_for_items(n > k ? n : k, adv_elem_block, 65535);
 
     dev.zero(s.errors, adv_error_slots * sizeof(unsigned long long));
+    dev.zero(s.slots, adv_slots * sizeof(unsigned long long));
     if (n > 0) dev.launch(adv_validate_kernel<T>{v, p, s}, elem_blocks);
     if (by_id && k > 0) { // groups without rows keep begin = end = 0, so the group kernel sees count 0
         dev.zero(s.begin, static_cast<std::size_t>(k) * sizeof(std::int64_t));
@@ -297,10 +298,13 @@ const double* run_advantages(D& dev, const char* where, vector_view<const T, dev
         dev.launch(adv_offsets_kernel{s.keys_out, n, k, s.errors, s.begin, s.end}, elem_blocks);
     }
     if (k > 0) dev.launch(adv_group_kernel<T>{v, p, s}, grid_for_items(k));
-    dev.launch(adv_batch_kernel<T>{v, p, s}, 1);
+    // The batch reductions: chunks of adv_chunk rows, as many blocks as there are chunks (up to a cap).
+    const index_t batch_blocks = grid_for_items(adv_chunks(n), 1, adv_reduce_max_blocks);
+    for (int phase = 0; phase < 3; ++phase) dev.launch(adv_batch_kernel<T>{v, p, s, phase}, batch_blocks);
     if (n > 0) dev.launch(adv_range_kernel<T>{v, p, s}, elem_blocks);
     if (n > 0 || k > 0) dev.launch(adv_write_kernel<T>{v, p, s}, elem_blocks);
-    dev.launch(adv_stats_kernel<T>{v, p, s, d_stats}, 1);
+    const index_t stats_blocks = grid_for_items(adv_chunks(n > k ? n : k), 1, adv_reduce_max_blocks);
+    for (int phase = 1; phase < 3; ++phase) dev.launch(adv_stats_kernel<T>{v, p, s, d_stats, phase}, stats_blocks);
     dev.check_launch(where);
     return d_stats;
 }

@@ -126,7 +126,7 @@ struct token_advantage_stats {
 namespace detail {
 
 /// The estimators that read token_weights: whitening weights, or opo's lengths.
-inline bool uses_token_weights(advantage_estimator e) {
+GRPO_HOST_DEVICE inline bool uses_token_weights(advantage_estimator e) {
     return e == advantage_estimator::group_centered_batch_whitened || e == advantage_estimator::opo;
 }
 

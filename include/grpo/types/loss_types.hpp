@@ -344,7 +344,7 @@ struct loss_params {
     double cov_ratio;         ///< clip_cov, kl_cov: loss_config::cov_ratio
     /// The backend computes the entropy threshold from this call's tokens before the main pass.
     GRPO_HOST_DEVICE bool entropy_quantile_needed() const { return entropy_threshold != entropy_threshold; }
-    bool with_kl() const { return token.beta != 0; }
+    GRPO_HOST_DEVICE bool with_kl() const { return token.beta != 0; }
     /// A backend sums log r over each row first: for the sequence ratio (geo_mean has its own, below) and for
     /// the off-policy test.
     GRPO_HOST_DEVICE bool row_log_ratio_sum() const {

@@ -13,16 +13,21 @@
 //                           math::group_moments (count, shifted sum, m2) with block reductions in double; for
 //                           passk the best reward, its first row and the runner-up, for opo the length-weighted
 //                           moments (math::group_extras).
-//   4. adv_batch_kernel     (one block): batch moments (same pivot rule), batch std and, for
-//                           group_centered_batch_whitened, the whitening statistics (weighted
-//                           math::group_moments, pivot = centered value of the first scored row of non-zero
-//                           weight, as on the CPU; a constant batch whitens to exactly 0); gpg's alpha.
-//   5. adv_write_kernel     (grid-stride over max(rows, groups)): math::completion_advantage per row, the
-//                           optional per-group outputs.
-//   6. adv_stats_kernel     (one block): advantage_stats (or the error record) into the stats buffer.
+//   4. adv_batch_kernel     (three launches, grid-stride over chunks of adv_chunk rows): batch moments (same
+//                           pivot rule), batch std and, for group_centered_batch_whitened, the whitening
+//                           statistics (weighted math::group_moments, pivot = centered value of the first scored
+//                           row of non-zero weight, as on the CPU; a constant batch whitens to exactly 0); gpg's
+//                           alpha. Phase 0 finds the pivots (integer atomic max), phase 1 the counts and shifted
+//                           sums, phase 2 the squared deviations; each chunk's partial is one block reduction,
+//                           and the last block of phases 1 and 2 combines the chunk partials in chunk order.
+//   5. adv_range_kernel, adv_write_kernel (grid-stride over max(rows, groups)): math::completion_advantage per
+//                           row (first checked against T, then written), the optional per-group outputs.
+//   6. adv_stats_kernel     (two launches, chunks as in 4): advantage_stats (or the error record) into the
+//                           stats buffer.
 // Every kernel after the validation returns without writing anything when an error was recorded, so the
 // caller's outputs are untouched on invalid values. Sums are block reductions of fixed shape (one block per
-// group / per batch): bit-identical on every run. No float atomics.
+// group, per chunk, then over the chunk partials in chunk order): bit-identical on every run, for any grid
+// size. No float atomics.
 #pragma once
 
 #include <cstddef>
@@ -36,8 +41,17 @@ namespace detail {
 namespace cuda {
 
 constexpr int adv_group_block = 128;  ///< threads per group (groups are small: G = 4..64 typically)
-constexpr int adv_batch_block = 1024; ///< the single block of the batch-level reductions
+constexpr int adv_reduce_block = 256; ///< threads per chunk of the batch-level reductions
 constexpr int adv_elem_block = 256;
+/// Rows (or groups) per partial of the batch-level reductions: a fixed partition, so the sums do not depend on
+/// the grid size; 10^6 completions make 245 chunks, reduced by as many blocks as the grid allows.
+constexpr index_t adv_chunk = 4096;
+constexpr index_t adv_reduce_max_blocks = 1024;
+/// Doubles per chunk partial (the largest phase: the stats' count, shifted sum, min, max, zero-variance count).
+constexpr int adv_partial_fields = 5;
+
+/// Chunks of the batch reductions over `items` rows or groups (0 for none).
+GRPO_HOST_DEVICE inline index_t adv_chunks(index_t items) { return (items + adv_chunk - 1) / adv_chunk; }
 
 /// Doubles of the stats record: advantage_stats in field order (num_groups, zero_variance_groups,
 /// zero_variance_fraction, scored, reward_mean, reward_std, advantage_mean, advantage_std, advantage_min,
@@ -56,8 +70,25 @@ enum adv_error : int {
 };
 constexpr int adv_error_slots = 5;
 
-/// Batch scalars kept between kernels: scored count, batch mean, batch std, whitening mean and scale, gpg scale.
-constexpr int adv_scalar_fields = 6;
+/// Batch scalars kept between kernels.
+enum adv_scalar : int {
+    adv_scored = 0,      ///< scored rewards
+    adv_mean = 1,        ///< batch mean of the rewards
+    adv_std = 2,         ///< batch std (config.std)
+    adv_white_mean = 3,  ///< whitening mean of the centered values
+    adv_white_scale = 4, ///< whitening scale
+    adv_gpg_scale = 5,   ///< gpg's N / #nonzero
+    adv_white_count = 6, ///< total whitening weight
+    adv_out_count = 7,   ///< the stats' first pass: scored advantages, their mean, min, max, zero-variance groups
+    adv_out_mean = 8,
+    adv_out_min = 9,
+    adv_out_max = 10,
+    adv_out_zero = 11,
+    adv_scalar_fields = 12
+};
+/// Pivot slots (n - first row, 0 = none; integer atomic max keeps the earliest row) and last-block counters.
+enum adv_slot : int { adv_pivot_scored = 0, adv_pivot_weighted = 1, adv_counter_batch1 = 2, adv_counter_batch2 = 3,
+                      adv_counter_stats1 = 4, adv_counter_stats2 = 5, adv_slots = 6 };
 
 struct adv_params {
     index_t n;
@@ -87,7 +118,9 @@ struct adv_scratch {
     math::group_extras* extras = nullptr;          ///< k (passk, opo)
     double* adv = nullptr;                         ///< n advantages in double (first pass of the stats)
     double* scalars = nullptr;                     ///< adv_scalar_fields
+    double* partials = nullptr;                    ///< adv_chunks(max(n, k)) * adv_partial_fields
     unsigned long long* errors = nullptr;          ///< adv_error_slots: n - first bad index, 0 = none
+    unsigned long long* slots = nullptr;           ///< adv_slots: pivots and counters (zeroed before the launches)
     double* stats = nullptr;                       ///< adv_stats_fields (used by the syncing overload)
     std::uint64_t* keys_in = nullptr;              ///< n (id-based only)
     std::uint64_t* keys_out = nullptr;
@@ -121,7 +154,10 @@ inline std::size_t adv_layout(index_t n, index_t k, bool by_id, std::size_t sort
     t.extras = static_cast<math::group_extras*>(take(uk * sizeof(math::group_extras)));
     t.adv = static_cast<double*>(take(un * sizeof(double)));
     t.scalars = static_cast<double*>(take(adv_scalar_fields * sizeof(double)));
+    t.partials = static_cast<double*>(
+        take(static_cast<std::size_t>(adv_chunks(n > k ? n : k)) * adv_partial_fields * sizeof(double)));
     t.errors = static_cast<unsigned long long*>(take(adv_error_slots * sizeof(unsigned long long)));
+    t.slots = static_cast<unsigned long long*>(take(adv_slots * sizeof(unsigned long long)));
     t.stats = static_cast<double*>(take(adv_stats_fields * sizeof(double)));
     if (by_id) {
         t.keys_in = static_cast<std::uint64_t*>(take(un * sizeof(std::uint64_t)));
@@ -194,10 +230,10 @@ GRPO_HOST_DEVICE math::group_moments<double> block_moments(B& b, index_t count, 
 /// The batch figures the write kernels read, from the scalars the batch kernel kept.
 GRPO_HOST_DEVICE inline math::batch_figures adv_batch_figures(const adv_scratch& s) {
     math::batch_figures f;
-    f.std = s.scalars[2];
-    f.white_mean = s.scalars[3];
-    f.white_scale = s.scalars[4];
-    f.gpg_scale = s.scalars[5];
+    f.std = s.scalars[adv_std];
+    f.white_mean = s.scalars[adv_white_mean];
+    f.white_scale = s.scalars[adv_white_scale];
+    f.gpg_scale = s.scalars[adv_gpg_scale];
     return f;
 }
 
@@ -307,55 +343,150 @@ struct adv_group_kernel {
     }
 };
 
-/// One block: batch moments, batch std, and the whitening statistics.
+/// Rows [lo, hi) of chunk c of `items`.
+struct adv_chunk_range {
+    index_t lo, hi;
+};
+GRPO_HOST_DEVICE inline adv_chunk_range adv_chunk_of(index_t c, index_t items) {
+    const index_t lo = c * adv_chunk;
+    return {lo, items - lo < adv_chunk ? items : lo + adv_chunk};
+}
+/// The row a pivot slot holds (n - row; 0 = none), or -1.
+GRPO_HOST_DEVICE inline index_t adv_pivot_row(const adv_scratch& s, int slot, index_t n) {
+    const unsigned long long u = s.slots[slot];
+    return u == 0 ? -1 : n - static_cast<index_t>(u);
+}
+/// Block-wide first row of [lo, hi) with pred(row), or hi; every thread gets it.
+template <class B, class Pred>
+GRPO_HOST_DEVICE index_t adv_block_first(B& b, index_t lo, index_t hi, const Pred& pred) {
+    double first = static_cast<double>(hi);
+    for (index_t i = lo + b.thread(); i < hi; i += b.threads())
+        if (pred(i)) {
+            first = static_cast<double>(i);
+            break;
+        }
+    return static_cast<index_t>(b.min(first));
+}
+/// Thread 0 stores a chunk's partial (every thread passes the same, block-reduced values).
+template <class B>
+GRPO_HOST_DEVICE void adv_store_partial(B& b, const adv_scratch& s, index_t c, const double* part, int fields) {
+    if (b.thread() != 0) return;
+    for (int f = 0; f < fields; ++f) s.partials[c * adv_partial_fields + f] = part[f];
+}
+/// In the last block: the chunk partials combined in chunk order (per thread, then the block reduction: one
+/// shape on every run). `kind[f]` is 's'um, 'm'in or 'M'ax.
+template <class B>
+GRPO_HOST_DEVICE void adv_combine_partials(B& b, const adv_scratch& s, index_t chunks, const char* kind, int fields,
+                                           double* out) {
+    for (int f = 0; f < fields; ++f) out[f] = kind[f] == 's' ? 0.0 : kind[f] == 'm' ? infinity() : -infinity();
+    for (index_t c = b.thread(); c < chunks; c += b.threads())
+        for (int f = 0; f < fields; ++f) {
+            const double x = b.load(s.partials + c * adv_partial_fields + f);
+            out[f] = kind[f] == 's' ? out[f] + x : kind[f] == 'm' ? (x < out[f] ? x : out[f]) : (x > out[f] ? x : out[f]);
+        }
+    for (int f = 0; f < fields; ++f) out[f] = kind[f] == 's' ? b.sum(out[f]) : kind[f] == 'm' ? b.min(out[f]) : b.max(out[f]);
+}
+
+/// Batch-level statistics over chunks of rows, in three launches (`phase` 0, 1, 2): the pivots, then counts and
+/// shifted sums (combined by the last block into the batch count and mean, the whitening weight and mean, and
+/// gpg's scale), then squared deviations (combined into the batch std and the whitening scale).
 template <class T>
 struct adv_batch_kernel {
-    static constexpr int block = adv_batch_block;
+    static constexpr int block = adv_reduce_block;
     adv_views<T> v;
     adv_params p;
     adv_scratch s;
+    int phase;
 
     template <class B>
     GRPO_HOST_DEVICE void operator()(B& b) const {
         if (adv_failed(s.errors)) return;
-        const index_t n = p.n;
+        const index_t n = p.n, chunks = adv_chunks(n);
         auto reward = [&](index_t i) { return static_cast<double>(v.rewards[i]); };
         auto scored = [&](index_t i) { return adv_is_scored(reward(i)); };
-        const math::group_moments<double> m = block_moments(b, n, scored, reward);
-
-        double white_mean = 0, white_scale = 1;
-        if (p.whiten) {
-            // Centered value of a scored row: the estimator's centering step (group_advantage with std 0).
-            auto centered = [&](index_t i) {
-                const math::group_moments<double>& g = s.groups[adv_group_of(p, v, i)];
-                return math::group_advantage<double>(p.ap.est, reward(i), g.count, g.mean(), 0, p.ap.epsilon,
-                                                     p.ap.singleton);
-            };
-            auto weight = [&](index_t i) { return v.token_weights.present() ? v.token_weights[i] : 1.0; };
-            // The CPU's weighted, pivot-shifted two-pass group_moments: a constant batch has deviations, m2 and
-            // whitening_scale exactly 0, so its advantages are exactly 0 for any whiten_epsilon >= 0.
-            const math::group_moments<double> white = block_moments(b, n, scored, centered, weight);
-            if (!(white.count > 1)) { // CPU: "a total whitening weight > 1"
-                if (b.thread() == 0) s.errors[3] = 1;
-                return;
+        auto weight = [&](index_t i) { return v.token_weights.present() ? v.token_weights[i] : 1.0; };
+        // Centered value of a scored row: the estimator's centering step (group_advantage with std 0).
+        auto centered = [&](index_t i) {
+            const math::group_moments<double>& g = s.groups[adv_group_of(p, v, i)];
+            return math::group_advantage<double>(p.ap.est, reward(i), g.count, g.mean(), 0, p.ap.epsilon,
+                                                 p.ap.singleton);
+        };
+        if (phase == 0) { // the CPU's pivot rules: the first scored row; for whitening, of non-zero weight
+            for (index_t c = b.block(); c < chunks; c += b.blocks()) {
+                const adv_chunk_range r = adv_chunk_of(c, n);
+                const index_t first = adv_block_first(b, r.lo, r.hi, scored);
+                const index_t first_w =
+                    p.whiten ? adv_block_first(b, r.lo, r.hi, [&](index_t i) { return scored(i) && weight(i) != 0; })
+                             : r.hi;
+                if (b.thread() != 0) continue;
+                if (first < r.hi) b.atomic_max(&s.slots[adv_pivot_scored], static_cast<unsigned long long>(n - first));
+                if (first_w < r.hi)
+                    b.atomic_max(&s.slots[adv_pivot_weighted], static_cast<unsigned long long>(n - first_w));
             }
-            white_mean = white.mean();
-            white_scale = math::whitening_scale(white.m2, white.count, p.whiten_epsilon);
+            return;
         }
-        double gpg_scale = 1;
-        if (p.ap.est == advantage_estimator::gpg) {
-            double nonzero = 0;
-            for (index_t i = b.thread(); i < n; i += b.threads()) nonzero += scored(i) && reward(i) != 0 ? 1.0 : 0.0;
-            gpg_scale = math::gpg_scale(m.count, b.sum(nonzero));
+        const index_t pivot_row = adv_pivot_row(s, adv_pivot_scored, n);
+        const index_t white_row = adv_pivot_row(s, adv_pivot_weighted, n);
+        const double pivot = pivot_row >= 0 ? reward(pivot_row) : 0.0;
+        const double white_pivot = white_row >= 0 ? centered(white_row) : 0.0;
+        if (phase == 1) {
+            for (index_t c = b.block(); c < chunks; c += b.blocks()) {
+                const adv_chunk_range r = adv_chunk_of(c, n);
+                auto m = math::group_moments<double>::with_pivot(pivot);
+                auto w = math::group_moments<double>::with_pivot(white_pivot);
+                double nonzero = 0;
+                for (index_t i = r.lo + b.thread(); i < r.hi; i += b.threads())
+                    if (scored(i)) {
+                        m.add_shifted(reward(i));
+                        if (p.whiten) w.add_shifted(centered(i), weight(i));
+                        nonzero += reward(i) != 0 ? 1.0 : 0.0;
+                    }
+                const double part[5] = {b.sum(m.count), b.sum(m.shifted_sum), b.sum(w.count), b.sum(w.shifted_sum),
+                                        b.sum(nonzero)};
+                adv_store_partial(b, s, c, part, 5);
+            }
+            if (!b.last_block_done(&s.slots[adv_counter_batch1])) return;
+            double tot[5];
+            adv_combine_partials(b, s, chunks, "sssss", 5, tot);
+            if (b.thread() != 0) return;
+            auto m = math::group_moments<double>::with_pivot(pivot);
+            auto w = math::group_moments<double>::with_pivot(white_pivot);
+            m.count = tot[0];
+            m.shifted_sum = tot[1];
+            w.count = tot[2];
+            w.shifted_sum = tot[3];
+            s.scalars[adv_scored] = m.count;
+            s.scalars[adv_mean] = m.mean();
+            s.scalars[adv_white_count] = w.count;
+            s.scalars[adv_white_mean] = p.whiten ? w.mean() : 0.0;
+            s.scalars[adv_gpg_scale] = p.ap.est == advantage_estimator::gpg ? math::gpg_scale(m.count, tot[4]) : 1.0;
+            if (p.whiten && !(w.count > 1)) s.errors[3] = 1; // CPU: "a total whitening weight > 1"
+            return;
         }
-        if (b.thread() == 0) {
-            s.scalars[0] = m.count;
-            s.scalars[1] = m.mean();
-            s.scalars[2] = m.std(p.ap.std);
-            s.scalars[3] = white_mean;
-            s.scalars[4] = white_scale;
-            s.scalars[5] = gpg_scale;
+        // phase 2: the second pass around the means (a constant batch has deviations, m2 and whitening_scale
+        // exactly 0, so its advantages are exactly 0 for any whiten_epsilon >= 0).
+        const double mean = s.scalars[adv_mean], white_mean = s.scalars[adv_white_mean];
+        for (index_t c = b.block(); c < chunks; c += b.blocks()) {
+            const adv_chunk_range r = adv_chunk_of(c, n);
+            math::group_moments<double> d, wd;
+            for (index_t i = r.lo + b.thread(); i < r.hi; i += b.threads())
+                if (scored(i)) {
+                    d.add_second_pass(reward(i), mean);
+                    if (p.whiten) wd.add_second_pass(centered(i), white_mean, weight(i));
+                }
+            const double part[2] = {b.sum(d.m2), b.sum(wd.m2)};
+            adv_store_partial(b, s, c, part, 2);
         }
+        if (!b.last_block_done(&s.slots[adv_counter_batch2])) return;
+        double tot[2];
+        adv_combine_partials(b, s, chunks, "ss", 2, tot);
+        if (b.thread() != 0) return;
+        math::group_moments<double> m;
+        m.count = s.scalars[adv_scored];
+        m.m2 = tot[0];
+        s.scalars[adv_std] = m.std(p.ap.std);
+        s.scalars[adv_white_scale] =
+            p.whiten ? math::whitening_scale(tot[1], s.scalars[adv_white_count], p.whiten_epsilon) : 1.0;
     }
 };
 
@@ -417,62 +548,87 @@ struct adv_write_kernel {
     }
 };
 
-/// One block: advantage_stats (or the error record) into `stats`.
+/// advantage_stats (or the error record) into `stats`, in two launches over chunks of max(rows, groups):
+/// phase 1 the count, shifted sum, min and max of the advantages in double and the zero-variance groups, phase 2
+/// the squared deviations of the stored advantages (values after rounding to T), as the CPU backend does.
 template <class T>
 struct adv_stats_kernel {
-    static constexpr int block = adv_batch_block;
+    static constexpr int block = adv_reduce_block;
     adv_views<T> v;
     adv_params p;
     adv_scratch s;
     double* stats;
+    int phase;
 
     template <class B>
     GRPO_HOST_DEVICE void operator()(B& b) const {
-        const index_t n = p.n;
+        const index_t n = p.n, chunks = adv_chunks(n > p.k ? n : p.k);
         if (adv_failed(s.errors)) {
-            if (b.thread() == 0) write_error();
+            if (phase == 1 && b.block() == 0 && b.thread() == 0) write_error();
             return;
         }
         auto scored = [&](index_t i) { return adv_is_scored(static_cast<double>(v.rewards[i])); };
-        // Mean from the advantages in double, second pass over the stored ones (values after rounding to T),
-        // as the CPU backend does.
-        double first = static_cast<double>(n), amin = infinity(), amax = -infinity();
-        for (index_t i = b.thread(); i < n; i += b.threads())
-            if (scored(i)) {
-                first = first < static_cast<double>(i) ? first : static_cast<double>(i);
-                amin = s.adv[i] < amin ? s.adv[i] : amin;
-                amax = s.adv[i] > amax ? s.adv[i] : amax;
+        const index_t pivot_row = adv_pivot_row(s, adv_pivot_scored, n);
+        if (phase == 1) {
+            const double pivot = pivot_row >= 0 ? s.adv[pivot_row] : 0.0;
+            for (index_t c = b.block(); c < chunks; c += b.blocks()) {
+                const adv_chunk_range r = adv_chunk_of(c, n > p.k ? n : p.k);
+                auto a = math::group_moments<double>::with_pivot(pivot);
+                double amin = infinity(), amax = -infinity(), zero = 0;
+                for (index_t i = r.lo + b.thread(); i < r.hi; i += b.threads()) {
+                    if (i < n && scored(i)) {
+                        a.add_shifted(s.adv[i]);
+                        amin = s.adv[i] < amin ? s.adv[i] : amin;
+                        amax = s.adv[i] > amax ? s.adv[i] : amax;
+                    }
+                    if (i < p.k) zero += s.groups[i].zero_variance() ? 1.0 : 0.0;
+                }
+                const double part[5] = {b.sum(a.count), b.sum(a.shifted_sum), b.min(amin), b.max(amax), b.sum(zero)};
+                adv_store_partial(b, s, c, part, 5);
             }
-        first = b.min(first);
-        amin = b.min(amin);
-        amax = b.max(amax);
-        math::group_moments<double> a =
-            math::group_moments<double>::with_pivot(first < n ? s.adv[static_cast<index_t>(first)] : 0.0);
-        for (index_t i = b.thread(); i < n; i += b.threads())
-            if (scored(i)) a.add_shifted(s.adv[i]);
-        a.count = b.sum(a.count);
-        a.shifted_sum = b.sum(a.shifted_sum);
-        const double mean = a.mean();
-        math::group_moments<double> d;
-        for (index_t i = b.thread(); i < n; i += b.threads())
-            if (scored(i)) d.add_second_pass(static_cast<double>(v.advantages[i]), mean);
-        double zero = 0;
-        for (index_t j = b.thread(); j < p.k; j += b.threads()) zero += s.groups[j].zero_variance() ? 1.0 : 0.0;
-        a.m2 = b.sum(d.m2);
-        zero = b.sum(zero);
+            if (!b.last_block_done(&s.slots[adv_counter_stats1])) return;
+            double tot[5];
+            adv_combine_partials(b, s, chunks, "ssmMs", 5, tot);
+            if (b.thread() != 0) return;
+            auto a = math::group_moments<double>::with_pivot(pivot);
+            a.count = tot[0];
+            a.shifted_sum = tot[1];
+            s.scalars[adv_out_count] = a.count;
+            s.scalars[adv_out_mean] = a.mean();
+            s.scalars[adv_out_min] = tot[2];
+            s.scalars[adv_out_max] = tot[3];
+            s.scalars[adv_out_zero] = tot[4];
+            return;
+        }
+        const double mean = s.scalars[adv_out_mean];
+        for (index_t c = b.block(); c < chunks; c += b.blocks()) {
+            const adv_chunk_range r = adv_chunk_of(c, n > p.k ? n : p.k);
+            math::group_moments<double> d;
+            for (index_t i = r.lo + b.thread(); i < r.hi && i < n; i += b.threads())
+                if (scored(i)) d.add_second_pass(static_cast<double>(v.advantages[i]), mean);
+            const double part[1] = {b.sum(d.m2)};
+            adv_store_partial(b, s, c, part, 1);
+        }
+        if (!b.last_block_done(&s.slots[adv_counter_stats2])) return;
+        double tot[1];
+        adv_combine_partials(b, s, chunks, "s", 1, tot);
         if (b.thread() != 0) return;
+        math::group_moments<double> a;
+        a.count = s.scalars[adv_out_count];
+        a.m2 = tot[0];
+        const double zero = s.scalars[adv_out_zero];
         double st[adv_stats_fields] = {};
         st[0] = static_cast<double>(p.k);
         st[1] = zero;
         st[2] = p.k > 0 ? zero / static_cast<double>(p.k) : 0.0;
-        st[3] = s.scalars[0];
-        st[4] = s.scalars[1];
-        st[5] = s.scalars[2];
+        st[3] = s.scalars[adv_scored];
+        st[4] = s.scalars[adv_mean];
+        st[5] = s.scalars[adv_std];
         if (a.count > 0) {
             st[6] = mean;
             st[7] = a.std(p.ap.std);
-            st[8] = amin;
-            st[9] = amax;
+            st[8] = s.scalars[adv_out_min];
+            st[9] = s.scalars[adv_out_max];
         }
         for (int f = 0; f < adv_stats_fields; ++f) stats[f] = st[f];
     }

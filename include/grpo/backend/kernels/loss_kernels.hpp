@@ -36,7 +36,7 @@ namespace detail {
 namespace cuda {
 
 constexpr int loss_block = 256;
-constexpr std::size_t doubles_of(std::size_t bytes) { return bytes / sizeof(double); }
+GRPO_HOST_DEVICE constexpr std::size_t doubles_of(std::size_t bytes) { return bytes / sizeof(double); }
 static_assert(sizeof(loss_partials) % sizeof(double) == 0 && sizeof(loss_value_error) % sizeof(double) == 0 &&
                   sizeof(loss_record) % sizeof(double) == 0,
               "the loss scratch is laid out in doubles");
