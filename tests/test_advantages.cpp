@@ -348,6 +348,190 @@ TEST_CASE("token_advantages: REINFORCE++ returns with gamma and batch whitening;
     CHECK(a == a0);
 }
 
+namespace {
+
+/// The optimal token baseline's inputs (6 rows x 4 tokens; rows 0-4 also serve the TIR case).
+struct otb_case {
+    std::vector<double> rewards{0, 0.5, 0, 1, 0, 0, 0, 9, 0.25, 1, 7, 7, 0, -0.5, 0, 9, 2, 9, 9, 9, 0, 1, 9, 9};
+    std::vector<double> logp{-0.1, -1.2, -0.4, -2,   -0.3,  -0.05, -1.5, -9, -0.7, -0.2, -9, -9,
+                             -2.5, -0.6, -0.9, -9,   -0.01, -9,    -9,   -9, -1,   -0.3, -9, -9};
+    std::vector<double> sq{0.9, 0.3,  0.6,  0.2, 0.8,  0.95, 0.25, 0.5, 0.5, 0.7,  0.5, 0.5,
+                           0.1, 0.55, 0.45, 0.5, 0.99, 0.5,  0.5,  0.5, 0.4, 0.75, 0.5, 0.5};
+    std::vector<double> rho{1, 0.8, 1.2, 0.5, 0.9, 1.1, 1, 1, 1.3, 0.7, 1, 1,
+                            1, 1,   0.6, 1,   0.95, 1,  1, 1, 1.05, 0.9, 1, 1};
+
+    std::vector<double> run(const std::vector<double>& mask, const std::vector<std::int64_t>& ids, grpo::index_t groups,
+                            const grpo::token_advantage_config& cfg, bool with_rho) const {
+        const grpo::index_t rows = static_cast<grpo::index_t>(ids.size());
+        std::vector<double> a(static_cast<std::size_t>(rows * 4), -7.0);
+        grpo::token_advantage_inputs<double> in;
+        in.rewards = grpo::matrix_view<const double>(rewards.data(), rows, 4);
+        in.mask = grpo::matrix_view<const double>(mask.data(), rows, 4);
+        in.prompts = grpo::groups::by_id(grpo::vector_view<const std::int64_t>(ids.data(), rows), groups);
+        in.old_logp = grpo::matrix_view<const double>(logp.data(), rows, 4);
+        in.sum_pi_squared = grpo::matrix_view<const double>(sq.data(), rows, 4);
+        if (with_rho) in.is_weights = grpo::matrix_view<const double>(rho.data(), rows, 4);
+        grpo::token_advantage_outputs<double> out;
+        out.advantages = grpo::matrix_view<double>(a.data(), rows, 4);
+        grpo::token_advantages(grpo::exec::host{}, in, out, cfg);
+        return a;
+    }
+};
+
+void check_rows(const std::vector<double>& got, const std::vector<double>& want) {
+    REQUIRE(got.size() == want.size());
+    for (std::size_t k = 0; k < want.size(); ++k) {
+        CAPTURE(k);
+        CHECK(got[k] == Approx(want[k]).epsilon(1e-12).margin(1e-15));
+    }
+}
+
+} // namespace
+
+// verl v0.7 core_algos.py (AlexJJ009/verl-v0.7 @ 1debdbb; not in the 26b5d6b2 tree):
+// compute_optimal_token_baseline_advantage and compute_multi_turn_optimal_token_baseline_advantage. Expected
+// values: both functions transcribed into a torch float64 script and run on these inputs.
+TEST_CASE("optimal token baseline (verl optimal_token_baseline): per-group, per-position baselines",
+          "[advantages][estimators]") {
+    const otb_case c;
+    // Left-aligned masks of lengths 4, 3, 2, 3, 1, 2; groups {0, 2, 4}, {1, 3}, {5} (a single row: A = G).
+    std::vector<double> mask;
+    for (int len : {4, 3, 2, 3, 1, 2})
+        for (int t = 0; t < 4; ++t) mask.push_back(t < len ? 1 : 0);
+    const std::vector<std::int64_t> ids{0, 1, 0, 1, 0, 2};
+    grpo::token_advantage_config cfg;
+    cfg.estimator = grpo::token_estimator::optimal_token_baseline;
+    // Row 0 is group 0's single longest row: its baseline past the runner-up's length (2) averages it with
+    // itself (A ~ 0), unless the tail rule zeroes the baseline there (A = G).
+    const std::vector<double> keep{0.20057032252723062,  0.2097421245779012,   9.5483928541639784e-09, 5.0591257849674776e-09,
+                                   0.37308036976938069,  0.39570083486041735,  0, 0,
+                                   -0.049429677472769384, -0.2902578754220988, 0, 0,
+                                   -0.12691963023061931, -0.10429916513958265, 0, 0,
+                                   0.70057032252723062,  0, 0, 0,
+                                   1, 1, 0, 0};
+    check_rows(c.run(mask, ids, 3, cfg, false), keep);
+    std::vector<double> zeroed = keep;
+    zeroed[2] = 1, zeroed[3] = 1;
+    cfg.tail = grpo::otb_tail::zero;
+    check_rows(c.run(mask, ids, 3, cfg, false), zeroed);
+    // Rollout IS weights scale each token's energy by rho^2.
+    cfg.tail = grpo::otb_tail::estimator_default; // keep, for this estimator
+    const std::vector<double> with_rho{0.21936335224904546,  0.3115156974403257,   1.0985693021936527e-08, 8.7519139713165828e-09,
+                                       0.39198562394536307,  0.40743185857391523,  0, 0,
+                                       -0.030636647750954538, -0.1884843025596743, 0, 0,
+                                       -0.10801437605463693, -0.092568141426084771, 0, 0,
+                                       0.71936335224904546,  0, 0, 0,
+                                       1, 1, 0, 0};
+    check_rows(c.run(mask, ids, 3, cfg, true), with_rho);
+
+    // Permuting rows within the batch (ids follow) permutes the advantages.
+    const std::vector<double> base = c.run(mask, ids, 3, cfg, false);
+    otb_case swapped = c;
+    std::vector<double> swapped_mask = mask;
+    const std::vector<std::int64_t> swapped_ids{0, 1, 0, 1, 0, 2};
+    for (int t = 0; t < 4; ++t) { // swap rows 0 and 4 (both group 0)
+        std::swap(swapped.rewards[t], swapped.rewards[16 + t]);
+        std::swap(swapped.logp[t], swapped.logp[16 + t]);
+        std::swap(swapped.sq[t], swapped.sq[16 + t]);
+        std::swap(swapped_mask[t], swapped_mask[16 + t]);
+    }
+    const std::vector<double> perm = swapped.run(swapped_mask, swapped_ids, 3, cfg, false);
+    for (int t = 0; t < 4; ++t) {
+        CHECK(perm[t] == Approx(base[16 + t]).epsilon(1e-14).margin(1e-15));
+        CHECK(perm[16 + t] == Approx(base[t]).epsilon(1e-14).margin(1e-15));
+    }
+}
+
+TEST_CASE("optimal token baseline, TIR variant (verl tir_optimal_token_baseline): positions over unmasked tokens",
+          "[advantages][estimators]") {
+    const otb_case c;
+    // Holes (tool tokens) in rows 0 and 1; rows 3 and 4 have no unmasked token. Groups {0, 1, 3}, {2, 4}.
+    const std::vector<double> mask{1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    const std::vector<std::int64_t> ids{0, 0, 1, 0, 1};
+    grpo::token_advantage_config cfg;
+    cfg.estimator = grpo::token_estimator::tir_optimal_token_baseline;
+    // Default tail rule for TIR: zero (row 0 is group 0's longest: 3 tokens against 2). Row 2 is alone among
+    // group 1's non-empty rows: A = G.
+    const std::vector<double> zero_tail{0.34483519469939139, 0, 0.70883014396983168, 1,
+                                        0, -0.65516480530060861, -0.29116985603016837, 0,
+                                        1.25, 1, 0, 0,
+                                        0, 0, 0, 0,
+                                        0, 0, 0, 0};
+    check_rows(c.run(mask, ids, 2, cfg, false), zero_tail);
+    cfg.tail = grpo::otb_tail::keep;
+    std::vector<double> keep = zero_tail;
+    keep[3] = 7.8185194984925488e-09;
+    check_rows(c.run(mask, ids, 2, cfg, false), keep);
+    // The plain estimator aligns by column and counts empty rows as members: row 2 then shares group 1 with
+    // the empty row 4, and its baseline is its own return (A ~ 0).
+    cfg.estimator = grpo::token_estimator::optimal_token_baseline;
+    const std::vector<double> by_column{1.1071110694871322e-07, 0, 0.70883014396983168, 7.8185194984925488e-09,
+                                        0, 0, -0.29116985603016837, 0,
+                                        2.4663131092950152e-08, 1.7563336673909191e-08, 0, 0,
+                                        0, 0, 0, 0,
+                                        0, 0, 0, 0};
+    check_rows(c.run(mask, ids, 2, cfg, false), by_column);
+}
+
+TEST_CASE("optimal token baseline: bad inputs name the argument, outputs untouched", "[advantages][estimators]") {
+    otb_case c;
+    std::vector<double> mask(24, 1.0);
+    const std::vector<std::int64_t> ids{0, 1, 0, 1, 0, 2};
+    grpo::token_advantage_config cfg;
+    cfg.estimator = grpo::token_estimator::optimal_token_baseline;
+    std::vector<double> a(24, -7.0);
+    grpo::token_advantage_inputs<double> in;
+    in.rewards = grpo::matrix_view<const double>(c.rewards.data(), 6, 4);
+    in.mask = grpo::matrix_view<const double>(mask.data(), 6, 4);
+    in.prompts = grpo::groups::by_id(grpo::vector_view<const std::int64_t>(ids.data(), 6), 3);
+    in.old_logp = grpo::matrix_view<const double>(c.logp.data(), 6, 4);
+    in.sum_pi_squared = grpo::matrix_view<const double>(c.sq.data(), 6, 4);
+    grpo::token_advantage_outputs<double> out;
+    out.advantages = grpo::matrix_view<double>(a.data(), 6, 4);
+    auto message = [&]() -> std::string {
+        try {
+            grpo::token_advantages(grpo::exec::host{}, in, out, cfg);
+        } catch (const grpo::error& e) {
+            return e.what();
+        }
+        return "";
+    };
+    CHECK(message().empty());
+    std::fill(a.begin(), a.end(), -7.0);
+    c.logp[5] = 0.25;
+    CHECK(message().find("'old_logp'") != std::string::npos);
+    c.logp[5] = -0.25;
+    c.sq[7] = 1.5;
+    CHECK(message().find("'sum_pi_squared'") != std::string::npos);
+    c.sq[7] = std::nan("");
+    CHECK(message().find("'sum_pi_squared'") != std::string::npos);
+    c.sq[7] = 0.5;
+    std::vector<double> rho(24, 1.0);
+    rho[9] = -1;
+    in.is_weights = grpo::matrix_view<const double>(rho.data(), 6, 4);
+    CHECK(message().find("'is_weights'") != std::string::npos);
+    in.is_weights = {};
+    const std::vector<std::int64_t> bad_ids{0, 1, 0, 3, 0, 2};
+    in.prompts = grpo::groups::by_id(grpo::vector_view<const std::int64_t>(bad_ids.data(), 6), 3);
+    CHECK(message().find("groups.ids") != std::string::npos);
+    in.prompts = grpo::groups::contiguous(4); // 4 does not divide 6 rows
+    CHECK(!message().empty());
+    in.prompts = grpo::groups::contiguous(2);
+    in.sum_pi_squared = {};
+    CHECK(message().find("'sum_pi_squared'") != std::string::npos);
+    in.sum_pi_squared = grpo::matrix_view<const double>(c.sq.data(), 6, 4);
+    in.old_logp = grpo::matrix_view<const double>(a.data(), 6, 4); // aliases the output
+    CHECK(message().find("'advantages'") != std::string::npos);
+    CHECK(a == std::vector<double>(24, -7.0));
+    // Masked tokens are never read: NaN there is fine.
+    in.old_logp = grpo::matrix_view<const double>(c.logp.data(), 6, 4);
+    mask[23] = 0;
+    c.logp[23] = std::nan("");
+    c.sq[23] = 7;
+    CHECK(message().empty());
+    CHECK(a[23] == 0.0);
+}
+
 TEST_CASE("process rewards as token rewards: REINFORCE++ over the steps' raw rewards", "[advantages][process]") {
     grpo::process_steps s;
     s.begin_row();
@@ -362,8 +546,9 @@ TEST_CASE("process rewards as token rewards: REINFORCE++ over the steps' raw rew
     CHECK(m == std::vector<double>{1, 1, 1, 1, 1, 1, 1, 0});
     // gamma 1: G = suffix sums of the raw step rewards.
     std::vector<double> a(8), g(8);
-    grpo::token_advantage_inputs<double> in{grpo::matrix_view<const double>(r.data(), 2, 4),
-                                            grpo::matrix_view<const double>(m.data(), 2, 4), {}};
+    grpo::token_advantage_inputs<double> in;
+    in.rewards = grpo::matrix_view<const double>(r.data(), 2, 4);
+    in.mask = grpo::matrix_view<const double>(m.data(), 2, 4);
     grpo::token_advantages(grpo::exec::host{}, in,
                            {grpo::matrix_view<double>(a.data(), 2, 4), grpo::matrix_view<double>(g.data(), 2, 4)});
     CHECK(g[0] == Approx(1.1));

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
-// libFuzzer harness of grpo::token_advantages (REINFORCE++ and ReMax on per-token rewards) and
-// grpo::process_token_rewards, float and double: every view's strides (broadcast, padded, column-major,
-// hostile), mismatched shapes, absent views, mask values other than 0/1, non-finite rewards at masked and
-// unmasked tokens, baselines, gamma and whiten_epsilon (including NaN, Inf, negative), invalid estimators,
-// outputs over an input or over each other, hostile extents.
+// libFuzzer harness of grpo::token_advantages (REINFORCE++, ReMax and the optimal token baseline with its TIR
+// variant on per-token rewards) and grpo::process_token_rewards, float and double: every view's strides
+// (broadcast, padded, column-major, hostile), mismatched shapes, absent views, mask values other than 0/1,
+// non-finite rewards at masked and unmasked tokens, baselines, old log-probs, sums of squared probabilities and
+// IS weights in and out of range, contiguous and id-based prompt groups (bad sizes, ids out of range), gamma,
+// whiten_epsilon and otb_epsilon (including NaN, Inf, negative), tail rules, invalid estimators, outputs over
+// an input or over each other, hostile extents.
 //
 // Oracles: success or grpo::error only; on error every buffer unchanged; on success inputs unchanged, nothing
 // written outside the output views, advantages and returns exactly 0 at masked tokens, ReMax's advantage equal
@@ -17,16 +19,20 @@ namespace {
 using namespace fuzz;
 using grpo::index_t;
 
-enum buf_id { B_REW, B_MASK, B_BASE, B_ADV, B_RET, B_COUNT };
+enum buf_id { B_REW, B_MASK, B_BASE, B_LOGP, B_SQ, B_RHO, B_ADV, B_RET, B_COUNT };
 
 template <class T>
 struct problem {
     layout L[B_COUNT];
     bool present[B_COUNT] = {};
-    int buffer[B_COUNT] = {B_REW, B_MASK, B_BASE, B_ADV, B_RET};
+    int buffer[B_COUNT] = {B_REW, B_MASK, B_BASE, B_LOGP, B_SQ, B_RHO, B_ADV, B_RET};
     std::vector<std::vector<T>> bufs = std::vector<std::vector<T>>(B_COUNT);
     grpo::token_advantage_config cfg;
     bool tame = true, aliased = false;
+    // Prompt groups: contiguous(group_size), or ids (num_groups) when by_id.
+    bool by_id = false;
+    std::int64_t group_size = 1, num_groups = 0;
+    std::vector<std::int64_t> ids;
 };
 
 template <class T>
@@ -34,11 +40,23 @@ void build(fuzz_input& in, problem<T>& pb) {
     const bool h = hostile_enabled() && in.chance(8);
     const std::int64_t rows = h && in.flag() ? in.hostile_size() : in.range(0, 6);
     const std::int64_t cols = h && in.flag() ? in.hostile_size() : in.range(0, 10);
-    pb.cfg.estimator = in.enum_value<grpo::token_estimator>(2);
+    pb.cfg.estimator = in.enum_value<grpo::token_estimator>(grpo::token_estimator_count);
     pb.cfg.gamma = in.config_double({1.0, 0.99, 0.9, 0.0});
     pb.cfg.whiten_epsilon = in.config_double({1e-8, 0.0, 1.0});
+    pb.cfg.otb_epsilon = in.config_double({1e-8, 0.0, 1.0});
+    pb.cfg.tail = in.enum_value<grpo::otb_tail>(3);
     pb.tame = in.chance(170);
-    const bool with[B_COUNT] = {in.chance(250), in.chance(250), in.chance(200), in.chance(250), in.chance(120)};
+    const bool with[B_COUNT] = {in.chance(250), in.chance(250), in.chance(200), in.chance(240),
+                                in.chance(240), in.chance(100), in.chance(250), in.chance(120)};
+    pb.by_id = in.flag();
+    if (pb.by_id) {
+        pb.num_groups = in.range(0, 4);
+        const std::int64_t n = rows > 0 && rows < 64 && in.chance(8) ? rows + (in.flag() ? 1 : -1) : rows; // mismatch
+        for (std::int64_t i = 0; i < n && i < 64; ++i)
+            pb.ids.push_back(in.chance(6) ? in.range(-1, pb.num_groups + 1) : in.range(0, std::max<std::int64_t>(pb.num_groups - 1, 0)));
+    } else {
+        pb.group_size = in.chance(10) ? in.range(0, 7) : in.range(1, std::max<std::int64_t>(rows, 1));
+    }
     for (int k = 0; k < B_COUNT; ++k) {
         pb.present[k] = with[k];
         std::int64_t r = k == B_BASE ? 1 : rows, c = k == B_BASE ? rows : cols;
@@ -69,7 +87,15 @@ void build(fuzz_input& in, problem<T>& pb) {
             }
         } else {
             const bool nonfinite = in.chance(20);
-            for (T& x : pb.bufs[b]) x = T(in.value(pb.tame, nonfinite, 2.0));
+            // Mostly in range: old_logp <= 0, sum_pi_squared in [0, 1], is_weights >= 0.
+            const bool in_range = in.chance(230);
+            for (T& x : pb.bufs[b]) {
+                double v = in.value(pb.tame, nonfinite, 2.0);
+                if (in_range && b == B_LOGP) v = -std::fabs(v);
+                if (in_range && b == B_SQ) v = std::isfinite(v) ? std::fabs(std::sin(v)) : v;
+                if (in_range && b == B_RHO) v = std::fabs(v);
+                x = T(v);
+            }
         }
     }
 }
@@ -103,7 +129,16 @@ outcome call(problem<T>& pb, std::vector<std::vector<T>>& bufs, grpo::token_adva
             const layout& L = pb.L[B_BASE];
             in.baselines = grpo::vector_view<const T>(bufs[pb.buffer[B_BASE]].data() + L.offset, L.cols, L.cs);
         }
-        const grpo::token_advantage_outputs<T> out{mview(pb, bufs, B_ADV), mview(pb, bufs, B_RET)};
+        in.old_logp = mview(pb, bufs, B_LOGP);
+        in.sum_pi_squared = mview(pb, bufs, B_SQ);
+        in.is_weights = mview(pb, bufs, B_RHO);
+        in.prompts = pb.by_id ? grpo::groups::by_id(grpo::vector_view<const std::int64_t>(pb.ids.data(),
+                                                                                            static_cast<index_t>(pb.ids.size())),
+                                                    pb.num_groups)
+                              : grpo::groups::contiguous(pb.group_size);
+        grpo::token_advantage_outputs<T> out;
+        out.advantages = mview(pb, bufs, B_ADV);
+        out.returns = mview(pb, bufs, B_RET);
         st = grpo::token_advantages(grpo::exec::host{}, in, out, pb.cfg);
     });
 }
@@ -170,8 +205,13 @@ void run(fuzz_input& in) {
         if (!same_bytes(pb.bufs, before)) finding("error-wrote-output", "%s: token_advantages threw (%s) but wrote", tname<T>(), res.message.c_str());
         return;
     }
-    if (int(pb.cfg.estimator) < 0 || int(pb.cfg.estimator) > 1)
+    if (int(pb.cfg.estimator) < 0 || int(pb.cfg.estimator) >= grpo::token_estimator_count)
         finding("enum-out-of-range-accepted", "token estimator %d accepted", int(pb.cfg.estimator));
+    if (int(pb.cfg.tail) < 0 || int(pb.cfg.tail) > 2)
+        finding("enum-out-of-range-accepted", "otb tail %d accepted", int(pb.cfg.tail));
+    if (pb.cfg.optimal_baseline() && pb.by_id)
+        for (const std::int64_t id : pb.ids)
+            if (id < 0 || id >= pb.num_groups) finding("bad-id-accepted", "prompt id %lld accepted", (long long)id);
     const layout& R = pb.L[B_REW];
     const std::int64_t rows = R.rows, cols = R.cols;
     if (__int128(rows) * std::max<std::int64_t>(cols, 1) > (1 << 20)) return;

@@ -53,20 +53,28 @@ advantage_stats compute_advantages(const exec::host& ex, vector_view<R> rewards,
     return compute_advantages(ex, rewards, g, advantages, cfg, ws, per_group, token_weights);
 }
 
-/// Token-level advantages from per-token rewards (verl compute_reinforce_plus_plus_outcome_advantage and
-/// compute_remax_outcome_advantage).
+/// Token-level advantages from per-token rewards (verl compute_reinforce_plus_plus_outcome_advantage,
+/// compute_remax_outcome_advantage, compute_optimal_token_baseline_advantage and
+/// compute_multi_turn_optimal_token_baseline_advantage).
 ///
 /// reinforce_plus_plus: G_it = r_it + gamma G_i,t+1 (restarting where the mask ends), A = (G - mu) /
 ///   sqrt(var + whiten_epsilon) over the unmasked tokens of the batch (unbiased var; verl masked_whiten).
 /// remax: G_it = sum_{s >= t} r_is m_is, A_it = G_it - baselines[i].
+/// optimal_token_baseline: G as remax, A_it = G_it - B_jt with, over the rows i of prompt group j unmasked at t,
+///   B_jt = sum_i G_it W_it / (sum_i W_it + otb_epsilon), W_it = sum_{s <= t} (1 - 2 exp(old_logp_is) +
+///   sum_pi_squared_is) is_weights_is^2 m_is; B = 0 for a group of one row, and on the tail rule's tokens.
+/// tir_optimal_token_baseline: the same with t counted over each row's unmasked tokens (see token_estimator).
 /// Advantages and returns are exactly 0 at masked tokens (verl keeps G there; its advantages are masked too).
 /// Process rewards become token rewards with process_token_rewards (rl/process_rewards.hpp).
 ///
-/// @param[in]  in   rewards and mask [rows, tokens]; baselines [rows] for remax
+/// @param[in]  in   rewards and mask [rows, tokens]; baselines [rows] for remax; prompts, old_logp,
+///                  sum_pi_squared (and optionally is_weights) for the optimal token baseline
 /// @param[out] out  advantages [rows, tokens]; optional returns G
-/// @param[in]  ws   scratch: rows * tokens doubles, reused across calls
+/// @param[in]  ws   scratch: rows * tokens doubles (twice that, plus 2 * groups * tokens, for the optimal
+///                  token baseline), reused across calls
 /// Throws grpo::error, outputs untouched, on shape mismatches, mask values other than 0/1, non-finite rewards
-/// at unmasked tokens or baselines, fewer than 2 unmasked tokens (reinforce_plus_plus), or values that do not
+/// at unmasked tokens or baselines, fewer than 2 unmasked tokens (reinforce_plus_plus), bad prompt groups,
+/// old_logp > 0, sum_pi_squared outside [0, 1] or negative is_weights at unmasked tokens, or values that do not
 /// fit T. Runs on the calling thread; deterministic.
 template <class T>
 token_advantage_stats token_advantages(const exec::host&, const token_advantage_inputs<T>& in,

@@ -173,5 +173,18 @@ GRPO_HOST_DEVICE inline return_step discounted_return(double reward, double gamm
     return {g, valid ? g : 0.0};
 }
 
+/// The optimal token baseline's per-token energy (verl compute_optimal_token_baseline_advantage, "logit-gradient
+/// proxy"): w_t = (1 - 2 pi_t + sum_pi_squared_t) rho_t^2 with pi_t = exp(old_logp_t), the squared norm of the
+/// log-softmax gradient at the sampled token, scaled by the squared rollout IS weight (1 without one).
+GRPO_HOST_DEVICE inline double otb_energy(double old_logp, double sum_pi_squared, double is_weight) {
+    return (1 - 2 * math::exp(old_logp) + sum_pi_squared) * (is_weight * is_weight);
+}
+/// The optimal token baseline at one position of one group: B = sum G W / (sum W + epsilon). 0 when the
+/// denominator is exactly 0 (epsilon 0 with zero energies; verl would divide 0 by 0).
+GRPO_HOST_DEVICE inline double otb_baseline(double sum_return_energy, double sum_energy, double epsilon) {
+    const double d = sum_energy + epsilon;
+    return d != 0 ? sum_return_energy / d : 0.0;
+}
+
 } // namespace math
 GRPO_NAMESPACE_END

@@ -92,6 +92,26 @@ enum class token_estimator {
     /// and A_t = G_t - b_i, b_i = the reward of the
     /// prompt's greedy completion (`baselines`, one per row). verl "remax".
     remax,
+    /// Optimal token baseline (OTB, arXiv 2602.07078): G_t = sum_{s >= t} r_s m_s, and per prompt group and
+    /// token position t a baseline B_t = sum_i G_it W_it / (sum_i W_it + otb_epsilon) over the group's rows
+    /// unmasked at t, where W_it = sum_{s <= t} w_is m_is is the realized energy and
+    /// w = (1 - 2 exp(old_logp) + sum_pi_squared) * is_weight^2 (the logit-gradient proxy of ||score||^2).
+    /// A_t = G_t - B_t; a group of one row has B = 0. verl "optimal_token_baseline".
+    optimal_token_baseline,
+    /// The same with positions counted over each row's unmasked tokens only (the k-th response token of every
+    /// row shares a baseline, whatever tool or observation tokens came before it), and groups counting only
+    /// rows with at least one unmasked token. verl "tir_optimal_token_baseline" (multi-turn, tool use).
+    tir_optimal_token_baseline,
+};
+constexpr int token_estimator_count = 4;
+
+/// The optimal token baseline's tail rule: where a group's single longest row runs past its runner-up (by
+/// unmasked tokens), the baseline there averages that row with itself and A ~ 0. verl's handle_zero_tail
+/// sets B = 0 from the runner-up's length on (A = G) instead.
+enum class otb_tail {
+    estimator_default, ///< verl v0.7's defaults: keep for optimal_token_baseline, zero for the TIR variant
+    keep,              ///< B_t as computed
+    zero,              ///< B = 0 on the longest row's tail
 };
 
 /// Knobs of token_advantages.
@@ -99,14 +119,33 @@ struct token_advantage_config {
     token_estimator estimator = token_estimator::reinforce_plus_plus;
     double gamma = 1.0;           ///< discount of reinforce_plus_plus (verl algorithm.gamma, default 1.0)
     double whiten_epsilon = 1e-8; ///< verl masked_whiten
+    double otb_epsilon = 1e-8;    ///< the optimal token baseline's denominator term (verl epsilon, 1e-8)
+    otb_tail tail = otb_tail::estimator_default; ///< the optimal token baseline's tail rule
+    /// Whether the tail rule zeroes the baseline for this estimator.
+    bool zero_tail() const {
+        return tail == otb_tail::zero ||
+               (tail == otb_tail::estimator_default && estimator == token_estimator::tir_optimal_token_baseline);
+    }
+    /// The estimators with a per-group, per-position baseline (they read prompts, old_logp, sum_pi_squared).
+    bool optimal_baseline() const {
+        return estimator == token_estimator::optimal_token_baseline ||
+               estimator == token_estimator::tir_optimal_token_baseline;
+    }
 };
 
-/// What token_advantages reads: [rows, tokens] views, plus one baseline per row for remax.
+/// What token_advantages reads: [rows, tokens] views, plus one baseline per row for remax, and the prompt
+/// groups and the policy's per-token figures for the optimal token baseline.
 template <class T>
 struct token_advantage_inputs {
     matrix_view<const T> rewards;   ///< per-token rewards (required); read at unmasked tokens only
     matrix_view<const T> mask;      ///< 1 = the token counts, 0 = masked (required)
     vector_view<const T> baselines; ///< remax: the greedy completion's reward per row (required there)
+    groups prompts;                 ///< optimal token baseline: the rows of each prompt (contiguous or by id)
+    matrix_view<const T> old_logp;  ///< optimal token baseline: log pi_old of each token (<= 0)
+    /// optimal token baseline: sum over the vocabulary of pi^2 at each position, in [0, 1] (verl
+    /// sum_pi_squared = exp(logsumexp(2 logits) - 2 logsumexp(logits)))
+    matrix_view<const T> sum_pi_squared;
+    matrix_view<const T> is_weights; ///< optional, optimal token baseline: rollout IS weights rho (w *= rho^2)
 };
 
 /// Where token_advantages writes: advantages (required), returns G (optional); both 0 at masked tokens.
@@ -202,9 +241,11 @@ template <class T>
 void check_token_advantage_call(const char* where, const token_advantage_inputs<T>& in,
                                 const token_advantage_outputs<T>& out, const token_advantage_config& cfg) {
     constexpr double inf = std::numeric_limits<double>::infinity();
-    check_enum(where, "config.estimator", cfg.estimator, 2);
+    check_enum(where, "config.estimator", cfg.estimator, token_estimator_count);
+    check_enum(where, "config.tail", cfg.tail, 3);
     check_range(where, "config.gamma", cfg.gamma, 0, inf, "a finite value >= 0");
     check_range(where, "config.whiten_epsilon", cfg.whiten_epsilon, 0, inf, "a finite value >= 0");
+    check_range(where, "config.otb_epsilon", cfg.otb_epsilon, 0, inf, "a finite value >= 0");
     if (!in.rewards.present())
         raise_argument(errc::invalid_value, where, "rewards", "per-token rewards", "an absent view");
     const index_t rows = in.rewards.rows(), cols = in.rewards.cols();
@@ -218,20 +259,54 @@ void check_token_advantage_call(const char* where, const token_advantage_inputs<
     if (remax && !in.baselines.present())
         raise_argument(errc::invalid_value, where, "baselines", "one baseline reward per row (remax)", "an absent view");
     if (remax) check_size(where, "baselines", in.baselines, rows);
+    const bool otb = cfg.optimal_baseline();
+    if (otb) {
+        check_group_layout(where, rows, in.prompts);
+        auto required = [&](const char* name, const matrix_view<const T>& m) {
+            if (!m.present())
+                raise_argument(errc::invalid_value, where, name, "a [rows, tokens] view (optimal token baseline)",
+                               "an absent view");
+            check_shape(where, name, m, rows, cols);
+        };
+        required("old_logp", in.old_logp);
+        required("sum_pi_squared", in.sum_pi_squared);
+        if (in.is_weights.present()) check_shape(where, "is_weights", in.is_weights, rows, cols);
+    }
+    const auto ids = otb ? in.prompts.ids() : vector_view<const std::int64_t>();
     check_outputs_disjoint(where, {{"advantages", range_of(out.advantages)}, {"returns", range_of(out.returns)}},
                            {{"rewards", range_of(in.rewards)},
                             {"mask", range_of(in.mask)},
-                            {"baselines", range_of(in.baselines)}});
+                            {"baselines", range_of(in.baselines)},
+                            {"prompts.ids", range_of(ids)},
+                            {"old_logp", range_of(otb ? in.old_logp : matrix_view<const T>())},
+                            {"sum_pi_squared", range_of(otb ? in.sum_pi_squared : matrix_view<const T>())},
+                            {"is_weights", range_of(otb ? in.is_weights : matrix_view<const T>())}});
+    if (otb) check_group_ids(where, rows, in.prompts);
     for (index_t i = 0; i < rows; ++i) {
         for (index_t t = 0; t < cols; ++t) {
             const double m = static_cast<double>(in.mask(i, t));
             if (m != 0 && m != 1)
                 raise_argument(errc::invalid_value, where, "mask", "values 0 or 1",
                                num_str(m) + " at (" + to_str(i) + ", " + to_str(t) + ")");
-            if (m != 0 && !std::isfinite(static_cast<double>(in.rewards(i, t))))
+            if (m == 0) continue;
+            const std::string at = " at (" + to_str(i) + ", " + to_str(t) + ")";
+            if (!std::isfinite(static_cast<double>(in.rewards(i, t))))
                 raise_argument(errc::non_finite, where, "rewards", "finite values at unmasked tokens",
-                               num_str(static_cast<double>(in.rewards(i, t))) + " at (" + to_str(i) + ", " + to_str(t) +
-                                   ")");
+                               num_str(static_cast<double>(in.rewards(i, t))) + at);
+            if (!otb) continue;
+            const double lp = static_cast<double>(in.old_logp(i, t)), sq = static_cast<double>(in.sum_pi_squared(i, t));
+            if (!(lp <= 0) || std::isinf(lp))
+                raise_argument(std::isnan(lp) || std::isinf(lp) ? errc::non_finite : errc::invalid_value, where,
+                               "old_logp", "finite log-probabilities <= 0 at unmasked tokens", num_str(lp) + at);
+            if (!(sq >= 0 && sq <= 1))
+                raise_argument(std::isnan(sq) ? errc::non_finite : errc::invalid_value, where, "sum_pi_squared",
+                               "values in [0, 1] at unmasked tokens", num_str(sq) + at);
+            if (in.is_weights.present()) {
+                const double rho = static_cast<double>(in.is_weights(i, t));
+                if (!(rho >= 0) || std::isinf(rho))
+                    raise_argument(std::isnan(rho) || std::isinf(rho) ? errc::non_finite : errc::invalid_value, where,
+                                   "is_weights", "finite weights >= 0 at unmasked tokens", num_str(rho) + at);
+            }
         }
         if (remax && !std::isfinite(static_cast<double>(in.baselines[i])))
             raise_argument(errc::non_finite, where, "baselines", "finite values",

@@ -3,6 +3,7 @@
 // math::completion_advantage per row. The call is checked by the entry point (api/advantages.hpp).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -118,25 +119,49 @@ advantage_stats compute_advantages(const char* where, vector_view<const T> rewar
 }
 
 /// token_advantages on the CPU (the call is checked): returns per row from the last token backwards, then for
-/// reinforce_plus_plus the whitening over every unmasked token of the batch, all in double in row order.
+/// reinforce_plus_plus the whitening over every unmasked token of the batch, for the optimal token baseline the
+/// per-group, per-position baselines; all in double, in row order.
 template <class T>
 token_advantage_stats token_advantages(const char* where, const token_advantage_inputs<T>& in,
                                        const token_advantage_outputs<T>& out, const token_advantage_config& cfg,
                                        workspace& ws) {
     const index_t rows = in.rewards.rows(), cols = in.rewards.cols();
-    double* g = ws.doubles(static_cast<std::size_t>(checked_mul(where, "rewards", rows, cols)), where);
+    const bool remax = cfg.estimator == token_estimator::remax, otb = cfg.optimal_baseline();
+    const bool tir = cfg.estimator == token_estimator::tir_optimal_token_baseline;
+    // Scratch: G [rows, cols]; with the optimal baseline also W [rows, cols], per group and position the sums
+    // of G W and of W [k, cols] each, and per group its tail figures.
+    const index_t cells = checked_mul(where, "rewards", rows, cols);
+    const index_t k = otb ? in.prompts.num_groups(rows) : 0;
+    const index_t group_cells = checked_mul(where, "prompts", k, cols);
+    const index_t total =
+        checked_add(where, "rewards", checked_mul(where, "rewards", cells, otb ? 2 : 1),
+                    checked_add(where, "prompts", checked_mul(where, "prompts", group_cells, 2),
+                                checked_mul(where, "prompts", k, 5)));
+    double* g = ws.doubles(static_cast<std::size_t>(total), where);
+    double* energy = g + cells;
+    double* sum_gw = energy + (otb ? cells : 0);
+    double* sum_w = sum_gw + group_cells;
+    double* tails = sum_w + group_cells; // per group: members, longest, rows at longest, runner-up, longest row
     auto valid = [&](index_t i, index_t t) { return in.mask(i, t) != T(0); };
-    const bool remax = cfg.estimator == token_estimator::remax;
     moments ret; // of G over the unmasked tokens
     for (index_t i = 0; i < rows; ++i) {
         double carry = 0;
         for (index_t t = cols - 1; t >= 0; --t) {
             const bool v = valid(i, t);
-            // Masked rewards are never read: a masked token contributes 0 (remax: r m) and resets the carry.
+            // Masked rewards are never read: a masked token contributes 0 (remax, otb: r m) and resets the carry.
             const double r = v ? static_cast<double>(in.rewards(i, t)) : 0.0;
-            const math::return_step step = math::discounted_return(r, remax ? 1.0 : cfg.gamma, carry, v);
-            carry = remax ? step.value : step.carry; // remax: a plain reverse cumsum of r m, no restart
+            const math::return_step step = math::discounted_return(r, remax || otb ? 1.0 : cfg.gamma, carry, v);
+            carry = remax || otb ? step.value : step.carry; // a plain reverse cumsum of r m, no restart
             g[i * cols + t] = v ? step.value : 0.0;
+        }
+        if (!otb) continue;
+        double w = 0; // W_t = sum_{s <= t} w_s m_s
+        for (index_t t = 0; t < cols; ++t) {
+            if (valid(i, t))
+                w += math::otb_energy(static_cast<double>(in.old_logp(i, t)),
+                                      static_cast<double>(in.sum_pi_squared(i, t)),
+                                      in.is_weights.present() ? static_cast<double>(in.is_weights(i, t)) : 1.0);
+            energy[i * cols + t] = w;
         }
     }
     two_pass_moments(
@@ -147,39 +172,101 @@ token_advantage_stats token_advantages(const char* where, const token_advantage_
         },
         &ret);
     double white_mean = 0, white_scale = 1;
-    if (!remax) {
+    if (cfg.estimator == token_estimator::reinforce_plus_plus) {
         if (!(ret.count > 1))
             raise_argument(errc::invalid_value, where, "mask",
                            "at least 2 unmasked tokens (verl masked_whiten needs 2)", num_str(ret.count));
         white_mean = ret.mean();
         white_scale = math::whitening_scale(ret.m2, ret.count, cfg.whiten_epsilon);
     }
-    auto advantage_at = [&](index_t i, index_t t) {
-        if (!valid(i, t)) return 0.0;
-        const double x = g[i * cols + t];
-        return remax ? x - static_cast<double>(in.baselines[i]) : (x - white_mean) * white_scale;
+    // The optimal baseline's position of (i, t): the column, or (TIR) the count of unmasked tokens before it.
+    // Group members: every row, or (TIR) rows with an unmasked token. Sums over members in row order.
+    const bool zero_tail = cfg.zero_tail();
+    auto length_of = [&](index_t i) {
+        index_t n = 0;
+        for (index_t t = 0; t < cols; ++t) n += valid(i, t) ? 1 : 0;
+        return n;
+    };
+    if (otb) {
+        std::fill(sum_gw, sum_gw + 2 * group_cells, 0.0);
+        for (index_t j = 0; j < k; ++j) {
+            double* tail = tails + 5 * j;
+            tail[0] = 0, tail[1] = -1, tail[2] = 0, tail[3] = -1, tail[4] = -1;
+        }
+        for (index_t i = 0; i < rows; ++i) {
+            const index_t len = length_of(i);
+            if (tir && len == 0) continue;
+            const index_t j = group_of(in.prompts, i);
+            double* tail = tails + 5 * j;
+            const double l = static_cast<double>(len);
+            tail[0] += 1;
+            if (l > tail[1]) { // the longest row, how many rows have its length, the runner-up (sorted[-2])
+                tail[3] = tail[1];
+                tail[1] = l, tail[2] = 1, tail[4] = static_cast<double>(i);
+            } else if (l == tail[1]) {
+                tail[2] += 1, tail[3] = l;
+            } else if (l > tail[3]) {
+                tail[3] = l;
+            }
+            index_t pos = 0;
+            for (index_t t = 0; t < cols; ++t)
+                if (valid(i, t)) {
+                    const index_t at = j * cols + (tir ? pos++ : t);
+                    sum_gw[at] += g[i * cols + t] * energy[i * cols + t];
+                    sum_w[at] += energy[i * cols + t];
+                }
+        }
+    }
+    // Baseline of row i (group j) at position `pos`.
+    auto otb_baseline_at = [&](index_t i, index_t j, index_t pos) {
+        const double* tail = tails + 5 * j;
+        if (tail[0] < 2) return 0.0; // one row: no baseline, A = G
+        if (zero_tail && tail[2] == 1 && tail[1] > tail[3] && static_cast<double>(i) == tail[4] &&
+            static_cast<double>(pos) >= tail[3])
+            return 0.0;
+        return math::otb_baseline(sum_gw[j * cols + pos], sum_w[j * cols + pos], cfg.otb_epsilon);
+    };
+    // Visits every unmasked (i, t) with its advantage, in row order.
+    auto each_advantage = [&](auto&& visit) {
+        for (index_t i = 0; i < rows; ++i) {
+            const index_t j = otb ? group_of(in.prompts, i) : 0;
+            index_t pos = 0;
+            for (index_t t = 0; t < cols; ++t) {
+                if (!valid(i, t)) continue;
+                const double x = g[i * cols + t];
+                double a;
+                if (remax)
+                    a = x - static_cast<double>(in.baselines[i]);
+                else if (otb)
+                    a = x - otb_baseline_at(i, j, tir ? pos++ : t);
+                else
+                    a = (x - white_mean) * white_scale;
+                visit(i, t, a);
+            }
+        }
     };
     // Every value must fit T before anything is written.
     const double limit = static_cast<double>(std::numeric_limits<T>::max());
     advantage_figures adv;
-    for (index_t i = 0; i < rows; ++i)
-        for (index_t t = 0; t < cols; ++t)
-            if (valid(i, t)) {
-                const double a = advantage_at(i, t), x = g[i * cols + t];
-                if (!(std::fabs(a) <= limit) || !(std::fabs(x) <= limit))
-                    raise_argument(errc::invalid_value, where, "rewards",
-                                   "rewards whose returns and advantages fit the output type",
-                                   "return " + num_str(x) + ", advantage " + num_str(a) + " at (" + to_str(i) + ", " +
-                                       to_str(t) + ")");
-                adv.first(a);
-            }
+    each_advantage([&](index_t i, index_t t, double a) {
+        const double x = g[i * cols + t];
+        if (!(std::fabs(a) <= limit) || !(std::fabs(x) <= limit))
+            raise_argument(errc::invalid_value, where, "rewards",
+                           "rewards whose returns and advantages fit the output type",
+                           "return " + num_str(x) + ", advantage " + num_str(a) + " at (" + to_str(i) + ", " +
+                               to_str(t) + ")");
+        adv.first(a);
+    });
     adv.end_first();
     for (index_t i = 0; i < rows; ++i)
         for (index_t t = 0; t < cols; ++t) {
-            out.advantages(i, t) = static_cast<T>(advantage_at(i, t));
+            out.advantages(i, t) = T(0);
             if (out.returns.present()) out.returns(i, t) = static_cast<T>(g[i * cols + t]);
-            if (valid(i, t)) adv.second(static_cast<double>(out.advantages(i, t)));
         }
+    each_advantage([&](index_t i, index_t t, double a) {
+        out.advantages(i, t) = static_cast<T>(a);
+        adv.second(static_cast<double>(out.advantages(i, t)));
+    });
     token_advantage_stats st;
     st.tokens = ret.count;
     st.return_mean = ret.mean();
