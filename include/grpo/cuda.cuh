@@ -155,6 +155,7 @@ struct device_backend_traits<exec::cuda> {
     static constexpr const char* loss_where = "loss_and_grad(cuda)";
     static constexpr const char* kl_where = "per_token_kl(cuda)";
     static constexpr const char* advantages_where = "compute_advantages(cuda)";
+    static constexpr const char* token_advantages_where = "token_advantages(cuda)";
     using workspace = cuda_workspace;
     static detail::cuda::cuda_device device(const exec::cuda& ex, workspace& ws) {
         return detail::cuda::cuda_device(ex.stream, ws);

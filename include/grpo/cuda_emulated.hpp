@@ -261,6 +261,7 @@ struct device_backend_traits<exec::cuda_emulated> {
     static constexpr const char* loss_where = "loss_and_grad(emulated)";
     static constexpr const char* kl_where = "per_token_kl(emulated)";
     static constexpr const char* advantages_where = "compute_advantages(emulated)";
+    static constexpr const char* token_advantages_where = "token_advantages(emulated)";
     using workspace = emulated_workspace;
     static detail::cuda::emulated_device device(const exec::cuda_emulated& ex, workspace& ws) {
         return detail::cuda::emulated_device(ex.threads_per_block, ws);

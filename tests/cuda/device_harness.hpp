@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #ifdef GRPO_TEST_EMULATED
 #include <grpo/cuda_emulated.hpp>
@@ -85,6 +86,36 @@ inline int run_device_tests(int argc, char** argv) {
     return Catch::Session().run(argc, argv);
 }
 #endif
+
+/// A device copy of a host vector, freed at scope exit (uses Catch's REQUIRE: include Catch first).
+template <class T>
+struct dbuf {
+    T* p = nullptr;
+    std::size_t n = 0;
+    explicit dbuf(const std::vector<T>& h) : n(h.size()) {
+        p = static_cast<T*>(device_alloc((n + 1) * sizeof(T)));
+        REQUIRE(p != nullptr);
+        REQUIRE(to_device(p, h.data(), n * sizeof(T)));
+    }
+    explicit dbuf(std::size_t count, T fill) : dbuf(std::vector<T>(count, fill)) {}
+    ~dbuf() { device_free(p); }
+    dbuf(const dbuf&) = delete;
+    dbuf& operator=(const dbuf&) = delete;
+    std::vector<T> get() const {
+        std::vector<T> h(n);
+        REQUIRE(to_host(h.data(), p, n * sizeof(T)));
+        return h;
+    }
+    grpo::vector_view<T, grpo::device_space> view() const { return {p, static_cast<grpo::index_t>(n)}; }
+    grpo::vector_view<const T, grpo::device_space> cview() const { return {p, static_cast<grpo::index_t>(n)}; }
+    /// The buffer as a rows x cols row-major device matrix.
+    grpo::matrix_view<T, grpo::device_space> mview(grpo::index_t rows, grpo::index_t cols) const {
+        return {p, rows, cols};
+    }
+    grpo::matrix_view<const T, grpo::device_space> cmview(grpo::index_t rows, grpo::index_t cols) const {
+        return {p, rows, cols};
+    }
+};
 
 /// The grpo::errc a call throws, or errc::ok when it returns.
 template <class F>

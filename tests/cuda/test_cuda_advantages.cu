@@ -28,28 +28,7 @@ namespace {
 
 using grpo::index_t;
 
-/// A device copy of a host vector, freed at scope exit.
-template <class T>
-struct dbuf {
-    T* p = nullptr;
-    std::size_t n = 0;
-    explicit dbuf(const std::vector<T>& h) : n(h.size()) {
-        p = static_cast<T*>(grpo_test::device_alloc((n + 1) * sizeof(T)));
-        REQUIRE(p != nullptr);
-        REQUIRE(grpo_test::to_device(p, h.data(), n * sizeof(T)));
-    }
-    explicit dbuf(std::size_t count, T fill) : dbuf(std::vector<T>(count, fill)) {}
-    ~dbuf() { grpo_test::device_free(p); }
-    dbuf(const dbuf&) = delete;
-    dbuf& operator=(const dbuf&) = delete;
-    std::vector<T> get() const {
-        std::vector<T> h(n);
-        REQUIRE(grpo_test::to_host(h.data(), p, n * sizeof(T)));
-        return h;
-    }
-    grpo::vector_view<T, grpo::device_space> view() const { return {p, static_cast<index_t>(n)}; }
-    grpo::vector_view<const T, grpo::device_space> cview() const { return {p, static_cast<index_t>(n)}; }
-};
+using grpo_test::dbuf;
 
 bool close(double a, double b, double rel) {
     if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);

@@ -22,6 +22,7 @@
 #include "loss.hpp"
 #include "../core/workspace.hpp"
 #include "../backend/kernels/advantage_kernels.hpp"
+#include "../backend/kernels/token_advantage_kernels.hpp"
 #include "../backend/kernels/kl_kernels.hpp"
 #include "../backend/kernels/loss_kernels.hpp"
 
@@ -29,8 +30,8 @@ GRPO_NAMESPACE_BEGIN
 
 /// Executors that run the block-model kernels of backend/kernels/ (exec::cuda on a GPU, exec::cuda_emulated on the
 /// host) specialize this with `using workspace = ...;`, a static `device(const Exec&, workspace&)` returning their
-/// launch policy, and the names their errors carry: `loss_where` ("loss_and_grad(cuda)"), `kl_where` and
-/// `advantages_where`.
+/// launch policy, and the names their errors carry: `loss_where` ("loss_and_grad(cuda)"), `kl_where`,
+/// `advantages_where` and `token_advantages_where`.
 template <class Exec>
 struct device_backend_traits;
 
@@ -360,6 +361,149 @@ advantage_stats run_advantages_sync(D& dev, const char* where, vector_view<const
     return unpack_advantage_stats(h, where);
 }
 
+/// Checks a device token_advantages call and launches it (token_advantage_kernels.hpp); returns the record.
+template <class T, class D>
+const double* run_token_advantages(D& dev, const char* where, const token_advantage_inputs<T, device_space>& in,
+                                   const token_advantage_outputs<T, device_space>& out,
+                                   const token_advantage_config& cfg) {
+    static_assert(std::is_floating_point<T>::value, "grpo::token_advantages (CUDA): element type must be float or double");
+    check_token_advantage_shapes(where, in, out, cfg);
+    check_device_view(dev, where, "rewards", in.rewards);
+    check_device_view(dev, where, "mask", in.mask);
+    check_device_view(dev, where, "baselines", in.baselines);
+    check_device_view(dev, where, "old_logp", in.old_logp);
+    check_device_view(dev, where, "sum_pi_squared", in.sum_pi_squared);
+    check_device_view(dev, where, "is_weights", in.is_weights);
+    check_device_view(dev, where, "advantages", out.advantages);
+    check_device_view(dev, where, "returns", out.returns);
+    tok_params p{};
+    p.rows = in.rewards.rows();
+    p.cols = in.rewards.cols();
+    p.cells = checked_mul(where, "rewards", p.rows, p.cols);
+    p.est = cfg.estimator;
+    p.otb = cfg.optimal_baseline();
+    p.tir = cfg.estimator == token_estimator::tir_optimal_token_baseline;
+    p.zero_tail = cfg.zero_tail();
+    p.gamma = cfg.gamma;
+    p.whiten_epsilon = cfg.whiten_epsilon;
+    p.otb_epsilon = cfg.otb_epsilon;
+    const bool by_id = p.otb && !in.prompts.is_contiguous();
+    if (by_id) check_device_view(dev, where, "prompts.ids", in.prompts.ids());
+    p.k = p.otb ? in.prompts.num_groups(p.rows) : 0;
+    p.contiguous = !by_id;
+    p.group_size = p.otb && !by_id ? in.prompts.size() : 0;
+    // Every size tok_layout adds up (at most 3 doubles a cell, 2 a group position, 7 a row and 7 a group, plus
+    // alignment) fits std::ptrdiff_t.
+    (void)checked_add(where, "rewards", checked_mul(where, "rewards", p.cells, 32),
+                      checked_add(where, "prompts", checked_mul(where, "prompts", checked_mul(where, "prompts", p.k, p.cols), 16),
+                                  checked_mul(where, "rows/prompts", checked_add(where, "rows", p.rows, p.k), 64)));
+    const std::size_t sort_bytes = by_id ? dev.sort_temp_bytes(p.rows, adv_key_bits(p.k)) : 0;
+    const std::size_t bytes = tok_layout(p, by_id, sort_bytes, nullptr, nullptr);
+    tok_scratch s;
+    tok_layout(p, by_id, sort_bytes, dev.scratch_doubles((bytes + sizeof(double) - 1) / sizeof(double)), &s);
+    const tok_views<T> v{in.rewards,   in.mask,      in.old_logp,     in.sum_pi_squared, in.is_weights,
+                         in.baselines, by_id ? in.prompts.ids() : vector_view<const std::int64_t, device_space>(),
+                         out.advantages, out.returns};
+
+    dev.zero(s.slots, tok_slots * sizeof(unsigned long long));
+    dev.launch(tok_validate_kernel<T>{v, p, s}, grid_for_items(p.cells > p.rows ? p.cells : p.rows, adv_elem_block, 65535));
+    if (by_id && p.k > 0) { // groups without rows keep begin = end = 0
+        dev.zero(s.begin, static_cast<std::size_t>(p.k) * sizeof(std::int64_t));
+        dev.zero(s.end, static_cast<std::size_t>(p.k) * sizeof(std::int64_t));
+    }
+    if (by_id && p.rows > 0) {
+        dev.sort_pairs(s.keys_in, s.keys_out, s.rows_in, s.rows_out, p.rows, adv_key_bits(p.k), s.sort_temp,
+                       s.sort_temp_bytes);
+        // adv_offsets_kernel skips its work when any of the five slots it reads is set: here the flag, then the
+        // pivot and counters, still 0 at this point.
+        static_assert(tok_slots >= adv_error_slots, "adv_offsets_kernel reads adv_error_slots slots");
+        dev.launch(adv_offsets_kernel{s.keys_out, p.rows, p.k, s.slots, s.begin, s.end},
+                   grid_for_items(p.rows, adv_elem_block, 65535));
+    }
+    const index_t row_blocks = grid_for_items(p.rows, tok_row_block, 65535);
+    dev.launch(tok_row_kernel<T>{v, p, s}, row_blocks);
+    const index_t chunk_blocks = grid_for_items(adv_chunks(p.cells), 1, adv_reduce_max_blocks);
+    for (int phase = 0; phase < 3; ++phase) dev.launch(tok_moments_kernel<T>{v, p, s, phase}, chunk_blocks);
+    if (p.otb && p.k > 0) dev.launch(tok_group_kernel<T>{v, p, s}, grid_for_items(p.k, 1, 65535));
+    dev.launch(tok_write_kernel<T>{v, p, s, true}, row_blocks);
+    dev.launch(tok_write_kernel<T>{v, p, s, false}, row_blocks);
+    for (int phase = 1; phase < 3; ++phase) dev.launch(tok_stats_kernel<T>{v, p, s, s.stats, phase}, chunk_blocks);
+    dev.check_launch(where);
+    return s.stats;
+}
+
+/// A host copy of a device matrix view's span, and the host view over it with the same strides.
+template <class T, class D>
+struct host_matrix_copy {
+    std::vector<T> data;
+    matrix_view<const T> view;
+    host_matrix_copy(D& dev, const char* where, matrix_view<const T, device_space> m) {
+        if (!m.present()) return;
+        if (m.empty()) { // present but empty: a non-null pointer that is never read
+            view = matrix_view<const T>(&placeholder(), m.rows(), m.cols());
+            return;
+        }
+        const index_t span = (m.rows() - 1) * m.row_stride() + (m.cols() - 1) * m.col_stride() + 1;
+        data.resize(static_cast<std::size_t>(span));
+        dev.copy_to_host(data.data(), m.data(), data.size() * sizeof(T));
+        dev.synchronize(where);
+        view = matrix_view<const T>(data.data(), m.rows(), m.cols(), m.row_stride(), m.col_stride());
+    }
+    static const T& placeholder() {
+        static const T x{};
+        return x;
+    }
+};
+
+/// token_advantages on device, waiting once for the record; bad values (the device's flag) rerun the CPU
+/// backend's checks on host copies of the inputs, which throw the CPU's grpo::error. Outputs untouched then.
+template <class T, class D>
+token_advantage_stats run_token_advantages_sync(D& dev, const char* where,
+                                                const token_advantage_inputs<T, device_space>& in,
+                                                const token_advantage_outputs<T, device_space>& out,
+                                                const token_advantage_config& cfg) {
+    const double* d_stats = run_token_advantages(dev, where, in, out, cfg);
+    double* h = dev.host_doubles(tok_stats_fields);
+    dev.copy_to_host(h, d_stats, tok_stats_fields * sizeof(double));
+    dev.synchronize(where);
+    if (h[tok_stats_fields - 1] != 0) {
+        const host_matrix_copy<T, D> rewards(dev, where, in.rewards), mask(dev, where, in.mask),
+            old_logp(dev, where, in.old_logp), sum_pi_squared(dev, where, in.sum_pi_squared),
+            is_weights(dev, where, in.is_weights);
+        const std::vector<T> baselines = download_strided(dev, where, in.baselines);
+        std::vector<std::int64_t> ids;
+        const bool by_id = cfg.optimal_baseline() && !in.prompts.is_contiguous();
+        if (by_id) ids = download_strided(dev, where, in.prompts.ids());
+        token_advantage_inputs<T> hin;
+        hin.rewards = rewards.view;
+        hin.mask = mask.view;
+        hin.old_logp = old_logp.view;
+        hin.sum_pi_squared = sum_pi_squared.view;
+        hin.is_weights = is_weights.view;
+        if (in.baselines.present())
+            hin.baselines = vector_view<const T>(baselines.empty() ? &host_matrix_copy<T, D>::placeholder() : baselines.data(),
+                                                 in.baselines.size(), in.baselines.stride());
+        const index_t rows = in.rewards.rows();
+        hin.prompts = by_id ? groups::by_id(vector_view<const std::int64_t>(ids.data(), rows, in.prompts.ids().stride()),
+                                            in.prompts.num_groups(rows))
+                            : groups::contiguous(in.prompts.size());
+        std::vector<T> adv(static_cast<std::size_t>(in.rewards.size()));
+        token_advantage_outputs<T> hout;
+        hout.advantages = matrix_view<T>(adv.data(), rows, in.rewards.cols());
+        token_advantages(exec::host{}, hin, hout, cfg); // throws the CPU backend's error
+        raise_argument(errc::invalid_value, where, "rewards", "valid values", "invalid values reported by the device");
+    }
+    token_advantage_stats st;
+    st.tokens = h[0];
+    st.return_mean = h[1];
+    st.return_std = h[2];
+    st.advantage_mean = h[3];
+    st.advantage_std = h[4];
+    st.advantage_min = h[5];
+    st.advantage_max = h[6];
+    return st;
+}
+
 } // namespace cuda
 } // namespace detail
 
@@ -473,6 +617,31 @@ compute_advantages(const Exec& ex, vector_view<R, device_space> rewards, const d
                    vector_view<const double, device_space> token_weights = {}) {
     detail::device_workspace_of<Exec> ws;
     return compute_advantages(ex, rewards, g, advantages, cfg, ws, per_group, token_weights);
+}
+
+/// Token-level advantages on device (same estimators, formulas, checks and errors as token_advantages(exec::host,
+/// ...): REINFORCE++, ReMax, the optimal token baseline and its TIR variant; see api/advantages.hpp). Waits for
+/// the stream once to return the statistics; invalid values throw the CPU backend's grpo::error after the wait,
+/// outputs untouched. Each group's baseline sums run over its rows in row order, as on the CPU; the batch sums
+/// are chunked block reductions. Deterministic; no float atomics. The call holds `ws` until it returns.
+template <class Exec, class T>
+detail::if_device_executor<Exec, token_advantage_stats>
+token_advantages(const Exec& ex, const token_advantage_inputs<T, device_space>& in,
+                 const token_advantage_outputs<T, device_space>& out, const token_advantage_config& cfg,
+                 detail::device_workspace_of<Exec>& ws) {
+    constexpr const char* where = device_backend_traits<Exec>::token_advantages_where;
+    const basic_workspace_lease<detail::device_workspace_of<Exec>> lease(ws, where);
+    auto dev = device_backend_traits<Exec>::device(ex, ws);
+    return detail::cuda::run_token_advantages_sync<T>(dev, where, in, out, cfg);
+}
+
+/// Convenience overload with a temporary workspace (allocates and frees device memory: not for hot loops).
+template <class Exec, class T>
+detail::if_device_executor<Exec, token_advantage_stats>
+token_advantages(const Exec& ex, const token_advantage_inputs<T, device_space>& in,
+                 const token_advantage_outputs<T, device_space>& out, const token_advantage_config& cfg = {}) {
+    detail::device_workspace_of<Exec> ws;
+    return token_advantages(ex, in, out, cfg, ws);
 }
 
 GRPO_NAMESPACE_END

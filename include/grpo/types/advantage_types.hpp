@@ -134,25 +134,26 @@ struct token_advantage_config {
 };
 
 /// What token_advantages reads: [rows, tokens] views, plus one baseline per row for remax, and the prompt
-/// groups and the policy's per-token figures for the optimal token baseline.
-template <class T>
+/// groups and the policy's per-token figures for the optimal token baseline. Host views for exec::host,
+/// device views (`token_advantage_inputs<T, device_space>`) for the CUDA backend.
+template <class T, class Space = host_space>
 struct token_advantage_inputs {
-    matrix_view<const T> rewards;   ///< per-token rewards (required); read at unmasked tokens only
-    matrix_view<const T> mask;      ///< 1 = the token counts, 0 = masked (required)
-    vector_view<const T> baselines; ///< remax: the greedy completion's reward per row (required there)
-    groups prompts;                 ///< optimal token baseline: the rows of each prompt (contiguous or by id)
-    matrix_view<const T> old_logp;  ///< optimal token baseline: log pi_old of each token (<= 0)
+    matrix_view<const T, Space> rewards;   ///< per-token rewards (required); read at unmasked tokens only
+    matrix_view<const T, Space> mask;      ///< 1 = the token counts, 0 = masked (required)
+    vector_view<const T, Space> baselines; ///< remax: the greedy completion's reward per row (required there)
+    basic_groups<Space> prompts;           ///< optimal token baseline: the rows of each prompt (contiguous or by id)
+    matrix_view<const T, Space> old_logp;  ///< optimal token baseline: log pi_old of each token (<= 0)
     /// optimal token baseline: sum over the vocabulary of pi^2 at each position, in [0, 1] (verl
     /// sum_pi_squared = exp(logsumexp(2 logits) - 2 logsumexp(logits)))
-    matrix_view<const T> sum_pi_squared;
-    matrix_view<const T> is_weights; ///< optional, optimal token baseline: rollout IS weights rho (w *= rho^2)
+    matrix_view<const T, Space> sum_pi_squared;
+    matrix_view<const T, Space> is_weights; ///< optional, optimal token baseline: rollout IS weights rho (w *= rho^2)
 };
 
 /// Where token_advantages writes: advantages (required), returns G (optional); both 0 at masked tokens.
-template <class T>
+template <class T, class Space = host_space>
 struct token_advantage_outputs {
-    matrix_view<T> advantages;
-    matrix_view<T> returns;
+    matrix_view<T, Space> advantages;
+    matrix_view<T, Space> returns;
 };
 
 /// Figures over the unmasked tokens.
@@ -236,10 +237,11 @@ void check_advantage_call(const char* where, vector_view<const T> rewards, const
                         "finite weights >= 0");
 }
 
-/// Every check of a token_advantages call (shapes, configuration, then values), before anything is written.
-template <class T>
-void check_token_advantage_call(const char* where, const token_advantage_inputs<T>& in,
-                                const token_advantage_outputs<T>& out, const token_advantage_config& cfg) {
+/// The shape and configuration checks of a token_advantages call, for host and device views alike: nothing
+/// here reads an element.
+template <class T, class Space>
+void check_token_advantage_shapes(const char* where, const token_advantage_inputs<T, Space>& in,
+                                  const token_advantage_outputs<T, Space>& out, const token_advantage_config& cfg) {
     constexpr double inf = std::numeric_limits<double>::infinity();
     check_enum(where, "config.estimator", cfg.estimator, token_estimator_count);
     check_enum(where, "config.tail", cfg.tail, 3);
@@ -262,7 +264,7 @@ void check_token_advantage_call(const char* where, const token_advantage_inputs<
     const bool otb = cfg.optimal_baseline();
     if (otb) {
         check_group_layout(where, rows, in.prompts);
-        auto required = [&](const char* name, const matrix_view<const T>& m) {
+        auto required = [&](const char* name, const matrix_view<const T, Space>& m) {
             if (!m.present())
                 raise_argument(errc::invalid_value, where, name, "a [rows, tokens] view (optimal token baseline)",
                                "an absent view");
@@ -272,15 +274,26 @@ void check_token_advantage_call(const char* where, const token_advantage_inputs<
         required("sum_pi_squared", in.sum_pi_squared);
         if (in.is_weights.present()) check_shape(where, "is_weights", in.is_weights, rows, cols);
     }
-    const auto ids = otb ? in.prompts.ids() : vector_view<const std::int64_t>();
+    using cmatrix = matrix_view<const T, Space>;
+    const auto ids = otb ? in.prompts.ids() : vector_view<const std::int64_t, Space>();
     check_outputs_disjoint(where, {{"advantages", range_of(out.advantages)}, {"returns", range_of(out.returns)}},
                            {{"rewards", range_of(in.rewards)},
                             {"mask", range_of(in.mask)},
                             {"baselines", range_of(in.baselines)},
                             {"prompts.ids", range_of(ids)},
-                            {"old_logp", range_of(otb ? in.old_logp : matrix_view<const T>())},
-                            {"sum_pi_squared", range_of(otb ? in.sum_pi_squared : matrix_view<const T>())},
-                            {"is_weights", range_of(otb ? in.is_weights : matrix_view<const T>())}});
+                            {"old_logp", range_of(otb ? in.old_logp : cmatrix())},
+                            {"sum_pi_squared", range_of(otb ? in.sum_pi_squared : cmatrix())},
+                            {"is_weights", range_of(otb ? in.is_weights : cmatrix())}});
+}
+
+/// Every check of a token_advantages call on host views (shapes, configuration, then values), before anything
+/// is written.
+template <class T>
+void check_token_advantage_call(const char* where, const token_advantage_inputs<T>& in,
+                                const token_advantage_outputs<T>& out, const token_advantage_config& cfg) {
+    check_token_advantage_shapes(where, in, out, cfg);
+    const index_t rows = in.rewards.rows(), cols = in.rewards.cols();
+    const bool remax = cfg.estimator == token_estimator::remax, otb = cfg.optimal_baseline();
     if (otb) check_group_ids(where, rows, in.prompts);
     for (index_t i = 0; i < rows; ++i) {
         for (index_t t = 0; t < cols; ++t) {
@@ -289,23 +302,23 @@ void check_token_advantage_call(const char* where, const token_advantage_inputs<
                 raise_argument(errc::invalid_value, where, "mask", "values 0 or 1",
                                num_str(m) + " at (" + to_str(i) + ", " + to_str(t) + ")");
             if (m == 0) continue;
-            const std::string at = " at (" + to_str(i) + ", " + to_str(t) + ")";
+            auto at = [&] { return " at (" + to_str(i) + ", " + to_str(t) + ")"; }; // built only for a message
             if (!std::isfinite(static_cast<double>(in.rewards(i, t))))
                 raise_argument(errc::non_finite, where, "rewards", "finite values at unmasked tokens",
-                               num_str(static_cast<double>(in.rewards(i, t))) + at);
+                               num_str(static_cast<double>(in.rewards(i, t))) + at());
             if (!otb) continue;
             const double lp = static_cast<double>(in.old_logp(i, t)), sq = static_cast<double>(in.sum_pi_squared(i, t));
             if (!(lp <= 0) || std::isinf(lp))
                 raise_argument(std::isnan(lp) || std::isinf(lp) ? errc::non_finite : errc::invalid_value, where,
-                               "old_logp", "finite log-probabilities <= 0 at unmasked tokens", num_str(lp) + at);
+                               "old_logp", "finite log-probabilities <= 0 at unmasked tokens", num_str(lp) + at());
             if (!(sq >= 0 && sq <= 1))
                 raise_argument(std::isnan(sq) ? errc::non_finite : errc::invalid_value, where, "sum_pi_squared",
-                               "values in [0, 1] at unmasked tokens", num_str(sq) + at);
+                               "values in [0, 1] at unmasked tokens", num_str(sq) + at());
             if (in.is_weights.present()) {
                 const double rho = static_cast<double>(in.is_weights(i, t));
                 if (!(rho >= 0) || std::isinf(rho))
                     raise_argument(std::isnan(rho) || std::isinf(rho) ? errc::non_finite : errc::invalid_value, where,
-                                   "is_weights", "finite weights >= 0 at unmasked tokens", num_str(rho) + at);
+                                   "is_weights", "finite weights >= 0 at unmasked tokens", num_str(rho) + at());
             }
         }
         if (remax && !std::isfinite(static_cast<double>(in.baselines[i])))

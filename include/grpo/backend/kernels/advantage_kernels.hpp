@@ -352,8 +352,8 @@ GRPO_HOST_DEVICE inline adv_chunk_range adv_chunk_of(index_t c, index_t items) {
     return {lo, items - lo < adv_chunk ? items : lo + adv_chunk};
 }
 /// The row a pivot slot holds (n - row; 0 = none), or -1.
-GRPO_HOST_DEVICE inline index_t adv_pivot_row(const adv_scratch& s, int slot, index_t n) {
-    const unsigned long long u = s.slots[slot];
+GRPO_HOST_DEVICE inline index_t adv_pivot_row(const unsigned long long* slots, int slot, index_t n) {
+    const unsigned long long u = slots[slot];
     return u == 0 ? -1 : n - static_cast<index_t>(u);
 }
 /// Block-wide first row of [lo, hi) with pred(row), or hi; every thread gets it.
@@ -367,21 +367,22 @@ GRPO_HOST_DEVICE index_t adv_block_first(B& b, index_t lo, index_t hi, const Pre
         }
     return static_cast<index_t>(b.min(first));
 }
-/// Thread 0 stores a chunk's partial (every thread passes the same, block-reduced values).
+/// Thread 0 stores chunk c's partial (every thread passes the same, block-reduced values) into `partials`
+/// (adv_partial_fields doubles per chunk).
 template <class B>
-GRPO_HOST_DEVICE void adv_store_partial(B& b, const adv_scratch& s, index_t c, const double* part, int fields) {
+GRPO_HOST_DEVICE void adv_store_partial(B& b, double* partials, index_t c, const double* part, int fields) {
     if (b.thread() != 0) return;
-    for (int f = 0; f < fields; ++f) s.partials[c * adv_partial_fields + f] = part[f];
+    for (int f = 0; f < fields; ++f) partials[c * adv_partial_fields + f] = part[f];
 }
 /// In the last block: the chunk partials combined in chunk order (per thread, then the block reduction: one
 /// shape on every run). `kind[f]` is 's'um, 'm'in or 'M'ax.
 template <class B>
-GRPO_HOST_DEVICE void adv_combine_partials(B& b, const adv_scratch& s, index_t chunks, const char* kind, int fields,
+GRPO_HOST_DEVICE void adv_combine_partials(B& b, const double* partials, index_t chunks, const char* kind, int fields,
                                            double* out) {
     for (int f = 0; f < fields; ++f) out[f] = kind[f] == 's' ? 0.0 : kind[f] == 'm' ? infinity() : -infinity();
     for (index_t c = b.thread(); c < chunks; c += b.threads())
         for (int f = 0; f < fields; ++f) {
-            const double x = b.load(s.partials + c * adv_partial_fields + f);
+            const double x = b.load(partials + c * adv_partial_fields + f);
             out[f] = kind[f] == 's' ? out[f] + x : kind[f] == 'm' ? (x < out[f] ? x : out[f]) : (x > out[f] ? x : out[f]);
         }
     for (int f = 0; f < fields; ++f) out[f] = kind[f] == 's' ? b.sum(out[f]) : kind[f] == 'm' ? b.min(out[f]) : b.max(out[f]);
@@ -425,8 +426,8 @@ struct adv_batch_kernel {
             }
             return;
         }
-        const index_t pivot_row = adv_pivot_row(s, adv_pivot_scored, n);
-        const index_t white_row = adv_pivot_row(s, adv_pivot_weighted, n);
+        const index_t pivot_row = adv_pivot_row(s.slots, adv_pivot_scored, n);
+        const index_t white_row = adv_pivot_row(s.slots, adv_pivot_weighted, n);
         const double pivot = pivot_row >= 0 ? reward(pivot_row) : 0.0;
         const double white_pivot = white_row >= 0 ? centered(white_row) : 0.0;
         if (phase == 1) {
@@ -443,11 +444,11 @@ struct adv_batch_kernel {
                     }
                 const double part[5] = {b.sum(m.count), b.sum(m.shifted_sum), b.sum(w.count), b.sum(w.shifted_sum),
                                         b.sum(nonzero)};
-                adv_store_partial(b, s, c, part, 5);
+                adv_store_partial(b, s.partials, c, part, 5);
             }
             if (!b.last_block_done(&s.slots[adv_counter_batch1])) return;
             double tot[5];
-            adv_combine_partials(b, s, chunks, "sssss", 5, tot);
+            adv_combine_partials(b, s.partials, chunks, "sssss", 5, tot);
             if (b.thread() != 0) return;
             auto m = math::group_moments<double>::with_pivot(pivot);
             auto w = math::group_moments<double>::with_pivot(white_pivot);
@@ -475,11 +476,11 @@ struct adv_batch_kernel {
                     if (p.whiten) wd.add_second_pass(centered(i), white_mean, weight(i));
                 }
             const double part[2] = {b.sum(d.m2), b.sum(wd.m2)};
-            adv_store_partial(b, s, c, part, 2);
+            adv_store_partial(b, s.partials, c, part, 2);
         }
         if (!b.last_block_done(&s.slots[adv_counter_batch2])) return;
         double tot[2];
-        adv_combine_partials(b, s, chunks, "ss", 2, tot);
+        adv_combine_partials(b, s.partials, chunks, "ss", 2, tot);
         if (b.thread() != 0) return;
         math::group_moments<double> m;
         m.count = s.scalars[adv_scored];
@@ -568,7 +569,7 @@ struct adv_stats_kernel {
             return;
         }
         auto scored = [&](index_t i) { return adv_is_scored(static_cast<double>(v.rewards[i])); };
-        const index_t pivot_row = adv_pivot_row(s, adv_pivot_scored, n);
+        const index_t pivot_row = adv_pivot_row(s.slots, adv_pivot_scored, n);
         if (phase == 1) {
             const double pivot = pivot_row >= 0 ? s.adv[pivot_row] : 0.0;
             for (index_t c = b.block(); c < chunks; c += b.blocks()) {
@@ -584,11 +585,11 @@ struct adv_stats_kernel {
                     if (i < p.k) zero += s.groups[i].zero_variance() ? 1.0 : 0.0;
                 }
                 const double part[5] = {b.sum(a.count), b.sum(a.shifted_sum), b.min(amin), b.max(amax), b.sum(zero)};
-                adv_store_partial(b, s, c, part, 5);
+                adv_store_partial(b, s.partials, c, part, 5);
             }
             if (!b.last_block_done(&s.slots[adv_counter_stats1])) return;
             double tot[5];
-            adv_combine_partials(b, s, chunks, "ssmMs", 5, tot);
+            adv_combine_partials(b, s.partials, chunks, "ssmMs", 5, tot);
             if (b.thread() != 0) return;
             auto a = math::group_moments<double>::with_pivot(pivot);
             a.count = tot[0];
@@ -607,11 +608,11 @@ struct adv_stats_kernel {
             for (index_t i = r.lo + b.thread(); i < r.hi && i < n; i += b.threads())
                 if (scored(i)) d.add_second_pass(static_cast<double>(v.advantages[i]), mean);
             const double part[1] = {b.sum(d.m2)};
-            adv_store_partial(b, s, c, part, 1);
+            adv_store_partial(b, s.partials, c, part, 1);
         }
         if (!b.last_block_done(&s.slots[adv_counter_stats2])) return;
         double tot[1];
-        adv_combine_partials(b, s, chunks, "s", 1, tot);
+        adv_combine_partials(b, s.partials, chunks, "s", 1, tot);
         if (b.thread() != 0) return;
         math::group_moments<double> a;
         a.count = s.scalars[adv_out_count];
