@@ -181,18 +181,33 @@ TEST_CASE("outcome_advantages: float scores give the double result; per-group ou
                     grpo::error);
 }
 
-TEST_CASE("outcome_advantages rejects opo, which needs completion lengths", "[groups][rewards][errors]") {
+TEST_CASE("outcome_advantages: opo with completion lengths, as compute_advantages", "[groups][rewards]") {
     const std::vector<double> scores = {1, 0, 0, 1};
-    const std::vector<double> w = {1};
-    std::vector<double> adv(4, -7);
+    const std::vector<double> w = {1}, lengths = {3, 1, 2, 6};
+    std::vector<double> adv(4, -7), direct(4, -7);
     grpo::advantage_config cfg;
     cfg.estimator = grpo::advantage_estimator::opo;
+    // Without lengths: an error naming them, outputs untouched.
     try {
         grpo::outcome_advantages(grpo::exec::host{}, grpo::matrix_view<const double>(scores.data(), 4, 1), cv(w),
                                  grpo::groups::contiguous(2), mv(adv), cfg);
         FAIL("expected grpo::error");
     } catch (const grpo::error& e) {
-        CHECK(std::string(e.what()).find("config.estimator") != std::string::npos);
+        CHECK(std::string(e.what()).find("'token_weights'") != std::string::npos);
     }
     CHECK(adv == std::vector<double>(4, -7));
+    // With them: one function, sum_then_normalize = compute_advantages on the scores with the same weights.
+    // Group 0: baseline (3 * 1 + 1 * 0) / 4 = 0.75; group 1: (2 * 0 + 6 * 1) / 8 = 0.75.
+    grpo::outcome_advantages(grpo::exec::host{}, grpo::matrix_view<const double>(scores.data(), 4, 1), cv(w),
+                             grpo::groups::contiguous(2), mv(adv), cfg, grpo::reward_aggregation::sum_then_normalize,
+                             {}, {}, cv(lengths));
+    grpo::compute_advantages(grpo::exec::host{}, cv(scores), grpo::groups::contiguous(2), mv(direct), cfg, {},
+                             cv(lengths));
+    CHECK(adv == direct);
+    CHECK(adv == std::vector<double>{0.25, -0.75, -0.75, 0.25});
+    const std::vector<double> negative = {3, -1, 2, 6};
+    CHECK_THROWS_AS(grpo::outcome_advantages(grpo::exec::host{}, grpo::matrix_view<const double>(scores.data(), 4, 1),
+                                             cv(w), grpo::groups::contiguous(2), mv(adv), cfg,
+                                             grpo::reward_aggregation::sum_then_normalize, {}, {}, cv(negative)),
+                    grpo::error);
 }

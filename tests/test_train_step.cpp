@@ -124,6 +124,37 @@ TEST_CASE("trainer: outcome step moves the policy toward reward, mu updates, ref
     CHECK(tr.last_rollout().rows() == 8);
 }
 
+TEST_CASE("trainer: opo weights the group baseline by completion lengths", "[train_step][estimators]") {
+    // Row k of a group has k % 3 + 1 tokens; the reward is 1 for token 1. Prompt 0: tokens [0, 1, 0, 1], lengths
+    // [1, 2, 3, 1]: baseline (2 + 1) / 7 = 3/7, so the advantages are 1 - 3/7 and -3/7 (Dr. GRPO would give
+    // +-1/2 around the plain mean).
+    struct ragged_sampler : fake_sampler {
+        using fake_sampler::fake_sampler;
+        void sample(const int* prompts, grpo::index_t n, grpo::index_t g, grpo::rollout_buffer<double>& out) override {
+            fake_sampler::sample(prompts, n, g, out);
+            for (grpo::index_t row = 0; row < n * g; ++row) {
+                out.lengths()[row] = row % g % 3 + 1;
+                for (grpo::index_t t = 2; t < out.lengths()[row]; ++t) {
+                    out.tokens()(row, t) = out.tokens()(row, 0);
+                    out.old_logp()(row, t) = out.old_logp()(row, 0);
+                }
+            }
+        }
+    };
+    bandit b;
+    ragged_sampler s(b);
+    grpo::train_config cfg;
+    cfg.group_size = 4;
+    cfg.inner_updates = 1;
+    cfg.advantages.estimator = grpo::advantage_estimator::opo;
+    grpo::trainer<int, double> tr(s, callbacks(b), cfg);
+    tr.set_outcome_rewards(token_is_one());
+    const std::vector<int> prompts = {0};
+    const grpo::step_metrics m = tr.step(prompts.data(), 1);
+    CHECK(m.advantage_max == Approx(1 - 3.0 / 7.0));
+    CHECK(m.advantage_min == Approx(-3.0 / 7.0));
+}
+
 TEST_CASE("trainer: large updates are clipped", "[train_step]") {
     bandit b;
     b.lr = 40; // one update moves the ratio far outside [0.8, 1.2]

@@ -131,6 +131,17 @@ void fuzz_outcome(fuzz_input& in) {
     const auto agg = in.enum_value<grpo::reward_aggregation>(2);
     const std::int64_t asize = in.chance(8) ? rows + 1 : rows;
     const bool with_rewards = in.flag();
+    // Completion lengths (opo, optional whitening weights): mostly valid, sometimes negative, NaN or mis-sized.
+    std::vector<double> lengths;
+    const bool with_lengths = in.chance(180);
+    if (with_lengths) {
+        const std::int64_t lsize = in.chance(8) ? rows + 1 : rows;
+        for (std::int64_t i = 0; i < lsize && i < 64; ++i)
+            lengths.push_back(in.chance(6) ? in.value(false, true) : double(in.range(0, 9)));
+    }
+    const grpo::vector_view<const double> lview =
+        with_lengths ? grpo::vector_view<const double>(lengths.data(), static_cast<grpo::index_t>(lengths.size()))
+                     : grpo::vector_view<const double>();
     const std::size_t cap = static_cast<std::size_t>(std::max<std::int64_t>(asize, 0) + 2);
     std::vector<T> adv(cap), rew(cap);
     fill_sentinel(adv.data(), adv.size() * sizeof(T));
@@ -140,7 +151,8 @@ void fuzz_outcome(fuzz_input& in) {
     auto call = [&](const grpo::exec::host& ex, std::vector<T>& a, std::vector<T>& r, grpo::advantage_stats& st) {
         return call_checked("outcome_advantages", [&] {
             st = grpo::outcome_advantages(ex, s.view(), s.wview(), g, grpo::vector_view<T>(a.data(), asize), cfg, agg,
-                                          with_rewards ? grpo::vector_view<T>(r.data(), asize) : grpo::vector_view<T>());
+                                          with_rewards ? grpo::vector_view<T>(r.data(), asize) : grpo::vector_view<T>(),
+                                          grpo::group_outputs{}, lview);
         });
     };
     grpo::advantage_stats st;

@@ -92,7 +92,7 @@ void run(fuzz_input& in) {
     }
     if (in.chance(20)) cfg.loss.agg = in.enum_value<grpo::aggregation>(5);
     if (in.chance(20)) cfg.loss.checks = grpo::validation::shapes_only;
-    cfg.advantages.estimator = in.enum_value<grpo::advantage_estimator>(5);
+    cfg.advantages.estimator = in.enum_value<grpo::advantage_estimator>(grpo::advantage_estimator_count);
     cfg.aggregation = in.enum_value<grpo::reward_aggregation>(2);
     cfg.process.epsilon = in.config_double({1e-4, 0.0});
     cfg.mask_truncated_completions = in.flag();
@@ -152,6 +152,7 @@ void run(fuzz_input& in) {
         const int nf = int(in.range(0, 3));
         for (int f = 0; f < nf; ++f) {
             const double w = in.chance(240) ? double(in.u8() % 3) : in.value(false, true);
+            if (!(std::fabs(w) <= 10)) s->tame = false; // weighted rewards near the float range are not tame
             call_checked("outcome_rewards::add", [&] {
                 r.add("f", [s](const int& prompt, const grpo::completion_view& c) -> double {
                     fuzz_input& fin = *s->in;

@@ -135,6 +135,9 @@ void combine_rewards(matrix_view<const double> scores, vector_view<const double>
 /// @param rewards    optional [completions] output: the combined R_i (NaN for unscored rows)
 /// @param per_group  optional per-group figures of the combined R over g (mean, std with cfg.std, zero-variance
 ///                   flag, scored count), whichever the aggregation
+/// @param token_weights per-completion weights for the sum_then_normalize step's estimator, as in
+///                   compute_advantages: the completion lengths for opo (required there), optional token
+///                   counts for group_centered_batch_whitened
 /// @returns the advantage statistics; zero_variance_* counts groups whose combined R is constant.
 /// Throws grpo::error (outputs untouched) on shape mismatches, bad groups, non-finite weights, Inf scores.
 /// Float scores are accepted too (an overload widens them to double first).
@@ -143,7 +146,8 @@ advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const doubl
                                    vector_view<const double> weights, const groups& g, vector_view<T> advantages,
                                    const advantage_config& cfg = advantage_config::trl(),
                                    reward_aggregation aggregation = reward_aggregation::sum_then_normalize,
-                                   vector_view<T> rewards = {}, const group_outputs& per_group = {}) {
+                                   vector_view<T> rewards = {}, const group_outputs& per_group = {},
+                                   vector_view<const double> token_weights = {}) {
     static_assert(std::is_floating_point<T>::value, "grpo::outcome_advantages: T must be float or double");
     const char* where = "outcome_advantages";
     const index_t n = scores.rows(), nf = scores.cols();
@@ -152,12 +156,18 @@ advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const doubl
     if (rewards.present()) detail::check_size(where, "rewards", rewards, n);
     detail::check_groups(where, n, g);
     detail::check_advantage_config(where, cfg);
-    if (cfg.estimator == advantage_estimator::opo)
-        detail::raise_argument(errc::invalid_value, where, "config.estimator",
-                               "an estimator that needs no completion lengths (for opo, call compute_advantages "
-                               "with the lengths as token_weights)",
-                               "opo");
     detail::check_enum(where, "aggregation", aggregation, 2);
+    const bool weighted = aggregation == reward_aggregation::sum_then_normalize && detail::uses_token_weights(cfg.estimator);
+    if (cfg.estimator == advantage_estimator::opo && aggregation == reward_aggregation::sum_then_normalize &&
+        !token_weights.present())
+        detail::raise_argument(errc::invalid_value, where, "token_weights",
+                               "the completion lengths (opo's baseline is length-weighted)", "an absent view");
+    if (weighted && token_weights.present()) {
+        detail::check_size(where, "token_weights", token_weights, n);
+        for (index_t i = 0; i < n; ++i)
+            detail::check_range(where, "token_weights", token_weights[i], 0, std::numeric_limits<double>::infinity(),
+                                "finite weights >= 0");
+    }
     const index_t k = g.num_groups(n);
     if (per_group.mean.present()) detail::check_size(where, "per_group.mean", per_group.mean, k);
     if (per_group.std.present()) detail::check_size(where, "per_group.std", per_group.std, k);
@@ -167,7 +177,8 @@ advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const doubl
     detail::check_outcome_outputs(where, advantages, rewards, per_group,
                                   {{"scores", detail::range_of(scores)},
                                    {"weights", detail::range_of(weights)},
-                                   {"groups.ids", detail::range_of(g.ids())}});
+                                   {"groups.ids", detail::range_of(g.ids())},
+                                   {"token_weights", detail::range_of(token_weights)}});
     const index_t cells = detail::checked_mul(where, "scores", n, nf);
     if (aggregation == reward_aggregation::sum_then_normalize) detail::check_combined_fits<T>(where, scores, weights);
 
@@ -215,7 +226,8 @@ advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const doubl
     std::vector<T> adv = detail::make_scratch<T>(where, "advantages", n);
     const vector_view<const T> cv(combined.data(), n);
     const groups final_groups = aggregation == reward_aggregation::sum_then_normalize ? g : groups::contiguous(n > 0 ? n : 1);
-    advantage_stats st = n > 0 ? compute_advantages(ex, cv, final_groups, vector_view<T>(adv.data(), n), c)
+    advantage_stats st = n > 0 ? compute_advantages(ex, cv, final_groups, vector_view<T>(adv.data(), n), c,
+                                                    group_outputs{}, weighted ? token_weights : vector_view<const double>())
                                : advantage_stats{};
     // The groups' figures of the combined reward (normalize_then_sum normalizes over the batch, so its
     // compute_advantages call did not see the groups).
@@ -239,7 +251,8 @@ advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const float
                                    vector_view<const double> weights, const groups& g, vector_view<T> advantages,
                                    const advantage_config& cfg = advantage_config::trl(),
                                    reward_aggregation aggregation = reward_aggregation::sum_then_normalize,
-                                   vector_view<T> rewards = {}, const group_outputs& per_group = {}) {
+                                   vector_view<T> rewards = {}, const group_outputs& per_group = {},
+                                   vector_view<const double> token_weights = {}) {
     const char* where = "outcome_advantages";
     const index_t n = scores.rows(), nf = scores.cols();
     if (n < 0 || nf < 0)
@@ -251,7 +264,7 @@ advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const float
     // The copy is private, so the disjointness checks would not see the caller's float scores: check them here.
     detail::check_outcome_outputs(where, advantages, rewards, per_group, {{"scores", detail::range_of(scores)}});
     return outcome_advantages(ex, matrix_view<const double>(wide.data(), n, nf), weights, g, advantages, cfg,
-                              aggregation, rewards, per_group);
+                              aggregation, rewards, per_group, token_weights);
 }
 
 /// The outcome reward adapter: named reward functions with weights, scored over a rollout and combined into

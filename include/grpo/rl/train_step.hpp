@@ -218,9 +218,17 @@ public:
             const matrix_view<double> scores(scores_.data(), n, nf);
             outcome_.score(prompts, batch, scores);
             seq_adv_.assign(static_cast<std::size_t>(n), T(0));
+            // opo's baseline is weighted by completion lengths: the tokens the loss sees (mask row sums).
+            vector_view<const double> lengths;
+            if (cfg_.advantages.estimator == advantage_estimator::opo) {
+                lengths_.assign(static_cast<std::size_t>(n), 0.0);
+                for (index_t i = 0; i < n; ++i)
+                    for (index_t t = 0; t < cols; ++t) lengths_[static_cast<std::size_t>(i)] += static_cast<double>(mask(i, t));
+                lengths = vector_view<const double>(lengths_.data(), n);
+            }
             st = outcome_advantages(exec::host{}, matrix_view<const double>(scores), outcome_.weights(),
                                     groups::contiguous(G), vector_view<T>(seq_adv_.data(), n), cfg_.advantages,
-                                    cfg_.aggregation, rewards);
+                                    cfg_.aggregation, rewards, group_outputs{}, lengths);
             mt.reward_function_means.assign(static_cast<std::size_t>(nf), 0.0);
             for (index_t k = 0; k < nf; ++k) {
                 double s = 0, c = 0;
@@ -338,7 +346,7 @@ private:
 
     rollout_buffer<T> buffer_;
     process_steps steps_buf_;
-    std::vector<double> scores_;
+    std::vector<double> scores_, lengths_;
     std::vector<T> rewards_, seq_adv_, token_adv_, mask_, ref_, logp_, grad_;
     std::vector<std::uint8_t> keep_;
     workspace ws_;
