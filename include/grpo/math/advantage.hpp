@@ -37,6 +37,30 @@ enum class advantage_estimator {
 };
 constexpr int advantage_estimator_count = 8;
 
+/// Token-level estimators: per-token rewards in, per-token advantages out (process rewards, a reward at the
+/// last token, KL-shaped rewards). The sequence-level estimators above take one reward per completion.
+enum class token_estimator {
+    /// REINFORCE++ (arXiv 2501.03262): returns G_t = r_t + gamma G_{t+1} per row (restarting where the mask
+    /// ends), then whitened over every unmasked token of the batch, (G - mu) / sqrt(var + whiten_epsilon) with
+    /// the unbiased variance. verl "reinforce_plus_plus".
+    reinforce_plus_plus,
+    /// ReMax (arXiv 2310.10505): G_t = sum_{s >= t} r_s m_s (masked tokens add 0 and do not restart the sum)
+    /// and A_t = G_t - b_i, b_i = the reward of the
+    /// prompt's greedy completion (`baselines`, one per row). verl "remax".
+    remax,
+    /// Optimal token baseline (OTB, arXiv 2602.07078): G_t = sum_{s >= t} r_s m_s, and per prompt group and
+    /// token position t a baseline B_t = sum_i G_it W_it / (sum_i W_it + otb_epsilon) over the group's rows
+    /// unmasked at t, where W_it = sum_{s <= t} w_is m_is is the realized energy and
+    /// w = (1 - 2 exp(old_logp) + sum_pi_squared) * is_weight^2 (the logit-gradient proxy of ||score||^2).
+    /// A_t = G_t - B_t; a group of one row has B = 0. verl "optimal_token_baseline".
+    optimal_token_baseline,
+    /// The same with positions counted over each row's unmasked tokens only (the k-th response token of every
+    /// row shares a baseline, whatever tool or observation tokens came before it), and groups counting only
+    /// rows with at least one unmasked token. verl "tir_optimal_token_baseline" (multi-turn, tool use).
+    tir_optimal_token_baseline,
+};
+constexpr int token_estimator_count = 4;
+
 /// What a group with a single scored completion gets.
 enum class singleton_group {
     zero,       ///< advantage 0 (TRL: its std is NaN and NaN advantages become 0; verl rloo_vectorized)
@@ -184,6 +208,46 @@ GRPO_HOST_DEVICE inline double otb_energy(double old_logp, double sum_pi_squared
 GRPO_HOST_DEVICE inline double otb_baseline(double sum_return_energy, double sum_energy, double epsilon) {
     const double d = sum_energy + epsilon;
     return d != 0 ? sum_return_energy / d : 0.0;
+}
+
+/// A prompt group's members and lengths, for the optimal token baseline's two rules without a baseline: a group
+/// of one row (verl: N == 1), and verl's handle_zero_tail (the single longest row, from the runner-up's length
+/// on). Rows are added in row order; lengths count unmasked tokens.
+struct otb_group_tail {
+    double members = 0;
+    double longest = -1;    ///< the largest length
+    double at_longest = 0;  ///< rows of that length
+    double runner_up = -1;  ///< the second largest length counting repeats (verl sorted_lengths[-2])
+    double longest_row = -1;
+    GRPO_HOST_DEVICE void add(double length, double row) {
+        members += 1;
+        if (length > longest) {
+            runner_up = longest;
+            longest = length, at_longest = 1, longest_row = row;
+        } else if (length == longest) {
+            at_longest += 1, runner_up = length;
+        } else if (length > runner_up) {
+            runner_up = length;
+        }
+    }
+    /// True where row `row` has no baseline at position `pos` (its advantage is its return).
+    GRPO_HOST_DEVICE bool no_baseline(double row, double pos, bool zero_tail) const {
+        if (members < 2) return true;
+        return zero_tail && at_longest == 1 && longest > runner_up && row == longest_row && pos >= runner_up;
+    }
+};
+
+/// The token estimators' settings and batch figures, as both backends pass them to token_advantage.
+struct token_advantage_params {
+    token_estimator est = token_estimator::reinforce_plus_plus;
+    double white_mean = 0, white_scale = 1; ///< reinforce_plus_plus: the batch whitening of G
+};
+
+/// Advantage of one unmasked token with return g (token_advantages): every token estimator's last step in one
+/// place. `baseline` is remax's row baseline or the optimal token baseline at this position (0 where
+/// otb_group_tail::no_baseline).
+GRPO_HOST_DEVICE inline double token_advantage(const token_advantage_params& p, double g, double baseline) {
+    return p.est == token_estimator::reinforce_plus_plus ? (g - p.white_mean) * p.white_scale : g - baseline;
 }
 
 } // namespace math

@@ -81,29 +81,6 @@ struct advantage_stats {
     double advantage_mean = 0, advantage_std = 0, advantage_min = 0, advantage_max = 0;
 };
 
-/// Token-level estimators: per-token rewards in, per-token advantages out (process rewards, a reward at the
-/// last token, KL-shaped rewards). The sequence-level estimators above take one reward per completion.
-enum class token_estimator {
-    /// REINFORCE++ (arXiv 2501.03262): returns G_t = r_t + gamma G_{t+1} per row (restarting where the mask
-    /// ends), then whitened over every unmasked token of the batch, (G - mu) / sqrt(var + whiten_epsilon) with
-    /// the unbiased variance. verl "reinforce_plus_plus".
-    reinforce_plus_plus,
-    /// ReMax (arXiv 2310.10505): G_t = sum_{s >= t} r_s m_s (masked tokens add 0 and do not restart the sum)
-    /// and A_t = G_t - b_i, b_i = the reward of the
-    /// prompt's greedy completion (`baselines`, one per row). verl "remax".
-    remax,
-    /// Optimal token baseline (OTB, arXiv 2602.07078): G_t = sum_{s >= t} r_s m_s, and per prompt group and
-    /// token position t a baseline B_t = sum_i G_it W_it / (sum_i W_it + otb_epsilon) over the group's rows
-    /// unmasked at t, where W_it = sum_{s <= t} w_is m_is is the realized energy and
-    /// w = (1 - 2 exp(old_logp) + sum_pi_squared) * is_weight^2 (the logit-gradient proxy of ||score||^2).
-    /// A_t = G_t - B_t; a group of one row has B = 0. verl "optimal_token_baseline".
-    optimal_token_baseline,
-    /// The same with positions counted over each row's unmasked tokens only (the k-th response token of every
-    /// row shares a baseline, whatever tool or observation tokens came before it), and groups counting only
-    /// rows with at least one unmasked token. verl "tir_optimal_token_baseline" (multi-turn, tool use).
-    tir_optimal_token_baseline,
-};
-constexpr int token_estimator_count = 4;
 
 /// The optimal token baseline's tail rule: where a group's single longest row runs past its runner-up (by
 /// unmasked tokens), the baseline there averages that row with itself and A ~ 0. verl's handle_zero_tail

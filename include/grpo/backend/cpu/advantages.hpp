@@ -129,19 +129,21 @@ token_advantage_stats token_advantages(const char* where, const token_advantage_
     const bool remax = cfg.estimator == token_estimator::remax, otb = cfg.optimal_baseline();
     const bool tir = cfg.estimator == token_estimator::tir_optimal_token_baseline;
     // Scratch: G [rows, cols]; with the optimal baseline also W [rows, cols], per group and position the sums
-    // of G W and of W [k, cols] each, and per group its tail figures.
+    // of G W and of W [k, cols] each, and per group its math::otb_group_tail.
+    constexpr index_t tail_doubles = static_cast<index_t>(sizeof(math::otb_group_tail) / sizeof(double));
+    static_assert(sizeof(math::otb_group_tail) % sizeof(double) == 0, "otb_group_tail layout");
     const index_t cells = checked_mul(where, "rewards", rows, cols);
     const index_t k = otb ? in.prompts.num_groups(rows) : 0;
     const index_t group_cells = checked_mul(where, "prompts", k, cols);
     const index_t total =
         checked_add(where, "rewards", checked_mul(where, "rewards", cells, otb ? 2 : 1),
                     checked_add(where, "prompts", checked_mul(where, "prompts", group_cells, 2),
-                                checked_mul(where, "prompts", k, 5)));
+                                checked_mul(where, "prompts", k, tail_doubles)));
     double* g = ws.doubles(static_cast<std::size_t>(total), where);
     double* energy = g + cells;
     double* sum_gw = energy + (otb ? cells : 0);
     double* sum_w = sum_gw + group_cells;
-    double* tails = sum_w + group_cells; // per group: members, longest, rows at longest, runner-up, longest row
+    auto* tails = reinterpret_cast<math::otb_group_tail*>(sum_w + group_cells);
     auto valid = [&](index_t i, index_t t) { return in.mask(i, t) != T(0); };
     moments ret; // of G over the unmasked tokens
     for (index_t i = 0; i < rows; ++i) {
@@ -171,43 +173,27 @@ token_advantage_stats token_advantages(const char* where, const token_advantage_
                     if (valid(i, t)) emit(0, g[i * cols + t]);
         },
         &ret);
-    double white_mean = 0, white_scale = 1;
+    math::token_advantage_params tp;
+    tp.est = cfg.estimator;
     if (cfg.estimator == token_estimator::reinforce_plus_plus) {
         if (!(ret.count > 1))
             raise_argument(errc::invalid_value, where, "mask",
                            "at least 2 unmasked tokens (verl masked_whiten needs 2)", num_str(ret.count));
-        white_mean = ret.mean();
-        white_scale = math::whitening_scale(ret.m2, ret.count, cfg.whiten_epsilon);
+        tp.white_mean = ret.mean();
+        tp.white_scale = math::whitening_scale(ret.m2, ret.count, cfg.whiten_epsilon);
     }
     // The optimal baseline's position of (i, t): the column, or (TIR) the count of unmasked tokens before it.
     // Group members: every row, or (TIR) rows with an unmasked token. Sums over members in row order.
     const bool zero_tail = cfg.zero_tail();
-    auto length_of = [&](index_t i) {
-        index_t n = 0;
-        for (index_t t = 0; t < cols; ++t) n += valid(i, t) ? 1 : 0;
-        return n;
-    };
     if (otb) {
         std::fill(sum_gw, sum_gw + 2 * group_cells, 0.0);
-        for (index_t j = 0; j < k; ++j) {
-            double* tail = tails + 5 * j;
-            tail[0] = 0, tail[1] = -1, tail[2] = 0, tail[3] = -1, tail[4] = -1;
-        }
+        std::fill(tails, tails + k, math::otb_group_tail{});
         for (index_t i = 0; i < rows; ++i) {
-            const index_t len = length_of(i);
+            index_t len = 0;
+            for (index_t t = 0; t < cols; ++t) len += valid(i, t) ? 1 : 0;
             if (tir && len == 0) continue;
             const index_t j = group_of(in.prompts, i);
-            double* tail = tails + 5 * j;
-            const double l = static_cast<double>(len);
-            tail[0] += 1;
-            if (l > tail[1]) { // the longest row, how many rows have its length, the runner-up (sorted[-2])
-                tail[3] = tail[1];
-                tail[1] = l, tail[2] = 1, tail[4] = static_cast<double>(i);
-            } else if (l == tail[1]) {
-                tail[2] += 1, tail[3] = l;
-            } else if (l > tail[3]) {
-                tail[3] = l;
-            }
+            tails[j].add(static_cast<double>(len), static_cast<double>(i));
             index_t pos = 0;
             for (index_t t = 0; t < cols; ++t)
                 if (valid(i, t)) {
@@ -217,15 +203,6 @@ token_advantage_stats token_advantages(const char* where, const token_advantage_
                 }
         }
     }
-    // Baseline of row i (group j) at position `pos`.
-    auto otb_baseline_at = [&](index_t i, index_t j, index_t pos) {
-        const double* tail = tails + 5 * j;
-        if (tail[0] < 2) return 0.0; // one row: no baseline, A = G
-        if (zero_tail && tail[2] == 1 && tail[1] > tail[3] && static_cast<double>(i) == tail[4] &&
-            static_cast<double>(pos) >= tail[3])
-            return 0.0;
-        return math::otb_baseline(sum_gw[j * cols + pos], sum_w[j * cols + pos], cfg.otb_epsilon);
-    };
     // Visits every unmasked (i, t) with its advantage, in row order.
     auto each_advantage = [&](auto&& visit) {
         for (index_t i = 0; i < rows; ++i) {
@@ -233,15 +210,14 @@ token_advantage_stats token_advantages(const char* where, const token_advantage_
             index_t pos = 0;
             for (index_t t = 0; t < cols; ++t) {
                 if (!valid(i, t)) continue;
-                const double x = g[i * cols + t];
-                double a;
-                if (remax)
-                    a = x - static_cast<double>(in.baselines[i]);
-                else if (otb)
-                    a = x - otb_baseline_at(i, j, tir ? pos++ : t);
-                else
-                    a = (x - white_mean) * white_scale;
-                visit(i, t, a);
+                double baseline = 0;
+                if (remax) baseline = static_cast<double>(in.baselines[i]);
+                if (otb) {
+                    const index_t at = tir ? pos++ : t;
+                    if (!tails[j].no_baseline(static_cast<double>(i), static_cast<double>(at), zero_tail))
+                        baseline = math::otb_baseline(sum_gw[j * cols + at], sum_w[j * cols + at], cfg.otb_epsilon);
+                }
+                visit(i, t, math::token_advantage(tp, g[i * cols + t], baseline));
             }
         }
     };

@@ -367,25 +367,83 @@ GRPO_HOST_DEVICE index_t adv_block_first(B& b, index_t lo, index_t hi, const Pre
         }
     return static_cast<index_t>(b.min(first));
 }
-/// Thread 0 stores chunk c's partial (every thread passes the same, block-reduced values) into `partials`
-/// (adv_partial_fields doubles per chunk).
-template <class B>
-GRPO_HOST_DEVICE void adv_store_partial(B& b, double* partials, index_t c, const double* part, int fields) {
-    if (b.thread() != 0) return;
-    for (int f = 0; f < fields; ++f) partials[c * adv_partial_fields + f] = part[f];
-}
-/// In the last block: the chunk partials combined in chunk order (per thread, then the block reduction: one
-/// shape on every run). `kind[f]` is 's'um, 'm'in or 'M'ax.
-template <class B>
-GRPO_HOST_DEVICE void adv_combine_partials(B& b, const double* partials, index_t chunks, const char* kind, int fields,
-                                           double* out) {
-    for (int f = 0; f < fields; ++f) out[f] = kind[f] == 's' ? 0.0 : kind[f] == 'm' ? infinity() : -infinity();
+/// One launch of a chunked reduction over `items` rows (or cells): the chunks of adv_chunk items are spread over
+/// the grid; for each, every thread fills `Fields` values from its share of [lo, hi) with
+/// partial(lo, hi, out) (items lo + thread(), lo + thread() + threads(), ...), which are block-reduced ('s'um,
+/// 'm'in or 'M'ax per field, `kind`) into the chunk's partial; the last block to finish (`counter`, zeroed
+/// before the launch) combines the partials in chunk order into `total`. One shape on every run, whatever the
+/// grid size or block order: deterministic. Returns true in thread 0 of the last block only, the one that
+/// writes the results.
+template <int Fields, class B, class Partial>
+GRPO_HOST_DEVICE bool adv_reduce_chunks(B& b, double* partials, unsigned long long* counter, index_t items,
+                                        const char (&kind)[Fields + 1], const Partial& partial, double (&total)[Fields]) {
+    static_assert(Fields <= adv_partial_fields, "adv_partial_fields doubles per chunk");
+    auto reduce = [&](int f, double x) { return kind[f] == 's' ? b.sum(x) : kind[f] == 'm' ? b.min(x) : b.max(x); };
+    auto identity = [&](int f) { return kind[f] == 's' ? 0.0 : kind[f] == 'm' ? infinity() : -infinity(); };
+    const index_t chunks = adv_chunks(items);
+    for (index_t c = b.block(); c < chunks; c += b.blocks()) {
+        const adv_chunk_range r = adv_chunk_of(c, items);
+        double part[Fields];
+        for (int f = 0; f < Fields; ++f) part[f] = identity(f);
+        partial(r.lo, r.hi, part);
+        for (int f = 0; f < Fields; ++f) part[f] = reduce(f, part[f]);
+        if (b.thread() == 0)
+            for (int f = 0; f < Fields; ++f) partials[c * adv_partial_fields + f] = part[f];
+    }
+    if (!b.last_block_done(counter)) return false;
+    for (int f = 0; f < Fields; ++f) total[f] = identity(f);
     for (index_t c = b.thread(); c < chunks; c += b.threads())
-        for (int f = 0; f < fields; ++f) {
+        for (int f = 0; f < Fields; ++f) {
             const double x = b.load(partials + c * adv_partial_fields + f);
-            out[f] = kind[f] == 's' ? out[f] + x : kind[f] == 'm' ? (x < out[f] ? x : out[f]) : (x > out[f] ? x : out[f]);
+            total[f] = kind[f] == 's' ? total[f] + x : kind[f] == 'm' ? (x < total[f] ? x : total[f])
+                                                                      : (x > total[f] ? x : total[f]);
         }
-    for (int f = 0; f < fields; ++f) out[f] = kind[f] == 's' ? b.sum(out[f]) : kind[f] == 'm' ? b.min(out[f]) : b.max(out[f]);
+    for (int f = 0; f < Fields; ++f) total[f] = reduce(f, total[f]);
+    return b.thread() == 0;
+}
+
+/// The device side of cpu::advantage_figures, first pass over chunks of `items`: count, mean (around `pivot`,
+/// the first counted value), min and max of value(i) over counted(i), and the sum of extra(i) over every item;
+/// the last block's thread 0 gets true and `out` = {count, mean, min, max, extra sum}.
+template <class B, class Counted, class Value, class Extra>
+GRPO_HOST_DEVICE bool adv_figures_first_pass(B& b, double* partials, unsigned long long* counter, index_t items,
+                                             double pivot, const Counted& counted, const Value& value,
+                                             const Extra& extra, double (&out)[5]) {
+    double tot[5];
+    const bool last = adv_reduce_chunks(b, partials, counter, items, "ssmMs", [&](index_t lo, index_t hi, double* part) {
+        auto a = math::group_moments<double>::with_pivot(pivot);
+        for (index_t i = lo + b.thread(); i < hi; i += b.threads()) {
+            if (counted(i)) {
+                const double x = value(i);
+                a.add_shifted(x);
+                part[2] = x < part[2] ? x : part[2];
+                part[3] = x > part[3] ? x : part[3];
+            }
+            part[4] += extra(i);
+        }
+        part[0] = a.count, part[1] = a.shifted_sum;
+    }, tot);
+    if (!last) return false;
+    auto a = math::group_moments<double>::with_pivot(pivot);
+    a.count = tot[0];
+    a.shifted_sum = tot[1];
+    out[0] = a.count, out[1] = a.mean(), out[2] = tot[2], out[3] = tot[3], out[4] = tot[4];
+    return true;
+}
+/// Second pass: the squared deviations of stored(i) (the values after rounding to the output type) around
+/// `mean`; the last block's thread 0 gets true and `m2`.
+template <class B, class Counted, class Stored>
+GRPO_HOST_DEVICE bool adv_figures_second_pass(B& b, double* partials, unsigned long long* counter, index_t items,
+                                              double mean, const Counted& counted, const Stored& stored, double& m2) {
+    double tot[1];
+    const bool last = adv_reduce_chunks(b, partials, counter, items, "s", [&](index_t lo, index_t hi, double* part) {
+        math::group_moments<double> d;
+        for (index_t i = lo + b.thread(); i < hi; i += b.threads())
+            if (counted(i)) d.add_second_pass(stored(i), mean);
+        part[0] = d.m2;
+    }, tot);
+    m2 = tot[0];
+    return last;
 }
 
 /// Batch-level statistics over chunks of rows, in three launches (`phase` 0, 1, 2): the pivots, then counts and
@@ -431,25 +489,20 @@ struct adv_batch_kernel {
         const double pivot = pivot_row >= 0 ? reward(pivot_row) : 0.0;
         const double white_pivot = white_row >= 0 ? centered(white_row) : 0.0;
         if (phase == 1) {
-            for (index_t c = b.block(); c < chunks; c += b.blocks()) {
-                const adv_chunk_range r = adv_chunk_of(c, n);
+            double tot[5]; // count, shifted sum; whitening weight, shifted sum; nonzero rewards
+            const bool last = adv_reduce_chunks(b, s.partials, &s.slots[adv_counter_batch1], n, "sssss",
+                                                [&](index_t lo, index_t hi, double* part) {
                 auto m = math::group_moments<double>::with_pivot(pivot);
                 auto w = math::group_moments<double>::with_pivot(white_pivot);
-                double nonzero = 0;
-                for (index_t i = r.lo + b.thread(); i < r.hi; i += b.threads())
+                for (index_t i = lo + b.thread(); i < hi; i += b.threads())
                     if (scored(i)) {
                         m.add_shifted(reward(i));
                         if (p.whiten) w.add_shifted(centered(i), weight(i));
-                        nonzero += reward(i) != 0 ? 1.0 : 0.0;
+                        part[4] += reward(i) != 0 ? 1.0 : 0.0;
                     }
-                const double part[5] = {b.sum(m.count), b.sum(m.shifted_sum), b.sum(w.count), b.sum(w.shifted_sum),
-                                        b.sum(nonzero)};
-                adv_store_partial(b, s.partials, c, part, 5);
-            }
-            if (!b.last_block_done(&s.slots[adv_counter_batch1])) return;
-            double tot[5];
-            adv_combine_partials(b, s.partials, chunks, "sssss", 5, tot);
-            if (b.thread() != 0) return;
+                part[0] = m.count, part[1] = m.shifted_sum, part[2] = w.count, part[3] = w.shifted_sum;
+            }, tot);
+            if (!last) return;
             auto m = math::group_moments<double>::with_pivot(pivot);
             auto w = math::group_moments<double>::with_pivot(white_pivot);
             m.count = tot[0];
@@ -467,21 +520,18 @@ struct adv_batch_kernel {
         // phase 2: the second pass around the means (a constant batch has deviations, m2 and whitening_scale
         // exactly 0, so its advantages are exactly 0 for any whiten_epsilon >= 0).
         const double mean = s.scalars[adv_mean], white_mean = s.scalars[adv_white_mean];
-        for (index_t c = b.block(); c < chunks; c += b.blocks()) {
-            const adv_chunk_range r = adv_chunk_of(c, n);
+        double tot[2]; // m2 of the rewards, weighted m2 of the centered values
+        const bool last = adv_reduce_chunks(b, s.partials, &s.slots[adv_counter_batch2], n, "ss",
+                                            [&](index_t lo, index_t hi, double* part) {
             math::group_moments<double> d, wd;
-            for (index_t i = r.lo + b.thread(); i < r.hi; i += b.threads())
+            for (index_t i = lo + b.thread(); i < hi; i += b.threads())
                 if (scored(i)) {
                     d.add_second_pass(reward(i), mean);
                     if (p.whiten) wd.add_second_pass(centered(i), white_mean, weight(i));
                 }
-            const double part[2] = {b.sum(d.m2), b.sum(wd.m2)};
-            adv_store_partial(b, s.partials, c, part, 2);
-        }
-        if (!b.last_block_done(&s.slots[adv_counter_batch2])) return;
-        double tot[2];
-        adv_combine_partials(b, s.partials, chunks, "ss", 2, tot);
-        if (b.thread() != 0) return;
+            part[0] = d.m2, part[1] = wd.m2;
+        }, tot);
+        if (!last) return;
         math::group_moments<double> m;
         m.count = s.scalars[adv_scored];
         m.m2 = tot[0];
@@ -563,60 +613,36 @@ struct adv_stats_kernel {
 
     template <class B>
     GRPO_HOST_DEVICE void operator()(B& b) const {
-        const index_t n = p.n, chunks = adv_chunks(n > p.k ? n : p.k);
+        const index_t n = p.n, items = n > p.k ? n : p.k;
         if (adv_failed(s.errors)) {
             if (phase == 1 && b.block() == 0 && b.thread() == 0) write_error();
             return;
         }
         auto scored = [&](index_t i) { return adv_is_scored(static_cast<double>(v.rewards[i])); };
         const index_t pivot_row = adv_pivot_row(s.slots, adv_pivot_scored, n);
+        auto counted = [&](index_t i) { return i < n && scored(i); };
         if (phase == 1) {
-            const double pivot = pivot_row >= 0 ? s.adv[pivot_row] : 0.0;
-            for (index_t c = b.block(); c < chunks; c += b.blocks()) {
-                const adv_chunk_range r = adv_chunk_of(c, n > p.k ? n : p.k);
-                auto a = math::group_moments<double>::with_pivot(pivot);
-                double amin = infinity(), amax = -infinity(), zero = 0;
-                for (index_t i = r.lo + b.thread(); i < r.hi; i += b.threads()) {
-                    if (i < n && scored(i)) {
-                        a.add_shifted(s.adv[i]);
-                        amin = s.adv[i] < amin ? s.adv[i] : amin;
-                        amax = s.adv[i] > amax ? s.adv[i] : amax;
-                    }
-                    if (i < p.k) zero += s.groups[i].zero_variance() ? 1.0 : 0.0;
-                }
-                const double part[5] = {b.sum(a.count), b.sum(a.shifted_sum), b.min(amin), b.max(amax), b.sum(zero)};
-                adv_store_partial(b, s.partials, c, part, 5);
-            }
-            if (!b.last_block_done(&s.slots[adv_counter_stats1])) return;
-            double tot[5];
-            adv_combine_partials(b, s.partials, chunks, "ssmMs", 5, tot);
-            if (b.thread() != 0) return;
-            auto a = math::group_moments<double>::with_pivot(pivot);
-            a.count = tot[0];
-            a.shifted_sum = tot[1];
-            s.scalars[adv_out_count] = a.count;
-            s.scalars[adv_out_mean] = a.mean();
-            s.scalars[adv_out_min] = tot[2];
-            s.scalars[adv_out_max] = tot[3];
-            s.scalars[adv_out_zero] = tot[4];
+            double f[5];
+            if (!adv_figures_first_pass(b, s.partials, &s.slots[adv_counter_stats1], items,
+                                        pivot_row >= 0 ? s.adv[pivot_row] : 0.0, counted,
+                                        [&](index_t i) { return s.adv[i]; },
+                                        [&](index_t j) { return j < p.k && s.groups[j].zero_variance() ? 1.0 : 0.0; }, f))
+                return;
+            s.scalars[adv_out_count] = f[0];
+            s.scalars[adv_out_mean] = f[1];
+            s.scalars[adv_out_min] = f[2];
+            s.scalars[adv_out_max] = f[3];
+            s.scalars[adv_out_zero] = f[4];
             return;
         }
         const double mean = s.scalars[adv_out_mean];
-        for (index_t c = b.block(); c < chunks; c += b.blocks()) {
-            const adv_chunk_range r = adv_chunk_of(c, n > p.k ? n : p.k);
-            math::group_moments<double> d;
-            for (index_t i = r.lo + b.thread(); i < r.hi && i < n; i += b.threads())
-                if (scored(i)) d.add_second_pass(static_cast<double>(v.advantages[i]), mean);
-            const double part[1] = {b.sum(d.m2)};
-            adv_store_partial(b, s.partials, c, part, 1);
-        }
-        if (!b.last_block_done(&s.slots[adv_counter_stats2])) return;
-        double tot[1];
-        adv_combine_partials(b, s.partials, chunks, "s", 1, tot);
-        if (b.thread() != 0) return;
+        double m2 = 0;
+        if (!adv_figures_second_pass(b, s.partials, &s.slots[adv_counter_stats2], items, mean, counted,
+                                     [&](index_t i) { return static_cast<double>(v.advantages[i]); }, m2))
+            return;
         math::group_moments<double> a;
         a.count = s.scalars[adv_out_count];
-        a.m2 = tot[0];
+        a.m2 = m2;
         const double zero = s.scalars[adv_out_zero];
         double st[adv_stats_fields] = {};
         st[0] = static_cast<double>(p.k);

@@ -45,8 +45,6 @@ enum tok_slot : int { tok_flag = 0, tok_pivot = 1, tok_counter_moments1 = 2, tok
 /// Scalars: G's count, mean and m2, the whitening scale, the advantages' mean, min and max.
 enum tok_scalar : int { tok_count = 0, tok_mean = 1, tok_m2 = 2, tok_white_scale = 3, tok_adv_count = 4,
                         tok_adv_mean = 5, tok_adv_min = 6, tok_adv_max = 7, tok_scalar_fields = 8 };
-/// Per group: members, longest, rows at the longest, runner-up (sorted[-2]), the longest row.
-constexpr int tok_tail_fields = 5;
 
 struct tok_params {
     index_t rows, cols, cells, k;
@@ -73,7 +71,7 @@ struct tok_scratch {
     double* length = nullptr;   ///< rows (optimal baseline): unmasked tokens
     double* sum_gw = nullptr;   ///< k * cols
     double* sum_w = nullptr;    ///< k * cols
-    double* tails = nullptr;    ///< k * tok_tail_fields
+    math::otb_group_tail* tails = nullptr; ///< k
     double* partials = nullptr; ///< adv_chunks(cells) * adv_partial_fields
     double* scalars = nullptr;  ///< tok_scalar_fields
     double* stats = nullptr;    ///< tok_stats_fields
@@ -106,7 +104,7 @@ inline std::size_t tok_layout(const tok_params& p, bool by_id, std::size_t sort_
         t.length = static_cast<double*>(take(static_cast<std::size_t>(p.rows) * d));
         t.sum_gw = static_cast<double*>(take(k * cols * d));
         t.sum_w = static_cast<double*>(take(k * cols * d));
-        t.tails = static_cast<double*>(take(k * tok_tail_fields * d));
+        t.tails = static_cast<math::otb_group_tail*>(take(k * sizeof(math::otb_group_tail)));
     }
     t.partials = static_cast<double*>(take(static_cast<std::size_t>(adv_chunks(p.cells)) * adv_partial_fields * d));
     t.scalars = static_cast<double*>(take(tok_scalar_fields * d));
@@ -244,18 +242,15 @@ struct tok_moments_kernel {
         const index_t pivot_cell = adv_pivot_row(s.slots, tok_pivot, p.cells);
         const double pivot = pivot_cell >= 0 ? s.g[pivot_cell] : 0.0;
         if (phase == 1) {
-            for (index_t c = b.block(); c < chunks; c += b.blocks()) {
-                const adv_chunk_range r = adv_chunk_of(c, p.cells);
+            double tot[2]; // count and shifted sum of G
+            const bool last = adv_reduce_chunks(b, s.partials, &s.slots[tok_counter_moments1], p.cells, "ss",
+                                                [&](index_t lo, index_t hi, double* part) {
                 auto m = math::group_moments<double>::with_pivot(pivot);
-                for (index_t q = r.lo + b.thread(); q < r.hi; q += b.threads())
+                for (index_t q = lo + b.thread(); q < hi; q += b.threads())
                     if (valid(q)) m.add_shifted(s.g[q]);
-                const double part[2] = {b.sum(m.count), b.sum(m.shifted_sum)};
-                adv_store_partial(b, s.partials, c, part, 2);
-            }
-            if (!b.last_block_done(&s.slots[tok_counter_moments1])) return;
-            double tot[2];
-            adv_combine_partials(b, s.partials, chunks, "ss", 2, tot);
-            if (b.thread() != 0) return;
+                part[0] = m.count, part[1] = m.shifted_sum;
+            }, tot);
+            if (!last) return;
             auto m = math::group_moments<double>::with_pivot(pivot);
             m.count = tot[0];
             m.shifted_sum = tot[1];
@@ -266,18 +261,15 @@ struct tok_moments_kernel {
             return;
         }
         const double mean = s.scalars[tok_mean];
-        for (index_t c = b.block(); c < chunks; c += b.blocks()) {
-            const adv_chunk_range r = adv_chunk_of(c, p.cells);
+        double tot[1]; // m2 of G
+        const bool last = adv_reduce_chunks(b, s.partials, &s.slots[tok_counter_moments2], p.cells, "s",
+                                            [&](index_t lo, index_t hi, double* part) {
             math::group_moments<double> d;
-            for (index_t q = r.lo + b.thread(); q < r.hi; q += b.threads())
+            for (index_t q = lo + b.thread(); q < hi; q += b.threads())
                 if (valid(q)) d.add_second_pass(s.g[q], mean);
-            const double part[1] = {b.sum(d.m2)};
-            adv_store_partial(b, s.partials, c, part, 1);
-        }
-        if (!b.last_block_done(&s.slots[tok_counter_moments2])) return;
-        double tot[1];
-        adv_combine_partials(b, s.partials, chunks, "s", 1, tot);
-        if (b.thread() != 0) return;
+            part[0] = d.m2;
+        }, tot);
+        if (!last) return;
         s.scalars[tok_m2] = tot[0];
         s.scalars[tok_white_scale] = p.est == token_estimator::reinforce_plus_plus
                                          ? math::whitening_scale(tot[0], s.scalars[tok_count], p.whiten_epsilon)
@@ -330,22 +322,12 @@ struct tok_group_kernel {
                 s.sum_w[j * p.cols + pos] = w;
             }
             if (b.thread() != 0) continue;
-            double tail[tok_tail_fields] = {0, -1, 0, -1, -1}; // as the CPU backend's
+            math::otb_group_tail tail; // in row order, as the CPU backend adds them
             for (index_t q = 0; q < size; ++q) {
                 const index_t i = tok_member(p, s, j, q);
-                const double l = s.length[i];
-                if (p.tir && l == 0) continue;
-                tail[0] += 1;
-                if (l > tail[1]) {
-                    tail[3] = tail[1];
-                    tail[1] = l, tail[2] = 1, tail[4] = static_cast<double>(i);
-                } else if (l == tail[1]) {
-                    tail[2] += 1, tail[3] = l;
-                } else if (l > tail[3]) {
-                    tail[3] = l;
-                }
+                if (!(p.tir && s.length[i] == 0)) tail.add(s.length[i], static_cast<double>(i));
             }
-            for (int f = 0; f < tok_tail_fields; ++f) s.tails[j * tok_tail_fields + f] = tail[f];
+            s.tails[j] = tail;
         }
     }
 };
@@ -354,15 +336,18 @@ struct tok_group_kernel {
 template <class T>
 GRPO_HOST_DEVICE inline double tok_advantage(const tok_params& p, const tok_views<T>& v, const tok_scratch& s,
                                              index_t i, index_t pos, double g) {
-    if (p.est == token_estimator::remax) return g - static_cast<double>(v.baselines[i]);
-    if (!p.otb) return (g - s.scalars[tok_mean]) * s.scalars[tok_white_scale];
-    const index_t j = tok_group_of(p, v, i);
-    const double* tail = s.tails + j * tok_tail_fields;
-    if (tail[0] < 2) return g; // one row: no baseline
-    if (p.zero_tail && tail[2] == 1 && tail[1] > tail[3] && static_cast<double>(i) == tail[4] &&
-        static_cast<double>(pos) >= tail[3])
-        return g;
-    return g - math::otb_baseline(s.sum_gw[j * p.cols + pos], s.sum_w[j * p.cols + pos], p.otb_epsilon);
+    math::token_advantage_params tp;
+    tp.est = p.est;
+    tp.white_mean = s.scalars[tok_mean];
+    tp.white_scale = s.scalars[tok_white_scale];
+    double baseline = 0;
+    if (p.est == token_estimator::remax) baseline = static_cast<double>(v.baselines[i]);
+    if (p.otb) {
+        const index_t j = tok_group_of(p, v, i);
+        if (!s.tails[j].no_baseline(static_cast<double>(i), static_cast<double>(pos), p.zero_tail))
+            baseline = math::otb_baseline(s.sum_gw[j * p.cols + pos], s.sum_w[j * p.cols + pos], p.otb_epsilon);
+    }
+    return math::token_advantage(tp, g, baseline);
 }
 
 /// A thread per row. `check`: every unmasked token's advantage and return must fit T (else the flag, and
@@ -422,55 +407,31 @@ struct tok_stats_kernel {
             }
             return;
         }
-        const index_t chunks = adv_chunks(p.cells);
         auto valid = [&](index_t c) { return tok_valid(v, c / p.cols, c % p.cols); };
         const index_t pivot_cell = adv_pivot_row(s.slots, tok_pivot, p.cells);
         if (phase == 1) {
-            const double pivot = pivot_cell >= 0 ? s.g[pivot_cell] : 0.0;
-            for (index_t c = b.block(); c < chunks; c += b.blocks()) {
-                const adv_chunk_range r = adv_chunk_of(c, p.cells);
-                auto a = math::group_moments<double>::with_pivot(pivot);
-                double amin = infinity(), amax = -infinity();
-                for (index_t q = r.lo + b.thread(); q < r.hi; q += b.threads())
-                    if (valid(q)) {
-                        a.add_shifted(s.g[q]);
-                        amin = s.g[q] < amin ? s.g[q] : amin;
-                        amax = s.g[q] > amax ? s.g[q] : amax;
-                    }
-                const double part[4] = {b.sum(a.count), b.sum(a.shifted_sum), b.min(amin), b.max(amax)};
-                adv_store_partial(b, s.partials, c, part, 4);
-            }
-            if (!b.last_block_done(&s.slots[tok_counter_stats1])) return;
-            double tot[4];
-            adv_combine_partials(b, s.partials, chunks, "ssmM", 4, tot);
-            if (b.thread() != 0) return;
-            auto a = math::group_moments<double>::with_pivot(pivot);
-            a.count = tot[0];
-            a.shifted_sum = tot[1];
-            s.scalars[tok_adv_count] = a.count;
-            s.scalars[tok_adv_mean] = a.mean();
-            s.scalars[tok_adv_min] = tot[2];
-            s.scalars[tok_adv_max] = tot[3];
+            double f[5];
+            if (!adv_figures_first_pass(b, s.partials, &s.slots[tok_counter_stats1], p.cells,
+                                        pivot_cell >= 0 ? s.g[pivot_cell] : 0.0, valid,
+                                        [&](index_t q) { return s.g[q]; }, [](index_t) { return 0.0; }, f))
+                return;
+            s.scalars[tok_adv_count] = f[0];
+            s.scalars[tok_adv_mean] = f[1];
+            s.scalars[tok_adv_min] = f[2];
+            s.scalars[tok_adv_max] = f[3];
             return;
         }
         const double mean = s.scalars[tok_adv_mean];
-        for (index_t c = b.block(); c < chunks; c += b.blocks()) {
-            const adv_chunk_range r = adv_chunk_of(c, p.cells);
-            math::group_moments<double> d;
-            for (index_t q = r.lo + b.thread(); q < r.hi; q += b.threads())
-                if (valid(q)) d.add_second_pass(static_cast<double>(v.advantages(q / p.cols, q % p.cols)), mean);
-            const double part[1] = {b.sum(d.m2)};
-            adv_store_partial(b, s.partials, c, part, 1);
-        }
-        if (!b.last_block_done(&s.slots[tok_counter_stats2])) return;
-        double tot[1];
-        adv_combine_partials(b, s.partials, chunks, "s", 1, tot);
-        if (b.thread() != 0) return;
+        double m2 = 0;
+        if (!adv_figures_second_pass(b, s.partials, &s.slots[tok_counter_stats2], p.cells, mean, valid,
+                                     [&](index_t q) { return static_cast<double>(v.advantages(q / p.cols, q % p.cols)); },
+                                     m2))
+            return;
         math::group_moments<double> ret, adv;
         ret.count = s.scalars[tok_count];
         ret.m2 = s.scalars[tok_m2];
         adv.count = s.scalars[tok_adv_count];
-        adv.m2 = tot[0];
+        adv.m2 = m2;
         double st[tok_stats_fields] = {};
         st[0] = ret.count;
         st[1] = s.scalars[tok_mean];
