@@ -295,6 +295,43 @@ TEST_CASE("variance floor (verl grpo_vectorized before PR #6348): sqrt(max(var, 
 // verl core_algos.py (26b5d6b2) L453-487 (reinforce_plus_plus) and L490-517 (remax), torch_functional.py
 // masked_whiten; expected values: those functions run in torch float64 on the same inputs. verl keeps G (and
 // remax's G - b m) at masked tokens; grpo writes 0 there, so only unmasked tokens are compared.
+TEST_CASE("every estimator: permuting rows within their groups permutes the advantages", "[advantages][estimators]") {
+    // Three groups by id, interleaved; the permutation reverses the batch (ids follow their rows), so every row
+    // moves but keeps its group.
+    const std::vector<double> r{0.5, 1, 0, 2, 1, 0.25, 0, 3, 1, 1, 0.75, -1};
+    const std::vector<std::int64_t> ids{0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2};
+    const std::vector<double> lengths{3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8};
+    std::vector<double> rr(r.rbegin(), r.rend()), lr(lengths.rbegin(), lengths.rend());
+    std::vector<std::int64_t> ir(ids.rbegin(), ids.rend());
+    for (int e = 0; e < grpo::advantage_estimator_count; ++e) {
+        grpo::advantage_config cfg;
+        cfg.estimator = static_cast<grpo::advantage_estimator>(e);
+        CAPTURE(e);
+        std::vector<double> a(12), b(12);
+        grpo::compute_advantages(grpo::exec::host{}, grpo::vector_view<const double>(r.data(), 12),
+                                 grpo::groups::by_id({ids.data(), 12}, 3), grpo::vector_view<double>(a.data(), 12), cfg,
+                                 {}, grpo::vector_view<const double>(lengths.data(), 12));
+        grpo::compute_advantages(grpo::exec::host{}, grpo::vector_view<const double>(rr.data(), 12),
+                                 grpo::groups::by_id({ir.data(), 12}, 3), grpo::vector_view<double>(b.data(), 12), cfg,
+                                 {}, grpo::vector_view<const double>(lr.data(), 12));
+        for (std::size_t i = 0; i < 12; ++i) CHECK(b[11 - i] == Approx(a[i]).epsilon(1e-14).margin(1e-15));
+    }
+}
+
+TEST_CASE("z-score: invariant under r -> s r + c (s > 0), sign-flipped for s < 0", "[advantages]") {
+    const std::vector<double> r{0.5, 1, 0, 2, 1, 0.25, 0, 3};
+    grpo::advantage_config cfg;
+    cfg.epsilon = 0; // the epsilon term is the only thing not scale-invariant
+    const auto base = advantages_of(r, grpo::groups::contiguous(4), cfg);
+    for (const double s : {3.0, 1e-3, -2.0})
+        for (const double c : {0.0, 7.5, -1e3}) {
+            std::vector<double> t;
+            for (double x : r) t.push_back(s * x + c);
+            const auto a = advantages_of(t, grpo::groups::contiguous(4), cfg);
+            for (std::size_t i = 0; i < r.size(); ++i) CHECK(a[i] == Approx(s > 0 ? base[i] : -base[i]).epsilon(1e-9));
+        }
+}
+
 TEST_CASE("token_advantages: REINFORCE++ returns with gamma and batch whitening; ReMax", "[advantages][estimators]") {
     const std::vector<double> r{0, 0, 1, 0, 0.5, 0, 0, 2, 0, 1, 0, 0};
     const std::vector<double> m{1, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1};
