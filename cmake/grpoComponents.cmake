@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 # Opt-in INTERFACE targets for the optional parts of grpo, for builds that use the source tree
-# (add_subdirectory, FetchContent). Installed packages get the same targets from grpoConfig.cmake's
+# (add_subdirectory, FetchContent: set GRPO_WITH_<X>=ON first; grpo's own developer builds turn them on). Installed packages get the same targets from grpoConfig.cmake's
 # COMPONENTS (cmake/grpoConfig.cmake.in), which finds each dependency in the consumer's environment: the
 # installed files never depend on which frameworks the machine that installed grpo had.
 #
@@ -39,7 +39,7 @@ endif()
 # grpo::ggml: ggml is in no distribution package; cmake/scripts/build-ggml.sh builds it from the
 # llama-cpp-python sdist on PyPI into a cache prefix (pass -DCMAKE_PREFIX_PATH=<prefix>).
 # GRPO_BUILD_GGML_EXAMPLE=ON (what CI sets) makes a missing ggml an error instead of a skip.
-option(GRPO_WITH_GGML "Provide grpo::ggml (grpo/adapters/ggml.hpp + ggml) when ggml is found" ON)
+option(GRPO_WITH_GGML "Provide grpo::ggml (grpo/adapters/ggml.hpp + ggml) when ggml is found" ${_grpo_developer_build})
 option(GRPO_BUILD_GGML_EXAMPLE "Build and test the ggml adapter and examples/ggml (needs ggml: cmake/scripts/build-ggml.sh)" OFF)
 if(GRPO_WITH_GGML OR GRPO_BUILD_GGML_EXAMPLE)
   if(NOT TARGET ggml::ggml)

@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: MIT
-# grpo::torch: grpo::grpo + LibTorch (include <grpo/adapters/torch.hpp>). GRPO_WITH_TORCH (default ON) looks for
+# grpo::torch: grpo::grpo + LibTorch (include <grpo/adapters/torch.hpp>). GRPO_WITH_TORCH (default ON in grpo's
+# developer builds, OFF as a dependency) looks for
 # LibTorch quietly; without it the target and its tests are simply not built. GRPO_BUILD_TORCH_EXAMPLE=ON (what CI
 # sets) builds examples/libtorch and makes a missing LibTorch an error instead of a skip.
-option(GRPO_WITH_TORCH "Provide grpo::torch (grpo/adapters/torch.hpp + LibTorch) when LibTorch is found" ON)
+option(GRPO_WITH_TORCH "Provide grpo::torch (grpo/adapters/torch.hpp + LibTorch) when LibTorch is found"
+       ${_grpo_developer_build})
 option(GRPO_BUILD_TORCH_EXAMPLE "Build examples/libtorch and run it under ctest (needs LibTorch: apt install libtorch-dev)" OFF)
 if(GRPO_WITH_TORCH OR GRPO_BUILD_TORCH_EXAMPLE)
   if(NOT TARGET torch)

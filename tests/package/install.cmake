@@ -12,6 +12,12 @@ execute_process(COMMAND "${CMAKE_COMMAND}" -S "${GRPO_SOURCE_DIR}" -B "${WORK}" 
 if(NOT _rc EQUAL 0)
   message(FATAL_ERROR "install.cmake: configure failed")
 endif()
+# An install-only build enables no language but CXX and probes for no optional package (README, CMakeLists.txt).
+file(STRINGS "${WORK}/CMakeCache.txt" _probes
+     REGEX "^(CMAKE_CUDA_COMPILER|CUDAToolkit_BIN_DIR|Torch_DIR|Eigen3_DIR|xtensor_DIR|ggml_DIR)[:=]")
+if(_probes)
+  message(FATAL_ERROR "install.cmake: the install-only configure probed for optional packages: ${_probes}")
+endif()
 execute_process(COMMAND "${CMAKE_COMMAND}" --install "${WORK}" --prefix "${PREFIX}" RESULT_VARIABLE _rc)
 if(NOT _rc EQUAL 0)
   message(FATAL_ERROR "install.cmake: install failed")
