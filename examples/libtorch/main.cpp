@@ -231,8 +231,9 @@ int main(int argc, char** argv) {
         torch::Tensor reward = torch::empty({n});
         const grpo::advantage_stats st = grpo::outcome_advantages(
             grpo::exec::host{}, grpo::matrix_view<const double>(scores.data(), n, rewards.size()), rewards.weights(),
-            grpo::groups::contiguous(G), grpo::libtorch::vector<float>(advantages), grpo::advantage_config::trl(),
-            grpo::reward_aggregation::sum_then_normalize, grpo::libtorch::vector<float>(reward));
+            grpo::groups::contiguous(G), grpo::libtorch::vector<float>(advantages, "advantages"),
+            grpo::advantage_config::trl(), grpo::reward_aggregation::sum_then_normalize,
+            grpo::libtorch::vector<float>(reward, "reward"));
 
         // 3. Mask (truncated completions masked, DAPO), old and reference log-probs.
         const rollout_tensors r = to_tensors(batch, rb);

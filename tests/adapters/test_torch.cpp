@@ -247,7 +247,11 @@ TEST_CASE("libtorch: errors name the argument, what was expected and what was fo
     CHECK(mentions(error_of([&] { lt::grpo_loss(b.logp, b.old.slice(1, 0, 3), b.ref, b.adv, b.mask); }),
                    {"old_logp"}));
     CHECK(mentions(error_of([&] { lt::grpo_loss(b.logp, b.old, b.ref, b.adv.slice(0, 0, 2), b.mask); }),
-                   {"advantages"}));
+                   {"advantages", "[3] (one per completion) or [3, 4] (per token)", "got shape [2]"}));
+    // A transposed logp [tokens, completions] with per-completion advantages: the advantages no longer fit, and
+    // the message says why.
+    CHECK(mentions(error_of([&] { lt::grpo_loss(b.logp.t(), b.old.t(), b.ref.t(), b.adv, b.mask.t()); }),
+                   {"'advantages'", "logp of shape [4, 3]", "got shape [3]", "is logp transposed?"}));
     loss_config kl;
     kl.beta = 0.1;
     CHECK(mentions(error_of([&] { lt::grpo_loss(b.logp, b.old, torch::Tensor(), b.adv, b.mask, kl); }),
@@ -310,8 +314,8 @@ TEST_CASE("libtorch: the training-loop snippet of docs/adapters/libtorch.md", "[
     // snippet-begin libtorch-basic
     // Group-relative advantages, written into a torch tensor through a view (no copy).
     torch::Tensor advantages = torch::empty({4});
-    grpo::compute_advantages(grpo::exec::host{}, grpo::libtorch::vector<const float>(rewards),
-                             grpo::groups::contiguous(4), grpo::libtorch::vector<float>(advantages),
+    grpo::compute_advantages(grpo::exec::host{}, grpo::libtorch::vector<const float>(rewards, "rewards"),
+                             grpo::groups::contiguous(4), grpo::libtorch::vector<float>(advantages, "advantages"),
                              grpo::advantage_config::trl());
 
     // The loss as a node of the host's graph: backward() is grpo's fused dLoss/dlogp.

@@ -261,7 +261,20 @@ inline at::Tensor grpo_loss(const at::Tensor& logp, const at::Tensor& old_logp, 
     // Autograd-aware cast: backward casts the gradient back to logp's dtype.
     const at::Tensor x = logp.to(detail::compute_dtype(logp.scalar_type()));
     at::Tensor adv = *detail::prepare(advantages, x, "advantages", true);
-    if (adv.dim() == 1 && adv.size(0) == x.size(0)) adv = adv.unsqueeze(1).expand({x.size(0), x.size(1)});
+    const std::int64_t rows = x.size(0), cols = x.size(1);
+    const bool per_row = adv.dim() == 1 && adv.size(0) == rows;
+    if (!per_row && !(adv.dim() == 2 && adv.size(0) == rows && adv.size(1) == cols)) {
+        // Name the likely mistake: advantages that fit logp's transpose.
+        const bool transposed = (adv.dim() == 1 && adv.size(0) == cols) ||
+                                (adv.dim() == 2 && adv.size(0) == cols && adv.size(1) == rows);
+        detail::raise_argument(errc::shape_mismatch, where, "advantages",
+                               "shape [" + std::to_string(rows) + "] (one per completion) or [" + std::to_string(rows) +
+                                   ", " + std::to_string(cols) + "] (per token) for logp of shape " +
+                                   detail::sizes_str(x) + " [completions, tokens]",
+                               "shape " + detail::sizes_str(adv) +
+                                   (transposed ? " (is logp transposed? it must be [completions, tokens])" : ""));
+    }
+    if (per_row) adv = adv.unsqueeze(1).expand({rows, cols});
     c10::optional<at::Tensor> lengths;
     if (extras.lengths.defined()) lengths = extras.lengths; // dtype, rank and device checked by the view
     return detail::loss_function::apply(x, detail::prepare(old_logp, x, "old_logp", false),
