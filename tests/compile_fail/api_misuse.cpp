@@ -5,6 +5,8 @@
 #include <grpo/cuda_emulated.hpp>
 #include <grpo/grpo.hpp>
 
+#include <cstddef>
+#include <cstdint>
 #include <vector>
 
 int main() {
@@ -30,6 +32,12 @@ int main() {
     din.logp = {logp.data(), 2, 2};
     din.advantages = {adv.data(), 2, 2};
     grpo::loss_and_grad(grpo::exec::cuda_emulated{}, din, grpo::loss_outputs<float, grpo::device_space>{}, cfg, ews);
+    // Extents of any integer type, as containers give them (size_t), in the brace style of README.
+    const std::size_t rows = 2, cols = 2;
+    grpo::loss_inputs<float> sized;
+    sized.logp = {logp.data(), rows, cols};
+    sized.advantages = {adv.data(), rows, cols};
+    grpo::loss_and_grad(grpo::exec::host{}, sized, outs, cfg);
 #elif GRPO_FAIL_CASE == 1 // an integer element type
     std::vector<int> ints(4);
     grpo::loss_inputs<int> bad;
@@ -61,6 +69,12 @@ int main() {
                              grpo::advantage_config{});
 #elif GRPO_FAIL_CASE == 8 // writing through an input view
     in.logp(0, 0) = 0.0f;
+#elif GRPO_FAIL_CASE == 9 // a uint8 mask for float inputs
+    std::vector<std::uint8_t> mask(4, 1);
+    in.mask = grpo::matrix_view<const std::uint8_t>(mask.data(), 2, 2);
+#elif GRPO_FAIL_CASE == 10 // a host view in device inputs
+    grpo::loss_inputs<float, grpo::device_space> din;
+    din.logp = in.logp;
 #endif
     return 0;
 }

@@ -94,4 +94,22 @@ token_advantage_stats token_advantages(const exec::host& ex, const token_advanta
     return token_advantages(ex, in, out, cfg, ws);
 }
 
+/// Device views given to the host executor: a compile error that names the fix.
+template <class R, class Groups, class T, class... Rest>
+advantage_stats compute_advantages(const exec::host&, vector_view<R, device_space>, const Groups&,
+                                   vector_view<T, device_space>, Rest&&...) {
+    static_assert(detail::always_false<T>::value,
+                  "grpo::compute_advantages: exec::host takes host_space views; device_space views need a device "
+                  "executor (exec::cuda from <grpo/cuda.cuh>, or exec::cuda_emulated)");
+    return {};
+}
+template <class T, class... Rest>
+token_advantage_stats token_advantages(const exec::host&, const token_advantage_inputs<T, device_space>&,
+                                       const token_advantage_outputs<T, device_space>&, Rest&&...) {
+    static_assert(detail::always_false<T>::value,
+                  "grpo::token_advantages: exec::host takes host_space views; device_space views need a device "
+                  "executor (exec::cuda from <grpo/cuda.cuh>, or exec::cuda_emulated)");
+    return {};
+}
+
 GRPO_NAMESPACE_END

@@ -534,6 +534,18 @@ detail::if_device_executor<Exec> loss_and_grad(const Exec& ex, const loss_inputs
     detail::cuda::run_loss(dev, where, in, out, cfg, d_record);
 }
 
+/// Host views given to a device executor: a compile error that names the fix (a kernel must never receive a host
+/// pointer).
+template <class Exec, class T, class... Rest>
+detail::if_device_executor<Exec, loss_stats> loss_and_grad(const Exec&, const loss_inputs<T, host_space>&,
+                                                         const loss_outputs<T, host_space>&, const loss_config&,
+                                                         Rest&&...) {
+    static_assert(detail::always_false<T>::value,
+                  "grpo::loss_and_grad: device executors take device_space views (loss_inputs<T, device_space>); "
+                  "host_space views go to exec::host");
+    return {};
+}
+
 /// Fused loss + gradient + diagnostics on device; waits for the stream once to return the scalars. Bad values
 /// and a global_token_count below the call's tokens (validation::full) throw the CPU backend's grpo::error
 /// after the wait, with the outputs untouched. The call holds `ws` until it returns (grpo::error, errc::in_use,

@@ -49,4 +49,14 @@ kl_stats per_token_kl(const exec::host& ex, const kl_inputs<T, host_space>& in, 
     return per_token_kl(ex, in, out, cfg, ws);
 }
 
+/// Device views given to the host executor: a compile error that names the fix.
+template <class T, class... Rest>
+kl_stats per_token_kl(const exec::host&, const kl_inputs<T, device_space>&, const kl_outputs<T, device_space>&,
+                      Rest&&...) {
+    static_assert(detail::always_false<T>::value,
+                  "grpo::per_token_kl: exec::host takes host_space views; device_space views need a device executor "
+                  "(exec::cuda from <grpo/cuda.cuh>, or exec::cuda_emulated)");
+    return {};
+}
+
 GRPO_NAMESPACE_END

@@ -65,4 +65,15 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_inputs<T, host_space>&
     return loss_and_grad(ex, in, out, cfg, ws);
 }
 
+/// Device views given to the host executor: a compile error that names the fix (a device pointer must never be
+/// dereferenced on the host).
+template <class T, class... Workspace>
+loss_stats loss_and_grad(const exec::host&, const loss_inputs<T, device_space>&, const loss_outputs<T, device_space>&,
+                         const loss_config&, Workspace&...) {
+    static_assert(detail::always_false<T>::value,
+                  "grpo::loss_and_grad: exec::host takes host_space views; device_space views need a device "
+                  "executor (exec::cuda from <grpo/cuda.cuh>, or exec::cuda_emulated)");
+    return {};
+}
+
 GRPO_NAMESPACE_END

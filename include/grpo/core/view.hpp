@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <type_traits>
 
@@ -45,6 +46,36 @@ inline void check_extent_and_stride(const char* what, const char* name, index_t 
         raise_argument(errc::invalid_value, what, name,
                        "a non-zero stride (stride 0 is allowed only for read-only views)", "stride 0");
 }
+
+/// An extent or stride of any integer type as index_t (a container's size_t size() fits unless it exceeds
+/// PTRDIFF_MAX); what does not fit is an error, never a silent wrap.
+template <class I>
+index_t as_index(const char* what, const char* name, I v) {
+    static_assert(std::is_integral<I>::value && !std::is_same<I, bool>::value,
+                  "grpo views: extents and strides must be integers");
+    constexpr index_t max = std::numeric_limits<index_t>::max();
+    if constexpr (std::is_signed<I>::value) {
+        if (static_cast<long double>(v) > static_cast<long double>(max) ||
+            static_cast<long double>(v) < static_cast<long double>(std::numeric_limits<index_t>::min()))
+            raise_argument(errc::shape_mismatch, what, name, "a value that fits index_t", std::to_string(v));
+    } else if (static_cast<std::uint64_t>(v) > static_cast<std::uint64_t>(max)) {
+        raise_argument(errc::shape_mismatch, what, name, "a value that fits index_t", std::to_string(v));
+    }
+    return static_cast<index_t>(v);
+}
+
+template <class...>
+struct always_false : std::false_type {};
+
+/// A view of U in space S2 converts to a view of T in Space only when the element type is the same (adding
+/// const) and the space is the same. The rejected conversions that hosts write by mistake (an integer or bool
+/// mask for float inputs, host views for a device call or device views for a host call) reach a static_assert
+/// through this trait; other element-type mismatches (float vs double) stay plain overload failures, so the
+/// float/double overload sets keep resolving.
+template <class U, class S2, class T, class Space>
+constexpr bool is_mistaken_view_conversion =
+    !std::is_same<S2, Space>::value ||
+    (!std::is_same<std::remove_cv_t<U>, std::remove_cv_t<T>>::value && !std::is_floating_point<std::remove_cv_t<U>>::value);
 
 /// Elements from the first to the last one a view addresses, plus one, checked so that neither it nor its size
 /// in bytes overflows: then every index computation inside the view (i * stride + j * col_stride) is in range.
@@ -81,11 +112,28 @@ public:
             detail::raise_argument(errc::invalid_value, "vector_view", "data", "a non-null pointer", "nullptr");
     }
 
+    /// The same from any integer types (size_t sizes, int literals): values beyond index_t are an error.
+    template <class S, class St = index_t,
+              std::enable_if_t<std::is_integral<S>::value && std::is_integral<St>::value &&
+                                   !(std::is_same<S, index_t>::value && std::is_same<St, index_t>::value),
+                               int> = 0>
+    vector_view(T* data, S size, St stride = 1)
+        : vector_view(data, detail::as_index("vector_view", "size", size), detail::as_index("vector_view", "stride", stride)) {}
+
     /// A view of mutable data converts to a view of const data.
     template <class U, class = std::enable_if_t<std::is_convertible<U (*)[], T (*)[]>::value &&
                                                 !std::is_same<U, T>::value>>
     constexpr vector_view(const vector_view<U, Space>& other) noexcept
         : data_(other.data()), size_(other.size()), stride_(other.stride()) {}
+
+    /// Conversions hosts write by mistake: a compile error that says what to do instead.
+    template <class U, class S2, std::enable_if_t<detail::is_mistaken_view_conversion<U, S2, T, Space>, int> = 0>
+    vector_view(const vector_view<U, S2>&) { // NOLINT: implicit so that the mistake reaches the static_assert
+        static_assert(detail::always_false<U>::value,
+                      "grpo: a view converts only to a view of the same element type (adding const) in the same "
+                      "memory space. A mask must have the element type of logp: convert an integer or bool mask "
+                      "to float/double once. Host executors take host_space views, exec::cuda device_space views.");
+    }
 
     GRPO_HOST_DEVICE constexpr T* data() const noexcept { return data_; }
     GRPO_HOST_DEVICE constexpr index_t size() const noexcept { return size_; }
@@ -115,6 +163,13 @@ public:
 
     /// Contiguous row-major rows x cols.
     matrix_view(T* data, index_t rows, index_t cols) : matrix_view(data, rows, cols, cols, 1) {}
+    /// The same from any integer types (size_t extents, int literals): values beyond index_t are an error.
+    template <class R, class C,
+              std::enable_if_t<std::is_integral<R>::value && std::is_integral<C>::value &&
+                                   !(std::is_same<R, index_t>::value && std::is_same<C, index_t>::value),
+                               int> = 0>
+    matrix_view(T* data, R rows, C cols)
+        : matrix_view(data, detail::as_index("matrix_view", "rows", rows), detail::as_index("matrix_view", "cols", cols)) {}
 
     /// General strided view. Throws grpo::error on negative extents or strides, a null pointer with
     /// elements, stride 0 on a writable view, or a writable view whose elements overlap each other.
@@ -138,12 +193,34 @@ public:
                                        detail::to_str(cols));
     }
 
+    /// The general form from any integer types.
+    template <class R, class C, class RS, class CS,
+              std::enable_if_t<std::is_integral<R>::value && std::is_integral<C>::value && std::is_integral<RS>::value &&
+                                   std::is_integral<CS>::value &&
+                                   !(std::is_same<R, index_t>::value && std::is_same<C, index_t>::value &&
+                                     std::is_same<RS, index_t>::value && std::is_same<CS, index_t>::value),
+                               int> = 0>
+    matrix_view(T* data, R rows, C cols, RS row_stride, CS col_stride)
+        : matrix_view(data, detail::as_index("matrix_view", "rows", rows), detail::as_index("matrix_view", "cols", cols),
+                      detail::as_index("matrix_view", "row_stride", row_stride),
+                      detail::as_index("matrix_view", "col_stride", col_stride)) {}
+
     /// A view of mutable data converts to a view of const data.
     template <class U, class = std::enable_if_t<std::is_convertible<U (*)[], T (*)[]>::value &&
                                                 !std::is_same<U, T>::value>>
     constexpr matrix_view(const matrix_view<U, Space>& other) noexcept
         : data_(other.data()), rows_(other.rows()), cols_(other.cols()), row_stride_(other.row_stride()),
           col_stride_(other.col_stride()) {}
+
+    /// Conversions hosts write by mistake (an integer or bool mask for float inputs, a view of the other memory
+    /// space): a compile error that says what to do instead.
+    template <class U, class S2, std::enable_if_t<detail::is_mistaken_view_conversion<U, S2, T, Space>, int> = 0>
+    matrix_view(const matrix_view<U, S2>&) { // NOLINT: implicit so that the mistake reaches the static_assert
+        static_assert(detail::always_false<U>::value,
+                      "grpo: a view converts only to a view of the same element type (adding const) in the same "
+                      "memory space. A mask must have the element type of logp: convert an integer or bool mask "
+                      "to float/double once. Host executors take host_space views, exec::cuda device_space views.");
+    }
 
     GRPO_HOST_DEVICE constexpr T* data() const noexcept { return data_; }
     GRPO_HOST_DEVICE constexpr index_t rows() const noexcept { return rows_; }
