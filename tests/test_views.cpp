@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 // Views: indexing with strides, stride 0 for read-only broadcast, const conversion and construction errors.
 #include <cstdint>
+#include <array>
+#include <cstddef>
+#include <limits>
 #include <vector>
 
 #include "catch.hpp"
@@ -64,4 +67,31 @@ TEST_CASE("mutable views convert to const views; absent views are 'not given'", 
     CHECK(c.present());
     grpo::vector_view<std::int64_t> v;
     CHECK_FALSE(v.present());
+}
+
+TEST_CASE("views from containers hold exactly the container; extents of any integer type", "[view]") {
+    std::vector<float> v(6, 1.0f);
+    const std::vector<float>& cv = v;
+    grpo::vector_view<float> a = v; // every element, no extent to get wrong
+    CHECK(a.size() == 6);
+    CHECK(a.data() == v.data());
+    grpo::vector_view<const float> b = cv;
+    CHECK(b.size() == 6);
+    grpo::matrix_view<const float> m(cv, 2, 3);
+    CHECK(m.rows() == 2);
+    CHECK(m.row_stride() == 3);
+    CHECK_THROWS_AS(grpo::matrix_view<const float>(cv, 3, 3), grpo::error); // 9 elements asked of 6
+    std::array<double, 4> arr{};
+    grpo::matrix_view<double> ma(arr, 2u, std::size_t(2));
+    CHECK(ma.cols() == 2);
+    // A strided view converts to const with its strides (not through the container constructor).
+    grpo::vector_view<float> strided(v.data(), 3, 2);
+    grpo::vector_view<const float> kept = strided;
+    CHECK(kept.stride() == 2);
+    CHECK(kept.size() == 3);
+    // size_t and unsigned extents as containers give them; beyond index_t they are an error, never a wrap.
+    const std::size_t rows = 2, cols = 3;
+    grpo::matrix_view<float> s{v.data(), rows, cols};
+    CHECK(s.size() == 6);
+    CHECK_THROWS_AS(grpo::vector_view<const float>(v.data(), std::numeric_limits<std::size_t>::max()), grpo::error);
 }

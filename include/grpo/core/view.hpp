@@ -14,6 +14,7 @@
 #include <limits>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "config.hpp"
 #include "checked.hpp"
@@ -67,6 +68,22 @@ index_t as_index(const char* what, const char* name, I v) {
 template <class...>
 struct always_false : std::false_type {};
 
+template <class V, class = void>
+struct has_memory_space : std::false_type {};
+template <class V>
+struct has_memory_space<V, std::void_t<typename V::memory_space>> : std::true_type {};
+
+/// Contiguous containers a view may be made of: class types with data() convertible to T* that are not themselves
+/// views or other grpo types with a memory space (those convert through their own constructors, strides kept).
+template <class Container, class T, class = void>
+struct is_contiguous_container : std::false_type {};
+template <class Container, class T>
+struct is_contiguous_container<
+    Container, T, std::void_t<decltype(std::declval<Container&>().data()), decltype(std::declval<Container&>().size())>>
+    : std::integral_constant<bool, std::is_class<Container>::value &&
+                                       std::is_convertible<decltype(std::declval<Container&>().data()), T*>::value &&
+                                       !has_memory_space<std::remove_cv_t<Container>>::value> {};
+
 /// A view of U in space S2 converts to a view of T in Space only when the element type is the same (adding
 /// const) and the space is the same. The rejected conversions that hosts write by mistake (an integer or bool
 /// mask for float inputs, host views for a device call or device views for a host call) reach a static_assert
@@ -119,6 +136,15 @@ public:
                                int> = 0>
     vector_view(T* data, S size, St stride = 1)
         : vector_view(data, detail::as_index("vector_view", "size", size), detail::as_index("vector_view", "stride", stride)) {}
+
+    /// Every element of a contiguous container (std::vector, std::array, anything with data() and size()), so
+    /// the extent cannot disagree with the storage. Host memory only.
+    template <class Container,
+              std::enable_if_t<detail::is_contiguous_container<Container, T>::value &&
+                                   std::is_same<Space, host_space>::value,
+                               int> = 0>
+    vector_view(Container& c) // NOLINT: implicit, like std::span
+        : vector_view(c.data(), detail::as_index("vector_view", "size", c.size())) {}
 
     /// A view of mutable data converts to a view of const data.
     template <class U, class = std::enable_if_t<std::is_convertible<U (*)[], T (*)[]>::value &&
@@ -191,6 +217,23 @@ public:
                                    "row_stride " + detail::to_str(row_stride) + ", col_stride " +
                                        detail::to_str(col_stride) + " for " + detail::to_str(rows) + "x" +
                                        detail::to_str(cols));
+    }
+
+    /// rows x cols row-major over a contiguous container (std::vector, std::array, anything with data() and
+    /// size()), which must hold exactly rows * cols elements (grpo::error otherwise): a wrong extent cannot read
+    /// past the storage. Host memory only.
+    template <class Container, class R, class C,
+              std::enable_if_t<detail::is_contiguous_container<Container, T>::value &&
+                                   std::is_same<Space, host_space>::value && std::is_integral<R>::value &&
+                                   std::is_integral<C>::value,
+                               int> = 0>
+    matrix_view(Container& c, R rows, C cols)
+        : matrix_view(c.data(), detail::as_index("matrix_view", "rows", rows), detail::as_index("matrix_view", "cols", cols)) {
+        const index_t held = detail::as_index("matrix_view", "container size", c.size());
+        if (held != rows_ * cols_)
+            detail::raise_argument(errc::shape_mismatch, "matrix_view", "container",
+                                   "rows * cols = " + detail::to_str(rows_ * cols_) + " elements",
+                                   detail::to_str(held) + " elements");
     }
 
     /// The general form from any integer types.
