@@ -24,6 +24,7 @@
 #include "api/advantages.hpp"
 #include "api/loss.hpp"
 #include "api/kl.hpp"
+#include "api/instantiations.hpp"
 #include "rl/sampler.hpp"
 #include "rl/rewards.hpp"
 #include "rl/process_rewards.hpp"
