@@ -482,11 +482,11 @@ inline result run(const options& o, std::ostream& log) {
         }
         if (!o.quiet) {
             int n = std::snprintf(line, sizeof line,
-                                  "step %4d  reward %6.3f  accuracy %5.3f  kl %.5f  clip %.4f  zero-var %.2f  len %.2f",
+                                  "step %4d  reward %6.3f  sampled-acc %5.3f  kl %.5f  clip %.4f  zero-var %.2f  len %.2f",
                                   s, m.reward_mean, acc, m.kl_mean, m.clip_fraction_region, m.zero_variance_fraction,
                                   m.completion_length_mean);
             if (held >= 0 && n > 0 && n < int(sizeof line))
-                std::snprintf(line + n, sizeof line - static_cast<std::size_t>(n), "  held-out %5.3f", held);
+                std::snprintf(line + n, sizeof line - static_cast<std::size_t>(n), "  held-out-greedy %5.3f", held);
             log << line << (m.reference_refreshed ? "  [ref refreshed]" : "") << '\n';
         }
     }
