@@ -9,12 +9,14 @@
 // the CUDA backend static_asserts device_space, so a host pointer can never reach a kernel by accident.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "config.hpp"
 #include "checked.hpp"
@@ -68,21 +70,21 @@ index_t as_index(const char* what, const char* name, I v) {
 template <class...>
 struct always_false : std::false_type {};
 
-template <class V, class = void>
-struct has_memory_space : std::false_type {};
-template <class V>
-struct has_memory_space<V, std::void_t<typename V::memory_space>> : std::true_type {};
-
-/// Contiguous containers a view may be made of: class types with data() convertible to T* that are not themselves
-/// views or other grpo types with a memory space (those convert through their own constructors, strides kept).
+/// Containers a view may be made of whole: std::vector and std::array, whose elements are contiguous by
+/// definition. Other types with data() and size() (Eigen maps and blocks, strided spans) may have strides, so
+/// they go through their adapters or an explicit (pointer, extents, strides) view instead.
+template <class Container>
+struct is_contiguous_container_type : std::false_type {};
+template <class U, class A>
+struct is_contiguous_container_type<std::vector<U, A>> : std::true_type {};
+template <class U, std::size_t N>
+struct is_contiguous_container_type<std::array<U, N>> : std::true_type {};
 template <class Container, class T, class = void>
 struct is_contiguous_container : std::false_type {};
 template <class Container, class T>
-struct is_contiguous_container<
-    Container, T, std::void_t<decltype(std::declval<Container&>().data()), decltype(std::declval<Container&>().size())>>
-    : std::integral_constant<bool, std::is_class<Container>::value &&
-                                       std::is_convertible<decltype(std::declval<Container&>().data()), T*>::value &&
-                                       !has_memory_space<std::remove_cv_t<Container>>::value> {};
+struct is_contiguous_container<Container, T, std::void_t<decltype(std::declval<Container&>().data())>>
+    : std::integral_constant<bool, is_contiguous_container_type<std::remove_cv_t<Container>>::value &&
+                                       std::is_convertible<decltype(std::declval<Container&>().data()), T*>::value> {};
 
 /// A view of U in space S2 converts to a view of T in Space only when the element type is the same (adding
 /// const) and the space is the same. The rejected conversions that hosts write by mistake (an integer or bool
@@ -137,8 +139,8 @@ public:
     vector_view(T* data, S size, St stride = 1)
         : vector_view(data, detail::as_index("vector_view", "size", size), detail::as_index("vector_view", "stride", stride)) {}
 
-    /// Every element of a contiguous container (std::vector, std::array, anything with data() and size()), so
-    /// the extent cannot disagree with the storage. Host memory only.
+    /// Every element of a std::vector or std::array, so the extent cannot disagree with the storage. Host memory
+    /// only.
     template <class Container,
               std::enable_if_t<detail::is_contiguous_container<Container, T>::value &&
                                    std::is_same<Space, host_space>::value,
@@ -219,9 +221,8 @@ public:
                                        detail::to_str(cols));
     }
 
-    /// rows x cols row-major over a contiguous container (std::vector, std::array, anything with data() and
-    /// size()), which must hold exactly rows * cols elements (grpo::error otherwise): a wrong extent cannot read
-    /// past the storage. Host memory only.
+    /// rows x cols row-major over a std::vector or std::array, which must hold exactly rows * cols elements
+    /// (grpo::error otherwise): a wrong extent cannot read past the storage. Host memory only.
     template <class Container, class R, class C,
               std::enable_if_t<detail::is_contiguous_container<Container, T>::value &&
                                    std::is_same<Space, host_space>::value && std::is_integral<R>::value &&
