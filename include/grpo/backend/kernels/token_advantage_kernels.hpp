@@ -39,9 +39,11 @@ constexpr int tok_group_block = 128;
 /// advantage_std, advantage_min, advantage_max), then [7] the flag (0 = valid).
 constexpr int tok_stats_fields = 8;
 
-/// Slots: [0] the flag, [1] the first unmasked cell (cells - c, 0 = none), [2..5] last-block counters.
+/// Slots: [0] the flag of bad inputs, [1] the first unmasked cell (cells - c, 0 = none), [2..5] last-block
+/// counters, [6] the flag of values that do not fit T (the range check's own: it never reads it while other
+/// blocks may set it).
 enum tok_slot : int { tok_flag = 0, tok_pivot = 1, tok_counter_moments1 = 2, tok_counter_moments2 = 3,
-                      tok_counter_stats1 = 4, tok_counter_stats2 = 5, tok_slots = 6 };
+                      tok_counter_stats1 = 4, tok_counter_stats2 = 5, tok_range_flag = 6, tok_slots = 7 };
 /// Scalars: G's count, mean and m2, the whitening scale, the advantages' mean, min and max.
 enum tok_scalar : int { tok_count = 0, tok_mean = 1, tok_m2 = 2, tok_white_scale = 3, tok_adv_count = 4,
                         tok_adv_mean = 5, tok_adv_min = 6, tok_adv_max = 7, tok_scalar_fields = 8 };
@@ -125,7 +127,9 @@ inline std::size_t tok_layout(const tok_params& p, bool by_id, std::size_t sort_
     return off;
 }
 
-GRPO_HOST_DEVICE inline bool tok_failed(const tok_scratch& s) { return s.slots[tok_flag] != 0; }
+GRPO_HOST_DEVICE inline bool tok_failed(const tok_scratch& s) {
+    return (s.slots[tok_flag] | s.slots[tok_range_flag]) != 0;
+}
 
 template <class T>
 GRPO_HOST_DEVICE inline bool tok_valid(const tok_views<T>& v, index_t i, index_t t) {
@@ -363,7 +367,8 @@ struct tok_write_kernel {
 
     template <class B>
     GRPO_HOST_DEVICE void operator()(B& b) const {
-        if (tok_failed(s)) return;
+        // The check pass reads only the input flag: it sets the range flag itself, from any block at any time.
+        if (check ? s.slots[tok_flag] != 0 : tok_failed(s)) return;
         const double limit = adv_type_max<T>();
         bool bad = false;
         for (index_t i = grid_first(b); i < p.rows; i += grid_stride(b)) {
@@ -382,7 +387,7 @@ struct tok_write_kernel {
                 g[t] = a;
             }
         }
-        if (bad) b.atomic_max(&s.slots[tok_flag], 1);
+        if (bad) b.atomic_max(&s.slots[tok_range_flag], 1);
     }
 };
 
