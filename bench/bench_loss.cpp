@@ -64,8 +64,11 @@ grpo::loss_config preset(int k) {
     switch (k) {
     case 0: c = grpo::loss_config::deepseekmath(); break; // ppo_clip, k3 (beta 0.04): the plain instantiation
     case 1: c = grpo::loss_config::trl(); break;          // ppo_clip, no KL: plain
-    case 2: c = grpo::loss_config::verl(); c.beta = 0.001; break; // dual clip, clamps, low_var_kl: general
-    case 3: c = grpo::loss_config::gspo(); break;          // sequence-level ratio
+    case 2:
+        c = grpo::loss_config::verl();
+        c.beta = 0.001;
+        break;                                    // dual clip, clamps, low_var_kl: general
+    case 3: c = grpo::loss_config::gspo(); break; // sequence-level ratio
     case 4: c = grpo::loss_config::cispo(); break;
     case 5: c = grpo::loss_config::sapo(); break;
     case 6: c = grpo::loss_config::gpg(); break;
@@ -107,8 +110,7 @@ void shapes(benchmark::internal::Benchmark* b, bool with_validation) {
         for (int threads : {1, 2}) {
             if (with_validation)
                 for (int full : {0, 1}) b->Args({shape.first, shape.second, threads, full});
-            else
-                b->Args({shape.first, shape.second, threads});
+            else b->Args({shape.first, shape.second, threads});
         }
     b->Unit(benchmark::kMillisecond)->UseRealTime();
 }

@@ -14,7 +14,10 @@ grpo::loss_config preset(int k) {
     switch (k) {
     case 0: c = grpo::loss_config::deepseekmath(); break;
     case 1: c = grpo::loss_config::trl(); break;
-    case 2: c = grpo::loss_config::verl(); c.beta = 0.001; break;
+    case 2:
+        c = grpo::loss_config::verl();
+        c.beta = 0.001;
+        break;
     case 3: c = grpo::loss_config::gspo(); break;
     }
     c.checks = grpo::validation::shapes_only;

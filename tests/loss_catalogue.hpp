@@ -147,8 +147,8 @@ inline std::vector<loss_variant> loss_catalogue() {
     for (auto mode : modes) {
         c = base;
         c.sampling = mode;
-        const bool sequence = mode == grpo::sampling_correction::sequence_truncate ||
-                              mode == grpo::sampling_correction::sequence_mask;
+        const bool sequence =
+            mode == grpo::sampling_correction::sequence_truncate || mode == grpo::sampling_correction::sequence_mask;
         c.sampling_ratio_min = sequence ? 0.5 : 0.9;
         c.sampling_ratio_max = sequence ? 1.5 : 1.2;
         v.push_back({"sampling correction " + std::to_string(static_cast<int>(mode)), c});
@@ -341,13 +341,13 @@ inline double peer_geo_mean_ratio(const grpo::loss_config& c, const std::vector<
 /// [+ sum of clamp(log IS ratio, log 1e-8, 20)], log 1e-8, 20); phi = exp(lambda + k log w - lambda w) with
 /// (k, lambda) by a >= 0, lambda >= 1e-4; nan/inf -> 0. The IS ratio (TRL's importance_sampling_ratio: exp(old -
 /// sampling), per token or per row, truncated or masked) is summed over the row's unmasked tokens.
-inline double peer_vespo_phi(const grpo::loss_config& c, const std::vector<double>& lp,
-                             const std::vector<double>& old, const std::vector<double>& samp,
-                             const std::vector<double>& m, grpo::index_t cols, grpo::index_t i, double a) {
+inline double peer_vespo_phi(const grpo::loss_config& c, const std::vector<double>& lp, const std::vector<double>& old,
+                             const std::vector<double>& samp, const std::vector<double>& m, grpo::index_t cols,
+                             grpo::index_t i, double a) {
     using grpo::sampling_correction;
     const double lower = std::log(1e-8);
-    const bool truncate = c.sampling == sampling_correction::token_truncate ||
-                          c.sampling == sampling_correction::sequence_truncate;
+    const bool truncate =
+        c.sampling == sampling_correction::token_truncate || c.sampling == sampling_correction::sequence_truncate;
     const auto is_weight = [&](double log_rho) {
         const double rho = std::exp(log_rho);
         if (truncate) return std::max(c.sampling_ratio_min, std::min(c.sampling_ratio_max, rho));
@@ -364,8 +364,8 @@ inline double peer_vespo_phi(const grpo::loss_config& c, const std::vector<doubl
         if (m[q] == 0) continue;
         sum += std::max(-20.0, std::min(20.0, lp[q] - old[q]));
         if (c.sampling == sampling_correction::none) continue;
-        const bool token = c.sampling == sampling_correction::token_truncate ||
-                           c.sampling == sampling_correction::token_mask;
+        const bool token =
+            c.sampling == sampling_correction::token_truncate || c.sampling == sampling_correction::token_mask;
         sum += std::max(lower, std::min(20.0, std::log(is_weight(token ? old[q] - samp[q] : seq_rho))));
     }
     const double log_w = std::max(lower, std::min(20.0, sum));
@@ -414,8 +414,9 @@ inline double peer_policy_factor(const grpo::loss_config& c, const std::vector<d
         rho = std::max(c.sampling_ratio_min, std::min(c.sampling_ratio_max, rho));
     if (c.sampling == sampling_correction::token_mask || c.sampling == sampling_correction::sequence_mask)
         rho = rho > c.sampling_ratio_max || rho < c.sampling_ratio_min ? 0.0 : rho;
-    if (c.objective == grpo::policy_objective::vespo) rho = 1; // TRL: "vespo applies the IS ratio inside
-                                                               // get_gamma_weights, so skip it here"
+    if (c.objective == grpo::policy_objective::vespo)
+        rho = 1; // TRL: "vespo applies the IS ratio inside
+                 // get_gamma_weights, so skip it here"
     if (c.off_policy_mask_threshold < std::numeric_limits<double>::infinity() && a < 0) {
         double sum = 0, n = 0;
         for (grpo::index_t u = 0; u < cols; ++u) {

@@ -15,10 +15,9 @@ template <class T>
 std::vector<T> advantages_of(const std::vector<T>& rewards, const grpo::groups& g, const grpo::advantage_config& cfg,
                              grpo::advantage_stats* stats = nullptr, const grpo::group_outputs& per_group = {}) {
     std::vector<T> adv(rewards.size(), T(-99));
-    auto st = grpo::compute_advantages(grpo::exec::host{},
-                                       grpo::vector_view<const T>(rewards.data(), static_cast<grpo::index_t>(rewards.size())),
-                                       g, grpo::vector_view<T>(adv.data(), static_cast<grpo::index_t>(adv.size())), cfg,
-                                       per_group);
+    auto st = grpo::compute_advantages(
+        grpo::exec::host{}, grpo::vector_view<const T>(rewards.data(), static_cast<grpo::index_t>(rewards.size())), g,
+        grpo::vector_view<T>(adv.data(), static_cast<grpo::index_t>(adv.size())), cfg, per_group);
     if (stats) *stats = st;
     return adv;
 }
@@ -108,10 +107,10 @@ TEST_CASE("mean-only (Dr. GRPO), batch std (TRL scale_rewards=batch), RLOO", "[a
 
     cfg.estimator = grpo::advantage_estimator::rloo;
     a = advantages_of(r, grpo::groups::contiguous(3), cfg);
-    CHECK(a[0] == Approx(1.0));       // 1 - mean(0, 0)
-    CHECK(a[1] == Approx(-0.5));      // 0 - mean(1, 0)
-    CHECK(a[3] == Approx(-2.0));      // 0 - mean(3, 1)
-    CHECK(a[4] == Approx(2.5));       // 3 - mean(0, 1)
+    CHECK(a[0] == Approx(1.0));  // 1 - mean(0, 0)
+    CHECK(a[1] == Approx(-0.5)); // 0 - mean(1, 0)
+    CHECK(a[3] == Approx(-2.0)); // 0 - mean(3, 1)
+    CHECK(a[4] == Approx(2.5));  // 3 - mean(0, 1)
 }
 
 TEST_CASE("REINFORCE++-baseline: group centering then (token-weighted) batch whitening", "[advantages]") {
@@ -126,8 +125,9 @@ TEST_CASE("REINFORCE++-baseline: group centering then (token-weighted) batch whi
     CHECK(a[2] == Approx(0.0).margin(1e-15));
     // Token weights [3, 1, 1, 1]: weighted mean (1.5 - 0.5)/6 = 1/6; unbiased weighted var = sum w d^2 / (6 - 1)
     std::vector<double> adv(4), w{3, 1, 1, 1};
-    grpo::compute_advantages(grpo::exec::host{}, grpo::vector_view<const double>(r.data(), 4), grpo::groups::contiguous(2),
-                             grpo::vector_view<double>(adv.data(), 4), cfg, {}, grpo::vector_view<const double>(w.data(), 4));
+    grpo::compute_advantages(grpo::exec::host{}, grpo::vector_view<const double>(r.data(), 4),
+                             grpo::groups::contiguous(2), grpo::vector_view<double>(adv.data(), 4), cfg, {},
+                             grpo::vector_view<const double>(w.data(), 4));
     const double mu = 1.0 / 6, var = (3 * (1.0 / 9) + (4.0 / 9) + 2 * (1.0 / 36)) / 5; // = 1/6
     CHECK(adv[0] == Approx((0.5 - mu) / std::sqrt(var + 1e-8)).epsilon(1e-12));
     CHECK(adv[1] == Approx((-0.5 - mu) / std::sqrt(var + 1e-8)).epsilon(1e-12));
@@ -239,7 +239,8 @@ TEST_CASE("OPO (verl opo): length-weighted group baseline", "[advantages][estima
     std::vector<double> a(6);
     grpo::compute_advantages(grpo::exec::host{}, grpo::vector_view<const double>(r.data(), 6),
                              grpo::groups::by_id(grpo::vector_view<const std::int64_t>(ids.data(), 6), 3),
-                             grpo::vector_view<double>(a.data(), 6), cfg, {}, grpo::vector_view<const double>(len.data(), 6));
+                             grpo::vector_view<double>(a.data(), 6), cfg, {},
+                             grpo::vector_view<const double>(len.data(), 6));
     const std::vector<double> verl{0.5, -0.5, 0.5, -0.3, 0.09999999999999998, 2.0};
     for (std::size_t i = 0; i < 6; ++i) CHECK(a[i] == Approx(verl[i]).epsilon(1e-14).margin(1e-15));
     // Lengths are required and named when missing.
@@ -344,9 +345,18 @@ TEST_CASE("token_advantages: REINFORCE++ returns with gamma and batch whitening;
     grpo::token_advantage_config cfg;
     cfg.gamma = 0.9;
     const auto st = grpo::token_advantages(grpo::exec::host{}, in, out, cfg);
-    const std::vector<double> adv{0.15941751018332395, 0.30434251840006593, 0.46537030530755696, 0,
-                                  -0.3397686292298986, -1.144907563767354,  0,                  2.075648174382468,
-                                  0.30434251840006593, 0.46537030530755696, -1.144907563767354, -1.144907563767354};
+    const std::vector<double> adv{0.15941751018332395,
+                                  0.30434251840006593,
+                                  0.46537030530755696,
+                                  0,
+                                  -0.3397686292298986,
+                                  -1.144907563767354,
+                                  0,
+                                  2.075648174382468,
+                                  0.30434251840006593,
+                                  0.46537030530755696,
+                                  -1.144907563767354,
+                                  -1.144907563767354};
     const std::vector<double> ret{0.81, 0.9, 1.0, 0, 0.5, 0.0, 0, 2.0, 0.9, 1.0, 0.0, 0.0};
     for (std::size_t k = 0; k < 12; ++k) {
         CAPTURE(k);
@@ -390,12 +400,12 @@ namespace {
 /// The optimal token baseline's inputs (6 rows x 4 tokens; rows 0-4 also serve the TIR case).
 struct otb_case {
     std::vector<double> rewards{0, 0.5, 0, 1, 0, 0, 0, 9, 0.25, 1, 7, 7, 0, -0.5, 0, 9, 2, 9, 9, 9, 0, 1, 9, 9};
-    std::vector<double> logp{-0.1, -1.2, -0.4, -2,   -0.3,  -0.05, -1.5, -9, -0.7, -0.2, -9, -9,
-                             -2.5, -0.6, -0.9, -9,   -0.01, -9,    -9,   -9, -1,   -0.3, -9, -9};
+    std::vector<double> logp{-0.1, -1.2, -0.4, -2, -0.3,  -0.05, -1.5, -9, -0.7, -0.2, -9, -9,
+                             -2.5, -0.6, -0.9, -9, -0.01, -9,    -9,   -9, -1,   -0.3, -9, -9};
     std::vector<double> sq{0.9, 0.3,  0.6,  0.2, 0.8,  0.95, 0.25, 0.5, 0.5, 0.7,  0.5, 0.5,
                            0.1, 0.55, 0.45, 0.5, 0.99, 0.5,  0.5,  0.5, 0.4, 0.75, 0.5, 0.5};
-    std::vector<double> rho{1, 0.8, 1.2, 0.5, 0.9, 1.1, 1, 1, 1.3, 0.7, 1, 1,
-                            1, 1,   0.6, 1,   0.95, 1,  1, 1, 1.05, 0.9, 1, 1};
+    std::vector<double> rho{1, 0.8, 1.2, 0.5, 0.9,  1.1, 1, 1, 1.3,  0.7, 1, 1,
+                            1, 1,   0.6, 1,   0.95, 1,   1, 1, 1.05, 0.9, 1, 1};
 
     std::vector<double> run(const std::vector<double>& mask, const std::vector<std::int64_t>& ids, grpo::index_t groups,
                             const grpo::token_advantage_config& cfg, bool with_rho) const {
@@ -440,12 +450,30 @@ TEST_CASE("optimal token baseline (verl optimal_token_baseline): per-group, per-
     cfg.estimator = grpo::token_estimator::optimal_token_baseline;
     // Row 0 is group 0's single longest row: its baseline past the runner-up's length (2) averages it with
     // itself (A ~ 0), unless the tail rule zeroes the baseline there (A = G).
-    const std::vector<double> keep{0.20057032252723062,  0.2097421245779012,   9.5483928541639784e-09, 5.0591257849674776e-09,
-                                   0.37308036976938069,  0.39570083486041735,  0, 0,
-                                   -0.049429677472769384, -0.2902578754220988, 0, 0,
-                                   -0.12691963023061931, -0.10429916513958265, 0, 0,
-                                   0.70057032252723062,  0, 0, 0,
-                                   1, 1, 0, 0};
+    const std::vector<double> keep{0.20057032252723062,
+                                   0.2097421245779012,
+                                   9.5483928541639784e-09,
+                                   5.0591257849674776e-09,
+                                   0.37308036976938069,
+                                   0.39570083486041735,
+                                   0,
+                                   0,
+                                   -0.049429677472769384,
+                                   -0.2902578754220988,
+                                   0,
+                                   0,
+                                   -0.12691963023061931,
+                                   -0.10429916513958265,
+                                   0,
+                                   0,
+                                   0.70057032252723062,
+                                   0,
+                                   0,
+                                   0,
+                                   1,
+                                   1,
+                                   0,
+                                   0};
     check_rows(c.run(mask, ids, 3, cfg, false), keep);
     std::vector<double> zeroed = keep;
     zeroed[2] = 1, zeroed[3] = 1;
@@ -453,12 +481,30 @@ TEST_CASE("optimal token baseline (verl optimal_token_baseline): per-group, per-
     check_rows(c.run(mask, ids, 3, cfg, false), zeroed);
     // Rollout IS weights scale each token's energy by rho^2.
     cfg.tail = grpo::otb_tail::estimator_default; // keep, for this estimator
-    const std::vector<double> with_rho{0.21936335224904546,  0.3115156974403257,   1.0985693021936527e-08, 8.7519139713165828e-09,
-                                       0.39198562394536307,  0.40743185857391523,  0, 0,
-                                       -0.030636647750954538, -0.1884843025596743, 0, 0,
-                                       -0.10801437605463693, -0.092568141426084771, 0, 0,
-                                       0.71936335224904546,  0, 0, 0,
-                                       1, 1, 0, 0};
+    const std::vector<double> with_rho{0.21936335224904546,
+                                       0.3115156974403257,
+                                       1.0985693021936527e-08,
+                                       8.7519139713165828e-09,
+                                       0.39198562394536307,
+                                       0.40743185857391523,
+                                       0,
+                                       0,
+                                       -0.030636647750954538,
+                                       -0.1884843025596743,
+                                       0,
+                                       0,
+                                       -0.10801437605463693,
+                                       -0.092568141426084771,
+                                       0,
+                                       0,
+                                       0.71936335224904546,
+                                       0,
+                                       0,
+                                       0,
+                                       1,
+                                       1,
+                                       0,
+                                       0};
     check_rows(c.run(mask, ids, 3, cfg, true), with_rho);
 
     // Permuting rows within the batch (ids follow) permutes the advantages.
@@ -489,11 +535,26 @@ TEST_CASE("optimal token baseline, TIR variant (verl tir_optimal_token_baseline)
     cfg.estimator = grpo::token_estimator::tir_optimal_token_baseline;
     // Default tail rule for TIR: zero (row 0 is group 0's longest: 3 tokens against 2). Row 2 is alone among
     // group 1's non-empty rows: A = G.
-    const std::vector<double> zero_tail{0.34483519469939139, 0, 0.70883014396983168, 1,
-                                        0, -0.65516480530060861, -0.29116985603016837, 0,
-                                        1.25, 1, 0, 0,
-                                        0, 0, 0, 0,
-                                        0, 0, 0, 0};
+    const std::vector<double> zero_tail{0.34483519469939139,
+                                        0,
+                                        0.70883014396983168,
+                                        1,
+                                        0,
+                                        -0.65516480530060861,
+                                        -0.29116985603016837,
+                                        0,
+                                        1.25,
+                                        1,
+                                        0,
+                                        0,
+                                        0,
+                                        0,
+                                        0,
+                                        0,
+                                        0,
+                                        0,
+                                        0,
+                                        0};
     check_rows(c.run(mask, ids, 2, cfg, false), zero_tail);
     cfg.tail = grpo::otb_tail::keep;
     std::vector<double> keep = zero_tail;
@@ -502,11 +563,26 @@ TEST_CASE("optimal token baseline, TIR variant (verl tir_optimal_token_baseline)
     // The plain estimator aligns by column and counts empty rows as members: row 2 then shares group 1 with
     // the empty row 4, and its baseline is its own return (A ~ 0).
     cfg.estimator = grpo::token_estimator::optimal_token_baseline;
-    const std::vector<double> by_column{1.1071110694871322e-07, 0, 0.70883014396983168, 7.8185194984925488e-09,
-                                        0, 0, -0.29116985603016837, 0,
-                                        2.4663131092950152e-08, 1.7563336673909191e-08, 0, 0,
-                                        0, 0, 0, 0,
-                                        0, 0, 0, 0};
+    const std::vector<double> by_column{1.1071110694871322e-07,
+                                        0,
+                                        0.70883014396983168,
+                                        7.8185194984925488e-09,
+                                        0,
+                                        0,
+                                        -0.29116985603016837,
+                                        0,
+                                        2.4663131092950152e-08,
+                                        1.7563336673909191e-08,
+                                        0,
+                                        0,
+                                        0,
+                                        0,
+                                        0,
+                                        0,
+                                        0,
+                                        0,
+                                        0,
+                                        0};
     check_rows(c.run(mask, ids, 2, cfg, false), by_column);
 }
 
@@ -578,7 +654,8 @@ TEST_CASE("process rewards as token rewards: REINFORCE++ over the steps' raw rew
     s.add(0.5, 2);
     s.add(0.25, 2); // two steps ending on one token add up
     std::vector<double> r(8, -7), m(8, -7);
-    grpo::process_token_rewards(s, grpo::matrix_view<double>(r.data(), 2, 4), grpo::matrix_view<double>(m.data(), 2, 4));
+    grpo::process_token_rewards(s, grpo::matrix_view<double>(r.data(), 2, 4),
+                                grpo::matrix_view<double>(m.data(), 2, 4));
     CHECK(r == std::vector<double>{0, 0.9, 0, 0.2, 0, 0, 0.75, 0});
     CHECK(m == std::vector<double>{1, 1, 1, 1, 1, 1, 1, 0});
     // gamma 1: G = suffix sums of the raw step rewards.

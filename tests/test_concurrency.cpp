@@ -46,8 +46,8 @@ TEST_CASE("one thread_pool shared by several threads: every call correct, no han
                 grpo_test::batch<float> mine(rows, cols, 100 + c); // own inputs and outputs, own workspace
                 grpo::workspace ws;
                 for (int k = 0; k < 20; ++k) {
-                    const grpo::loss_stats st = grpo::loss_and_grad(grpo::exec::host{&pool}, mine.inputs(), mine.outputs(),
-                                                                    grpo::loss_config::deepseekmath(), ws);
+                    const grpo::loss_stats st = grpo::loss_and_grad(
+                        grpo::exec::host{&pool}, mine.inputs(), mine.outputs(), grpo::loss_config::deepseekmath(), ws);
                     if (!same(st, refs[c].st) || mine.grad != refs[c].grad) ++wrong;
                 }
             });
@@ -60,9 +60,7 @@ TEST_CASE("a nested run() on the same pool runs inline instead of deadlocking", 
     grpo::thread_pool pool(3);
     std::vector<std::atomic<int>> hits(64);
     for (auto& h : hits) h = 0;
-    pool.run(8, [&](std::size_t k) {
-        pool.run(8, [&](std::size_t j) { hits[k * 8 + j].fetch_add(1); });
-    });
+    pool.run(8, [&](std::size_t k) { pool.run(8, [&](std::size_t j) { hits[k * 8 + j].fetch_add(1); }); });
     for (auto& h : hits) CHECK(h.load() == 1);
 }
 
@@ -78,8 +76,9 @@ TEST_CASE("one workspace shared by several threads: each call is correct or refu
                 grpo_test::batch<float> mine(rows, cols, 200 + c);
                 for (int k = 0; k < 30; ++k) {
                     try {
-                        const grpo::loss_stats st = grpo::loss_and_grad(grpo::exec::host{}, mine.inputs(), mine.outputs(),
-                                                                        grpo::loss_config::deepseekmath(), shared);
+                        const grpo::loss_stats st =
+                            grpo::loss_and_grad(grpo::exec::host{}, mine.inputs(), mine.outputs(),
+                                                grpo::loss_config::deepseekmath(), shared);
                         if (!same(st, refs[c].st) || mine.grad != refs[c].grad) ++wrong;
                         ++done;
                     } catch (const grpo::error& e) {

@@ -9,7 +9,8 @@
 
 namespace {
 double mean(const std::vector<double>& v, std::size_t first, std::size_t last) {
-    return std::accumulate(v.begin() + static_cast<std::ptrdiff_t>(first), v.begin() + static_cast<std::ptrdiff_t>(last), 0.0) /
+    return std::accumulate(v.begin() + static_cast<std::ptrdiff_t>(first),
+                           v.begin() + static_cast<std::ptrdiff_t>(last), 0.0) /
            static_cast<double>(last - first);
 }
 } // namespace

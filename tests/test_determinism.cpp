@@ -22,18 +22,21 @@ TEMPLATE_TEST_CASE("loss, statistics and gradient are bit-identical for 1..7 thr
             cfg.agg = grpo::aggregation::seq_mean_token_mean;
             grpo_test::batch<TestType> ref(67, 301, 3);
             grpo::workspace ws;
-            const auto base = grpo::loss_and_grad(grpo::exec::host{}, ref.inputs(true, true, true, true), ref.outputs(), cfg, ws);
+            const auto base =
+                grpo::loss_and_grad(grpo::exec::host{}, ref.inputs(true, true, true, true), ref.outputs(), cfg, ws);
             for (unsigned threads : {2u, 3u, 4u, 7u}) {
                 grpo::thread_pool pool(threads);
                 for (int run = 0; run < 2; ++run) {
                     grpo_test::batch<TestType> b(67, 301, 3);
-                    const auto st = grpo::loss_and_grad(grpo::exec::host{&pool}, b.inputs(true, true, true, true), b.outputs(), cfg, ws);
+                    const auto st = grpo::loss_and_grad(grpo::exec::host{&pool}, b.inputs(true, true, true, true),
+                                                        b.outputs(), cfg, ws);
                     CHECK(same_bits(st.loss, base.loss));
                     CHECK(same_bits(st.kl_mean, base.kl_mean));
                     CHECK(same_bits(st.ratio_mean, base.ratio_mean));
                     CHECK(same_bits(st.clip_fraction_region, base.clip_fraction_region));
                     CHECK(std::memcmp(b.grad.data(), ref.grad.data(), b.grad.size() * sizeof(TestType)) == 0);
-                    CHECK(std::memcmp(b.per_token.data(), ref.per_token.data(), b.per_token.size() * sizeof(TestType)) == 0);
+                    CHECK(std::memcmp(b.per_token.data(), ref.per_token.data(),
+                                      b.per_token.size() * sizeof(TestType)) == 0);
                 }
             }
         }
@@ -42,8 +45,8 @@ TEMPLATE_TEST_CASE("loss, statistics and gradient are bit-identical for 1..7 thr
 
 TEMPLATE_TEST_CASE("the AVX2 version of the row pass is bit-identical to the baseline", "[loss][determinism]", float,
                    double) {
-    INFO("this CPU " << (grpo::detail::cpu::cpu_has_avx2() ? "has" : "lacks") << " AVX2; dispatch compiled in: "
-                     << GRPO_CPU_AVX2_DISPATCH);
+    INFO("this CPU " << (grpo::detail::cpu::cpu_has_avx2() ? "has" : "lacks")
+                     << " AVX2; dispatch compiled in: " << GRPO_CPU_AVX2_DISPATCH);
     std::vector<grpo::loss_config> configs{grpo::loss_config::deepseekmath(), grpo::loss_config::gspo()};
     for (const auto& var : grpo_test::loss_catalogue()) configs.push_back(var.cfg);
     for (const grpo::loss_config& cfg : configs) {
@@ -77,7 +80,8 @@ TEMPLATE_TEST_CASE("the plain-configuration instantiation is bit-identical to th
             general.kl_value_clamp = 1e30;
             grpo_test::batch<TestType> a(7, 517, 9), b(7, 517, 9);
             const auto st_plain = grpo::loss_and_grad(grpo::exec::host{}, a.inputs(per_token_adv), a.outputs(), plain);
-            const auto st_general = grpo::loss_and_grad(grpo::exec::host{}, b.inputs(per_token_adv), b.outputs(), general);
+            const auto st_general =
+                grpo::loss_and_grad(grpo::exec::host{}, b.inputs(per_token_adv), b.outputs(), general);
             CHECK(same_bits(st_plain.loss, st_general.loss));
             CHECK(same_bits(st_plain.kl_mean, st_general.kl_mean));
             CHECK(same_bits(st_plain.ratio_min, st_general.ratio_min));

@@ -91,7 +91,8 @@ TEST_CASE("loss: non-finite unmasked inputs, bad mask values and bad lengths", "
     f.untouched();
     f.b.mask[5] = 1;
     f.b.lengths[1] = 5;
-    expect_error([&] { f.run(f.b.inputs(true, true, true, true)); }, grpo::errc::invalid_value, {"'lengths'", "[0, 4]", "5"});
+    expect_error([&] { f.run(f.b.inputs(true, true, true, true)); }, grpo::errc::invalid_value,
+                 {"'lengths'", "[0, 4]", "5"});
     f.b.lengths[1] = -1;
     expect_error([&] { f.run(f.b.inputs(true, true, true, true)); }, grpo::errc::invalid_value, {"'lengths'", "-1"});
     f.untouched();
@@ -139,7 +140,8 @@ TEST_CASE("advantages: bad groups, sizes, non-finite rewards, aliasing", "[error
     const auto A = grpo::vector_view<double>(adv.data(), 6);
     auto run = [&](grpo::vector_view<const double> rr, const grpo::groups& g, grpo::vector_view<double> aa,
                    grpo::advantage_config cfg = {}) { grpo::compute_advantages(grpo::exec::host{}, rr, g, aa, cfg); };
-    expect_error([&] { run(R, grpo::groups::contiguous(4), A); }, grpo::errc::shape_mismatch, {"'groups'", "divides", "4"});
+    expect_error([&] { run(R, grpo::groups::contiguous(4), A); }, grpo::errc::shape_mismatch,
+                 {"'groups'", "divides", "4"});
     expect_error([&] { run(R, grpo::groups::contiguous(0), A); }, grpo::errc::invalid_value, {"'groups'", ">= 1"});
     expect_error([&] { run(R, grpo::groups::contiguous(3), grpo::vector_view<double>(adv.data(), 5)); },
                  grpo::errc::shape_mismatch, {"'advantages'"});
@@ -150,18 +152,22 @@ TEST_CASE("advantages: bad groups, sizes, non-finite rewards, aliasing", "[error
     expect_error([&] { run(R, grpo::groups::by_id(grpo::vector_view<const std::int64_t>(ids.data(), 6), 3), A); },
                  grpo::errc::invalid_value, {"'groups.ids'"});
     r[2] = std::numeric_limits<double>::quiet_NaN();
-    expect_error([&] { run(R, grpo::groups::contiguous(3), A); }, grpo::errc::non_finite, {"'rewards'", "nan", "index 2"});
+    expect_error([&] { run(R, grpo::groups::contiguous(3), A); }, grpo::errc::non_finite,
+                 {"'rewards'", "nan", "index 2"});
     r[2] = std::numeric_limits<double>::infinity();
     grpo::advantage_config ignore;
     ignore.nan = grpo::nan_rewards::ignore;
     expect_error([&] { run(R, grpo::groups::contiguous(3), A, ignore); }, grpo::errc::non_finite, {"'rewards'", "inf"});
     r[2] = 0;
-    expect_error([&] { run(R, grpo::groups::contiguous(3), grpo::vector_view<double>(r.data(), 6)); }, grpo::errc::aliasing,
-                 {"'advantages'", "'rewards'"});
+    expect_error([&] { run(R, grpo::groups::contiguous(3), grpo::vector_view<double>(r.data(), 6)); },
+                 grpo::errc::aliasing, {"'advantages'", "'rewards'"});
     grpo::advantage_config whiten;
     whiten.estimator = grpo::advantage_estimator::group_centered_batch_whitened;
-    expect_error([&] { run(grpo::vector_view<const double>(r.data(), 1), grpo::groups::contiguous(1),
-                           grpo::vector_view<double>(adv.data(), 1), whiten); },
-                 grpo::errc::invalid_value, {"whitening"});
+    expect_error(
+        [&] {
+            run(grpo::vector_view<const double>(r.data(), 1), grpo::groups::contiguous(1),
+                grpo::vector_view<double>(adv.data(), 1), whiten);
+        },
+        grpo::errc::invalid_value, {"whitening"});
     for (double a : adv) CHECK(a == 5.0);
 }

@@ -37,8 +37,12 @@ TEST_CASE("group_index: first-seen dense ids from strings and sparse int64 ids",
     CHECK_THROWS(gi.first_row(3));
 
     // Sparse, negative and huge ids (hashes) give the same dense layout as the strings.
-    const std::vector<std::int64_t> hashes = {-5, std::int64_t(1) << 62, -5, std::numeric_limits<std::int64_t>::min(),
-                                              std::int64_t(1) << 62, std::int64_t(1) << 62};
+    const std::vector<std::int64_t> hashes = {-5,
+                                              std::int64_t(1) << 62,
+                                              -5,
+                                              std::numeric_limits<std::int64_t>::min(),
+                                              std::int64_t(1) << 62,
+                                              std::int64_t(1) << 62};
     const grpo::group_index gh(hashes);
     CHECK(gh.ids() == gi.ids());
     CHECK(gh.num_groups() == 3);
@@ -60,8 +64,8 @@ TEST_CASE("group_index drives compute_advantages exactly like the dense ids it h
     std::vector<double> a1(6, -7), a2(6, -7), mean(3, -7);
     grpo::group_outputs go;
     go.mean = mv(mean);
-    const auto st1 = grpo::compute_advantages(grpo::exec::host{}, cv(r), gi.as_groups(), mv(a1),
-                                              grpo::advantage_config{}, go);
+    const auto st1 =
+        grpo::compute_advantages(grpo::exec::host{}, cv(r), gi.as_groups(), mv(a1), grpo::advantage_config{}, go);
     const std::vector<std::int64_t> dense = {0, 1, 0, 2, 1, 0};
     const auto st2 = grpo::compute_advantages(grpo::exec::host{}, cv(r), grpo::groups::by_id(cv(dense), 3), mv(a2));
     CHECK(a1 == a2);
@@ -108,15 +112,16 @@ TEST_CASE("outcome_advantages: per-group figures of the combined reward, both ag
     // Two functions, weights [1, 1], groups of 2. R = [1 + 0, 0 + NaN, 1 + 1, 1 + 1] = [1, 0, 2, 2].
     const std::vector<double> scores = {1, 0, 0, nan_v, 1, 1, 1, 1};
     const std::vector<double> w = {1, 1};
-    for (const auto agg : {grpo::reward_aggregation::sum_then_normalize, grpo::reward_aggregation::normalize_then_sum}) {
+    for (const auto agg :
+         {grpo::reward_aggregation::sum_then_normalize, grpo::reward_aggregation::normalize_then_sum}) {
         std::vector<double> adv(4), mean(2, -7), sd(2, -7);
         std::vector<std::uint8_t> zero(2, 9);
         std::vector<std::int64_t> count(2, -7);
         grpo::group_outputs go{mv(mean), mv(sd), mv(zero), mv(count)};
         std::vector<double> rew(4);
-        const auto st = grpo::outcome_advantages(grpo::exec::host{}, grpo::matrix_view<const double>(scores.data(), 4, 2),
-                                                 cv(w), grpo::groups::contiguous(2), mv(adv),
-                                                 grpo::advantage_config::trl(), agg, mv(rew), go);
+        const auto st = grpo::outcome_advantages(
+            grpo::exec::host{}, grpo::matrix_view<const double>(scores.data(), 4, 2), cv(w),
+            grpo::groups::contiguous(2), mv(adv), grpo::advantage_config::trl(), agg, mv(rew), go);
         INFO("aggregation " << static_cast<int>(agg));
         if (agg == grpo::reward_aggregation::sum_then_normalize) {
             CHECK(rew == std::vector<double>{1, 0, 2, 2});

@@ -32,8 +32,18 @@ struct batch {
     std::vector<std::int64_t> lengths;
 
     batch(grpo::index_t r, grpo::index_t c, std::uint64_t seed, double masked_fraction = 0.2)
-        : rows(r), cols(c), logp(r * c), old_logp(r * c), ref_logp(r * c), adv_tok(r * c), adv_seq(r),
-          mask(r * c), grad(r * c, T(-7)), per_token(r * c, T(-7)), sampling_logp(r * c), entropy(r * c),
+        : rows(r),
+          cols(c),
+          logp(r * c),
+          old_logp(r * c),
+          ref_logp(r * c),
+          adv_tok(r * c),
+          adv_seq(r),
+          mask(r * c),
+          grad(r * c, T(-7)),
+          per_token(r * c, T(-7)),
+          sampling_logp(r * c),
+          entropy(r * c),
           lengths(r) {
         rng g(seed);
         for (grpo::index_t k = 0; k < r * c; ++k) {
@@ -58,8 +68,9 @@ struct batch {
         in.logp = grpo::matrix_view<const T>(logp.data(), rows, cols);
         if (with_old) in.old_logp = grpo::matrix_view<const T>(old_logp.data(), rows, cols);
         in.ref_logp = grpo::matrix_view<const T>(ref_logp.data(), rows, cols);
-        in.advantages = per_token_adv ? grpo::matrix_view<const T>(adv_tok.data(), rows, cols)
-                                      : grpo::broadcast_to_tokens(grpo::vector_view<const T>(adv_seq.data(), rows), cols);
+        in.advantages = per_token_adv
+                            ? grpo::matrix_view<const T>(adv_tok.data(), rows, cols)
+                            : grpo::broadcast_to_tokens(grpo::vector_view<const T>(adv_seq.data(), rows), cols);
         if (with_mask) in.mask = grpo::matrix_view<const T>(mask.data(), rows, cols);
         if (with_lengths) in.lengths = grpo::vector_view<const std::int64_t>(lengths.data(), rows);
         in.sampling_logp = grpo::matrix_view<const T>(sampling_logp.data(), rows, cols); // read if config.sampling

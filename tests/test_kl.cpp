@@ -49,10 +49,10 @@ TEST_CASE("per_token_kl: every estimator matches the peers' formula and its fini
     for (const grpo::loss_config& cfg : kl_settings()) {
         grpo_test::batch<double> b(6, 41, 17);
         std::vector<double> kl(b.logp.size(), 9), grad(b.logp.size(), 9);
-        const grpo::kl_stats st = grpo::per_token_kl(grpo::exec::host{}, kl_inputs_of(b, false),
-                                                     grpo::kl_outputs<double>{{kl.data(), b.rows, b.cols},
-                                                                              {grad.data(), b.rows, b.cols}},
-                                                     grpo::kl_config::of(cfg));
+        const grpo::kl_stats st =
+            grpo::per_token_kl(grpo::exec::host{}, kl_inputs_of(b, false),
+                               grpo::kl_outputs<double>{{kl.data(), b.rows, b.cols}, {grad.data(), b.rows, b.cols}},
+                               grpo::kl_config::of(cfg));
         double sum = 0, n = 0;
         for (std::size_t k = 0; k < kl.size(); ++k) {
             INFO("estimator " << static_cast<int>(cfg.kl) << " token " << k);
@@ -83,12 +83,12 @@ TEMPLATE_TEST_CASE("per_token_kl is the KL term loss_and_grad adds", "[kl]", flo
         grpo_test::batch<TestType> b(5, 77, 23);
         cfg.beta = 0.04;
         cfg.agg = grpo::aggregation::token_sum;
-        const grpo::loss_stats ls = grpo::loss_and_grad(grpo::exec::host{}, b.inputs(true, true, true, true),
-                                                        b.outputs(), cfg);
+        const grpo::loss_stats ls =
+            grpo::loss_and_grad(grpo::exec::host{}, b.inputs(true, true, true, true), b.outputs(), cfg);
         std::vector<TestType> kl(b.logp.size(), TestType(9));
-        const grpo::kl_stats st = grpo::per_token_kl(grpo::exec::host{}, kl_inputs_of(b, true),
-                                                     grpo::kl_outputs<TestType>{{kl.data(), b.rows, b.cols}, {}},
-                                                     grpo::kl_config::of(cfg));
+        const grpo::kl_stats st =
+            grpo::per_token_kl(grpo::exec::host{}, kl_inputs_of(b, true),
+                               grpo::kl_outputs<TestType>{{kl.data(), b.rows, b.cols}, {}}, grpo::kl_config::of(cfg));
         CHECK(st.token_count == ls.token_count);
         CHECK(st.kl_sum == Approx(ls.kl_loss).epsilon(1e-12)); // token_sum: the loss's KL term is the plain sum
         CHECK(st.kl_mean == Approx(ls.kl_mean).epsilon(1e-12));
@@ -102,15 +102,15 @@ TEST_CASE("per_token_kl: bit-identical for any thread count", "[kl][determinism]
     grpo_test::batch<float> b(67, 301, 3);
     grpo::kl_config cfg;
     std::vector<float> kl0(b.logp.size()), g0(b.logp.size());
-    const auto base = grpo::per_token_kl(grpo::exec::host{}, kl_inputs_of(b, true),
-                                         grpo::kl_outputs<float>{{kl0.data(), b.rows, b.cols}, {g0.data(), b.rows, b.cols}},
-                                         cfg);
+    const auto base =
+        grpo::per_token_kl(grpo::exec::host{}, kl_inputs_of(b, true),
+                           grpo::kl_outputs<float>{{kl0.data(), b.rows, b.cols}, {g0.data(), b.rows, b.cols}}, cfg);
     for (unsigned threads : {2u, 3u, 7u}) {
         grpo::thread_pool pool(threads);
         std::vector<float> kl(b.logp.size()), g(b.logp.size());
-        const auto st = grpo::per_token_kl(grpo::exec::host{&pool}, kl_inputs_of(b, true),
-                                           grpo::kl_outputs<float>{{kl.data(), b.rows, b.cols}, {g.data(), b.rows, b.cols}},
-                                           cfg);
+        const auto st =
+            grpo::per_token_kl(grpo::exec::host{&pool}, kl_inputs_of(b, true),
+                               grpo::kl_outputs<float>{{kl.data(), b.rows, b.cols}, {g.data(), b.rows, b.cols}}, cfg);
         CHECK(std::memcmp(&st.kl_sum, &base.kl_sum, sizeof(double)) == 0);
         CHECK(std::memcmp(kl.data(), kl0.data(), kl.size() * sizeof(float)) == 0);
         CHECK(std::memcmp(g.data(), g0.data(), g.size() * sizeof(float)) == 0);

@@ -124,7 +124,8 @@ TEST_CASE("an independent test vector: B=1, G=2, S=2 (LeetGPU GRPO surrogate)", 
     CHECK(st.ratio_min == Approx(std::exp(-0.5)));
     CHECK(st.approx_kl == Approx(-(0.1 + 0.2 - 0.5 - 0.4) / 4));
     CHECK(st.kl_mean == Approx((std::exp(-0.1) + 0.1 - 1 + std::exp(-0.2) + 0.2 - 1 + std::exp(0.5) - 0.5 - 1 +
-                                std::exp(0.4) - 0.4 - 1) / 4));
+                                std::exp(0.4) - 0.4 - 1) /
+                               4));
 }
 
 TEST_CASE("on-policy (no old log-probs): ratio 1 and gradient -A * w, like exp(logp - sg(logp))", "[loss]") {
@@ -152,9 +153,9 @@ TEST_CASE("lengths and mask combine; NaN at masked positions is never read", "[l
     in.mask = {mask.data(), 2, 3};
     in.lengths = {lengths.data(), 2};
     grpo::loss_config cfg;
-    auto st = grpo::loss_and_grad(grpo::exec::host{}, in,
-                                  {grpo::matrix_view<double>(grad.data(), 2, 3), grpo::matrix_view<double>(per_tok.data(), 2, 3)},
-                                  cfg);
+    auto st = grpo::loss_and_grad(
+        grpo::exec::host{}, in,
+        {grpo::matrix_view<double>(grad.data(), 2, 3), grpo::matrix_view<double>(per_tok.data(), 2, 3)}, cfg);
     CHECK(st.token_count == 2); // row 0: tokens 0, 1 (length 2); row 1: all masked
     CHECK(st.loss == Approx(-1.0));
     for (int k : {2, 3, 4, 5}) {
@@ -166,9 +167,9 @@ TEST_CASE("lengths and mask combine; NaN at masked positions is never read", "[l
 }
 
 TEST_CASE("empty rows and an all-masked batch give loss 0 and zero gradients, never NaN", "[loss][mask]") {
-    for (auto agg : {grpo::aggregation::token_mean, grpo::aggregation::seq_mean_token_mean,
-                     grpo::aggregation::seq_mean_token_sum, grpo::aggregation::token_sum_over_constant,
-                     grpo::aggregation::token_sum}) {
+    for (auto agg :
+         {grpo::aggregation::token_mean, grpo::aggregation::seq_mean_token_mean, grpo::aggregation::seq_mean_token_sum,
+          grpo::aggregation::token_sum_over_constant, grpo::aggregation::token_sum}) {
         for (auto level : {grpo::ratio_level::token, grpo::ratio_level::sequence, grpo::ratio_level::sequence_token}) {
             grpo_test::batch<double> b(3, 4, 7);
             std::fill(b.mask.begin(), b.mask.end(), 0.0);

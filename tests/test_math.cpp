@@ -149,14 +149,16 @@ TEST_CASE("aggregation weights", "[math][aggregation]") {
     CHECK(row_weight(aggregation::token_mean, 0.0, 0.0, 4.0, 8.0) == 0.0); // no tokens: loss 0, not NaN
 }
 
-TEST_CASE("the vectorizable exp matches std::exp to a few ulp, with std::exp's overflow, underflow and NaN", "[math][exp]") {
+TEST_CASE("the vectorizable exp matches std::exp to a few ulp, with std::exp's overflow, underflow and NaN",
+          "[math][exp]") {
     double worst_double = 0;
     for (double x = -700; x < 700; x += 0.0137)
         worst_double = std::max(worst_double, std::abs(grpo::math::exp(x) - std::exp(x)) / std::exp(x));
     CHECK(worst_double < 4 * std::numeric_limits<double>::epsilon());
     double worst_float = 0;
     for (float x = -85; x < 85; x += 0.00173f)
-        worst_float = std::max(worst_float, std::abs(double(grpo::math::exp(x)) - std::exp(double(x))) / std::exp(double(x)));
+        worst_float =
+            std::max(worst_float, std::abs(double(grpo::math::exp(x)) - std::exp(double(x))) / std::exp(double(x)));
     CHECK(worst_float < 4 * std::numeric_limits<float>::epsilon());
     CHECK(grpo::math::exp(0.0) == 1.0);
     CHECK(grpo::math::exp(0.0f) == 1.0f);

@@ -90,9 +90,9 @@ TEST_CASE("sapo by hand: -(4/tau) sigmoid(tau (r - 1)) A, tau by the sign of A",
     two_tokens t;
     const auto st = t.run(grpo::loss_config::sapo());
     // Values from the formula in double (Python): s = 1 / (1 + exp(-tau (r - 1))).
-    CHECK(t.loss[0] == Approx(-4.964289521383891).epsilon(1e-14));   // tau 1
-    CHECK(t.grad[0] == Approx(-2.810251947572665).epsilon(1e-14));   // -4 s (1 - s) A r
-    CHECK(t.loss[1] == Approx(3.5789103444233494).epsilon(1e-14));   // tau 1.05
+    CHECK(t.loss[0] == Approx(-4.964289521383891).epsilon(1e-14)); // tau 1
+    CHECK(t.grad[0] == Approx(-2.810251947572665).epsilon(1e-14)); // -4 s (1 - s) A r
+    CHECK(t.loss[1] == Approx(3.5789103444233494).epsilon(1e-14)); // tau 1.05
     CHECK(t.grad[1] == Approx(2.0949332444010573).epsilon(1e-14));
     CHECK(st.clip_fraction_region == 0); // a soft gate clips nothing
 }
@@ -144,8 +144,7 @@ TEST_CASE("every catalogue variant matches the peers' per-token formulas", "[los
                     if (cfg.objective == grpo::policy_objective::geo_mean)
                         row = grpo_test::peer_geo_mean_ratio(cfg, b.logp, b.old_logp, advantages, b.mask, b.cols, i);
                     if (cfg.objective == grpo::policy_objective::vespo)
-                        row = grpo_test::peer_vespo_phi(cfg, b.logp, b.old_logp, b.sampling_logp, b.mask, b.cols, i,
-                                                        a);
+                        row = grpo_test::peer_vespo_phi(cfg, b.logp, b.old_logp, b.sampling_logp, b.mask, b.cols, i, a);
                     const auto peer = grpo_test::peer_token_loss(cfg, b.logp[k], b.old_logp[k], b.ref_logp[k], a,
                                                                  factor, h, row, selected[k]);
                     CHECK(b.per_token[k] == Approx(peer.loss).epsilon(1e-12).margin(1e-15));
@@ -444,7 +443,7 @@ namespace {
 struct six_tokens {
     std::vector<double> logp{-0.7, -1.2, -0.3, -0.9, -0.4, -2.0}, old{-1.1, -1.05, -0.35, -0.6, -0.55, -1.0},
         adv{2, 2, 2, -1.5, -1.5, -1.5}, mask{1, 1, 1, 1, 1, 0}, grad = std::vector<double>(6, 9.0),
-        loss = std::vector<double>(6, 9.0);
+                                                                loss = std::vector<double>(6, 9.0);
     grpo::loss_stats run(const grpo::loss_config& cfg) {
         grpo::loss_inputs<double> in;
         in.logp = {logp.data(), 2, 3};
@@ -491,7 +490,7 @@ TEST_CASE("vespo (TRL) by hand against TRL's code in torch", "[loss][objective]"
     const double grad[6] = {-0.25515931744949949, -0.25515931744949949, -0.25515931744949949,
                             0.25274132170110652,  0.25274132170110652,  0};
     for (int k = 0; k < 6; ++k) CHECK(t.grad[k] == Approx(grad[k]).epsilon(1e-13).margin(1e-300));
-    CHECK(t.loss[0] == Approx(-0.63789829362374872 * 2 * -0.7).epsilon(1e-13)); // phi of row 0 (A >= 0)
+    CHECK(t.loss[0] == Approx(-0.63789829362374872 * 2 * -0.7).epsilon(1e-13));    // phi of row 0 (A >= 0)
     CHECK(t.loss[3] == Approx(-0.84247107233702179 * -1.5 * -0.9).epsilon(1e-13)); // phi of row 1 (A < 0)
 }
 
@@ -537,7 +536,7 @@ TEST_CASE("clip_cov (verl) by hand against verl's code in torch", "[loss][object
     CHECK(st.loss == Approx(-0.23573291775153821).epsilon(1e-14));
     const double grad[6] = {0, -0.34428319057002321, 0, 0, 0.348550272818485, 0};
     for (int k = 0; k < 6; ++k) CHECK(t.grad[k] == Approx(grad[k]).epsilon(1e-14).margin(1e-300));
-    CHECK(t.loss[2] == 0.0); // the selected token's loss is dropped
+    CHECK(t.loss[2] == 0.0);                                        // the selected token's loss is dropped
     CHECK(st.cov_selection_fraction == Approx(0.2).epsilon(1e-15)); // verl's pg_clipfrac (0.2 up to its 1e-8)
 }
 
@@ -619,8 +618,8 @@ TEST_CASE("clip_cov and kl_cov take token ratios and check their options", "[los
 TEST_CASE("dro (verl) by hand: -(A logp - beta/2 (logp - old)^2)", "[loss][objective]") {
     two_tokens t;
     const auto st = t.run(grpo::loss_config::dro(0.5));
-    CHECK(t.loss[0] == Approx(1.4 + 0.04).epsilon(1e-15));  // -(-0.7 * 2) + 0.04
-    CHECK(t.grad[0] == Approx(-2 + 0.2).epsilon(1e-15));    // -A + beta d
+    CHECK(t.loss[0] == Approx(1.4 + 0.04).epsilon(1e-15)); // -(-0.7 * 2) + 0.04
+    CHECK(t.grad[0] == Approx(-2 + 0.2).epsilon(1e-15));   // -A + beta d
     CHECK(t.loss[1] == Approx(-1.05 + 0.04).epsilon(1e-15));
     CHECK(t.grad[1] == Approx(1.5 + 0.2).epsilon(1e-15));
     CHECK(st.clip_fraction_region == 0);

@@ -85,8 +85,8 @@ TEST_CASE("process_advantages: steps sharing an end token and every token covere
                              grpo::vector_view<const std::int64_t>(ends.data(), 4), grpo::groups::contiguous(2),
                              grpo::matrix_view<double>(adv.data(), 2, 3), cfg);
     const double z = 0.5 / std::sqrt(1.0 / 3.0);
-    CHECK(adv[0] == Approx(z));      // z - z + z
-    CHECK(adv[1] == Approx(z));      // step ending at 2
+    CHECK(adv[0] == Approx(z)); // z - z + z
+    CHECK(adv[1] == Approx(z)); // step ending at 2
     CHECK(adv[2] == Approx(z));
     CHECK(adv[3] == Approx(-z));
     CHECK(adv[5] == Approx(-z));
@@ -96,9 +96,10 @@ TEST_CASE("process_advantages: errors name the argument and leave outputs untouc
     const std::vector<double> r = {1, 0};
     const std::vector<std::int64_t> off = {0, 1, 2};
     std::vector<double> adv(6, -7);
-    auto call = [&](const std::vector<std::int64_t>& o, const std::vector<std::int64_t>& e, const std::vector<double>& rr,
-                    grpo::index_t g) {
-        grpo::process_advantages(grpo::exec::host{}, grpo::vector_view<const double>(rr.data(), static_cast<grpo::index_t>(rr.size())),
+    auto call = [&](const std::vector<std::int64_t>& o, const std::vector<std::int64_t>& e,
+                    const std::vector<double>& rr, grpo::index_t g) {
+        grpo::process_advantages(grpo::exec::host{},
+                                 grpo::vector_view<const double>(rr.data(), static_cast<grpo::index_t>(rr.size())),
                                  grpo::vector_view<const std::int64_t>(o.data(), static_cast<grpo::index_t>(o.size())),
                                  grpo::vector_view<const std::int64_t>(e.data(), static_cast<grpo::index_t>(e.size())),
                                  grpo::groups::contiguous(g), grpo::matrix_view<double>(adv.data(), 2, 3));

@@ -21,9 +21,11 @@ struct fake_rollout {
                  const std::vector<std::vector<grpo::token_id>>& rows, const std::vector<int>& truncated = {}) {
         buf.reset(prompts, g, cols);
         for (std::size_t i = 0; i < rows.size(); ++i) {
-            for (std::size_t t = 0; t < rows[i].size(); ++t) buf.tokens()(static_cast<grpo::index_t>(i), static_cast<grpo::index_t>(t)) = rows[i][t];
+            for (std::size_t t = 0; t < rows[i].size(); ++t)
+                buf.tokens()(static_cast<grpo::index_t>(i), static_cast<grpo::index_t>(t)) = rows[i][t];
             buf.lengths()[static_cast<grpo::index_t>(i)] = static_cast<std::int64_t>(rows[i].size());
-            if (!truncated.empty()) buf.truncated()[static_cast<grpo::index_t>(i)] = static_cast<std::uint8_t>(truncated[i]);
+            if (!truncated.empty())
+                buf.truncated()[static_cast<grpo::index_t>(i)] = static_cast<std::uint8_t>(truncated[i]);
         }
     }
 };
@@ -71,8 +73,8 @@ TEST_CASE("outcome_advantages with weights and a partly declined row", "[rewards
     cfg.epsilon = 0;
     grpo::outcome_advantages(grpo::exec::host{}, grpo::matrix_view<const double>(scores.data(), 3, 2),
                              grpo::vector_view<const double>(w.data(), 2), grpo::groups::contiguous(3),
-                             grpo::vector_view<double>(adv.data(), 3), cfg, grpo::reward_aggregation::sum_then_normalize,
-                             grpo::vector_view<double>(rew.data(), 3));
+                             grpo::vector_view<double>(adv.data(), 3), cfg,
+                             grpo::reward_aggregation::sum_then_normalize, grpo::vector_view<double>(rew.data(), 3));
     // R = [2, 2, 0]: mean 4/3, unbiased std sqrt(4/3) -> A = [(2/3)/1.1547, same, (-4/3)/1.1547]
     CHECK(rew[0] == Approx(2.0));
     CHECK(rew[1] == Approx(2.0));
@@ -94,8 +96,8 @@ TEST_CASE("outcome_advantages normalize_then_sum (GDPO) by hand", "[rewards]") {
     cfg.epsilon = 0;
     grpo::outcome_advantages(grpo::exec::host{}, grpo::matrix_view<const double>(scores.data(), 3, 2),
                              grpo::vector_view<const double>(w.data(), 2), grpo::groups::contiguous(3),
-                             grpo::vector_view<double>(adv.data(), 3), cfg, grpo::reward_aggregation::normalize_then_sum,
-                             grpo::vector_view<double>(rew.data(), 3));
+                             grpo::vector_view<double>(adv.data(), 3), cfg,
+                             grpo::reward_aggregation::normalize_then_sum, grpo::vector_view<double>(rew.data(), 3));
     CHECK(rew[0] == Approx(0.0).margin(1e-12));
     CHECK(rew[1] == Approx(-std::sqrt(3.0)));
     CHECK(rew[2] == Approx(std::sqrt(3.0)));
@@ -139,13 +141,15 @@ TEST_CASE("outcome_rewards adapter: callables, optional -> NaN, weights", "[rewa
     // 2 prompts x 2 completions; completion = one token.
     fake_rollout ro(2, 2, 3, {{7}, {1}, {3}, {3}});
     grpo::outcome_rewards<prompt> r;
-    r.add("correct", [](const prompt& p, const grpo::completion_view& c) { return c.tokens[0] == p.answer ? 1.0 : 0.0; });
-    r.add("declines_odd",
-          [](const prompt&, const grpo::completion_view& c) -> std::optional<double> {
-              if (c.row % 2 == 1) return std::nullopt;
-              return 0.5;
-          },
-          2.0);
+    r.add("correct",
+          [](const prompt& p, const grpo::completion_view& c) { return c.tokens[0] == p.answer ? 1.0 : 0.0; });
+    r.add(
+        "declines_odd",
+        [](const prompt&, const grpo::completion_view& c) -> std::optional<double> {
+            if (c.row % 2 == 1) return std::nullopt;
+            return 0.5;
+        },
+        2.0);
     REQUIRE(r.size() == 2);
     CHECK(r[1].name == "declines_odd");
     CHECK(r.weights()[1] == 2.0);
@@ -158,8 +162,9 @@ TEST_CASE("outcome_rewards adapter: callables, optional -> NaN, weights", "[rewa
     CHECK(s[4] == 1.0);
     CHECK(s[6] == 1.0);
     CHECK(std::isnan(s[7]));
-    CHECK_THROWS_AS(r.add("bad", [](const prompt&, const grpo::completion_view&) { return 0.0; },
-                          std::numeric_limits<double>::infinity()),
+    CHECK_THROWS_AS(r.add(
+                        "bad", [](const prompt&, const grpo::completion_view&) { return 0.0; },
+                        std::numeric_limits<double>::infinity()),
                     grpo::error);
 }
 
@@ -224,8 +229,8 @@ TEST_CASE("DAPO overlong shaping (Eq. 13) boundaries", "[rewards][dapo]") {
 
     const std::vector<std::int64_t> len = {16384, 18432, 20481};
     std::vector<double> r = {1, 1, nan_v};
-    grpo::apply_overlong_shaping(grpo::vector_view<const std::int64_t>(len.data(), 3), grpo::vector_view<double>(r.data(), 3),
-                                 20480, 4096);
+    grpo::apply_overlong_shaping(grpo::vector_view<const std::int64_t>(len.data(), 3),
+                                 grpo::vector_view<double>(r.data(), 3), 20480, 4096);
     CHECK(r[0] == 1.0);
     CHECK(r[1] == Approx(0.5));
     CHECK(std::isnan(r[2]));
@@ -249,16 +254,17 @@ TEST_CASE("completion_mask and truncation masking", "[rewards][dapo]") {
     const std::vector<float> masked = {1, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0};
     CHECK(m == masked);
     std::vector<float> wrong(8);
-    CHECK_THROWS_AS(grpo::completion_mask(ro.buf.view(), grpo::matrix_view<float>(wrong.data(), 2, 4), true), grpo::error);
+    CHECK_THROWS_AS(grpo::completion_mask(ro.buf.view(), grpo::matrix_view<float>(wrong.data(), 2, 4), true),
+                    grpo::error);
 }
 
 TEST_CASE("dynamic sampling filter drops zero-variance groups", "[rewards][dapo]") {
     // G = 4: all wrong, mixed, all right, mixed with NaN, one scored only.
     const std::vector<double> r = {0, 0, 0, 0, 1, 0, 0, 1, 1, 1, 1, 1, 0.3, nan_v, 0.3, 0.7, nan_v, nan_v, 2, nan_v};
     std::vector<std::uint8_t> keep(5, 9);
-    const auto res = grpo::filter_zero_variance_groups(grpo::vector_view<const double>(r.data(), 20),
-                                                       grpo::groups::contiguous(4),
-                                                       grpo::vector_view<std::uint8_t>(keep.data(), 5));
+    const auto res =
+        grpo::filter_zero_variance_groups(grpo::vector_view<const double>(r.data(), 20), grpo::groups::contiguous(4),
+                                          grpo::vector_view<std::uint8_t>(keep.data(), 5));
     CHECK(res.kept_groups == 2);
     CHECK(res.dropped_groups == 3);
     CHECK(keep == std::vector<std::uint8_t>{0, 1, 0, 1, 0});
@@ -269,10 +275,10 @@ TEST_CASE("dynamic sampling filter drops zero-variance groups", "[rewards][dapo]
                                             grpo::vector_view<std::uint8_t>(k1.data(), 1))
               .dropped_groups == 1);
     std::vector<std::uint8_t> bad(4, 9);
-    CHECK_THROWS_AS(grpo::filter_zero_variance_groups(grpo::vector_view<const double>(r.data(), 20),
-                                                      grpo::groups::contiguous(4),
-                                                      grpo::vector_view<std::uint8_t>(bad.data(), 4)),
-                    grpo::error);
+    CHECK_THROWS_AS(
+        grpo::filter_zero_variance_groups(grpo::vector_view<const double>(r.data(), 20), grpo::groups::contiguous(4),
+                                          grpo::vector_view<std::uint8_t>(bad.data(), 4)),
+        grpo::error);
     CHECK(bad[0] == 9);
 }
 

@@ -114,8 +114,8 @@ TEST_CASE("normalize_then_sum and process rewards with epsilon 0 on constant gro
 
 // ---- Silent wrong results: finite inputs, finite gradient ----------------------------------------------------
 
-TEMPLATE_TEST_CASE("an overflowing ratio on the clipped branch has gradient exactly 0, never NaN",
-                   "[robustness][loss]", float, double) {
+TEMPLATE_TEST_CASE("an overflowing ratio on the clipped branch has gradient exactly 0, never NaN", "[robustness][loss]",
+                   float, double) {
     using T = TestType;
     const T big = std::is_same<T, float>::value ? T(90) : T(710); // exp overflows the element type
     // Row 0: A > 0 (clipped above: gradient 0). Row 1: A = 0 (objective 0 whatever the ratio).
@@ -170,7 +170,8 @@ TEST_CASE("sequence-level ratio that overflows: clipped rows get gradient 0", "[
 
 TEST_CASE("k3 at a log-ratio that overflows is +inf, not inf - inf", "[robustness][math]") {
     const float inf = std::numeric_limits<float>::infinity();
-    const grpo::math::kl_term<float> t = grpo::math::kl_penalty<float>(grpo::kl_estimator::k3, -3e38f, 3e38f, 0, 0, false);
+    const grpo::math::kl_term<float> t =
+        grpo::math::kl_penalty<float>(grpo::kl_estimator::k3, -3e38f, 3e38f, 0, 0, false);
     CHECK(t.value == inf);
     CHECK(!std::isnan(t.grad));
     CHECK(grpo::math::chain(0.0f, inf) == 0.0f);
@@ -183,23 +184,23 @@ TEST_CASE("config values that do not fit the element type's math are errors", "[
     const std::vector<float> grad_before = b.grad;
     grpo::loss_config cfg;
     cfg.beta = 1e39;
-    CHECK(contains(error_of([&] { grpo::loss_and_grad(grpo::exec::host{}, in, b.outputs(), cfg); },
-                            grpo::errc::invalid_value),
-                   "'config.beta'"));
+    CHECK(contains(
+        error_of([&] { grpo::loss_and_grad(grpo::exec::host{}, in, b.outputs(), cfg); }, grpo::errc::invalid_value),
+        "'config.beta'"));
     cfg = {};
     cfg.loss_scale = -1e39;
-    CHECK(contains(error_of([&] { grpo::loss_and_grad(grpo::exec::host{}, in, b.outputs(), cfg); },
-                            grpo::errc::invalid_value),
-                   "'config.loss_scale'"));
+    CHECK(contains(
+        error_of([&] { grpo::loss_and_grad(grpo::exec::host{}, in, b.outputs(), cfg); }, grpo::errc::invalid_value),
+        "'config.loss_scale'"));
     cfg = grpo::loss_config::dr_grpo(1e-300);
-    CHECK(contains(error_of([&] { grpo::loss_and_grad(grpo::exec::host{}, in, b.outputs(), cfg); },
-                            grpo::errc::invalid_value),
-                   "'config.max_completion_length'"));
+    CHECK(contains(
+        error_of([&] { grpo::loss_and_grad(grpo::exec::host{}, in, b.outputs(), cfg); }, grpo::errc::invalid_value),
+        "'config.max_completion_length'"));
     cfg = {};
     cfg.global_token_count = 0.5;
-    CHECK(contains(error_of([&] { grpo::loss_and_grad(grpo::exec::host{}, in, b.outputs(), cfg); },
-                            grpo::errc::invalid_value),
-                   "'config.global_token_count'"));
+    CHECK(contains(
+        error_of([&] { grpo::loss_and_grad(grpo::exec::host{}, in, b.outputs(), cfg); }, grpo::errc::invalid_value),
+        "'config.global_token_count'"));
     CHECK(b.grad == grad_before);
     // The same values are fine in double.
     grpo_test::batch<double> d(2, 3, 7);
@@ -213,9 +214,11 @@ TEST_CASE("fp32 advantages that overflow are an error, outputs untouched", "[rob
     std::vector<float> a(4, -9.f);
     grpo::advantage_config cfg;
     cfg.estimator = grpo::advantage_estimator::rloo;
-    CHECK(contains(error_of([&] { grpo::compute_advantages(grpo::exec::host{}, cview(r), grpo::groups::contiguous(2), view(a), cfg); },
-                            grpo::errc::invalid_value),
-                   "fit the output type"));
+    CHECK(contains(
+        error_of(
+            [&] { grpo::compute_advantages(grpo::exec::host{}, cview(r), grpo::groups::contiguous(2), view(a), cfg); },
+            grpo::errc::invalid_value),
+        "fit the output type"));
     for (float x : a) CHECK(x == -9.f);
     std::vector<double> rd = {3e38, -3e38, 3e38, -3e38}, ad(4);
     CHECK_NOTHROW(grpo::compute_advantages(grpo::exec::host{}, cview(rd), grpo::groups::contiguous(2), view(ad), cfg));
@@ -244,14 +247,18 @@ TEST_CASE("out-of-range enum values are rejected, not reinterpreted", "[robustne
     std::vector<double> a(4);
     grpo::advantage_config ac;
     ac.estimator = static_cast<grpo::advantage_estimator>(9);
-    CHECK(contains(error_of([&] { grpo::compute_advantages(grpo::exec::host{}, cview(r), grpo::groups::contiguous(2), view(a), ac); },
-                            grpo::errc::invalid_value),
-                   "'config.estimator'"));
+    CHECK(contains(
+        error_of(
+            [&] { grpo::compute_advantages(grpo::exec::host{}, cview(r), grpo::groups::contiguous(2), view(a), ac); },
+            grpo::errc::invalid_value),
+        "'config.estimator'"));
     ac = {};
     ac.std = static_cast<grpo::std_estimator>(-1);
-    CHECK(contains(error_of([&] { grpo::compute_advantages(grpo::exec::host{}, cview(r), grpo::groups::contiguous(2), view(a), ac); },
-                            grpo::errc::invalid_value),
-                   "'config.std'"));
+    CHECK(contains(
+        error_of(
+            [&] { grpo::compute_advantages(grpo::exec::host{}, cview(r), grpo::groups::contiguous(2), view(a), ac); },
+            grpo::errc::invalid_value),
+        "'config.std'"));
 }
 
 TEST_CASE("no logp view with a non-empty batch is an error, not loss 0", "[robustness][loss]") {
@@ -280,25 +287,36 @@ TEST_CASE("advantages: per-group outputs over the advantages, the ids or each ot
     // mean over the advantages
     grpo::group_outputs go;
     go.mean = grpo::vector_view<double>(buf.data(), 2);
-    CHECK(contains(error_of([&] { grpo::compute_advantages(grpo::exec::host{}, cview(r), grpo::groups::contiguous(2),
-                                                           grpo::vector_view<double>(buf.data(), 4), grpo::advantage_config{}, go); },
-                            grpo::errc::aliasing),
+    CHECK(contains(error_of(
+                       [&] {
+                           grpo::compute_advantages(grpo::exec::host{}, cview(r), grpo::groups::contiguous(2),
+                                                    grpo::vector_view<double>(buf.data(), 4), grpo::advantage_config{},
+                                                    go);
+                       },
+                       grpo::errc::aliasing),
                    "'group_outputs.mean'"));
     // count over the group ids
     grpo::group_outputs gc;
     gc.count = grpo::vector_view<std::int64_t>(ids.data() + 2, 2);
-    CHECK(contains(error_of([&] { grpo::compute_advantages(grpo::exec::host{}, cview(r),
-                                                           grpo::groups::by_id(cview(ids), 2),
-                                                           grpo::vector_view<double>(buf.data() + 4, 4), grpo::advantage_config{}, gc); },
-                            grpo::errc::aliasing),
+    CHECK(contains(error_of(
+                       [&] {
+                           grpo::compute_advantages(grpo::exec::host{}, cview(r), grpo::groups::by_id(cview(ids), 2),
+                                                    grpo::vector_view<double>(buf.data() + 4, 4),
+                                                    grpo::advantage_config{}, gc);
+                       },
+                       grpo::errc::aliasing),
                    "'groups.ids'"));
     // std over mean
     grpo::group_outputs gs;
     gs.mean = grpo::vector_view<double>(buf.data() + 4, 2);
     gs.std = grpo::vector_view<double>(buf.data() + 5, 2);
-    CHECK(contains(error_of([&] { grpo::compute_advantages(grpo::exec::host{}, cview(r), grpo::groups::contiguous(2),
-                                                           grpo::vector_view<double>(buf.data(), 4), grpo::advantage_config{}, gs); },
-                            grpo::errc::aliasing),
+    CHECK(contains(error_of(
+                       [&] {
+                           grpo::compute_advantages(grpo::exec::host{}, cview(r), grpo::groups::contiguous(2),
+                                                    grpo::vector_view<double>(buf.data(), 4), grpo::advantage_config{},
+                                                    gs);
+                       },
+                       grpo::errc::aliasing),
                    "'group_outputs.std'"));
     CHECK(buf == buf_before);
     CHECK(ids == std::vector<std::int64_t>({0, 1, 0, 1}));
@@ -310,15 +328,23 @@ TEST_CASE("process_advantages: outputs over any input", "[robustness][aliasing]"
     const std::vector<double> before = rewards;
     std::vector<double> tok(2 * 4, -9);
     // normalized over the step rewards
-    CHECK(contains(error_of([&] { grpo::process_advantages(grpo::exec::host{}, cview(rewards), cview(offsets), cview(ends),
-                                                           grpo::groups::contiguous(2), grpo::matrix_view<double>(tok.data(), 2, 4),
-                                                           grpo::process_reward_config{}, view(rewards)); },
-                            grpo::errc::aliasing),
+    CHECK(contains(error_of(
+                       [&] {
+                           grpo::process_advantages(grpo::exec::host{}, cview(rewards), cview(offsets), cview(ends),
+                                                    grpo::groups::contiguous(2),
+                                                    grpo::matrix_view<double>(tok.data(), 2, 4),
+                                                    grpo::process_reward_config{}, view(rewards));
+                       },
+                       grpo::errc::aliasing),
                    "'normalized'"));
     // token advantages over the step rewards
-    CHECK(contains(error_of([&] { grpo::process_advantages(grpo::exec::host{}, cview(rewards), cview(offsets), cview(ends),
-                                                           grpo::groups::contiguous(2), grpo::matrix_view<double>(rewards.data() + 1, 2, 1)); },
-                            grpo::errc::aliasing),
+    CHECK(contains(error_of(
+                       [&] {
+                           grpo::process_advantages(grpo::exec::host{}, cview(rewards), cview(offsets), cview(ends),
+                                                    grpo::groups::contiguous(2),
+                                                    grpo::matrix_view<double>(rewards.data() + 1, 2, 1));
+                       },
+                       grpo::errc::aliasing),
                    "'token_advantages'"));
     CHECK(rewards == before);
     CHECK(tok == std::vector<double>(8, -9));
@@ -332,14 +358,14 @@ TEST_CASE("loss: lengths under grad_logp or per_token_loss is aliasing (was a wr
     in.lengths = grpo::vector_view<const std::int64_t>(lengths.data(), 2);
     grpo::loss_outputs<double> out;
     out.grad_logp = grpo::matrix_view<double>(reinterpret_cast<double*>(lengths.data()), 2, 4);
-    CHECK(contains(error_of([&] { grpo::loss_and_grad(grpo::exec::host{}, in, out, grpo::loss_config{}); },
-                            grpo::errc::aliasing),
-                   "'lengths'"));
+    CHECK(contains(
+        error_of([&] { grpo::loss_and_grad(grpo::exec::host{}, in, out, grpo::loss_config{}); }, grpo::errc::aliasing),
+        "'lengths'"));
     out = {};
     out.per_token_loss = grpo::matrix_view<double>(reinterpret_cast<double*>(lengths.data()), 2, 4);
-    CHECK(contains(error_of([&] { grpo::loss_and_grad(grpo::exec::host{}, in, out, grpo::loss_config{}); },
-                            grpo::errc::aliasing),
-                   "'lengths'"));
+    CHECK(contains(
+        error_of([&] { grpo::loss_and_grad(grpo::exec::host{}, in, out, grpo::loss_config{}); }, grpo::errc::aliasing),
+        "'lengths'"));
     CHECK(lengths[0] == 2);
     CHECK(lengths[1] == 4);
 }
@@ -379,23 +405,32 @@ TEST_CASE("huge or negative group counts are grpo::errors (was a heap write, bad
     std::vector<double> a(4, -9);
     for (index_t k : {huge, index_t(1) << 60, index_t(1000000000000)}) {
         const std::string msg = error_of(
-            [&] { grpo::compute_advantages(grpo::exec::host{}, cview(r), grpo::groups::by_id(cview(ids), k), view(a)); },
+            [&] {
+                grpo::compute_advantages(grpo::exec::host{}, cview(r), grpo::groups::by_id(cview(ids), k), view(a));
+            },
             k == huge ? grpo::errc::invalid_value : grpo::errc::out_of_memory);
         CHECK(contains(msg, "compute_advantages"));
     }
     const std::vector<double> none;
     const std::vector<std::int64_t> no_ids;
     std::vector<double> no_adv;
-    error_of([&] { grpo::compute_advantages(grpo::exec::host{}, cview(none), grpo::groups::by_id(cview(no_ids), -3), view(no_adv)); },
-             grpo::errc::invalid_value);
+    error_of(
+        [&] {
+            grpo::compute_advantages(grpo::exec::host{}, cview(none), grpo::groups::by_id(cview(no_ids), -3),
+                                     view(no_adv));
+        },
+        grpo::errc::invalid_value);
     for (double x : a) CHECK(x == -9);
     // normalize_then_sum: num_groups * functions overflows.
     const std::vector<double> scores = {1, 0, 1, 0, 0, 1, 0, 1};
     const std::vector<double> w = {1, 1};
-    error_of([&] { grpo::outcome_advantages(grpo::exec::host{}, grpo::matrix_view<const double>(scores.data(), 4, 2), cview(w),
-                                            grpo::groups::by_id(cview(ids), huge), view(a), grpo::advantage_config{},
-                                            grpo::reward_aggregation::normalize_then_sum); },
-             grpo::errc::invalid_value);
+    error_of(
+        [&] {
+            grpo::outcome_advantages(grpo::exec::host{}, grpo::matrix_view<const double>(scores.data(), 4, 2), cview(w),
+                                     grpo::groups::by_id(cview(ids), huge), view(a), grpo::advantage_config{},
+                                     grpo::reward_aggregation::normalize_then_sum);
+        },
+        grpo::errc::invalid_value);
     for (double x : a) CHECK(x == -9);
 }
 
@@ -437,15 +472,18 @@ TEST_CASE("a workspace held by another call is refused with errc::in_use", "[rob
     {
         const grpo::workspace_lease held(ws, "test");
         CHECK(ws.in_use());
-        const std::string msg = error_of(
-            [&] { grpo::loss_and_grad(grpo::exec::host{}, b.inputs(), b.outputs(), grpo::loss_config{}, ws); },
-            grpo::errc::in_use);
+        const std::string msg =
+            error_of([&] { grpo::loss_and_grad(grpo::exec::host{}, b.inputs(), b.outputs(), grpo::loss_config{}, ws); },
+                     grpo::errc::in_use);
         CHECK(contains(msg, "'ws'"));
         const std::vector<double> r = {1, 2, 3, 4};
         std::vector<double> a(4, -9);
-        error_of([&] { grpo::compute_advantages(grpo::exec::host{}, cview(r), grpo::groups::contiguous(2), view(a),
-                                                grpo::advantage_config{}, ws); },
-                 grpo::errc::in_use);
+        error_of(
+            [&] {
+                grpo::compute_advantages(grpo::exec::host{}, cview(r), grpo::groups::contiguous(2), view(a),
+                                         grpo::advantage_config{}, ws);
+            },
+            grpo::errc::in_use);
         CHECK(a == std::vector<double>(4, -9));
     }
     CHECK(b.grad == grad_before);

@@ -45,11 +45,14 @@ TEST_CASE("view construction errors name the problem", "[view][errors]") {
         }
         return "no error";
     };
-    CHECK(message_of([&] { grpo::matrix_view<float>(d.data(), -1, 3); }).find("non-negative extent") != std::string::npos);
-    CHECK(message_of([&] { grpo::matrix_view<float>(d.data(), 3, 3, -3, 1); }).find("non-negative stride") != std::string::npos);
+    CHECK(message_of([&] { grpo::matrix_view<float>(d.data(), -1, 3); }).find("non-negative extent") !=
+          std::string::npos);
+    CHECK(message_of([&] { grpo::matrix_view<float>(d.data(), 3, 3, -3, 1); }).find("non-negative stride") !=
+          std::string::npos);
     CHECK(message_of([&] { grpo::matrix_view<float>(nullptr, 3, 3); }).find("non-null") != std::string::npos);
     // Overlapping writable layout: rows 2 apart but 3 columns wide.
-    CHECK(message_of([&] { grpo::matrix_view<float>(d.data(), 3, 3, 2, 1); }).find("non-overlapping") != std::string::npos);
+    CHECK(message_of([&] { grpo::matrix_view<float>(d.data(), 3, 3, 2, 1); }).find("non-overlapping") !=
+          std::string::npos);
     CHECK_NOTHROW(grpo::matrix_view<const float>(d.data(), 3, 3, 2, 1)); // fine to read
     grpo::error e(grpo::errc::shape_mismatch, "x");
     CHECK(e.code() == grpo::errc::shape_mismatch);

@@ -26,8 +26,7 @@ bool skipped_without_gpu(benchmark::State& state) {
     int n = 0;
     if (cudaGetDeviceCount(&n) == cudaSuccess && n > 0) return false;
     state.SkipWithError("no CUDA device");
-    for (auto _ : state) {
-    }
+    for (auto _ : state) {}
     return true;
 }
 
@@ -212,7 +211,11 @@ BENCHMARK_TEMPLATE(bm_loss, float)
     ->Args({1024, 16384, 0})
     ->Args({512, 8192, 1})
     ->UseManualTime();
-BENCHMARK_TEMPLATE(bm_stream_baseline, float)->Args({64, 4096})->Args({512, 8192})->Args({1024, 16384})->UseManualTime();
+BENCHMARK_TEMPLATE(bm_stream_baseline, float)
+    ->Args({64, 4096})
+    ->Args({512, 8192})
+    ->Args({1024, 16384})
+    ->UseManualTime();
 BENCHMARK_TEMPLATE(bm_loss, double)->Args({64, 4096, 0})->Args({512, 8192, 0})->UseManualTime();
 BENCHMARK_TEMPLATE(bm_loss, __nv_bfloat16)->Args({1024, 16384, 0})->UseManualTime();
 BENCHMARK_TEMPLATE(bm_stream_baseline, __nv_bfloat16)->Args({1024, 16384})->UseManualTime();

@@ -28,20 +28,20 @@ namespace grpo_demo {
 
 constexpr int digits_in_answer = 3;
 constexpr int eos = 10;
-constexpr int vocab = 11;       // '0'..'9', <eos>
-constexpr int max_tokens = 5;   // 3 digits + <eos> + 1 of slack: a row without <eos> by then is truncated
+constexpr int vocab = 11;     // '0'..'9', <eos>
+constexpr int max_tokens = 5; // 3 digits + <eos> + 1 of slack: a row without <eos> by then is truncated
 constexpr int prev_slots = max_tokens - 1;
 // Features (sparse 0/1, their first-layer rows summed). The policy reads the column it is writing the way a
 // person does: the column digit sum s_t = a_t + b_t together with the sum of the column before it (where a carry
 // comes from), that previous sum together with the token it wrote last, each sum alone, its position and its
-// last token (one-hot each, s = 19 for "no column"). It still has to learn, from rewards alone, which digit to write for
-// every (s_t, s_t-1) and when a carry ripples (s_t-1 = 9 after a carry), and when to stop.
+// last token (one-hot each, s = 19 for "no column"). It still has to learn, from rewards alone, which digit to write
+// for every (s_t, s_t-1) and when a carry ripples (s_t-1 = 9 after a carry), and when to stop.
 constexpr int columns = 3;
 constexpr int no_column = 19;
-constexpr int sums_base = 0;                         // (s_t, s_t-1): 20 x 20
-constexpr int prev_base = sums_base + 20 * 20;       // (s_t-1, previous token or none): 20 x 12
-constexpr int cur_sum_base = prev_base + 20 * 12;    // s_t alone (shares what the joint features learn)
-constexpr int prev_sum_base = cur_sum_base + 20;     // s_t-1 alone
+constexpr int sums_base = 0;                      // (s_t, s_t-1): 20 x 20
+constexpr int prev_base = sums_base + 20 * 20;    // (s_t-1, previous token or none): 20 x 12
+constexpr int cur_sum_base = prev_base + 20 * 12; // s_t alone (shares what the joint features learn)
+constexpr int prev_sum_base = cur_sum_base + 20;  // s_t-1 alone
 constexpr int position_base = prev_sum_base + 20;
 constexpr int prev_token_base = position_base + max_tokens;
 constexpr int feature_count = prev_token_base + vocab;
@@ -88,16 +88,16 @@ struct options {
     int group_size = 8;
     int prompts_per_step = 64;
     int hidden = 64;
-    int inner_updates = 2;        // mu
-    int ref_refresh_every = 10;   // K
+    int inner_updates = 2;      // mu
+    int ref_refresh_every = 10; // K
     double beta = 0.02;
     double lr = 2e-2;
     double temperature = 1.0;
-    double init_scale = 0.5;     // std of the first layer's weights
-    double entropy_coef = 0.2;   // host-side entropy bonus (TRL entropy_coef), against entropy collapse
+    double init_scale = 0.5;   // std of the first layer's weights
+    double entropy_coef = 0.2; // host-side entropy bonus (TRL entropy_coef), against entropy collapse
     bool process_rewards = false;
     bool quiet = false;
-    int eval_every = 5;           // held-out evaluation cadence (0: only before and after)
+    int eval_every = 5; // held-out evaluation cadence (0: only before and after)
 };
 
 struct result {
@@ -112,7 +112,11 @@ struct result {
 class host_model {
 public:
     host_model(const options& o, rng& g)
-        : theta_(feature_count, o.hidden, vocab, g, o.init_scale, 0.1), ref_(theta_), grad_(theta_), opt_(theta_), temp_(o.temperature),
+        : theta_(feature_count, o.hidden, vocab, g, o.init_scale, 0.1),
+          ref_(theta_),
+          grad_(theta_),
+          opt_(theta_),
+          temp_(o.temperature),
           entropy_coef_(o.entropy_coef) {
         opt_.lr = o.lr;
     }
@@ -369,22 +373,24 @@ double greedy_accuracy(const std::vector<problem>& eval, LogProbs log_probs) {
 inline grpo::outcome_rewards<problem> outcome_reward_functions() {
     grpo::outcome_rewards<problem> r;
     r.add("exact_match",
-          grpo::exact_match_reward<problem>(decode, [](const problem& p) { return std::optional<std::string>(gold_answer(p)); },
-                                            grpo::answer_format::whole),
+          grpo::exact_match_reward<problem>(
+              decode, [](const problem& p) { return std::optional<std::string>(gold_answer(p)); },
+              grpo::answer_format::whole),
           1.0);
-    r.add("digits",
-          [](const problem& p, const grpo::completion_view& c) {
-              int ok = 0;
-              for (int k = 0; k < digits_in_answer && k < c.length(); ++k) ok += c.tokens[k] == p.answer_digit(k);
-              return double(ok) / digits_in_answer;
-          },
-          1.0);
+    r.add(
+        "digits",
+        [](const problem& p, const grpo::completion_view& c) {
+            int ok = 0;
+            for (int k = 0; k < digits_in_answer && k < c.length(); ++k) ok += c.tokens[k] == p.answer_digit(k);
+            return double(ok) / digits_in_answer;
+        },
+        1.0);
     r.add("format",
-          grpo::format_reward<problem>(
-              [](const grpo::completion_view& c) { return c; },
-              [](const grpo::completion_view& c) {
-                  return c.length() == digits_in_answer + 1 && c.tokens[digits_in_answer] == eos;
-              }),
+          grpo::format_reward<problem>([](const grpo::completion_view& c) { return c; },
+                                       [](const grpo::completion_view& c) {
+                                           return c.length() == digits_in_answer + 1 &&
+                                                  c.tokens[digits_in_answer] == eos;
+                                       }),
           0.2);
     r.add("overlong", grpo::soft_overlong_punishment<problem>(max_tokens, 1), 0.2);
     return r;
@@ -481,10 +487,11 @@ inline result run(const options& o, std::ostream& log) {
             if (held >= 0.9 && res.steps_to_90 < 0) res.steps_to_90 = s;
         }
         if (!o.quiet) {
-            int n = std::snprintf(line, sizeof line,
-                                  "step %4d  reward %6.3f  sampled-acc %5.3f  kl %.5f  clip %.4f  zero-var %.2f  len %.2f",
-                                  s, m.reward_mean, acc, m.kl_mean, m.clip_fraction_region, m.zero_variance_fraction,
-                                  m.completion_length_mean);
+            int n =
+                std::snprintf(line, sizeof line,
+                              "step %4d  reward %6.3f  sampled-acc %5.3f  kl %.5f  clip %.4f  zero-var %.2f  len %.2f",
+                              s, m.reward_mean, acc, m.kl_mean, m.clip_fraction_region, m.zero_variance_fraction,
+                              m.completion_length_mean);
             if (held >= 0 && n > 0 && n < int(sizeof line))
                 std::snprintf(line + n, sizeof line - static_cast<std::size_t>(n), "  held-out-greedy %5.3f", held);
             log << line << (m.reference_refreshed ? "  [ref refreshed]" : "") << '\n';

@@ -85,8 +85,7 @@ int main(int argc, char** argv) {
         else if (a == "--help" || a == "-h") {
             print_flags(stdout);
             return 0;
-        }
-        else usage(("unknown option " + a).c_str());
+        } else usage(("unknown option " + a).c_str());
     }
     std::printf("grpo demo: 2-digit addition, %s rewards, G=%d, %d prompts/step, %d steps, seed %llu\n",
                 o.process_rewards ? "process (per-digit)" : "outcome", o.group_size, o.prompts_per_step, o.steps,

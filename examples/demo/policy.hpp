@@ -38,8 +38,14 @@ struct mlp {
 
     mlp() = default;
     mlp(int in, int hid, int out, rng& g, double in_scale, double out_scale)
-        : inputs(in), hidden(hid), outputs(out), w1(static_cast<std::size_t>(in) * hid), b1(hid, 0.0f),
-          w2(static_cast<std::size_t>(hid) * hid), b2(hid, 0.0f), w3(static_cast<std::size_t>(hid) * out),
+        : inputs(in),
+          hidden(hid),
+          outputs(out),
+          w1(static_cast<std::size_t>(in) * hid),
+          b1(hid, 0.0f),
+          w2(static_cast<std::size_t>(hid) * hid),
+          b2(hid, 0.0f),
+          w3(static_cast<std::size_t>(hid) * out),
           b3(out, 0.0f) {
         for (auto& w : w1) w = static_cast<float>(g.normal() * in_scale);
         for (auto& w : w2) w = static_cast<float>(g.normal() * std::sqrt(2.0 / hid));

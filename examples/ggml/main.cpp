@@ -87,8 +87,8 @@ public:
         ggml_tensor* rows = ggml_get_rows(ctx, emb_, feats); // ne = {hidden, slots * cells}
         ggml_tensor* h1 = nullptr;
         for (int k = 0; k < slots; ++k) {
-            ggml_tensor* part = ggml_view_2d(ctx, rows, hidden_, cells, rows->nb[1],
-                                             static_cast<std::size_t>(k * cells) * rows->nb[1]);
+            ggml_tensor* part =
+                ggml_view_2d(ctx, rows, hidden_, cells, rows->nb[1], static_cast<std::size_t>(k * cells) * rows->nb[1]);
             h1 = h1 ? ggml_add(ctx, h1, part) : part;
         }
         h1 = ggml_relu(ctx, ggml_add(ctx, h1, b1_));
@@ -338,7 +338,8 @@ double held_out_accuracy(host& h, const std::vector<problem>& eval) {
 }
 
 [[noreturn]] void usage(const std::string& msg) {
-    std::fprintf(stderr, "grpo_ggml_example: %s\nusage: grpo_ggml_example [--seed N] [--steps N] [--threads N] [--quiet]\n",
+    std::fprintf(stderr,
+                 "grpo_ggml_example: %s\nusage: grpo_ggml_example [--seed N] [--steps N] [--threads N] [--quiet]\n",
                  msg.c_str());
     std::exit(2);
 }
@@ -362,8 +363,9 @@ int main(int argc, char** argv) {
         else if (a == "--quiet") o.quiet = true;
         else usage(a == "--help" || a == "-h" ? "help" : "unknown option " + a);
     }
-    std::printf("grpo ggml example: 2-digit addition, ggml policy (%d hidden), G=%d, %d prompts/step, %d steps, seed %llu\n",
-                o.hidden, o.group_size, o.prompts_per_step, o.steps, static_cast<unsigned long long>(o.seed));
+    std::printf(
+        "grpo ggml example: 2-digit addition, ggml policy (%d hidden), G=%d, %d prompts/step, %d steps, seed %llu\n",
+        o.hidden, o.group_size, o.prompts_per_step, o.steps, static_cast<unsigned long long>(o.seed));
     std::fflush(stdout);
     const auto start = std::chrono::steady_clock::now();
     ggml_cpu_init();
@@ -416,8 +418,7 @@ int main(int argc, char** argv) {
         }
     }
     const double after = held_out_accuracy(h, eval);
-    std::printf("wall time: %.1f s\n",
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    std::printf("wall time: %.1f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     std::printf("held-out accuracy: %.3f -> %.3f\n", before, after);
     return 0;
 }

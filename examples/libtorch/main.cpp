@@ -39,7 +39,7 @@ struct options {
     int prompts_per_step = 64;
     int hidden = 64;
     int threads = 2;
-    int inner_updates = 2;          // mu: updates per rollout (old_logp kept from sampling)
+    int inner_updates = 2; // mu: updates per rollout (old_logp kept from sampling)
     int reference_refresh_every = 10;
     double lr = 2e-2;
     double entropy_coef = 0.2;
@@ -81,8 +81,8 @@ void copy_parameters(policy_net& to, const policy_net& from) {
 }
 
 /// Features of position t of each cell: int64 [cells, slots].
-torch::Tensor feature_tensor(const std::vector<const problem*>& probs, const std::vector<const grpo::token_id*>& prefixes,
-                             const std::vector<int>& positions) {
+torch::Tensor feature_tensor(const std::vector<const problem*>& probs,
+                             const std::vector<const grpo::token_id*>& prefixes, const std::vector<int>& positions) {
     const auto cells = static_cast<std::int64_t>(positions.size());
     torch::Tensor feats = torch::empty({cells, slots}, torch::kLong);
     auto* f = feats.data_ptr<std::int64_t>();
@@ -131,8 +131,8 @@ double held_out_accuracy(policy_net& net, const std::vector<problem>& eval) {
 
 /// A rollout as tensors: features of every (row, position) cell, the sampled tokens, and what grpo needs.
 struct rollout_tensors {
-    torch::Tensor feats;  // int64 [rows * cols, slots]
-    torch::Tensor tokens; // int64 [rows, cols], 0 at padding
+    torch::Tensor feats;                // int64 [rows * cols, slots]
+    torch::Tensor tokens;               // int64 [rows, cols], 0 at padding
     torch::Tensor old_logp, mask, live; // float [rows, cols]; live = 1 where a token was generated
 };
 
@@ -165,9 +165,10 @@ rollout_tensors to_tensors(const std::vector<problem>& prompts, const grpo::roll
 }
 
 [[noreturn]] void usage(const std::string& msg) {
-    std::fprintf(stderr,
-                 "grpo_libtorch_example: %s\nusage: grpo_libtorch_example [--seed N] [--steps N] [--threads N] [--quiet]\n",
-                 msg.c_str());
+    std::fprintf(
+        stderr,
+        "grpo_libtorch_example: %s\nusage: grpo_libtorch_example [--seed N] [--steps N] [--threads N] [--quiet]\n",
+        msg.c_str());
     std::exit(2);
 }
 
@@ -242,7 +243,8 @@ int main(int argc, char** argv) {
         torch::Tensor ref_logp;
         {
             torch::NoGradGuard no_grad;
-            ref_logp = reference->forward(r.feats).view({n, max_tokens, vocab}).gather(2, r.tokens.unsqueeze(2)).squeeze(2);
+            ref_logp =
+                reference->forward(r.feats).view({n, max_tokens, vocab}).gather(2, r.tokens.unsqueeze(2)).squeeze(2);
         }
         const double tokens = std::max(1.0, r.live.sum().item<double>());
 
@@ -267,8 +269,8 @@ int main(int argc, char** argv) {
         if (!o.quiet) {
             int correct = 0;
             for (grpo::index_t i = 0; i < n; ++i)
-                correct += grpo_demo::is_correct(batch[static_cast<std::size_t>(rb.prompt_of(i))], rb.tokens.row_data(i),
-                                                 rb.lengths[i]);
+                correct += grpo_demo::is_correct(batch[static_cast<std::size_t>(rb.prompt_of(i))],
+                                                 rb.tokens.row_data(i), rb.lengths[i]);
             std::printf("step %4d  reward %6.3f  accuracy %5.3f  kl %.5f  clip %.4f  zero-var %.2f", s,
                         reward.nanmean().item<double>(), double(correct) / double(n), ls.kl_mean,
                         ls.clip_fraction_region, st.zero_variance_fraction);

@@ -64,7 +64,7 @@ public:
             data_ = nullptr;
             capacity_ = 0;
             detail::cuda::cuda_check(cudaMalloc(reinterpret_cast<void**>(&data_), count * sizeof(double)),
-                               "cuda_workspace", "cudaMalloc");
+                                     "cuda_workspace", "cudaMalloc");
             capacity_ = count;
         }
         return data_;
@@ -76,7 +76,7 @@ public:
             host_ = nullptr;
             host_capacity_ = 0;
             detail::cuda::cuda_check(cudaMallocHost(reinterpret_cast<void**>(&host_), count * sizeof(double)),
-                               "cuda_workspace", "cudaMallocHost");
+                                     "cuda_workspace", "cudaMallocHost");
             host_capacity_ = count;
         }
         return host_;
@@ -137,9 +137,7 @@ public:
     void copy_to_host(void* h, const void* d, std::size_t bytes) {
         cuda_check(cudaMemcpyAsync(h, d, bytes, cudaMemcpyDeviceToHost, stream_), "grpo (cuda)", "cudaMemcpyAsync");
     }
-    void synchronize(const char* where) {
-        cuda_check(cudaStreamSynchronize(stream_), where, "cudaStreamSynchronize");
-    }
+    void synchronize(const char* where) { cuda_check(cudaStreamSynchronize(stream_), where, "cudaStreamSynchronize"); }
     void check_launch(const char* where) { cuda_check(cudaGetLastError(), where, "kernel launch"); }
 
 private:

@@ -52,7 +52,9 @@ public:
     emulated_workspace& operator=(const emulated_workspace&) = delete;
     /// Moving takes the memory, never the in-use state (a workspace in use must not be moved).
     emulated_workspace(emulated_workspace&& other) noexcept
-        : scratch_(std::move(other.scratch_)), host_(std::move(other.host_)), launches_(std::move(other.launches_)),
+        : scratch_(std::move(other.scratch_)),
+          host_(std::move(other.host_)),
+          launches_(std::move(other.launches_)),
           recording_(other.recording_) {}
     emulated_workspace& operator=(emulated_workspace&& other) noexcept {
         scratch_ = std::move(other.scratch_);
@@ -63,10 +65,10 @@ public:
     }
     double* doubles(std::size_t count) {
         if (count > scratch_.size())
-            detail::assign_scratch("cuda_emulated", "ws", scratch_,
-                                   count > static_cast<std::size_t>(PTRDIFF_MAX) ? std::ptrdiff_t(-1)
-                                                                                : static_cast<std::ptrdiff_t>(count),
-                                   0.0);
+            detail::assign_scratch(
+                "cuda_emulated", "ws", scratch_,
+                count > static_cast<std::size_t>(PTRDIFF_MAX) ? std::ptrdiff_t(-1) : static_cast<std::ptrdiff_t>(count),
+                0.0);
         return scratch_.data();
     }
     double* host_doubles(std::size_t count) {
@@ -115,7 +117,10 @@ namespace cuda {
 class emulated_block_state {
 public:
     emulated_block_state(int threads, index_t block, index_t blocks, std::mutex& atomics)
-        : threads_(threads), block_(block), blocks_(blocks), slots_(static_cast<std::size_t>(threads)),
+        : threads_(threads),
+          block_(block),
+          blocks_(blocks),
+          slots_(static_cast<std::size_t>(threads)),
           atomics_(atomics) {}
 
     void barrier() {

@@ -31,9 +31,16 @@ struct reference_loss {
         return c;
     }
 
-    reference_loss() : logp(rows * cols), old_logp(rows * cols), ref_logp(rows * cols), adv(rows * cols),
-                       mask(rows * cols), adv_seq{T(1.5), T(-0.5), T(0.25)}, lengths{5, 3, 4},
-                       grad(rows * cols, T(-9)), grad_seq(rows * cols, T(-9)) {
+    reference_loss()
+        : logp(rows * cols),
+          old_logp(rows * cols),
+          ref_logp(rows * cols),
+          adv(rows * cols),
+          mask(rows * cols),
+          adv_seq{T(1.5), T(-0.5), T(0.25)},
+          lengths{5, 3, 4},
+          grad(rows * cols, T(-9)),
+          grad_seq(rows * cols, T(-9)) {
         for (index_t k = 0; k < rows * cols; ++k) {
             const double x = static_cast<double>(k);
             logp[k] = T(-0.1 - 0.13 * x);
@@ -69,7 +76,8 @@ struct reference_loss {
     /// Writes the row-major values v into a raw buffer with the given strides.
     static void fill(T* p, index_t row_stride, index_t col_stride, const std::vector<T>& v) {
         for (index_t i = 0; i < rows; ++i)
-            for (index_t j = 0; j < cols; ++j) p[i * row_stride + j * col_stride] = v[static_cast<std::size_t>(i * cols + j)];
+            for (index_t j = 0; j < cols; ++j)
+                p[i * row_stride + j * col_stride] = v[static_cast<std::size_t>(i * cols + j)];
     }
 };
 
@@ -91,8 +99,9 @@ void check_matches(const grpo::loss_stats& s, const G& grad, const grpo::loss_st
     for (index_t i = 0; i < R::rows; ++i)
         for (index_t j = 0; j < R::cols; ++j) {
             INFO("grad(" << i << ", " << j << ")");
-            CHECK(double(grad(i, j)) ==
-                  Approx(double(ref_grad[static_cast<std::size_t>(i * R::cols + j)])).epsilon(tolerance<T>()).margin(1e-30));
+            CHECK(double(grad(i, j)) == Approx(double(ref_grad[static_cast<std::size_t>(i * R::cols + j)]))
+                                            .epsilon(tolerance<T>())
+                                            .margin(1e-30));
         }
 }
 

@@ -13,9 +13,9 @@
 
 #include "fixture.hpp"
 
+using grpo::index_t;
 using grpo_adapter_test::check_matches;
 using grpo_adapter_test::reference_loss;
-using grpo::index_t;
 
 namespace {
 
@@ -98,7 +98,8 @@ TEMPLATE_TEST_CASE("eigen: plain matrices, both storage orders, inputs and outpu
     SECTION("Eigen::Array, row-major inputs into a column-major output") {
         using A = Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
         inputs<T, A> x([&] { return A(R, C); });
-        Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic> grad = Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic>::Constant(R, C, T(-9));
+        Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic> grad =
+            Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic>::Constant(R, C, T(-9));
         check_matches(run<T>(x.logp, x.old_logp, x.ref_logp, x.adv, x.mask, grad), grad, r.stats, r.grad);
     }
     SECTION("fixed-size matrices") {
@@ -115,7 +116,8 @@ TEMPLATE_TEST_CASE("eigen: Map with inner and outer strides over raw buffers", "
     const reference_loss<T> r;
     // Every buffer holds the values with the given strides; unused slots hold NaN (never read).
     const auto buffer = [](index_t rs, index_t cs, const std::vector<T>& v) {
-        std::vector<T> b(static_cast<std::size_t>((R - 1) * rs + (C - 1) * cs + 1), std::numeric_limits<T>::quiet_NaN());
+        std::vector<T> b(static_cast<std::size_t>((R - 1) * rs + (C - 1) * cs + 1),
+                         std::numeric_limits<T>::quiet_NaN());
         reference_loss<T>::fill(b.data(), rs, cs, v);
         return b;
     };
@@ -123,12 +125,14 @@ TEMPLATE_TEST_CASE("eigen: Map with inner and outer strides over raw buffers", "
         const char* name;
         index_t rs, cs;
     };
-    for (const layout l : {layout{"row-major contiguous", C, 1}, layout{"row-major, padded rows", C + 3, 1},
-                           layout{"row-major, inner stride 2", 2 * C + 1, 2}, layout{"column-major contiguous", 1, R},
-                           layout{"column-major, padded columns", 1, R + 2}, layout{"column-major, inner stride 3", 3, 3 * R + 1}}) {
+    for (const layout l :
+         {layout{"row-major contiguous", C, 1}, layout{"row-major, padded rows", C + 3, 1},
+          layout{"row-major, inner stride 2", 2 * C + 1, 2}, layout{"column-major contiguous", 1, R},
+          layout{"column-major, padded columns", 1, R + 2}, layout{"column-major, inner stride 3", 3, 3 * R + 1}}) {
         INFO(l.name);
         const auto logp = buffer(l.rs, l.cs, r.logp), old_logp = buffer(l.rs, l.cs, r.old_logp),
-                   ref_logp = buffer(l.rs, l.cs, r.ref_logp), adv = buffer(l.rs, l.cs, r.adv), mask = buffer(l.rs, l.cs, r.mask);
+                   ref_logp = buffer(l.rs, l.cs, r.ref_logp), adv = buffer(l.rs, l.cs, r.adv),
+                   mask = buffer(l.rs, l.cs, r.mask);
         std::vector<T> grad_buf(buffer(l.rs, l.cs, r.grad).size(), T(-9));
         // The same storage described to Eigen both ways: row-major (outer = row stride, inner = column
         // stride) and column-major (outer = column stride, inner = row stride).

@@ -52,7 +52,8 @@ TEST_CASE("ggml: matrix() views ne = {tokens, completions} without a copy", "[gg
         for (int j = 0; j < 5; ++j) CHECK(v(i, j) == ggml_get_f32_nd(t, j, i, 0, 0));
 
     SECTION("a view with a row pitch and an offset") {
-        ggml_tensor* sub = ggml_view_2d(ctx.get(), t, 3, 2, t->nb[1], 1 * t->nb[1] + 2 * t->nb[0]); // rows 1..2, cols 2..4
+        ggml_tensor* sub =
+            ggml_view_2d(ctx.get(), t, 3, 2, t->nb[1], 1 * t->nb[1] + 2 * t->nb[0]); // rows 1..2, cols 2..4
         auto s = grpo::ggml::matrix(static_cast<const ggml_tensor*>(sub));
         REQUIRE(s.rows() == 2);
         REQUIRE(s.cols() == 3);
@@ -155,10 +156,10 @@ struct tiny_policy {
         for (int c = 0; c < B * T; ++c) ggml_set_f32_nd(x, context_of[c], c, 0, 0, 1.0f);
         ggml_tensor* idx = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, B * T);
         for (int c = 0; c < B * T; ++c) static_cast<int32_t*>(idx->data)[c] = c * V + token_of[c];
-        ggml_tensor* logits = ggml_mul_mat(ctx, w, x);                          // ne = {V, B*T}
-        ggml_tensor* lp = ggml_log(ctx, ggml_soft_max(ctx, logits));           // ne = {V, B*T}
+        ggml_tensor* logits = ggml_mul_mat(ctx, w, x);               // ne = {V, B*T}
+        ggml_tensor* lp = ggml_log(ctx, ggml_soft_max(ctx, logits)); // ne = {V, B*T}
         ggml_tensor* flat = ggml_reshape_2d(ctx, lp, 1, V * B * T);
-        return ggml_reshape_2d(ctx, ggml_get_rows(ctx, flat, idx), T, B);     // ne = {T, B}
+        return ggml_reshape_2d(ctx, ggml_get_rows(ctx, flat, idx), T, B); // ne = {T, B}
     }
 };
 
@@ -187,7 +188,7 @@ TEST_CASE("ggml: backward of sum(logp * G) with G = grpo's gradient is the GRPO 
     for (int k = 0; k < C * V; ++k) w0[k] = 0.3f * std::sin(1.7f * static_cast<float>(k));
     const std::vector<double> adv = {1.0, -0.5, 0.25, -0.75};
     grpo::loss_config cfg = grpo::loss_config::deepseekmath(); // seq-mean-token-mean, beta 0.04, k3
-    cfg.epsilon_low = cfg.epsilon_high = 0.05;                   // make some clips active
+    cfg.epsilon_low = cfg.epsilon_high = 0.05;                 // make some clips active
 
     // logp of W as a double vector (forward graph only).
     auto forward = [&](const std::vector<float>& wv) {

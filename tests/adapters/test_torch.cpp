@@ -227,25 +227,19 @@ bool mentions(const std::string& message, std::initializer_list<const char*> fra
 
 TEST_CASE("libtorch: errors name the argument, what was expected and what was found", "[torch]") {
     const batch b = random_batch(3, 4, 1);
-    CHECK(mentions(error_of([&] { lt::matrix<const float>(b.logp, "logp"); }),
-                   {"logp", "torch.Float", "torch.Double"}));
-    CHECK(mentions(error_of([&] { lt::matrix<const double>(b.adv, "adv"); }),
-                   {"2-D", "1-D"}));
-    CHECK(mentions(error_of([&] { lt::vector<const double>(torch::Tensor(), "x"); }),
-                   {"undefined"}));
+    CHECK(
+        mentions(error_of([&] { lt::matrix<const float>(b.logp, "logp"); }), {"logp", "torch.Float", "torch.Double"}));
+    CHECK(mentions(error_of([&] { lt::matrix<const double>(b.adv, "adv"); }), {"2-D", "1-D"}));
+    CHECK(mentions(error_of([&] { lt::vector<const double>(torch::Tensor(), "x"); }), {"undefined"}));
     const torch::Tensor meta = torch::empty({3, 4}, torch::TensorOptions().dtype(torch::kFloat64).device(torch::kMeta));
-    CHECK(mentions(error_of([&] { lt::matrix<const double>(meta, "logp"); }),
-                   {"CPU tensor", "meta"}));
-    CHECK(mentions(error_of([&] { lt::grpo_loss(meta, b.old, b.ref, b.adv, b.mask); }),
-                   {"logp"}));
+    CHECK(mentions(error_of([&] { lt::matrix<const double>(meta, "logp"); }), {"CPU tensor", "meta"}));
+    CHECK(mentions(error_of([&] { lt::grpo_loss(meta, b.old, b.ref, b.adv, b.mask); }), {"logp"}));
     CHECK(mentions(error_of([&] { lt::grpo_loss(b.logp.to(torch::kLong), b.old, b.ref, b.adv, b.mask); }),
                    {"floating dtype", "torch.Long"}));
-    CHECK(mentions(error_of([&] { lt::grpo_loss(b.logp.unsqueeze(0), b.old, b.ref, b.adv, b.mask); }),
-                   {"3-D"}));
+    CHECK(mentions(error_of([&] { lt::grpo_loss(b.logp.unsqueeze(0), b.old, b.ref, b.adv, b.mask); }), {"3-D"}));
     CHECK(mentions(error_of([&] { lt::grpo_loss(b.logp, b.old, b.ref, torch::Tensor(), b.mask); }),
                    {"advantages", "undefined"}));
-    CHECK(mentions(error_of([&] { lt::grpo_loss(b.logp, b.old.slice(1, 0, 3), b.ref, b.adv, b.mask); }),
-                   {"old_logp"}));
+    CHECK(mentions(error_of([&] { lt::grpo_loss(b.logp, b.old.slice(1, 0, 3), b.ref, b.adv, b.mask); }), {"old_logp"}));
     CHECK(mentions(error_of([&] { lt::grpo_loss(b.logp, b.old, b.ref, b.adv.slice(0, 0, 2), b.mask); }),
                    {"advantages", "[3] (one per completion) or [3, 4] (per token)", "got shape [2]"}));
     // A transposed logp [tokens, completions] with per-completion advantages: the advantages no longer fit, and
@@ -254,8 +248,7 @@ TEST_CASE("libtorch: errors name the argument, what was expected and what was fo
                    {"'advantages'", "logp of shape [4, 3]", "got shape [3]", "is logp transposed?"}));
     loss_config kl;
     kl.beta = 0.1;
-    CHECK(mentions(error_of([&] { lt::grpo_loss(b.logp, b.old, torch::Tensor(), b.adv, b.mask, kl); }),
-                   {"ref_logp"}));
+    CHECK(mentions(error_of([&] { lt::grpo_loss(b.logp, b.old, torch::Tensor(), b.adv, b.mask, kl); }), {"ref_logp"}));
     CHECK(mentions(error_of([&] { lt::grpo_loss(b.logp, b.old, b.ref, b.adv, b.mask.to(torch::kComplexDouble)); }),
                    {"mask", "ComplexDouble"}));
 

@@ -19,9 +19,9 @@
 
 #include "fixture.hpp"
 
+using grpo::index_t;
 using grpo_adapter_test::check_matches;
 using grpo_adapter_test::reference_loss;
-using grpo::index_t;
 
 namespace {
 
@@ -126,12 +126,15 @@ TEMPLATE_TEST_CASE("xtensor: xt::adapt of raw buffers with explicit strides", "[
                            layout{"column-major, padded columns", 1, R + 2}}) {
         INFO(l.name);
         const auto logp = buffer(l.rs, l.cs, r.logp), old_logp = buffer(l.rs, l.cs, r.old_logp),
-                   ref_logp = buffer(l.rs, l.cs, r.ref_logp), adv = buffer(l.rs, l.cs, r.adv), mask = buffer(l.rs, l.cs, r.mask);
+                   ref_logp = buffer(l.rs, l.cs, r.ref_logp), adv = buffer(l.rs, l.cs, r.adv),
+                   mask = buffer(l.rs, l.cs, r.mask);
         std::vector<T> grad_buf(logp.size(), T(-9));
         const std::array<std::size_t, 2> shape{std::size_t(R), std::size_t(C)};
         const std::array<std::ptrdiff_t, 2> strides{l.rs, l.cs};
         // xtensor wants the element count (not the memory span) as the size of a strided adaptor.
-        const auto a = [&](const std::vector<T>& b) { return xt::adapt(b.data(), R * C, xt::no_ownership(), shape, strides); };
+        const auto a = [&](const std::vector<T>& b) {
+            return xt::adapt(b.data(), R * C, xt::no_ownership(), shape, strides);
+        };
         auto grad = xt::adapt(grad_buf.data(), R * C, xt::no_ownership(), shape, strides);
         const auto v = grpo::xtensor::matrix(a(logp));
         static_assert(std::is_same<decltype(v), const grpo::matrix_view<const T>>::value, "adapt of const gives const");

@@ -115,10 +115,9 @@ result run_cpu(const problem& pb, const grpo::advantage_config& cfg, bool weight
                            grpo::vector_view<std::int64_t>(out.count.data(), k)};
     const grpo::groups g = pb.contiguous() ? grpo::groups::contiguous(pb.group_size)
                                            : grpo::groups::by_id({pb.ids.data(), n}, pb.num_groups);
-    out.st = grpo::compute_advantages(grpo::exec::host{}, grpo::vector_view<const T>(r.data(), n), g,
-                                      grpo::vector_view<T>(a.data(), n), cfg, go,
-                                      weights ? grpo::vector_view<const double>(pb.weights.data(), n)
-                                              : grpo::vector_view<const double>());
+    out.st = grpo::compute_advantages(
+        grpo::exec::host{}, grpo::vector_view<const T>(r.data(), n), g, grpo::vector_view<T>(a.data(), n), cfg, go,
+        weights ? grpo::vector_view<const double>(pb.weights.data(), n) : grpo::vector_view<const double>());
     out.adv.assign(a.begin(), a.end());
     return out;
 }
@@ -182,11 +181,14 @@ void compare(const result& cpu, const result& gpu, double rel) {
     CHECK(bad == 0);
 }
 
-const grpo::advantage_estimator all_estimators[] = {
-    grpo::advantage_estimator::group_zscore, grpo::advantage_estimator::group_centered,
-    grpo::advantage_estimator::group_centered_batch_std, grpo::advantage_estimator::rloo,
-    grpo::advantage_estimator::group_centered_batch_whitened, grpo::advantage_estimator::passk,
-    grpo::advantage_estimator::opo, grpo::advantage_estimator::gpg};
+const grpo::advantage_estimator all_estimators[] = {grpo::advantage_estimator::group_zscore,
+                                                    grpo::advantage_estimator::group_centered,
+                                                    grpo::advantage_estimator::group_centered_batch_std,
+                                                    grpo::advantage_estimator::rloo,
+                                                    grpo::advantage_estimator::group_centered_batch_whitened,
+                                                    grpo::advantage_estimator::passk,
+                                                    grpo::advantage_estimator::opo,
+                                                    grpo::advantage_estimator::gpg};
 
 /// Every estimator x std x singleton rule x NaN policy on one problem, both element types' tolerance.
 template <class T>
@@ -231,8 +233,8 @@ void check_constant_group_exact(const problem& pb, index_t constant_group) {
         CHECK(r.std[j] == 0);
         CHECK(r.zero[j] == 1);
         for (std::size_t i = 0; i < pb.rewards.size(); ++i) {
-            const bool member = pb.contiguous() ? index_t(i) / pb.group_size == constant_group
-                                                : pb.ids[i] == constant_group;
+            const bool member =
+                pb.contiguous() ? index_t(i) / pb.group_size == constant_group : pb.ids[i] == constant_group;
             if (member) CHECK(r.adv[i] == 0);
         }
     }
@@ -552,8 +554,9 @@ TEST_CASE("cuda advantages: error records carry exact int64 rows and ids", "[cud
     dbuf<double> r(pb.rewards), a(pb.rewards.size(), -99.0), rec(grpo::advantage_stats_doubles, 0.0);
     dbuf<std::int64_t> ids(pb.ids);
     grpo_test::device_workspace ws;
-    grpo::compute_advantages(grpo_test::default_exec(), r.cview(), grpo::device_groups::by_id(ids.cview(), pb.num_groups),
-                             a.view(), grpo::advantage_config{}, ws, rec.p);
+    grpo::compute_advantages(grpo_test::default_exec(), r.cview(),
+                             grpo::device_groups::by_id(ids.cview(), pb.num_groups), a.view(), grpo::advantage_config{},
+                             ws, rec.p);
     const std::vector<double> h = rec.get();
     CHECK(h[10] == 1);
     CHECK(grpo::detail::cuda::double_bits_as_int64(h[11]) == 5);
@@ -597,23 +600,30 @@ TEST_CASE("cuda advantages: bad shapes and configuration throw before any launch
     grpo_test::device_workspace ws;
     grpo::advantage_config cfg;
     using grpo::device_groups;
-    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::contiguous(3), a.view(), cfg, ws),
+    CHECK_THROWS_AS(
+        grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::contiguous(3), a.view(), cfg, ws),
+        grpo::error);
+    CHECK_THROWS_AS(
+        grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::contiguous(0), a.view(), cfg, ws),
+        grpo::error);
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::contiguous(4),
+                                             small.view(), cfg, ws),
                     grpo::error);
-    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::contiguous(0), a.view(), cfg, ws),
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::by_id({ids.p, 3}, 1),
+                                             a.view(), cfg, ws),
                     grpo::error);
-    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::contiguous(4), small.view(), cfg, ws),
-                    grpo::error);
-    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::by_id({ids.p, 3}, 1), a.view(), cfg, ws),
-                    grpo::error);
-    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::by_id(ids.cview(), 0), a.view(), cfg, ws),
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::by_id(ids.cview(), 0),
+                                             a.view(), cfg, ws),
                     grpo::error);
     grpo::device_group_outputs go;
     go.std = small.view(); // 3 != 4 groups
-    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::contiguous(4), a.view(), cfg, ws, go),
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::contiguous(4),
+                                             a.view(), cfg, ws, go),
                     grpo::error);
     cfg.epsilon = -1;
-    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::contiguous(4), a.view(), cfg, ws),
-                    grpo::error);
+    CHECK_THROWS_AS(
+        grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::contiguous(4), a.view(), cfg, ws),
+        grpo::error);
     cfg = {};
     // Host groups::by_id cannot reach the device.
     std::vector<std::int64_t> host_ids(pb.rewards.size(), 0);
@@ -624,13 +634,14 @@ TEST_CASE("cuda advantages: bad shapes and configuration throw before any launch
 #ifndef GRPO_TEST_EMULATED
     // A host pointer in a device_space view: caught by the debug-mode runtime check.
     std::vector<double> host_r(pb.rewards);
-    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), grpo::vector_view<const double, grpo::device_space>(host_r.data(), 16),
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(),
+                                             grpo::vector_view<const double, grpo::device_space>(host_r.data(), 16),
                                              device_groups::contiguous(4), a.view(), cfg, ws),
                     grpo::error);
 #endif
     // The no-sync overload needs a stats buffer.
-    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::contiguous(4), a.view(), cfg, ws,
-                                             static_cast<double*>(nullptr)),
+    CHECK_THROWS_AS(grpo::compute_advantages(grpo_test::default_exec(), r.cview(), device_groups::contiguous(4),
+                                             a.view(), cfg, ws, static_cast<double*>(nullptr)),
                     grpo::error);
     // Nothing was written by any of these calls.
     CHECK(a.get() == std::vector<double>(pb.rewards.size(), 0.0));

@@ -62,16 +62,15 @@ struct device_arena {
 
 template <class T>
 grpo::loss_inputs<T, grpo::device_space> mirror(device_arena& a, const grpo::loss_inputs<T>& in) {
-    return {a.mirror(in.logp), a.mirror(in.old_logp), a.mirror(in.ref_logp), a.mirror(in.advantages),
-            a.mirror(in.mask), a.mirror(in.lengths), a.mirror(in.sampling_logp), a.mirror(in.entropy)};
+    return {a.mirror(in.logp), a.mirror(in.old_logp), a.mirror(in.ref_logp),      a.mirror(in.advantages),
+            a.mirror(in.mask), a.mirror(in.lengths),  a.mirror(in.sampling_logp), a.mirror(in.entropy)};
 }
 
 template <class T>
 std::vector<T> download(const grpo::matrix_view<T, grpo::device_space>& m) {
     std::vector<T> h;
-    const std::size_t n = m.empty() ? 0
-                                    : static_cast<std::size_t>((m.rows() - 1) * m.row_stride() +
-                                                               (m.cols() - 1) * m.col_stride() + 1);
+    const std::size_t n =
+        m.empty() ? 0 : static_cast<std::size_t>((m.rows() - 1) * m.row_stride() + (m.cols() - 1) * m.col_stride() + 1);
     h.resize(n);
     REQUIRE(grpo_test::to_host(h.data(), m.data(), n * sizeof(T)));
     return h;
@@ -83,8 +82,7 @@ bool close(double a, double b, double rel) {
 
 /// Runs the same call on both backends and compares stats, gradient and per-token loss.
 template <class T>
-void check_parity(grpo_test::batch<T>& b, const grpo::loss_inputs<T>& hin, const grpo::loss_config& cfg,
-                  double rel) {
+void check_parity(grpo_test::batch<T>& b, const grpo::loss_inputs<T>& hin, const grpo::loss_config& cfg, double rel) {
     auto hout = b.outputs();
     std::vector<T> host_ratio(static_cast<std::size_t>(b.rows * b.cols), T(-7)), host_gent(host_ratio);
     hout.ratio = grpo::matrix_view<T>(host_ratio.data(), b.rows, b.cols);
@@ -176,8 +174,8 @@ void parity_all_variants(double rel) {
                     cfg.kl_value_clamp = 0.02;
                 }
                 const bool per_token_adv = variant != 3 && variant != 5;
-                check_parity(b, b.inputs(per_token_adv, variant != 2, variant != 1, variant == 3 || variant == 4),
-                             cfg, rel);
+                check_parity(b, b.inputs(per_token_adv, variant != 2, variant != 1, variant == 3 || variant == 4), cfg,
+                             rel);
             }
     // Every objective and option of the catalogue (tests/loss_catalogue.hpp), at every aggregation and ratio level.
     for (aggregation agg : aggs)
@@ -214,15 +212,15 @@ void kl_parity(double rel) {
                                {b.mask.data(), b.rows, b.cols},
                                {b.lengths.data(), b.rows}};
         std::vector<T> hkl(b.logp.size(), T(-7)), hg(b.logp.size(), T(-7));
-        const grpo::kl_stats ref = grpo::per_token_kl(
-            grpo::exec::host{}, hin, grpo::kl_outputs<T>{{hkl.data(), b.rows, b.cols}, {hg.data(), b.rows, b.cols}},
-            cfg);
+        const grpo::kl_stats ref =
+            grpo::per_token_kl(grpo::exec::host{}, hin,
+                               grpo::kl_outputs<T>{{hkl.data(), b.rows, b.cols}, {hg.data(), b.rows, b.cols}}, cfg);
         device_arena a;
         const grpo::kl_inputs<T, grpo::device_space> din{a.mirror(hin.logp), a.mirror(hin.ref_logp), a.mirror(hin.mask),
                                                          a.mirror(hin.lengths)};
         std::vector<T> fill(b.logp.size(), T(-7));
-        const grpo::kl_outputs<T, grpo::device_space> dout{
-            {a.copy(fill.data(), fill.size()), b.rows, b.cols}, {a.copy(fill.data(), fill.size()), b.rows, b.cols}};
+        const grpo::kl_outputs<T, grpo::device_space> dout{{a.copy(fill.data(), fill.size()), b.rows, b.cols},
+                                                           {a.copy(fill.data(), fill.size()), b.rows, b.cols}};
         grpo_test::device_workspace ws;
         const grpo::kl_stats got = grpo::per_token_kl(grpo_test::default_exec(), din, dout, cfg, ws);
         CHECK(got.token_count == ref.token_count);
@@ -241,8 +239,8 @@ void kl_parity(double rel) {
     std::size_t unmasked = 0;
     while (b.mask[unmasked] == 0) ++unmasked;
     b.ref_logp[unmasked] = T(std::nan(""));
-    const grpo::kl_inputs<T> hin{{b.logp.data(), b.rows, b.cols}, {b.ref_logp.data(), b.rows, b.cols},
-                                 {b.mask.data(), b.rows, b.cols}, {}};
+    const grpo::kl_inputs<T> hin{
+        {b.logp.data(), b.rows, b.cols}, {b.ref_logp.data(), b.rows, b.cols}, {b.mask.data(), b.rows, b.cols}, {}};
     std::string host_error, device_error;
     try {
         grpo::per_token_kl(grpo::exec::host{}, hin, grpo::kl_outputs<T>{}, grpo::kl_config{});
@@ -250,7 +248,8 @@ void kl_parity(double rel) {
         host_error = e.what();
     }
     device_arena a;
-    const grpo::kl_inputs<T, grpo::device_space> din{a.mirror(hin.logp), a.mirror(hin.ref_logp), a.mirror(hin.mask), {}};
+    const grpo::kl_inputs<T, grpo::device_space> din{
+        a.mirror(hin.logp), a.mirror(hin.ref_logp), a.mirror(hin.mask), {}};
     std::vector<T> fill(b.logp.size(), T(-7));
     const grpo::kl_outputs<T, grpo::device_space> dout{{a.copy(fill.data(), fill.size()), b.rows, b.cols}, {}};
     grpo_test::device_workspace ws;
@@ -287,8 +286,7 @@ TEST_CASE("cuda loss (emulated): a block of no threads is an error", "[cuda]") {
     const auto din = mirror(a, b.inputs());
     grpo::loss_outputs<double, grpo::device_space> dout;
     grpo::emulated_workspace ws;
-    CHECK_THROWS_AS(grpo::loss_and_grad(grpo::exec::cuda_emulated{0}, din, dout, grpo::loss_config{}, ws),
-                    grpo::error);
+    CHECK_THROWS_AS(grpo::loss_and_grad(grpo::exec::cuda_emulated{0}, din, dout, grpo::loss_config{}, ws), grpo::error);
 }
 #endif
 
@@ -366,12 +364,32 @@ TEST_CASE("cuda loss: the no-sync overload on a stream writes the syncing overlo
     REQUIRE(grpo_test::to_host(&h, d_record, sizeof h));
     CHECK(h.error.code == grpo::loss_error::none);
     const grpo::loss_stats got = grpo::checked_stats(h, 777);
-    const double expected[] = {sync.loss, sync.policy_loss, sync.kl_loss, sync.token_count, sync.clip_fraction_low,
-                               sync.clip_fraction_high, sync.clip_fraction_region, sync.dual_clip_fraction,
-                               sync.ratio_mean, sync.ratio_min, sync.ratio_max, sync.kl_mean, sync.approx_kl};
-    const double actual[] = {got.loss, got.policy_loss, got.kl_loss, got.token_count, got.clip_fraction_low,
-                             got.clip_fraction_high, got.clip_fraction_region, got.dual_clip_fraction,
-                             got.ratio_mean, got.ratio_min, got.ratio_max, got.kl_mean, got.approx_kl};
+    const double expected[] = {sync.loss,
+                               sync.policy_loss,
+                               sync.kl_loss,
+                               sync.token_count,
+                               sync.clip_fraction_low,
+                               sync.clip_fraction_high,
+                               sync.clip_fraction_region,
+                               sync.dual_clip_fraction,
+                               sync.ratio_mean,
+                               sync.ratio_min,
+                               sync.ratio_max,
+                               sync.kl_mean,
+                               sync.approx_kl};
+    const double actual[] = {got.loss,
+                             got.policy_loss,
+                             got.kl_loss,
+                             got.token_count,
+                             got.clip_fraction_low,
+                             got.clip_fraction_high,
+                             got.clip_fraction_region,
+                             got.dual_clip_fraction,
+                             got.ratio_mean,
+                             got.ratio_min,
+                             got.ratio_max,
+                             got.kl_mean,
+                             got.approx_kl};
     for (int k = 0; k < 13; ++k) CHECK(actual[k] == expected[k]);
     CHECK(download(d1.grad_logp) == download(d2.grad_logp));
 }
@@ -572,7 +590,8 @@ namespace {
 
 /// The CPU's message for these inputs (which must throw), as the device backend words it ("(cuda)" on a GPU,
 /// "(emulated)" on the host emulator).
-std::string cpu_message(grpo_test::batch<double>& b, const grpo::loss_inputs<double>& in, const grpo::loss_config& cfg) {
+std::string cpu_message(grpo_test::batch<double>& b, const grpo::loss_inputs<double>& in,
+                        const grpo::loss_config& cfg) {
     auto out = b.outputs();
     try {
         grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg);
@@ -616,7 +635,8 @@ void check_bad_value(grpo_test::batch<double>& b, const grpo::loss_inputs<double
     CHECK_THROWS_AS(grpo::checked_stats(h, b.cols), grpo::error);
     CHECK(download(dout.grad_logp) == fill);
 
-    if (h.error.code == grpo::loss_error::bad_length || h.error.code == grpo::loss_error::bad_global_count) return; // lengths (shapes_only clamps them) and the global count (no check)
+    if (h.error.code == grpo::loss_error::bad_length || h.error.code == grpo::loss_error::bad_global_count)
+        return; // lengths (shapes_only clamps them) and the global count (no check)
     cfg.checks = grpo::validation::shapes_only;
     CHECK_NOTHROW(grpo::loss_and_grad(grpo_test::default_exec(), din, dout, cfg, ws));
 }
@@ -754,12 +774,13 @@ h16_result run_h16(const grpo_test::batch<double>& b, bool per_token_adv, bool w
     in.logp = CV(up(b.logp), r, c);
     if (with_old) in.old_logp = CV(up(b.old_logp), r, c);
     in.ref_logp = CV(up(b.ref_logp), r, c);
-    in.advantages = per_token_adv ? CV(up(b.adv_tok), r, c)
-                                  : grpo::broadcast_to_tokens(
-                                        grpo::vector_view<const H, grpo::device_space>(up(b.adv_seq), r), c);
+    in.advantages =
+        per_token_adv ? CV(up(b.adv_tok), r, c)
+                      : grpo::broadcast_to_tokens(grpo::vector_view<const H, grpo::device_space>(up(b.adv_seq), r), c);
     if (with_mask) in.mask = CV(up(b.mask), r, c);
     if (with_lengths)
-        in.lengths = grpo::vector_view<const std::int64_t, grpo::device_space>(a.copy(b.lengths.data(), b.lengths.size()), r);
+        in.lengths =
+            grpo::vector_view<const std::int64_t, grpo::device_space>(a.copy(b.lengths.data(), b.lengths.size()), r);
     const std::vector<H> fill(static_cast<std::size_t>(r * c), to_h<H>(-7));
     grpo::loss_outputs<H, grpo::device_space> out;
     out.grad_logp = grpo::matrix_view<H, grpo::device_space>(a.copy(fill.data(), fill.size()), r, c);
@@ -809,7 +830,8 @@ void h16_parity(grpo::index_t rows, grpo::index_t cols, std::uint64_t seed, cons
         for (double x : cpu) scale = std::fmax(scale, std::fabs(x));
         std::size_t bad = 0;
         for (std::size_t k = 0; k < cpu.size(); ++k)
-            if (!(std::fabs(dev[k] - cpu[k]) <= 1.01 * half_ulp<H>() * std::fabs(cpu[k]) + subnormal_spacing<H>() + 1e-6 * scale))
+            if (!(std::fabs(dev[k] - cpu[k]) <=
+                  1.01 * half_ulp<H>() * std::fabs(cpu[k]) + subnormal_spacing<H>() + 1e-6 * scale))
                 ++bad;
         CHECK(bad == 0);
     };
@@ -837,7 +859,9 @@ void h16_all() {
 
 } // namespace
 
-TEST_CASE("cuda loss: bf16 inputs, fp32 math, parity with the fp64 CPU result", "[cuda][bf16]") { h16_all<__nv_bfloat16>(); }
+TEST_CASE("cuda loss: bf16 inputs, fp32 math, parity with the fp64 CPU result", "[cuda][bf16]") {
+    h16_all<__nv_bfloat16>();
+}
 TEST_CASE("cuda loss: fp16 inputs, fp32 math, parity with the fp64 CPU result", "[cuda][fp16]") { h16_all<__half>(); }
 
 TEST_CASE("cuda loss: bf16 deterministic across runs", "[cuda][bf16]") {

@@ -30,8 +30,8 @@ using grpo_test::dbuf;
 struct token_problem {
     index_t rows = 0, cols = 0;
     std::vector<double> rewards, mask, old_logp, sum_pi_squared, is_weights, baselines;
-    index_t group_size = 0;         // contiguous prompt groups when ids is empty
-    std::vector<std::int64_t> ids;  // id-based prompt groups
+    index_t group_size = 0;        // contiguous prompt groups when ids is empty
+    std::vector<std::int64_t> ids; // id-based prompt groups
     index_t num_groups = 0;
 };
 
@@ -107,9 +107,16 @@ struct device_problem {
     dbuf<std::int64_t> ids;
     const token_problem& p;
     explicit device_problem(const token_problem& pb)
-        : r(as<T>(pb.rewards)), m(as<T>(pb.mask)), lp(as<T>(pb.old_logp)), sq(as<T>(pb.sum_pi_squared)),
-          w(as<T>(pb.is_weights)), b(as<T>(pb.baselines)), a(pb.rewards.size(), T(-99)), g(pb.rewards.size(), T(-99)),
-          ids(pb.ids), p(pb) {}
+        : r(as<T>(pb.rewards)),
+          m(as<T>(pb.mask)),
+          lp(as<T>(pb.old_logp)),
+          sq(as<T>(pb.sum_pi_squared)),
+          w(as<T>(pb.is_weights)),
+          b(as<T>(pb.baselines)),
+          a(pb.rewards.size(), T(-99)),
+          g(pb.rewards.size(), T(-99)),
+          ids(pb.ids),
+          p(pb) {}
     grpo::token_advantage_inputs<T, grpo::device_space> inputs(bool rho) const {
         grpo::token_advantage_inputs<T, grpo::device_space> in;
         in.rewards = r.cmview(p.rows, p.cols);
@@ -184,7 +191,9 @@ void parity_sweep(const token_problem& p, double rel) {
 } // namespace
 
 TEST_CASE("cuda token advantages: parity with the CPU backend", "[cuda][token_advantages]") {
-    SECTION("contiguous prompt groups of 4, double") { parity_sweep<double>(random_problem(12, 9, 4, false, 5), 1e-12); }
+    SECTION("contiguous prompt groups of 4, double") {
+        parity_sweep<double>(random_problem(12, 9, 4, false, 5), 1e-12);
+    }
     SECTION("id-based prompt groups, double") { parity_sweep<double>(random_problem(13, 7, 3, true, 6), 1e-12); }
     SECTION("contiguous prompt groups of 3, float") { parity_sweep<float>(random_problem(9, 11, 3, false, 7), 1e-5); }
     SECTION("a group larger than a block, many chunks, double") {

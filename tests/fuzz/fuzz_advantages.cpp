@@ -188,12 +188,15 @@ void build(fuzz_input& in, problem<T>& pb) {
     }
     for (T& x : pb.rew.own) {
         const std::uint8_t c = in.u8();
-        x = nan_rewards && c < 30 ? std::numeric_limits<T>::quiet_NaN()
-            : inf_rewards && c < 34 ? std::numeric_limits<T>::infinity() : pal[c % 8];
+        x = nan_rewards && c < 30   ? std::numeric_limits<T>::quiet_NaN()
+            : inf_rewards && c < 34 ? std::numeric_limits<T>::infinity()
+                                    : pal[c % 8];
     }
     for (auto& x : pb.ids.own) {
         const std::uint8_t c = in.u8();
-        x = c < 245 ? (k > 0 ? in.range(0, std::min<std::int64_t>(k, 1 << 20) - 1) : 0) : c < 250 ? k : in.hostile_size();
+        x = c < 245   ? (k > 0 ? in.range(0, std::min<std::int64_t>(k, 1 << 20) - 1) : 0)
+            : c < 250 ? k
+                      : in.hostile_size();
     }
     for (double& x : pb.tw.own) {
         const std::uint8_t c = in.u8();
@@ -209,8 +212,9 @@ const char* tname() {
 
 template <class T>
 grpo::groups host_groups(const problem<T>& pb) {
-    return pb.contiguous ? grpo::groups::contiguous(pb.G)
-                         : grpo::groups::by_id(pb.ids.template view<grpo::vector_view<const std::int64_t>>(), pb.num_groups);
+    return pb.contiguous
+               ? grpo::groups::contiguous(pb.G)
+               : grpo::groups::by_id(pb.ids.template view<grpo::vector_view<const std::int64_t>>(), pb.num_groups);
 }
 
 template <class T>
@@ -238,10 +242,10 @@ outcome emulated_call(const problem<T>& pb, int threads, grpo::advantage_stats& 
         go.zero_variance = pb.zv.template view<grpo::vector_view<std::uint8_t, grpo::device_space>>();
         go.count = pb.cnt.template view<grpo::vector_view<std::int64_t, grpo::device_space>>();
         const grpo::device_groups g =
-            pb.contiguous ? grpo::device_groups(grpo::groups::contiguous(pb.G))
-                          : grpo::device_groups::by_id(
-                                pb.ids.template view<grpo::vector_view<const std::int64_t, grpo::device_space>>(),
-                                pb.num_groups);
+            pb.contiguous
+                ? grpo::device_groups(grpo::groups::contiguous(pb.G))
+                : grpo::device_groups::by_id(
+                      pb.ids.template view<grpo::vector_view<const std::int64_t, grpo::device_space>>(), pb.num_groups);
         st = grpo::compute_advantages(grpo::exec::cuda_emulated{threads},
                                       pb.rew.template view<grpo::vector_view<const T, grpo::device_space>>(), g,
                                       pb.adv.template view<grpo::vector_view<T, grpo::device_space>>(), pb.cfg, ws, go,
@@ -301,15 +305,22 @@ all_snapshots snap(const problem<T>& pb) {
 }
 
 double stat_field(const grpo::advantage_stats& s, int k) {
-    const double f[] = {double(s.num_groups), double(s.zero_variance_groups), s.zero_variance_fraction,
-                        double(s.scored), s.reward_mean, s.reward_std, s.advantage_mean, s.advantage_std,
-                        s.advantage_min, s.advantage_max};
+    const double f[] = {double(s.num_groups),
+                        double(s.zero_variance_groups),
+                        s.zero_variance_fraction,
+                        double(s.scored),
+                        s.reward_mean,
+                        s.reward_std,
+                        s.advantage_mean,
+                        s.advantage_std,
+                        s.advantage_min,
+                        s.advantage_max};
     return f[k];
 }
 constexpr int kStatFields = 10;
-const char* const stat_name[kStatFields] = {"num_groups", "zero_variance_groups", "zero_variance_fraction", "scored",
-                                            "reward_mean", "reward_std", "advantage_mean", "advantage_std",
-                                            "advantage_min", "advantage_max"};
+const char* const stat_name[kStatFields] = {
+    "num_groups", "zero_variance_groups", "zero_variance_fraction", "scored",        "reward_mean",
+    "reward_std", "advantage_mean",       "advantage_std",          "advantage_min", "advantage_max"};
 
 template <class E>
 bool same_view_values(const vbuf<E>& a, const vbuf<E>& b, std::int64_t* where) {
@@ -326,7 +337,8 @@ template <class T>
 void compare_outputs(const char* tag, const char* what, const problem<T>& a, const problem<T>& b) {
     std::int64_t i = 0;
     if (!same_view_values(a.adv, b.adv, &i))
-        finding(tag, "%s: advantages[%lld] %.17g vs %.17g", what, (long long)i, double(a.adv.at(i)), double(b.adv.at(i)));
+        finding(tag, "%s: advantages[%lld] %.17g vs %.17g", what, (long long)i, double(a.adv.at(i)),
+                double(b.adv.at(i)));
     if (!same_view_values(a.mean, b.mean, &i))
         finding(tag, "%s: group mean[%lld] %.17g vs %.17g", what, (long long)i, a.mean.at(i), b.mean.at(i));
     if (!same_view_values(a.sd, b.sd, &i))
@@ -341,14 +353,15 @@ void describe(const problem<T>& pb) {
                  "advantages<%s> n %lld %s G %lld num_groups %lld k %lld tame %d aliased %d | est %d std %d eps %g "
                  "singleton %d nan %d weps %g floor %g passk_std %d\n",
                  tname<T>(), (long long)pb.n, pb.contiguous ? "contiguous" : "by_id", (long long)pb.G,
-                 (long long)pb.num_groups, (long long)pb.k, pb.tame, pb.aliased, int(pb.cfg.estimator),
-                 int(pb.cfg.std), pb.cfg.epsilon, int(pb.cfg.singleton), int(pb.cfg.nan), pb.cfg.whiten_epsilon,
-                 pb.cfg.variance_floor, int(pb.cfg.passk_scale_by_std));
+                 (long long)pb.num_groups, (long long)pb.k, pb.tame, pb.aliased, int(pb.cfg.estimator), int(pb.cfg.std),
+                 pb.cfg.epsilon, int(pb.cfg.singleton), int(pb.cfg.nan), pb.cfg.whiten_epsilon, pb.cfg.variance_floor,
+                 int(pb.cfg.passk_scale_by_std));
     auto d = [](const auto& b) {
         if (!b.present) return;
         std::fprintf(stderr, "  %s: size %lld stride %lld offset %lld backed %d:", b.name, (long long)b.L.size,
                      (long long)b.L.stride, (long long)b.L.offset, b.L.backed);
-        for (std::int64_t i = 0; i < b.L.size && i < 24 && b.L.backed; ++i) std::fprintf(stderr, " %.9g", double(b.at(i)));
+        for (std::int64_t i = 0; i < b.L.size && i < 24 && b.L.backed; ++i)
+            std::fprintf(stderr, " %.9g", double(b.at(i)));
         std::fprintf(stderr, "\n");
     };
     d(pb.rew);
@@ -388,8 +401,8 @@ void run(fuzz_input& in) {
     }
     {
         const grpo::advantage_config& c = pb.cfg;
-        if (int(c.estimator) < 0 || int(c.estimator) >= grpo::advantage_estimator_count || int(c.std) < 0 || int(c.std) > 1 || int(c.singleton) < 0 ||
-            int(c.singleton) > 1 || int(c.nan) < 0 || int(c.nan) > 1)
+        if (int(c.estimator) < 0 || int(c.estimator) >= grpo::advantage_estimator_count || int(c.std) < 0 ||
+            int(c.std) > 1 || int(c.singleton) < 0 || int(c.singleton) > 1 || int(c.nan) < 0 || int(c.nan) > 1)
             finding("enum-out-of-range-accepted", "advantage_config est %d std %d singleton %d nan %d accepted",
                     int(c.estimator), int(c.std), int(c.singleton), int(c.nan));
     }
@@ -399,7 +412,8 @@ void run(fuzz_input& in) {
         grpo::advantage_stats rst;
         const outcome r = host_call(ref, grpo::exec::host{}, rst);
         if (!r.ok) finding("alias-accepted", "aliased call succeeded, non-aliased threw: %s", r.message.c_str());
-        compare_outputs("alias-accepted-wrong-result", "aliased output accepted, differs from non-aliased call", pb, ref);
+        compare_outputs("alias-accepted-wrong-result", "aliased output accepted, differs from non-aliased call", pb,
+                        ref);
         return;
     }
     if (pb.n > (std::int64_t(1) << 22) || pb.k > (std::int64_t(1) << 22)) return; // accepted a huge empty problem
@@ -413,7 +427,8 @@ void run(fuzz_input& in) {
         auto outside = [&](const auto& b, const auto& p) {
             if (!b.present) return;
             std::vector<char> inside(b.own.size(), 0);
-            for (std::int64_t i = 0; i < b.L.size; ++i) inside[static_cast<std::size_t>(b.L.offset + i * b.L.stride)] = 1;
+            for (std::int64_t i = 0; i < b.L.size; ++i)
+                inside[static_cast<std::size_t>(b.L.offset + i * b.L.stride)] = 1;
             for (std::size_t o = 0; o < inside.size(); ++o)
                 if (!inside[o] && std::memcmp(&b.own[o], &p.own[o], sizeof(b.own[0])) != 0)
                     finding("write-outside-view", "%s buffer element %zu outside the view was written", b.name, o);
@@ -433,21 +448,24 @@ void run(fuzz_input& in) {
         const T r = pb.rew.at(i);
         if (std::isnan(double(r))) {
             if (pb.adv.at(i) != T(0))
-                finding("unscored-advantage-nonzero", "advantages[%lld] = %.9g for a NaN (ignored) reward", (long long)i,
-                        double(pb.adv.at(i)));
+                finding("unscored-advantage-nonzero", "advantages[%lld] = %.9g for a NaN (ignored) reward",
+                        (long long)i, double(pb.adv.at(i)));
             continue;
         }
         ++scored;
         const std::int64_t g = pb.contiguous ? i / pb.G : pb.ids.at(i);
         count[static_cast<std::size_t>(g)] += 1;
     }
-    if (st.scored != scored) finding("stats-scored", "stats.scored %lld, expected %lld", (long long)st.scored, (long long)scored);
-    if (st.num_groups != k) finding("stats-num-groups", "stats.num_groups %lld, expected %lld", (long long)st.num_groups, (long long)k);
+    if (st.scored != scored)
+        finding("stats-scored", "stats.scored %lld, expected %lld", (long long)st.scored, (long long)scored);
+    if (st.num_groups != k)
+        finding("stats-num-groups", "stats.num_groups %lld, expected %lld", (long long)st.num_groups, (long long)k);
     for (std::int64_t j = 0; j < k; ++j) {
         if (pb.cnt.present && pb.cnt.at(j) != count[static_cast<std::size_t>(j)])
             finding("group-count", "count[%lld] = %lld, expected %lld", (long long)j, (long long)pb.cnt.at(j),
                     (long long)count[static_cast<std::size_t>(j)]);
-        if (pb.zv.present && pb.zv.at(j) > 1) finding("group-zero-variance", "zero_variance[%lld] = %d", (long long)j, int(pb.zv.at(j)));
+        if (pb.zv.present && pb.zv.at(j) > 1)
+            finding("group-zero-variance", "zero_variance[%lld] = %d", (long long)j, int(pb.zv.at(j)));
         if (pb.sd.present && !(pb.sd.at(j) >= 0) && !std::isnan(pb.sd.at(j)))
             finding("group-std-negative", "std[%lld] = %.17g", (long long)j, pb.sd.at(j));
     }
@@ -486,7 +504,8 @@ void run(fuzz_input& in) {
         grpo::advantage_stats est;
         const outcome r = emulated_call(e, threads, est);
         if (!r.ok)
-            finding("emulated-vs-cpu-outcome", "%s: cpu succeeded, cuda_emulated threw: %s", tname<T>(), r.message.c_str());
+            finding("emulated-vs-cpu-outcome", "%s: cpu succeeded, cuda_emulated threw: %s", tname<T>(),
+                    r.message.c_str());
         if (pb.tame) {
             const double rel = sizeof(T) == 8 ? 1e-12 : 1e-6;
             for (int f = 0; f < kStatFields; ++f)

@@ -162,9 +162,9 @@ public:
     /// Doubles that break arithmetic (finite ones first).
     static const std::vector<double>& extreme_doubles() {
         static const std::vector<double> v = {
-            0.0, -0.0, 1.0, -1.0, 1e38, -1e38, 3e38, -3e38, 1e-300, -1e-300, 4.9e-324, 2.2250738585072009e-308,
-            1e-45, 1.17549435e-38, 88.8, -88.8, 709.9, -709.9, 103.0, -103.0, 745.2, 1e308, -1e308, 1.7e308, 1e-7,
-            0.5, 2.0, 20.0, -20.0, 1e10, -1e10,
+            0.0, -0.0, 1.0, -1.0, 1e38, -1e38, 3e38, -3e38, 1e-300, -1e-300, 4.9e-324, 2.2250738585072009e-308, 1e-45,
+            1.17549435e-38, 88.8, -88.8, 709.9, -709.9, 103.0, -103.0, 745.2, 1e308, -1e308, 1.7e308, 1e-7, 0.5, 2.0,
+            20.0, -20.0, 1e10, -1e10,
             // non-finite last: index >= kFiniteExtremes
             std::numeric_limits<double>::quiet_NaN(), -std::numeric_limits<double>::quiet_NaN(),
             std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity()};
@@ -221,8 +221,8 @@ inline bool bits_equal(float a, float b) { return std::memcmp(&a, &b, sizeof a) 
 class snapshot {
 public:
     snapshot() = default;
-    snapshot(const void* p, std::size_t bytes) : p_(p), bytes_(static_cast<const unsigned char*>(p),
-                                                                 static_cast<const unsigned char*>(p) + bytes) {}
+    snapshot(const void* p, std::size_t bytes)
+        : p_(p), bytes_(static_cast<const unsigned char*>(p), static_cast<const unsigned char*>(p) + bytes) {}
     /// Offset of the first changed byte, or -1.
     std::ptrdiff_t first_change() const {
         const auto* q = static_cast<const unsigned char*>(p_);
@@ -252,7 +252,7 @@ inline void fill_sentinel(void* p, std::size_t bytes) {
 /// How a [rows, cols] view lies in its buffer.
 struct layout {
     std::int64_t rows = 0, cols = 0, rs = 0, cs = 1, offset = 0;
-    __int128 span = 0; ///< elements from the buffer start to one past the last element (0 when empty)
+    __int128 span = 0;  ///< elements from the buffer start to one past the last element (0 when empty)
     bool backed = true; ///< span fits in kMaxElems (the buffer holds it); else a 1-element buffer
 };
 
@@ -272,18 +272,37 @@ inline layout draw_layout(fuzz_input& in, std::int64_t rows, std::int64_t cols, 
     const __int128 r = rows > 0 ? rows : 1, c = cols > 0 ? cols : 1;
     __int128 rs = c, cs = 1;
     switch (k) {
-    default: break;                                                          // row-major contiguous (0..7)
-    case 8: rs = c + in.u8() % 5 + 1; break;                                 // padded rows
-    case 9: rs = 1; cs = r; break;                                           // column-major
-    case 10: rs = 1; cs = r + in.u8() % 3 + 1; break;                        // padded column-major
-    case 11: rs = read_only ? 0 : c; break;                                  // every row the same
-    case 12: rs = read_only ? 1 : c; cs = read_only ? 0 : 1; break;          // broadcast over tokens
-    case 13: rs = in.u8() % 6; cs = in.u8() % 4; break;                      // anything small
-    case 14: rs = c * 2; cs = 2; break;                                      // every other element
+    default: break;                          // row-major contiguous (0..7)
+    case 8: rs = c + in.u8() % 5 + 1; break; // padded rows
+    case 9:
+        rs = 1;
+        cs = r;
+        break; // column-major
+    case 10:
+        rs = 1;
+        cs = r + in.u8() % 3 + 1;
+        break;                              // padded column-major
+    case 11: rs = read_only ? 0 : c; break; // every row the same
+    case 12:
+        rs = read_only ? 1 : c;
+        cs = read_only ? 0 : 1;
+        break; // broadcast over tokens
+    case 13:
+        rs = in.u8() % 6;
+        cs = in.u8() % 4;
+        break; // anything small
+    case 14:
+        rs = c * 2;
+        cs = 2;
+        break; // every other element
     case 15:
         if (hostile && hostile_enabled()) {
-            const __int128 bad[] = {-1, -c, __int128(1) << 62, std::numeric_limits<std::int64_t>::max(),
-                                    __int128(1) << 40, std::numeric_limits<std::int64_t>::min()};
+            const __int128 bad[] = {-1,
+                                    -c,
+                                    __int128(1) << 62,
+                                    std::numeric_limits<std::int64_t>::max(),
+                                    __int128(1) << 40,
+                                    std::numeric_limits<std::int64_t>::min()};
             if (in.flag()) rs = bad[in.u8() % 6];
             else cs = bad[in.u8() % 6];
         }
@@ -354,15 +373,12 @@ inline bool close(double a, double b, double rel) {
 
 /// The libFuzzer entry point of a harness whose `run<T>(fuzz_input&)` takes the element type: the first byte
 /// picks double or float; skip_input (a known finding skipped with GRPO_FUZZ_SKIP) ends the input quietly.
-#define GRPO_FUZZ_ENTRY_FLOAT_AND_DOUBLE()                                                       \
-    extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {          \
-        fuzz::fuzz_input in(data, size);                                                         \
-        try {                                                                                    \
-            if (in.flag())                                                                       \
-                run<double>(in);                                                                 \
-            else                                                                                 \
-                run<float>(in);                                                                  \
-        } catch (const fuzz::skip_input&) {                                                      \
-        }                                                                                        \
-        return 0;                                                                                \
+#define GRPO_FUZZ_ENTRY_FLOAT_AND_DOUBLE()                                              \
+    extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) { \
+        fuzz::fuzz_input in(data, size);                                                \
+        try {                                                                           \
+            if (in.flag()) run<double>(in);                                             \
+            else run<float>(in);                                                        \
+        } catch (const fuzz::skip_input&) {}                                            \
+        return 0;                                                                       \
     }

@@ -25,8 +25,8 @@ using namespace fuzz;
 using grpo::index_t;
 
 enum arr_id { A_LOGP, A_OLD, A_REF, A_ADV, A_MASK, A_GRAD, A_PER, A_COUNT };
-const char* const arr_name[A_COUNT] = {"logp", "old_logp", "ref_logp", "advantages", "mask", "grad_logp",
-                                       "per_token_loss"};
+const char* const arr_name[A_COUNT] = {"logp", "old_logp",  "ref_logp",      "advantages",
+                                       "mask", "grad_logp", "per_token_loss"};
 
 struct spec {
     bool present = false;
@@ -55,7 +55,8 @@ struct views {
 };
 
 template <class T, class Space>
-views<T, Space> make_views(const problem<T>& pb, std::vector<std::vector<T>>& bufs, std::vector<std::int64_t>& lengths) {
+views<T, Space> make_views(const problem<T>& pb, std::vector<std::vector<T>>& bufs,
+                           std::vector<std::int64_t>& lengths) {
     views<T, Space> v;
     auto cview = [&](int k) {
         const spec& s = pb.a[k];
@@ -175,8 +176,8 @@ bool build(fuzz_input& in, problem<T>& pb) {
         if (target != out_k && pb.a[out_k].present && pb.a[out_k].L.backed) {
             pb.a[out_k].buffer = pb.a[target].buffer == out_k ? target : pb.a[target].buffer;
             if (in.flag()) pb.a[out_k].L.offset = std::int64_t(in.u8() % 3);
-            pb.a[out_k].L.span =
-                span_of(pb.a[out_k].L.rows, pb.a[out_k].L.cols, pb.a[out_k].L.rs, pb.a[out_k].L.cs, pb.a[out_k].L.offset);
+            pb.a[out_k].L.span = span_of(pb.a[out_k].L.rows, pb.a[out_k].L.cols, pb.a[out_k].L.rs, pb.a[out_k].L.cs,
+                                         pb.a[out_k].L.offset);
             pb.aliased = true;
         }
     }
@@ -184,8 +185,8 @@ bool build(fuzz_input& in, problem<T>& pb) {
     std::int64_t need[A_COUNT] = {};
     for (int k = 0; k < A_COUNT; ++k)
         if (pb.a[k].present)
-            need[pb.a[k].buffer] = std::max<std::int64_t>(need[pb.a[k].buffer],
-                                                          pb.a[k].L.backed ? std::int64_t(pb.a[k].L.span) : 1);
+            need[pb.a[k].buffer] =
+                std::max<std::int64_t>(need[pb.a[k].buffer], pb.a[k].L.backed ? std::int64_t(pb.a[k].L.span) : 1);
     for (int b = 0; b < A_COUNT; ++b) {
         pb.bufs[b].assign(static_cast<std::size_t>(need[b] + 2), T(0));
         if (b >= A_GRAD) {
@@ -213,8 +214,9 @@ bool build(fuzz_input& in, problem<T>& pb) {
         pb.lengths.resize(static_cast<std::size_t>(n));
         for (auto& l : pb.lengths) {
             const std::uint8_t k = in.u8();
-            l = k < 240 ? (pb.cols > 0 ? in.range(0, std::min<std::int64_t>(pb.cols, 1 << 20)) : 0)
-                        : k < 248 ? pb.cols + 1 : in.hostile_size();
+            l = k < 240   ? (pb.cols > 0 ? in.range(0, std::min<std::int64_t>(pb.cols, 1 << 20)) : 0)
+                : k < 248 ? pb.cols + 1
+                          : in.hostile_size();
         }
     }
     return true;
@@ -232,16 +234,35 @@ bool valid_cell(const problem<T>& pb, std::int64_t i, std::int64_t t) {
 }
 
 double stat_field(const grpo::loss_stats& s, int k) {
-    const double f[] = {s.loss,          s.policy_loss,         s.kl_loss,           s.token_count,
-                        s.clip_fraction_low, s.clip_fraction_high, s.clip_fraction_region, s.dual_clip_fraction,
-                        s.ratio_mean,    s.ratio_min,           s.ratio_max,         s.kl_mean,
+    const double f[] = {s.loss,
+                        s.policy_loss,
+                        s.kl_loss,
+                        s.token_count,
+                        s.clip_fraction_low,
+                        s.clip_fraction_high,
+                        s.clip_fraction_region,
+                        s.dual_clip_fraction,
+                        s.ratio_mean,
+                        s.ratio_min,
+                        s.ratio_max,
+                        s.kl_mean,
                         s.approx_kl};
     return f[k];
 }
 constexpr int kStatFields = 13;
-const char* const stat_name[kStatFields] = {"loss", "policy_loss", "kl_loss", "token_count", "clip_fraction_low",
-                                            "clip_fraction_high", "clip_fraction_region", "dual_clip_fraction",
-                                            "ratio_mean", "ratio_min", "ratio_max", "kl_mean", "approx_kl"};
+const char* const stat_name[kStatFields] = {"loss",
+                                            "policy_loss",
+                                            "kl_loss",
+                                            "token_count",
+                                            "clip_fraction_low",
+                                            "clip_fraction_high",
+                                            "clip_fraction_region",
+                                            "dual_clip_fraction",
+                                            "ratio_mean",
+                                            "ratio_min",
+                                            "ratio_max",
+                                            "kl_mean",
+                                            "approx_kl"};
 
 bool stats_bits_equal(const grpo::loss_stats& a, const grpo::loss_stats& b, int* which) {
     for (int k = 0; k < kStatFields; ++k)
@@ -356,8 +377,8 @@ void run(fuzz_input& in) {
             const std::int64_t l = pb.lengths[static_cast<std::size_t>(i * pb.len_stride)];
             if (l < 0 || l > call_cols) lengths_out_of_range = true;
         }
-    const bool do_emulated = in.chance(24) &&
-                             !(lengths_out_of_range && pb.cfg.checks != grpo::validation::full) && pb.rows >= 0 && pb.cols >= 0 && pb.rows <= 12 &&
+    const bool do_emulated = in.chance(24) && !(lengths_out_of_range && pb.cfg.checks != grpo::validation::full) &&
+                             pb.rows >= 0 && pb.cols >= 0 && pb.rows <= 12 &&
                              __int128(pb.rows) * std::max<std::int64_t>(pb.cols, 1) <= 256;
     const unsigned threads = 2 + in.u8() % 2;
 
@@ -385,11 +406,14 @@ void run(fuzz_input& in) {
     // ---- success ----
     {
         const grpo::loss_config& c = pb.cfg;
-        const int bad = int(c.ratio) > 2 || int(c.ratio) < 0 ? 1 : int(c.kl) >= grpo::kl_estimator_count || int(c.kl) < 0 ? 2
-                      : int(c.agg) > 4 || int(c.agg) < 0 ? 3 : int(c.checks) > 1 || int(c.checks) < 0 ? 4 : 0;
+        const int bad = int(c.ratio) > 2 || int(c.ratio) < 0                     ? 1
+                        : int(c.kl) >= grpo::kl_estimator_count || int(c.kl) < 0 ? 2
+                        : int(c.agg) > 4 || int(c.agg) < 0                       ? 3
+                        : int(c.checks) > 1 || int(c.checks) < 0                 ? 4
+                                                                                 : 0;
         if (bad)
-            finding("enum-out-of-range-accepted", "%s: loss_config with ratio %d kl %d agg %d checks %d accepted", tname<T>(),
-                    int(c.ratio), int(c.kl), int(c.agg), int(c.checks));
+            finding("enum-out-of-range-accepted", "%s: loss_config with ratio %d kl %d agg %d checks %d accepted",
+                    tname<T>(), int(c.ratio), int(c.kl), int(c.agg), int(c.checks));
     }
     // Writable views that overlap themselves must have been rejected by the view constructor.
     for (int k = A_GRAD; k < A_COUNT; ++k)
@@ -442,7 +466,8 @@ void run(fuzz_input& in) {
 
     for (int b = 0; b < A_GRAD; ++b)
         if (snaps[b].first_change() >= 0)
-            finding("input-modified", "%s changed at byte %td by a successful call", arr_name[b], snaps[b].first_change());
+            finding("input-modified", "%s changed at byte %td by a successful call", arr_name[b],
+                    snaps[b].first_change());
 
     // Outputs: nothing outside the views, exactly 0 at masked cells, no NaN from finite inputs.
     bool finite_inputs = true;
@@ -495,8 +520,8 @@ void run(fuzz_input& in) {
         const double d = with_old ? std::fabs(at(A_LOGP, i, t) - at(A_OLD, i, t)) : 0.0;
         const double w = std::max({1.0, c.cispo_ratio_cap, 1 + c.epsilon_high});
         const double gate = 4 / std::min(c.sapo_temperature_pos, c.sapo_temperature_neg); // sapo's 4/tau
-        return a * lp * w > t_max / 4 || a * gate > t_max / 4 || c.dro_beta * d * d > t_max / 4 || std::fabs(c.kl_cov_coef) * d > t_max / 4 ||
-               d > t_max / 4;
+        return a * lp * w > t_max / 4 || a * gate > t_max / 4 || c.dro_beta * d * d > t_max / 4 ||
+               std::fabs(c.kl_cov_coef) * d > t_max / 4 || d > t_max / 4;
     };
     auto both_terms_overflow = [&](std::int64_t i, std::int64_t t) {
         if (huge_input(i, t)) return true; // a difference of two inputs beyond 1e300 can itself overflow
@@ -543,7 +568,8 @@ void run(fuzz_input& in) {
                     finding("masked-output-nonzero", "%s: %s(%lld, %lld) = %.9g at a masked position", tname<T>(),
                             arr_name[k], (long long)i, (long long)t, double(x));
                 if (finite_inputs && std::isnan(double(x)) && !both_terms_overflow(i, t))
-                    finding(pb.tame ? "nan-from-finite" : "nan-from-finite-extreme", "%s: %s(%lld, %lld) is NaN with finite inputs (beta %g, kl %d, ratio %d, agg %d)",
+                    finding(pb.tame ? "nan-from-finite" : "nan-from-finite-extreme",
+                            "%s: %s(%lld, %lld) is NaN with finite inputs (beta %g, kl %d, ratio %d, agg %d)",
                             tname<T>(), arr_name[k], (long long)i, (long long)t, pb.cfg.beta, int(pb.cfg.kl),
                             int(pb.cfg.ratio), int(pb.cfg.agg));
             }
@@ -555,15 +581,20 @@ void run(fuzz_input& in) {
     if (finite_inputs)
         for (int k = 0; k < kStatFields; ++k)
             if (std::isnan(stat_field(st, k)) && !sums_may_overflow)
-                finding(pb.tame ? "nan-from-finite" : "nan-from-finite-extreme", "%s: stats.%s is NaN with finite inputs (beta %g, kl %d, ratio %d, agg %d)",
-                        tname<T>(), stat_name[k], pb.cfg.beta, int(pb.cfg.kl), int(pb.cfg.ratio), int(pb.cfg.agg));
+                finding(pb.tame ? "nan-from-finite" : "nan-from-finite-extreme",
+                        "%s: stats.%s is NaN with finite inputs (beta %g, kl %d, ratio %d, agg %d)", tname<T>(),
+                        stat_name[k], pb.cfg.beta, int(pb.cfg.kl), int(pb.cfg.ratio), int(pb.cfg.agg));
 
     // Masked cells never matter: garbage everywhere no unmasked token reads.
     {
         auto bufs = fresh_outputs(pb);
         static const double garbage[] = {std::numeric_limits<double>::quiet_NaN(),
                                          std::numeric_limits<double>::infinity(),
-                                         -std::numeric_limits<double>::infinity(), 3e38, -1e38, 1e300, 0.5};
+                                         -std::numeric_limits<double>::infinity(),
+                                         3e38,
+                                         -1e38,
+                                         1e300,
+                                         0.5};
         for (int k = 0; k <= A_MASK; ++k) {
             const spec& s = pb.a[k];
             if (!s.present) continue;
@@ -575,9 +606,9 @@ void run(fuzz_input& in) {
             for (std::int64_t i = 0; i < rows; ++i)
                 for (std::int64_t t = 0; t < cols; ++t) {
                     // The mask's own cells decide validity up to the row's length.
-                    const bool read = k == A_MASK ? !(pb.has_lengths &&
-                                                      t >= pb.lengths[static_cast<std::size_t>(i * pb.len_stride)])
-                                                  : valid_cell(pb, i, t);
+                    const bool read =
+                        k == A_MASK ? !(pb.has_lengths && t >= pb.lengths[static_cast<std::size_t>(i * pb.len_stride)])
+                                    : valid_cell(pb, i, t);
                     if (read) used[static_cast<std::size_t>(s.L.offset + i * s.L.rs + t * s.L.cs)] = 1;
                 }
             for (std::size_t o = 0; o < used.size(); ++o)
@@ -595,7 +626,8 @@ void run(fuzz_input& in) {
                     stat_name[which], stat_field(st, which), stat_field(st2, which));
         for (int k = A_GRAD; k < A_COUNT; ++k)
             if (std::memcmp(bufs[k].data(), pb.bufs[k].data(), bufs[k].size() * sizeof(T)) != 0)
-                finding("masked-garbage-matters", "%s: %s differs with garbage in masked cells", tname<T>(), arr_name[k]);
+                finding("masked-garbage-matters", "%s: %s differs with garbage in masked cells", tname<T>(),
+                        arr_name[k]);
     }
 
     // Thread count: bit-identical.
@@ -624,9 +656,9 @@ void describe(const problem<T>& pb) {
                  "loss<%s> rows %lld cols %lld tame %d aliased %d | eps %g/%g delta %g dual %g lrclamp %g ratio %d "
                  "beta %g kl %d klclamp %g/%g st %d agg %d gtc %g gsc %g L %g scale %g checks %d | objective %d "
                  "cap %g tau- %g vespo k+ %g l- %g cov %g (%g, %g) klcov %g dro %g seed %llu\n",
-                 tname<T>(), (long long)pb.rows, (long long)pb.cols, pb.tame, pb.aliased, c.epsilon_low,
-                 c.epsilon_high, c.delta, c.dual_clip_c, c.log_ratio_clamp, int(c.ratio), c.beta, int(c.kl),
-                 c.kl_log_ratio_clamp, c.kl_value_clamp, int(c.kl_straight_through), int(c.agg), c.global_token_count,
+                 tname<T>(), (long long)pb.rows, (long long)pb.cols, pb.tame, pb.aliased, c.epsilon_low, c.epsilon_high,
+                 c.delta, c.dual_clip_c, c.log_ratio_clamp, int(c.ratio), c.beta, int(c.kl), c.kl_log_ratio_clamp,
+                 c.kl_value_clamp, int(c.kl_straight_through), int(c.agg), c.global_token_count,
                  c.global_sequence_count, c.max_completion_length, c.loss_scale, int(c.checks), int(c.objective),
                  c.cispo_ratio_cap, c.sapo_temperature_neg, c.vespo_k_pos, c.vespo_lambda_neg, c.cov_ratio,
                  c.clip_cov_lb, c.clip_cov_ub, c.kl_cov_coef, c.dro_beta, (unsigned long long)c.selection_seed);
@@ -634,15 +666,16 @@ void describe(const problem<T>& pb) {
         const spec& s = pb.a[k];
         if (!s.present) continue;
         std::fprintf(stderr, "  %s: buf %s [%lld x %lld] strides (%lld, %lld) offset %lld backed %d:", arr_name[k],
-                     arr_name[s.buffer], (long long)s.L.rows, (long long)s.L.cols, (long long)s.L.rs,
-                     (long long)s.L.cs, (long long)s.L.offset, s.L.backed);
+                     arr_name[s.buffer], (long long)s.L.rows, (long long)s.L.cols, (long long)s.L.rs, (long long)s.L.cs,
+                     (long long)s.L.offset, s.L.backed);
         const auto& b = pb.bufs[s.buffer];
         for (std::size_t o = 0; o < b.size() && o < 64; ++o) std::fprintf(stderr, " %.17g", double(b[o]));
         std::fprintf(stderr, "\n");
     }
     if (pb.has_lengths) {
         std::fprintf(stderr, "  lengths size %lld stride %lld:", (long long)pb.len_size, (long long)pb.len_stride);
-        for (std::size_t o = 0; o < pb.lengths.size() && o < 24; ++o) std::fprintf(stderr, " %lld", (long long)pb.lengths[o]);
+        for (std::size_t o = 0; o < pb.lengths.size() && o < 24; ++o)
+            std::fprintf(stderr, " %lld", (long long)pb.lengths[o]);
         std::fprintf(stderr, "\n");
     }
 }

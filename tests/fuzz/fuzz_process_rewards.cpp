@@ -70,7 +70,8 @@ void build(fuzz_input& in, problem<T>& pb) {
     pb.off_size = in.chance(8) && want < INT64_MAX ? want + (in.flag() ? 1 : -1) : want;
     if (pb.off_size < 0 || pb.off_size > 66) pb.off_size = static_cast<std::int64_t>(pb.offsets.size());
     pb.off_stride = in.chance(10) ? 0 : 1;
-    if (pb.off_size > static_cast<std::int64_t>(pb.offsets.size())) pb.offsets.resize(static_cast<std::size_t>(pb.off_size), 0);
+    if (pb.off_size > static_cast<std::int64_t>(pb.offsets.size()))
+        pb.offsets.resize(static_cast<std::size_t>(pb.off_size), 0);
     pb.end_size = in.chance(8) ? pb.steps + (in.flag() ? 1 : -1) : pb.steps;
     if (pb.end_size < 0) pb.end_size = 0;
     pb.ends.resize(static_cast<std::size_t>(std::max<std::int64_t>(pb.end_size, 1)), 0);
@@ -84,7 +85,8 @@ void build(fuzz_input& in, problem<T>& pb) {
         pb.ids_size = in.chance(8) ? rows + 1 : rows;
         pb.ids.resize(static_cast<std::size_t>(pb.ids_size + 1));
         for (auto& x : pb.ids)
-            x = in.chance(245) ? (pb.num_groups > 0 ? in.range(0, std::min<std::int64_t>(pb.num_groups, 64) - 1) : 0) : -1;
+            x = in.chance(245) ? (pb.num_groups > 0 ? in.range(0, std::min<std::int64_t>(pb.num_groups, 64) - 1) : 0)
+                               : -1;
     }
     // Arena layout.
     pb.rew_size = in.chance(8) ? pb.steps + 1 : pb.steps;
@@ -107,9 +109,9 @@ void build(fuzz_input& in, problem<T>& pb) {
     pb.rew_base = 0;
     std::int64_t adv_base = rew_span + 2, norm_base = adv_base + adv_span + 2;
     if (pb.aliased) {
-        if (alias_kind == 0) adv_base = in.range(0, std::max<std::int64_t>(rew_span, 1) - 1);        // adv over rewards
-        else if (alias_kind == 1) norm_base = in.range(0, std::max<std::int64_t>(rew_span, 1) - 1);  // norm over rewards
-        else norm_base = adv_base + in.range(0, std::max<std::int64_t>(adv_span, 1) - 1);            // norm over adv
+        if (alias_kind == 0) adv_base = in.range(0, std::max<std::int64_t>(rew_span, 1) - 1);       // adv over rewards
+        else if (alias_kind == 1) norm_base = in.range(0, std::max<std::int64_t>(rew_span, 1) - 1); // norm over rewards
+        else norm_base = adv_base + in.range(0, std::max<std::int64_t>(adv_span, 1) - 1);           // norm over adv
     }
     pb.adv.offset += adv_base;
     pb.norm_base = norm_base;
@@ -129,26 +131,28 @@ template <class T>
 outcome call(problem<T>& pb, std::vector<T>& arena, const grpo::exec::host& ex, grpo::advantage_stats& st) {
     return call_checked("process_advantages", [&] {
         const grpo::groups g =
-            pb.contiguous ? grpo::groups::contiguous(pb.G)
-                          : grpo::groups::by_id(grpo::vector_view<const std::int64_t>(pb.ids.data(), pb.ids_size), pb.num_groups);
+            pb.contiguous
+                ? grpo::groups::contiguous(pb.G)
+                : grpo::groups::by_id(grpo::vector_view<const std::int64_t>(pb.ids.data(), pb.ids_size), pb.num_groups);
         const grpo::matrix_view<T> adv(arena.data() + pb.adv.offset, pb.adv.rows, pb.adv.cols, pb.adv.rs, pb.adv.cs);
         const grpo::vector_view<T> norm =
             pb.has_norm ? grpo::vector_view<T>(arena.data() + pb.norm_base, pb.norm_size) : grpo::vector_view<T>();
         if (pb.use_builder && !pb.aliased) {
             grpo::process_steps s; // rebuilt from the (possibly damaged) arrays through the builder's fields
             s.rewards.clear();
-            for (std::int64_t j = 0; j < pb.rew_size; ++j) s.rewards.push_back(double(arena[static_cast<std::size_t>(j * pb.rew_stride)]));
+            for (std::int64_t j = 0; j < pb.rew_size; ++j)
+                s.rewards.push_back(double(arena[static_cast<std::size_t>(j * pb.rew_stride)]));
             s.ends.assign(pb.ends.begin(), pb.ends.begin() + pb.end_size);
             s.offsets.clear();
-            for (std::int64_t i = 0; i < pb.off_size; ++i) s.offsets.push_back(pb.offsets[static_cast<std::size_t>(i * pb.off_stride)]);
+            for (std::int64_t i = 0; i < pb.off_size; ++i)
+                s.offsets.push_back(pb.offsets[static_cast<std::size_t>(i * pb.off_stride)]);
             if (s.offsets.empty()) s.offsets.push_back(0);
             st = grpo::process_advantages(ex, s, g, adv, pb.cfg, norm);
         } else {
             const grpo::vector_view<const T> rew(arena.data() + pb.rew_base, pb.rew_size, pb.rew_stride);
-            st = grpo::process_advantages(ex, rew,
-                                          grpo::vector_view<const std::int64_t>(pb.offsets.data(), pb.off_size, pb.off_stride),
-                                          grpo::vector_view<const std::int64_t>(pb.ends.data(), pb.end_size), g, adv,
-                                          pb.cfg, norm);
+            st = grpo::process_advantages(
+                ex, rew, grpo::vector_view<const std::int64_t>(pb.offsets.data(), pb.off_size, pb.off_stride),
+                grpo::vector_view<const std::int64_t>(pb.ends.data(), pb.end_size), g, adv, pb.cfg, norm);
         }
     });
 }
@@ -159,9 +163,16 @@ const char* tname() {
 }
 
 double stat_field(const grpo::advantage_stats& s, int k) {
-    const double f[] = {double(s.num_groups), double(s.zero_variance_groups), s.zero_variance_fraction,
-                        double(s.scored), s.reward_mean, s.reward_std, s.advantage_mean, s.advantage_std,
-                        s.advantage_min, s.advantage_max};
+    const double f[] = {double(s.num_groups),
+                        double(s.zero_variance_groups),
+                        s.zero_variance_fraction,
+                        double(s.scored),
+                        s.reward_mean,
+                        s.reward_std,
+                        s.advantage_mean,
+                        s.advantage_std,
+                        s.advantage_min,
+                        s.advantage_max};
     return f[k];
 }
 
@@ -170,10 +181,12 @@ void run(fuzz_input& in) {
     problem<T> pb;
     build(in, pb);
     if (verbose())
-        std::fprintf(stderr, "process<%s> rows %lld cols %lld steps %lld groups %s G %lld k %lld aliased %d builder %d tame %d\n",
-                     tname<T>(), (long long)pb.rows, (long long)pb.cols, (long long)pb.steps,
-                     pb.contiguous ? "contiguous" : "by_id", (long long)pb.G, (long long)pb.num_groups, pb.aliased,
-                     pb.use_builder, pb.tame);
+        std::fprintf(
+            stderr,
+            "process<%s> rows %lld cols %lld steps %lld groups %s G %lld k %lld aliased %d builder %d tame %d\n",
+            tname<T>(), (long long)pb.rows, (long long)pb.cols, (long long)pb.steps,
+            pb.contiguous ? "contiguous" : "by_id", (long long)pb.G, (long long)pb.num_groups, pb.aliased,
+            pb.use_builder, pb.tame);
     const std::vector<T> before = pb.arena;
     const auto offsets0 = pb.offsets, ends0 = pb.ends, ids0 = pb.ids;
     grpo::advantage_stats st;
@@ -203,7 +216,8 @@ void run(fuzz_input& in) {
         (void)adv_span;
         ref.arena.assign(static_cast<std::size_t>(ref.norm_base + pb.norm_size + 2), T(0));
         for (std::int64_t j = 0; j < pb.rew_size; ++j)
-            ref.arena[static_cast<std::size_t>(j * pb.rew_stride)] = before[static_cast<std::size_t>(j * pb.rew_stride)];
+            ref.arena[static_cast<std::size_t>(j * pb.rew_stride)] =
+                before[static_cast<std::size_t>(j * pb.rew_stride)];
         grpo::advantage_stats rst;
         const outcome r = call(ref, ref.arena, grpo::exec::host{}, rst);
         if (!r.ok) finding("alias-accepted", "aliased call succeeded, non-aliased threw: %s", r.message.c_str());
@@ -212,20 +226,23 @@ void run(fuzz_input& in) {
                 const T a = pb.arena[static_cast<std::size_t>(pb.adv.offset + i * pb.adv.rs + t * pb.adv.cs)];
                 const T b = ref.arena[static_cast<std::size_t>(ref.adv.offset + i * pb.adv.rs + t * pb.adv.cs)];
                 if (!bits_equal(a, b))
-                    finding("alias-accepted-wrong-result", "%s: aliased token_advantages(%lld, %lld) = %.9g, non-aliased %.9g",
-                            tname<T>(), (long long)i, (long long)t, double(a), double(b));
+                    finding("alias-accepted-wrong-result",
+                            "%s: aliased token_advantages(%lld, %lld) = %.9g, non-aliased %.9g", tname<T>(),
+                            (long long)i, (long long)t, double(a), double(b));
             }
         if (pb.has_norm)
             for (std::int64_t j = 0; j < pb.norm_size; ++j)
                 if (!bits_equal(pb.arena[static_cast<std::size_t>(pb.norm_base + j)],
                                 ref.arena[static_cast<std::size_t>(ref.norm_base + j)]))
-                    finding("alias-accepted-wrong-result", "%s: aliased normalized[%lld] differs", tname<T>(), (long long)j);
+                    finding("alias-accepted-wrong-result", "%s: aliased normalized[%lld] differs", tname<T>(),
+                            (long long)j);
         return;
     }
     // Inputs unchanged and nothing outside the output views.
     std::vector<char> out(pb.arena.size(), 0);
     for (std::int64_t i = 0; i < rows; ++i)
-        for (std::int64_t t = 0; t < cols; ++t) out[static_cast<std::size_t>(pb.adv.offset + i * pb.adv.rs + t * pb.adv.cs)] = 1;
+        for (std::int64_t t = 0; t < cols; ++t)
+            out[static_cast<std::size_t>(pb.adv.offset + i * pb.adv.rs + t * pb.adv.cs)] = 1;
     if (pb.has_norm)
         for (std::int64_t j = 0; j < pb.norm_size; ++j) out[static_cast<std::size_t>(pb.norm_base + j)] = 1;
     for (std::size_t o = 0; o < out.size(); ++o)
@@ -240,11 +257,12 @@ void run(fuzz_input& in) {
         for (std::int64_t t = 0; t < cols; ++t) {
             const T a = pb.arena[static_cast<std::size_t>(pb.adv.offset + i * pb.adv.rs + t * pb.adv.cs)];
             if (t > end && a != T(0))
-                finding("advantage-after-last-step", "%s: token_advantages(%lld, %lld) = %.9g after the row's last step end %lld",
-                        tname<T>(), (long long)i, (long long)t, double(a), (long long)end);
+                finding("advantage-after-last-step",
+                        "%s: token_advantages(%lld, %lld) = %.9g after the row's last step end %lld", tname<T>(),
+                        (long long)i, (long long)t, double(a), (long long)end);
             if (std::isnan(double(a)))
-                finding(nan_tag, "%s: token_advantages(%lld, %lld) is NaN (epsilon %g, std %d)", tname<T>(), (long long)i,
-                        (long long)t, pb.cfg.epsilon, int(pb.cfg.std));
+                finding(nan_tag, "%s: token_advantages(%lld, %lld) is NaN (epsilon %g, std %d)", tname<T>(),
+                        (long long)i, (long long)t, pb.cfg.epsilon, int(pb.cfg.std));
         }
     }
     for (int f = 0; f < 10; ++f)

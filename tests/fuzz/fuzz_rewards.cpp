@@ -31,7 +31,9 @@ struct scores_in {
     grpo::vector_view<const double> wview() const {
         return has_weights ? grpo::vector_view<const double>(weights.data(), wsize) : grpo::vector_view<const double>();
     }
-    double at(std::int64_t i, std::int64_t k) const { return buf[static_cast<std::size_t>(L.offset + i * L.rs + k * L.cs)]; }
+    double at(std::int64_t i, std::int64_t k) const {
+        return buf[static_cast<std::size_t>(L.offset + i * L.rs + k * L.cs)];
+    }
 };
 
 scores_in draw_scores(fuzz_input& in, std::int64_t rows, std::int64_t nf) {
@@ -42,9 +44,10 @@ scores_in draw_scores(fuzz_input& in, std::int64_t rows, std::int64_t nf) {
     const bool nan = in.chance(100), inf = in.chance(6);
     for (double& x : s.buf) {
         const std::uint8_t c = in.u8();
-        x = nan && c < 40 ? std::numeric_limits<double>::quiet_NaN()
+        x = nan && c < 40   ? std::numeric_limits<double>::quiet_NaN()
             : inf && c < 44 ? -std::numeric_limits<double>::infinity()
-            : c < 120 ? double(c % 2) : in.value(s.tame, false, 2.0);
+            : c < 120       ? double(c % 2)
+                            : in.value(s.tame, false, 2.0);
     }
     s.has_weights = in.chance(245);
     s.wsize = in.chance(8) ? std::max<std::int64_t>(0, nf + (in.flag() ? 1 : -1)) : std::max<std::int64_t>(nf, 0);
@@ -79,14 +82,15 @@ void fuzz_combine(fuzz_input& in) {
     std::vector<double> own(static_cast<std::size_t>(std::max<std::int64_t>(osize, 0) + 2));
     fill_sentinel(own.data(), own.size() * sizeof(double));
     const std::vector<double> scores0 = s.buf;
-    if (alias && static_cast<std::int64_t>(s.buf.size()) < osize + 2) s.buf.resize(static_cast<std::size_t>(osize + 2), 0.0);
+    if (alias && static_cast<std::int64_t>(s.buf.size()) < osize + 2)
+        s.buf.resize(static_cast<std::size_t>(osize + 2), 0.0);
     double* out = alias ? s.buf.data() + in.u8() % 2 : own.data();
     const std::vector<double> own0 = own, buf0 = s.buf;
-    const outcome r = call_checked("combine_rewards", [&] {
-        grpo::combine_rewards(s.view(), s.wview(), grpo::vector_view<double>(out, osize));
-    });
+    const outcome r = call_checked(
+        "combine_rewards", [&] { grpo::combine_rewards(s.view(), s.wview(), grpo::vector_view<double>(out, osize)); });
     if (!r.ok) {
-        if (std::memcmp(own.data(), own0.data(), own.size() * sizeof(double)) != 0 || std::memcmp(buf0.data(), s.buf.data(), buf0.size() * sizeof(double)) != 0)
+        if (std::memcmp(own.data(), own0.data(), own.size() * sizeof(double)) != 0 ||
+            std::memcmp(buf0.data(), s.buf.data(), buf0.size() * sizeof(double)) != 0)
             finding("error-wrote-output", "combine_rewards threw (%s) but wrote", r.message.c_str());
         return;
     }
@@ -98,8 +102,9 @@ void fuzz_combine(fuzz_input& in) {
         grpo::combine_rewards(ref.view(), ref.wview(), grpo::vector_view<double>(o.data(), osize));
         for (std::int64_t i = 0; i < osize; ++i)
             if (!bits_equal(o[static_cast<std::size_t>(i)], out[i]))
-                finding("alias-accepted-wrong-result", "combine_rewards: rewards placed over scores accepted, [%lld] %.17g vs %.17g",
-                        (long long)i, out[i], o[static_cast<std::size_t>(i)]);
+                finding("alias-accepted-wrong-result",
+                        "combine_rewards: rewards placed over scores accepted, [%lld] %.17g vs %.17g", (long long)i,
+                        out[i], o[static_cast<std::size_t>(i)]);
         return;
     }
     if (std::memcmp(s.buf.data(), scores0.data(), scores0.size() * sizeof(double)) != 0)
@@ -108,9 +113,11 @@ void fuzz_combine(fuzz_input& in) {
         bool any = false;
         for (std::int64_t k = 0; k < nf; ++k) any |= !std::isnan(s.at(i, k));
         const double v = own[static_cast<std::size_t>(i)];
-        if (!any && !std::isnan(v)) finding("combine-unscored", "row %lld has no score but reward %.17g", (long long)i, v);
+        if (!any && !std::isnan(v))
+            finding("combine-unscored", "row %lld has no score but reward %.17g", (long long)i, v);
         if (any && std::isnan(v))
-            finding(s.tame ? "nan-from-finite" : "nan-from-finite-extreme", "combine_rewards row %lld is NaN", (long long)i);
+            finding(s.tame ? "nan-from-finite" : "nan-from-finite-extreme", "combine_rewards row %lld is NaN",
+                    (long long)i);
     }
     for (std::size_t o = static_cast<std::size_t>(std::max<std::int64_t>(osize, 0)); o < own.size(); ++o)
         if (!bits_equal(own[o], own0[o])) finding("write-outside-view", "combine_rewards wrote past the output");
@@ -165,8 +172,9 @@ void fuzz_outcome(fuzz_input& in) {
             finding("error-wrote-output", "outcome_advantages threw (%s) but wrote", res.message.c_str());
         return;
     }
-    if (int(agg) < 0 || int(agg) > 1 || int(cfg.estimator) < 0 || int(cfg.estimator) >= grpo::advantage_estimator_count || int(cfg.std) < 0 ||
-        int(cfg.std) > 1 || int(cfg.singleton) < 0 || int(cfg.singleton) > 1)
+    if (int(agg) < 0 || int(agg) > 1 || int(cfg.estimator) < 0 ||
+        int(cfg.estimator) >= grpo::advantage_estimator_count || int(cfg.std) < 0 || int(cfg.std) > 1 ||
+        int(cfg.singleton) < 0 || int(cfg.singleton) > 1)
         finding("enum-out-of-range-accepted", "outcome_advantages: aggregation %d est %d std %d singleton %d accepted",
                 int(agg), int(cfg.estimator), int(cfg.std), int(cfg.singleton));
     const char* nan_tag = s.tame ? "nan-from-finite" : "nan-from-finite-extreme";
@@ -175,8 +183,10 @@ void fuzz_outcome(fuzz_input& in) {
         for (std::int64_t f = 0; f < nf; ++f) any |= !std::isnan(s.at(i, f));
         const T a = adv[static_cast<std::size_t>(i)];
         if (std::isnan(double(a)))
-            finding(nan_tag, "outcome_advantages[%lld] is NaN (agg %d, est %d)", (long long)i, int(agg), int(cfg.estimator));
-        if (!any && a != T(0)) finding("unscored-advantage-nonzero", "row %lld unscored, advantage %.9g", (long long)i, double(a));
+            finding(nan_tag, "outcome_advantages[%lld] is NaN (agg %d, est %d)", (long long)i, int(agg),
+                    int(cfg.estimator));
+        if (!any && a != T(0))
+            finding("unscored-advantage-nonzero", "row %lld unscored, advantage %.9g", (long long)i, double(a));
     }
     std::vector<T> adv2 = adv0, rew2 = rew0;
     grpo::advantage_stats st2;
@@ -191,12 +201,13 @@ void fuzz_overlong(fuzz_input& in) {
     const std::int64_t len = draw(), max_len = draw(), cache = draw();
     const double factor = in.chance(200) ? in.moderate(2.0) : in.value(false, true);
     double v = 0;
-    const outcome r = call_checked("overlong_penalty", [&] { v = grpo::overlong_penalty(len, max_len, cache, factor); });
+    const outcome r =
+        call_checked("overlong_penalty", [&] { v = grpo::overlong_penalty(len, max_len, cache, factor); });
     if (r.ok && std::isfinite(factor) && factor != 0) {
         const double q = v / factor;
         if (!(q >= -1.0000000001 && q <= 0))
-            finding("overlong-range", "overlong_penalty(%lld, %lld, %lld, %g) = %.17g outside [-factor, 0]", (long long)len,
-                    (long long)max_len, (long long)cache, factor, v);
+            finding("overlong-range", "overlong_penalty(%lld, %lld, %lld, %g) = %.17g outside [-factor, 0]",
+                    (long long)len, (long long)max_len, (long long)cache, factor, v);
     }
     // apply_overlong_shaping over a lengths vector.
     const std::int64_t n = in.size(6, 0, false);
@@ -210,7 +221,8 @@ void fuzz_overlong(fuzz_input& in) {
         grpo::apply_overlong_shaping(grpo::vector_view<const std::int64_t>(lengths.data(), n),
                                      grpo::vector_view<float>(rew.data(), rsize), max_len, cache, factor);
     });
-    if (!r2.ok && std::memcmp(rew.data(), rew0.data(), rew.size() * sizeof(float)) != 0) finding("error-wrote-output", "apply_overlong_shaping threw (%s) but wrote", r2.message.c_str());
+    if (!r2.ok && std::memcmp(rew.data(), rew0.data(), rew.size() * sizeof(float)) != 0)
+        finding("error-wrote-output", "apply_overlong_shaping threw (%s) but wrote", r2.message.c_str());
 }
 
 void fuzz_completion_mask(fuzz_input& in) {
@@ -241,7 +253,8 @@ void fuzz_completion_mask(fuzz_input& in) {
         masked = grpo::completion_mask(b, grpo::matrix_view<float>(mask.data(), mrows, cols), drop);
     });
     if (!r.ok) {
-        if (std::memcmp(mask.data(), mask0.data(), mask.size() * sizeof(float)) != 0) finding("error-wrote-output", "completion_mask threw (%s) but wrote", r.message.c_str());
+        if (std::memcmp(mask.data(), mask0.data(), mask.size() * sizeof(float)) != 0)
+            finding("error-wrote-output", "completion_mask threw (%s) but wrote", r.message.c_str());
         return;
     }
     index_t expect_masked = 0;
@@ -255,7 +268,9 @@ void fuzz_completion_mask(fuzz_input& in) {
                         double(mask[static_cast<std::size_t>(i * cols + t)]), double(want));
         }
     }
-    if (masked != expect_masked) finding("completion-mask", "returned %lld masked rows, expected %lld", (long long)masked, (long long)expect_masked);
+    if (masked != expect_masked)
+        finding("completion-mask", "returned %lld masked rows, expected %lld", (long long)masked,
+                (long long)expect_masked);
 }
 
 template <class T>
@@ -268,12 +283,15 @@ void fuzz_filter(fuzz_input& in) {
     std::vector<T> rew(static_cast<std::size_t>(std::max<std::int64_t>(n, 0) + 1));
     for (T& x : rew) {
         const std::uint8_t c = in.u8();
-        x = c < 30 ? std::numeric_limits<T>::quiet_NaN() : c < 32 ? std::numeric_limits<T>::infinity()
-            : c < 140 ? T(c % 2) : T(in.value(tame, false, 2.0));
+        x = c < 30    ? std::numeric_limits<T>::quiet_NaN()
+            : c < 32  ? std::numeric_limits<T>::infinity()
+            : c < 140 ? T(c % 2)
+                      : T(in.value(tame, false, 2.0));
     }
     std::int64_t ksize = in.chance(8) && k < 4096 ? k + 1 : k;
     if (k > 4096) ksize = 1; // cannot back a keep vector that large: a size mismatch the call must reject
-    std::vector<std::uint8_t> keep(static_cast<std::size_t>(std::max<std::int64_t>(std::min<std::int64_t>(ksize, 4096), 0) + 2), 0xA5);
+    std::vector<std::uint8_t> keep(
+        static_cast<std::size_t>(std::max<std::int64_t>(std::min<std::int64_t>(ksize, 4096), 0) + 2), 0xA5);
     const auto keep0 = keep;
     grpo::dynamic_sampling_result res;
     const outcome r = call_checked("filter_zero_variance_groups", [&] {
@@ -281,7 +299,8 @@ void fuzz_filter(fuzz_input& in) {
                                                 grpo::vector_view<std::uint8_t>(keep.data(), ksize));
     });
     if (!r.ok) {
-        if (keep != keep0) finding("error-wrote-output", "filter_zero_variance_groups threw (%s) but wrote", r.message.c_str());
+        if (keep != keep0)
+            finding("error-wrote-output", "filter_zero_variance_groups threw (%s) but wrote", r.message.c_str());
         return;
     }
     if (k > 4096) return;
@@ -291,8 +310,8 @@ void fuzz_filter(fuzz_input& in) {
     std::vector<std::vector<double>> vals(static_cast<std::size_t>(k));
     for (std::int64_t i = 0; i < n; ++i)
         if (!std::isnan(double(rew[static_cast<std::size_t>(i)])))
-            vals[static_cast<std::size_t>(g.is_contiguous() ? i / g.size() : ids[static_cast<std::size_t>(i)])].push_back(
-                double(rew[static_cast<std::size_t>(i)]));
+            vals[static_cast<std::size_t>(g.is_contiguous() ? i / g.size() : ids[static_cast<std::size_t>(i)])]
+                .push_back(double(rew[static_cast<std::size_t>(i)]));
     for (std::int64_t j = 0; j < k; ++j) {
         const auto& v = vals[static_cast<std::size_t>(j)];
         bool differ = false;
@@ -333,7 +352,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         case 6: fuzz_filter<double>(in); break;
         default: fuzz_text(in); break;
         }
-    } catch (const skip_input&) {
-    }
+    } catch (const skip_input&) {}
     return 0;
 }

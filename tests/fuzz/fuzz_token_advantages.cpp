@@ -53,7 +53,8 @@ void build(fuzz_input& in, problem<T>& pb) {
         pb.num_groups = in.range(0, 4);
         const std::int64_t n = rows > 0 && rows < 64 && in.chance(8) ? rows + (in.flag() ? 1 : -1) : rows; // mismatch
         for (std::int64_t i = 0; i < n && i < 64; ++i)
-            pb.ids.push_back(in.chance(6) ? in.range(-1, pb.num_groups + 1) : in.range(0, std::max<std::int64_t>(pb.num_groups - 1, 0)));
+            pb.ids.push_back(in.chance(6) ? in.range(-1, pb.num_groups + 1)
+                                          : in.range(0, std::max<std::int64_t>(pb.num_groups - 1, 0)));
     } else {
         pb.group_size = in.chance(10) ? in.range(0, 7) : in.range(1, std::max<std::int64_t>(rows, 1));
     }
@@ -75,7 +76,8 @@ void build(fuzz_input& in, problem<T>& pb) {
     std::int64_t need[B_COUNT] = {};
     for (int k = 0; k < B_COUNT; ++k)
         if (pb.present[k])
-            need[pb.buffer[k]] = std::max<std::int64_t>(need[pb.buffer[k]], pb.L[k].backed ? std::int64_t(pb.L[k].span) : 1);
+            need[pb.buffer[k]] =
+                std::max<std::int64_t>(need[pb.buffer[k]], pb.L[k].backed ? std::int64_t(pb.L[k].span) : 1);
     for (int b = 0; b < B_COUNT; ++b) {
         pb.bufs[b].assign(static_cast<std::size_t>(need[b] + 2), T(0));
         if (b >= B_ADV) {
@@ -132,8 +134,8 @@ outcome call(problem<T>& pb, std::vector<std::vector<T>>& bufs, grpo::token_adva
         in.old_logp = mview(pb, bufs, B_LOGP);
         in.sum_pi_squared = mview(pb, bufs, B_SQ);
         in.is_weights = mview(pb, bufs, B_RHO);
-        in.prompts = pb.by_id ? grpo::groups::by_id(grpo::vector_view<const std::int64_t>(pb.ids.data(),
-                                                                                            static_cast<index_t>(pb.ids.size())),
+        in.prompts = pb.by_id ? grpo::groups::by_id(grpo::vector_view<const std::int64_t>(
+                                                        pb.ids.data(), static_cast<index_t>(pb.ids.size())),
                                                     pb.num_groups)
                               : grpo::groups::contiguous(pb.group_size);
         grpo::token_advantage_outputs<T> out;
@@ -164,21 +166,25 @@ void check_process_token_rewards(fuzz_input& in) {
     std::vector<T> rew(static_cast<std::size_t>(r2 * cols + 1), T(-7)), mask(rew.size(), T(-7));
     const auto rew0 = rew, mask0 = mask;
     const outcome o = call_checked("process_token_rewards", [&] {
-        grpo::process_token_rewards(s, grpo::matrix_view<T>(rew.data(), r2, cols), grpo::matrix_view<T>(mask.data(), r2, cols));
+        grpo::process_token_rewards(s, grpo::matrix_view<T>(rew.data(), r2, cols),
+                                    grpo::matrix_view<T>(mask.data(), r2, cols));
     });
     if (!o.ok) {
-        if (!same_bytes(rew, rew0) || !same_bytes(mask, mask0)) finding("error-wrote-output", "process_token_rewards threw but wrote");
+        if (!same_bytes(rew, rew0) || !same_bytes(mask, mask0))
+            finding("error-wrote-output", "process_token_rewards threw but wrote");
         return;
     }
     for (std::int64_t i = 0; i < rows; ++i) {
-        const std::int64_t first = s.offsets[static_cast<std::size_t>(i)], last = s.offsets[static_cast<std::size_t>(i + 1)];
+        const std::int64_t first = s.offsets[static_cast<std::size_t>(i)],
+                           last = s.offsets[static_cast<std::size_t>(i + 1)];
         const std::int64_t end = last > first ? s.ends[static_cast<std::size_t>(last - 1)] : -1;
         double sum = 0, expect = 0;
         for (std::int64_t j = first; j < last; ++j) expect += s.rewards[static_cast<std::size_t>(j)];
         for (std::int64_t t = 0; t < cols; ++t) {
             sum += double(rew[static_cast<std::size_t>(i * cols + t)]);
             if (mask[static_cast<std::size_t>(i * cols + t)] != (t <= end ? T(1) : T(0)))
-                finding("process-token-mask", "mask(%lld, %lld) wrong (last end %lld)", (long long)i, (long long)t, (long long)end);
+                finding("process-token-mask", "mask(%lld, %lld) wrong (last end %lld)", (long long)i, (long long)t,
+                        (long long)end);
         }
         if (!close(sum, expect, sizeof(T) == 8 ? 1e-12 : 1e-5))
             finding("process-token-sum", "row %lld rewards sum %.17g, steps %.17g", (long long)i, sum, expect);
@@ -191,8 +197,8 @@ void run(fuzz_input& in) {
     problem<T> pb;
     build(in, pb);
     if (verbose())
-        std::fprintf(stderr, "token_advantages<%s> est %d gamma %g weps %g aliased %d tame %d rew %lldx%lld\n", tname<T>(),
-                     int(pb.cfg.estimator), pb.cfg.gamma, pb.cfg.whiten_epsilon, pb.aliased, pb.tame,
+        std::fprintf(stderr, "token_advantages<%s> est %d gamma %g weps %g aliased %d tame %d rew %lldx%lld\n",
+                     tname<T>(), int(pb.cfg.estimator), pb.cfg.gamma, pb.cfg.whiten_epsilon, pb.aliased, pb.tame,
                      (long long)pb.L[B_REW].rows, (long long)pb.L[B_REW].cols);
     // Views of more than 2^22 representable elements over stride-0 data are valid and cost their size in time:
     // not something a fuzzer can wait for. (Sizes that overflow are kept: the library must reject them.)
@@ -202,7 +208,8 @@ void run(fuzz_input& in) {
     grpo::token_advantage_stats st;
     const outcome res = call(pb, pb.bufs, st);
     if (!res.ok) {
-        if (!same_bytes(pb.bufs, before)) finding("error-wrote-output", "%s: token_advantages threw (%s) but wrote", tname<T>(), res.message.c_str());
+        if (!same_bytes(pb.bufs, before))
+            finding("error-wrote-output", "%s: token_advantages threw (%s) but wrote", tname<T>(), res.message.c_str());
         return;
     }
     if (int(pb.cfg.estimator) < 0 || int(pb.cfg.estimator) >= grpo::token_estimator_count)
@@ -235,8 +242,9 @@ void run(fuzz_input& in) {
                         const layout& L = pb.L[k];
                         const std::size_t at = static_cast<std::size_t>(L.offset + i * L.rs + t * L.cs);
                         if (!bits_equal(pb.bufs[pb.buffer[k]][at], ref.bufs[k][at]))
-                            finding("alias-accepted-wrong-result", "output %d (%lld, %lld) differs from the non-aliased call", k,
-                                    (long long)i, (long long)t);
+                            finding("alias-accepted-wrong-result",
+                                    "output %d (%lld, %lld) differs from the non-aliased call", k, (long long)i,
+                                    (long long)t);
                     }
         return;
     }
@@ -248,7 +256,8 @@ void run(fuzz_input& in) {
         std::vector<char> inside(pb.bufs[k].size(), 0);
         const layout& L = pb.L[k];
         for (std::int64_t i = 0; i < rows; ++i)
-            for (std::int64_t t = 0; t < cols; ++t) inside[static_cast<std::size_t>(L.offset + i * L.rs + t * L.cs)] = 1;
+            for (std::int64_t t = 0; t < cols; ++t)
+                inside[static_cast<std::size_t>(L.offset + i * L.rs + t * L.cs)] = 1;
         for (std::size_t o = 0; o < inside.size(); ++o)
             if (!inside[o] && !bits_equal(pb.bufs[k][o], before[k][o]))
                 finding("write-outside-view", "output %d element %zu outside its view was written", k, o);
@@ -262,18 +271,24 @@ void run(fuzz_input& in) {
         for (std::int64_t t = 0; t < cols; ++t) {
             const bool valid = at(B_MASK, i, t) != 0;
             const double a = at(B_ADV, i, t);
-            if (!valid && a != 0) finding("masked-nonzero", "advantages(%lld, %lld) = %.9g at a masked token", (long long)i, (long long)t, a);
-            if (std::isnan(a)) finding(nan_tag, "%s: advantages(%lld, %lld) is NaN", tname<T>(), (long long)i, (long long)t);
+            if (!valid && a != 0)
+                finding("masked-nonzero", "advantages(%lld, %lld) = %.9g at a masked token", (long long)i, (long long)t,
+                        a);
+            if (std::isnan(a))
+                finding(nan_tag, "%s: advantages(%lld, %lld) is NaN", tname<T>(), (long long)i, (long long)t);
             if (pb.present[B_RET]) {
                 const double g = at(B_RET, i, t);
-                if (!valid && g != 0) finding("masked-nonzero", "returns(%lld, %lld) = %.9g at a masked token", (long long)i, (long long)t, g);
+                if (!valid && g != 0)
+                    finding("masked-nonzero", "returns(%lld, %lld) = %.9g at a masked token", (long long)i,
+                            (long long)t, g);
                 if (valid && pb.cfg.estimator == grpo::token_estimator::remax) {
                     const layout& B = pb.L[B_BASE];
                     const double b = double(pb.bufs[pb.buffer[B_BASE]][static_cast<std::size_t>(B.offset + i * B.cs)]);
                     // G and A are each rounded to T: compare at the scale of G and b.
                     const double scale = std::fmax(1.0, std::fmax(std::fabs(g), std::fabs(b)));
                     if (!(std::fabs(a - (g - b)) <= (sizeof(T) == 8 ? 1e-12 : 1e-6) * scale) && std::fabs(g) < 1e30)
-                        finding("remax-advantage", "A %.17g, G %.17g, baseline %.17g at (%lld, %lld)", a, g, b, (long long)i, (long long)t);
+                        finding("remax-advantage", "A %.17g, G %.17g, baseline %.17g at (%lld, %lld)", a, g, b,
+                                (long long)i, (long long)t);
                 }
             }
         }

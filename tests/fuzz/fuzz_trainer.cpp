@@ -41,7 +41,9 @@ public:
             const std::uint8_t c = in.u8() % 4;
             std::int64_t P = num_prompts, G = group_size, L = s_.max_tokens;
             if (c == 0) P = num_prompts * 2;
-            else if (c == 1) G = std::max<std::int64_t>(1, group_size / 2), P = num_prompts * (group_size / std::max<std::int64_t>(G, 1));
+            else if (c == 1)
+                G = std::max<std::int64_t>(1, group_size / 2),
+                P = num_prompts * (group_size / std::max<std::int64_t>(G, 1));
             else if (c == 2) L = std::max<std::int64_t>(0, s_.max_tokens + (in.flag() ? 1 : -1));
             else P = std::max<std::int64_t>(0, num_prompts - 1);
             if (P >= 0 && P <= 16 && G >= 1 && G <= 16 && L >= 0 && L <= 64) {
@@ -81,12 +83,16 @@ void run(fuzz_input& in) {
     scripted_sampler<T> sampler(*s);
 
     grpo::train_config cfg;
-    cfg.group_size = in.chance(245) ? in.range(1, 4) : (in.flag() || !hostile_enabled() ? in.range(-1, 0) : in.hostile_size());
+    cfg.group_size =
+        in.chance(245) ? in.range(1, 4) : (in.flag() || !hostile_enabled() ? in.range(-1, 0) : in.hostile_size());
     cfg.inner_updates = in.chance(245) ? int(in.range(1, 3)) : int(in.range(-1, 0));
     cfg.reference_refresh_every = in.chance(245) ? int(in.range(0, 2)) : -1;
     switch (in.u8() % 4) {
     case 1: cfg.loss = grpo::loss_config::deepseekmath(); break;
-    case 2: cfg.loss = grpo::loss_config::verl(); cfg.loss.beta = 0.001; break;
+    case 2:
+        cfg.loss = grpo::loss_config::verl();
+        cfg.loss.beta = 0.001;
+        break;
     case 3: cfg.loss = grpo::loss_config::gspo(); break;
     default: break;
     }
@@ -102,8 +108,8 @@ void run(fuzz_input& in) {
     auto write_logp = [s](const grpo::rollout_batch<T>& b, grpo::matrix_view<T> out) {
         fuzz_input& fin = *s->in;
         if (out.rows() != b.rows() || out.cols() != b.max_tokens())
-            finding("trainer-callback-shape", "logp view [%lld x %lld] for a rollout of [%lld x %lld]", (long long)out.rows(),
-                    (long long)out.cols(), (long long)b.rows(), (long long)b.max_tokens());
+            finding("trainer-callback-shape", "logp view [%lld x %lld] for a rollout of [%lld x %lld]",
+                    (long long)out.rows(), (long long)out.cols(), (long long)b.rows(), (long long)b.max_tokens());
         for (index_t i = 0; i < out.rows(); ++i)
             for (index_t t = 0; t < out.cols(); ++t) {
                 const double v = fin.chance(250) ? -fin.moderate(3.0) - 3.0 : fin.value(false, true);
@@ -124,8 +130,8 @@ void run(fuzz_input& in) {
         policy.apply_gradient = [s, &cfg](const grpo::rollout_batch<T>& b, grpo::matrix_view<const T> g) {
             ++s->gradients;
             if (g.rows() != b.rows() || g.cols() != b.max_tokens())
-                finding("trainer-callback-shape", "gradient [%lld x %lld] for a rollout of [%lld x %lld]", (long long)g.rows(),
-                        (long long)g.cols(), (long long)b.rows(), (long long)b.max_tokens());
+                finding("trainer-callback-shape", "gradient [%lld x %lld] for a rollout of [%lld x %lld]",
+                        (long long)g.rows(), (long long)g.cols(), (long long)b.rows(), (long long)b.max_tokens());
             for (index_t i = 0; i < g.rows(); ++i) {
                 const bool dropped = cfg.mask_truncated_completions && b.is_truncated(i);
                 for (index_t t = 0; t < g.cols(); ++t) {
@@ -154,19 +160,22 @@ void run(fuzz_input& in) {
             const double w = in.chance(240) ? double(in.u8() % 3) : in.value(false, true);
             if (!(std::fabs(w) <= 10)) s->tame = false; // weighted rewards near the float range are not tame
             call_checked("outcome_rewards::add", [&] {
-                r.add("f", [s](const int& prompt, const grpo::completion_view& c) -> double {
-                    fuzz_input& fin = *s->in;
-                    volatile int read_prompt = prompt; // the prompt reference must point into the caller's array
-                    (void)read_prompt;
-                    (void)c.tokens.size();
-                    for (index_t t = 0; t < c.length(); ++t) (void)c.tokens[t];
-                    const std::uint8_t k = fin.u8();
-                    if (k < 30) return std::numeric_limits<double>::quiet_NaN();
-                    if (k < 200) return double(k % 2);
-                    const double v = fin.value(false, false);
-                    if (std::fabs(v) > 10) s->tame = false;
-                    return v;
-                }, w);
+                r.add(
+                    "f",
+                    [s](const int& prompt, const grpo::completion_view& c) -> double {
+                        fuzz_input& fin = *s->in;
+                        volatile int read_prompt = prompt; // the prompt reference must point into the caller's array
+                        (void)read_prompt;
+                        (void)c.tokens.size();
+                        for (index_t t = 0; t < c.length(); ++t) (void)c.tokens[t];
+                        const std::uint8_t k = fin.u8();
+                        if (k < 30) return std::numeric_limits<double>::quiet_NaN();
+                        if (k < 200) return double(k % 2);
+                        const double v = fin.value(false, false);
+                        if (std::fabs(v) > 10) s->tame = false;
+                        return v;
+                    },
+                    w);
             });
         }
         tr->set_outcome_rewards(r);
@@ -179,7 +188,8 @@ void run(fuzz_input& in) {
             std::int64_t e = 0;
             for (int k = 0; k < n; ++k) {
                 e += fin.range(0, 3);
-                const std::int64_t end = fin.chance(245) ? std::min<std::int64_t>(e, std::max<index_t>(c.length(), 1) - 1) : e + 100;
+                const std::int64_t end =
+                    fin.chance(245) ? std::min<std::int64_t>(e, std::max<index_t>(c.length(), 1) - 1) : e + 100;
                 steps.add(fin.chance(240) ? double(fin.u8() % 2) : fin.value(false, true), end);
             }
         });
@@ -187,7 +197,8 @@ void run(fuzz_input& in) {
 
     const int nsteps = int(in.range(1, 3));
     for (int k = 0; k < nsteps; ++k) {
-        const std::int64_t P = in.chance(245) ? in.range(1, 3) : (in.flag() || !hostile_enabled() ? in.range(-1, 0) : in.hostile_size());
+        const std::int64_t P =
+            in.chance(245) ? in.range(1, 3) : (in.flag() || !hostile_enabled() ? in.range(-1, 0) : in.hostile_size());
         std::vector<int> prompts(static_cast<std::size_t>(P > 0 && P <= 3 ? P : 1), 0);
         const int* pp = in.chance(250) ? prompts.data() : nullptr;
         s->reshaped = false;
@@ -204,10 +215,12 @@ void run(fuzz_input& in) {
             finding("trainer-updates", "updates %d, tokens %g, inner_updates %d, gradients applied %d", mt.updates,
                     mt.tokens, cfg.inner_updates, s->gradients - updates_before);
         if (s->tame) {
-            const double f[] = {mt.loss, mt.policy_loss, mt.kl_mean, mt.reward_mean, mt.reward_std, mt.advantage_mean,
-                                mt.advantage_std, mt.clip_fraction_region, mt.ratio_mean, mt.completion_length_mean};
-            const char* names[] = {"loss", "policy_loss", "kl_mean", "reward_mean", "reward_std", "advantage_mean",
-                                   "advantage_std", "clip_fraction_region", "ratio_mean", "completion_length_mean"};
+            const double f[] = {mt.loss,       mt.policy_loss,           mt.kl_mean,       mt.reward_mean,
+                                mt.reward_std, mt.advantage_mean,        mt.advantage_std, mt.clip_fraction_region,
+                                mt.ratio_mean, mt.completion_length_mean};
+            const char* names[] = {"loss",       "policy_loss",           "kl_mean",       "reward_mean",
+                                   "reward_std", "advantage_mean",        "advantage_std", "clip_fraction_region",
+                                   "ratio_mean", "completion_length_mean"};
             if (verbose()) {
                 std::fprintf(stderr, "  rewards:");
                 for (index_t i = 0; i < tr->last_rewards().size(); ++i)
@@ -216,8 +229,9 @@ void run(fuzz_input& in) {
             }
             for (int q = 0; q < 10; ++q)
                 if (std::isnan(f[q]))
-                    finding("nan-from-finite", "trainer: step metric %s is NaN with tame scripts (estimator %d, agg %d, eps %g)",
-                            names[q], int(cfg.advantages.estimator), int(cfg.aggregation), cfg.advantages.epsilon);
+                    finding("nan-from-finite",
+                            "trainer: step metric %s is NaN with tame scripts (estimator %d, agg %d, eps %g)", names[q],
+                            int(cfg.advantages.estimator), int(cfg.aggregation), cfg.advantages.epsilon);
         }
         const grpo::rollout_batch<T> b = tr->last_rollout();
         const grpo::matrix_view<const T> m = tr->last_mask();
@@ -226,7 +240,8 @@ void run(fuzz_input& in) {
                     (long long)m.cols(), (long long)b.rows(), (long long)b.max_tokens());
         for (index_t i = 0; i < b.rows(); ++i)
             for (index_t t = 0; t < b.max_tokens(); ++t)
-                if (m(i, t) != T(0) && m(i, t) != T(1)) finding("trainer-mask", "mask(%lld, %lld) = %g", (long long)i, (long long)t, double(m(i, t)));
+                if (m(i, t) != T(0) && m(i, t) != T(1))
+                    finding("trainer-mask", "mask(%lld, %lld) = %g", (long long)i, (long long)t, double(m(i, t)));
     }
 }
 

@@ -51,9 +51,9 @@ constexpr void check_expression() {
     static_assert(has_storage<X>(),
                   "grpo::eigen: this Eigen expression has no storage (no data()/strides): evaluate it into a "
                   "Matrix or Array first, e.g. Eigen::MatrixXd tmp = expr;");
-    static_assert(!(std::is_rvalue_reference<X&&>::value &&
-                    std::is_base_of<Eigen::PlainObjectBase<xpr_t<X>>, xpr_t<X>>::value),
-                  "grpo::eigen: a view of a temporary Matrix/Array would dangle; pass a named object");
+    static_assert(
+        !(std::is_rvalue_reference<X&&>::value && std::is_base_of<Eigen::PlainObjectBase<xpr_t<X>>, xpr_t<X>>::value),
+        "grpo::eigen: a view of a temporary Matrix/Array would dangle; pass a named object");
 }
 
 /// The element type of the view: x.data()'s pointee, so constness follows the Eigen object.
@@ -89,10 +89,8 @@ auto vector(X&& x) {
 template <class X>
 auto view(X&& x) {
     detail::check_expression<X>();
-    if constexpr (detail::xpr_t<X>::IsVectorAtCompileTime)
-        return eigen::vector(std::forward<X>(x));
-    else
-        return eigen::matrix(std::forward<X>(x));
+    if constexpr (detail::xpr_t<X>::IsVectorAtCompileTime) return eigen::vector(std::forward<X>(x));
+    else return eigen::matrix(std::forward<X>(x));
 }
 
 /// Row-major dynamic Eigen matrix type with the element type (and constness) of a view.
@@ -111,8 +109,7 @@ map(const matrix_view<T, host_space>& v) {
 
 /// Eigen::Map over a grpo vector_view (no copy), as a column vector with the view's stride.
 template <class T>
-Eigen::Map<std::conditional_t<std::is_const<T>::value,
-                              const Eigen::Matrix<std::remove_const_t<T>, Eigen::Dynamic, 1>,
+Eigen::Map<std::conditional_t<std::is_const<T>::value, const Eigen::Matrix<std::remove_const_t<T>, Eigen::Dynamic, 1>,
                               Eigen::Matrix<std::remove_const_t<T>, Eigen::Dynamic, 1>>,
            Eigen::Unaligned, Eigen::InnerStride<Eigen::Dynamic>>
 map(const vector_view<T, host_space>& v) {

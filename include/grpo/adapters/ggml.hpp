@@ -47,8 +47,7 @@ inline std::string describe(const ggml_tensor* t) {
 }
 
 inline void check_tensor(const char* where, const ggml_tensor* t) {
-    if (t == nullptr)
-        grpo::detail::raise_argument(errc::invalid_value, where, "t", "a ggml_tensor", "a null pointer");
+    if (t == nullptr) grpo::detail::raise_argument(errc::invalid_value, where, "t", "a ggml_tensor", "a null pointer");
     if (ggml_is_quantized(t->type) || ggml_blck_size(t->type) != 1)
         grpo::detail::raise_argument(errc::unsupported, where, "t", "an F32, F16 or BF16 tensor (not quantized)",
                                      describe(t));
@@ -60,9 +59,9 @@ inline void check_tensor(const char* where, const ggml_tensor* t) {
                                      describe(t));
     const std::size_t size = ggml_type_size(t->type);
     if (t->nb[0] % size != 0 || t->nb[1] % size != 0)
-        grpo::detail::raise_argument(errc::invalid_value, where, "t", "strides nb[0], nb[1] in whole elements",
-                                     describe(t) + ", nb = {" + std::to_string(t->nb[0]) + ", " +
-                                         std::to_string(t->nb[1]) + "}");
+        grpo::detail::raise_argument(
+            errc::invalid_value, where, "t", "strides nb[0], nb[1] in whole elements",
+            describe(t) + ", nb = {" + std::to_string(t->nb[0]) + ", " + std::to_string(t->nb[1]) + "}");
     if (t->data == nullptr)
         grpo::detail::raise_argument(errc::invalid_value, where, "t", "an allocated tensor (data != NULL)",
                                      describe(t));
@@ -145,8 +144,7 @@ public:
                     if (detail::in_host_memory(t))
                         std::memcpy(&staging[static_cast<std::size_t>(j) * esize],
                                     static_cast<const unsigned char*>(t->data) + off, esize);
-                    else
-                        ggml_backend_tensor_get(t, &staging[static_cast<std::size_t>(j) * esize], off, esize);
+                    else ggml_backend_tensor_get(t, &staging[static_cast<std::size_t>(j) * esize], off, esize);
                 }
                 src = staging.data();
             }
@@ -193,7 +191,8 @@ private:
         : type_(t->type), rows_(t->ne[1]), cols_(t->ne[0]), data_(static_cast<std::size_t>(t->ne[0] * t->ne[1])) {}
 
     void store(std::size_t offset, const unsigned char* src, std::size_t bytes) const {
-        if (detail::in_host_memory(target_)) std::memcpy(static_cast<unsigned char*>(target_->data) + offset, src, bytes);
+        if (detail::in_host_memory(target_))
+            std::memcpy(static_cast<unsigned char*>(target_->data) + offset, src, bytes);
         else ggml_backend_tensor_set(target_, src, offset, bytes); // device buffer: ggml copies and syncs
     }
     void to_float(const unsigned char* src, float* dst, index_t n) const {
@@ -233,7 +232,8 @@ struct policy_gradient_loss {
 /// updates G depends on the current logp (ratio, clip, KL): run the forward graph first, read logp, call grpo,
 /// fill G, then run the backward graph (docs/adapters/ggml.md). With ggml_opt, use ggml_mul(logp, G) as the
 /// outputs with GGML_OPT_LOSS_TYPE_SUM and fold 1/accumulation-steps into G (SUM is not rescaled).
-inline policy_gradient_loss add_policy_gradient_loss(ggml_context* ctx, ggml_tensor* logp, ggml_tensor* extra = nullptr) {
+inline policy_gradient_loss add_policy_gradient_loss(ggml_context* ctx, ggml_tensor* logp,
+                                                     ggml_tensor* extra = nullptr) {
     if (ctx == nullptr || logp == nullptr)
         grpo::detail::raise_argument(errc::invalid_value, "ggml::add_policy_gradient_loss",
                                      ctx == nullptr ? "ctx" : "logp", "non-null", "a null pointer");

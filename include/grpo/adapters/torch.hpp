@@ -176,19 +176,17 @@ struct loss_function : public torch::autograd::Function<loss_function> {
     // Optional inputs travel as c10::optional: LibTorch 1.13 cannot record an undefined at::Tensor argument.
     static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::Tensor logp,
                               c10::optional<at::Tensor> old_logp, c10::optional<at::Tensor> ref_logp,
-                              at::Tensor advantages, c10::optional<at::Tensor> mask,
-                              c10::optional<at::Tensor> lengths, loss_config cfg, loss_stats* stats,
-                              thread_pool* pool) {
+                              at::Tensor advantages, c10::optional<at::Tensor> mask, c10::optional<at::Tensor> lengths,
+                              loss_config cfg, loss_stats* stats, thread_pool* pool) {
         const bool need_grad = logp.requires_grad();
         at::Tensor grad;
         if (need_grad) grad = at::empty(logp.sizes(), logp.options());
         const auto get = [](const c10::optional<at::Tensor>& t) { return t.has_value() ? *t : at::Tensor(); };
-        const loss_stats st =
-            logp.scalar_type() == c10::ScalarType::Double
-                ? fused_pass<double>(logp, get(old_logp), get(ref_logp), advantages, get(mask), get(lengths),
-                                     grad, cfg, pool)
-                : fused_pass<float>(logp, get(old_logp), get(ref_logp), advantages, get(mask), get(lengths), grad,
-                                    cfg, pool);
+        const loss_stats st = logp.scalar_type() == c10::ScalarType::Double
+                                  ? fused_pass<double>(logp, get(old_logp), get(ref_logp), advantages, get(mask),
+                                                       get(lengths), grad, cfg, pool)
+                                  : fused_pass<float>(logp, get(old_logp), get(ref_logp), advantages, get(mask),
+                                                      get(lengths), grad, cfg, pool);
         if (stats) *stats = st;
         if (need_grad) ctx->save_for_backward({grad});
         return at::scalar_tensor(st.loss, logp.options());
@@ -245,9 +243,11 @@ inline at::Tensor grpo_loss(const at::Tensor& logp, const at::Tensor& old_logp, 
                             const at::Tensor& advantages, const at::Tensor& mask, const loss_config& cfg = {},
                             const loss_extras& extras = {}) {
     constexpr const char* where = "libtorch::grpo_loss";
-    if (!logp.defined()) detail::raise_argument(errc::invalid_value, where, "logp", "a defined tensor", "an undefined tensor");
+    if (!logp.defined())
+        detail::raise_argument(errc::invalid_value, where, "logp", "a defined tensor", "an undefined tensor");
     if (!at::isFloatingType(logp.scalar_type()))
-        detail::raise_argument(errc::unsupported, where, "logp", "a floating dtype (float16, bfloat16, float32, float64)",
+        detail::raise_argument(errc::unsupported, where, "logp",
+                               "a floating dtype (float16, bfloat16, float32, float64)",
                                "dtype " + detail::dtype_name(logp.scalar_type()));
     if (logp.dim() != 2)
         detail::raise_argument(errc::shape_mismatch, where, "logp", "2-D tensor [completions, tokens]",
@@ -265,8 +265,8 @@ inline at::Tensor grpo_loss(const at::Tensor& logp, const at::Tensor& old_logp, 
     const bool per_row = adv.dim() == 1 && adv.size(0) == rows;
     if (!per_row && !(adv.dim() == 2 && adv.size(0) == rows && adv.size(1) == cols)) {
         // Name the likely mistake: advantages that fit logp's transpose.
-        const bool transposed = (adv.dim() == 1 && adv.size(0) == cols) ||
-                                (adv.dim() == 2 && adv.size(0) == cols && adv.size(1) == rows);
+        const bool transposed =
+            (adv.dim() == 1 && adv.size(0) == cols) || (adv.dim() == 2 && adv.size(0) == cols && adv.size(1) == rows);
         detail::raise_argument(errc::shape_mismatch, where, "advantages",
                                "shape [" + std::to_string(rows) + "] (one per completion) or [" + std::to_string(rows) +
                                    ", " + std::to_string(cols) + "] (per token) for logp of shape " +
@@ -277,10 +277,9 @@ inline at::Tensor grpo_loss(const at::Tensor& logp, const at::Tensor& old_logp, 
     if (per_row) adv = adv.unsqueeze(1).expand({rows, cols});
     c10::optional<at::Tensor> lengths;
     if (extras.lengths.defined()) lengths = extras.lengths; // dtype, rank and device checked by the view
-    return detail::loss_function::apply(x, detail::prepare(old_logp, x, "old_logp", false),
-                                        detail::prepare(ref_logp, x, "ref_logp", false), adv,
-                                        detail::prepare(mask, x, "mask", false), lengths, cfg, extras.stats,
-                                        extras.pool);
+    return detail::loss_function::apply(
+        x, detail::prepare(old_logp, x, "old_logp", false), detail::prepare(ref_logp, x, "ref_logp", false), adv,
+        detail::prepare(mask, x, "mask", false), lengths, cfg, extras.stats, extras.pool);
 }
 
 } // namespace libtorch

@@ -51,7 +51,7 @@ template <class E, class = void>
 struct has_pointer_data : std::false_type {};
 template <class E>
 struct has_pointer_data<E, std::void_t<decltype(std::declval<E&>().data()), decltype(std::declval<E&>().data_offset()),
-                                        decltype(std::declval<E&>().strides())>>
+                                       decltype(std::declval<E&>().strides())>>
     : std::is_pointer<decltype(std::declval<E&>().data())> {};
 
 /// xt::xarray / xt::xtensor own their buffer: a view of a temporary one would dangle. Adaptors (xt::adapt)
@@ -123,10 +123,8 @@ auto view(E&& e) {
     static_assert(rank != -1, "grpo::xtensor::view: the rank of this expression is dynamic (xt::xarray); call "
                               "grpo::xtensor::matrix() or grpo::xtensor::vector()");
     static_assert(rank == -1 || rank == 1 || rank == 2, "grpo::xtensor::view: grpo views have rank 1 or 2");
-    if constexpr (rank == 1)
-        return xtensor::vector(std::forward<E>(e));
-    else
-        return xtensor::matrix(std::forward<E>(e));
+    if constexpr (rank == 1) return xtensor::vector(std::forward<E>(e));
+    else return xtensor::matrix(std::forward<E>(e));
 }
 
 /// xt::adapt over a grpo matrix_view (no copy, no ownership): shape {rows, cols}, the view's strides.

@@ -32,8 +32,7 @@ GRPO_NAMESPACE_BEGIN
 template <class R, class T>
 advantage_stats compute_advantages(const exec::host&, vector_view<R> rewards_in, const groups& g,
                                    vector_view<T> advantages, const advantage_config& cfg, workspace& ws,
-                                   const group_outputs& per_group = {},
-                                   vector_view<const double> token_weights = {}) {
+                                   const group_outputs& per_group = {}, vector_view<const double> token_weights = {}) {
     static_assert(std::is_same<std::remove_const_t<R>, T>::value && std::is_floating_point<T>::value,
                   "grpo::compute_advantages: rewards and advantages must have the same float/double type");
     const vector_view<const T> rewards = rewards_in;
@@ -47,8 +46,7 @@ advantage_stats compute_advantages(const exec::host&, vector_view<R> rewards_in,
 template <class R, class T>
 advantage_stats compute_advantages(const exec::host& ex, vector_view<R> rewards, const groups& g,
                                    vector_view<T> advantages, const advantage_config& cfg = {},
-                                   const group_outputs& per_group = {},
-                                   vector_view<const double> token_weights = {}) {
+                                   const group_outputs& per_group = {}, vector_view<const double> token_weights = {}) {
     workspace ws;
     return compute_advantages(ex, rewards, g, advantages, cfg, ws, per_group, token_weights);
 }

@@ -58,8 +58,9 @@ struct device_group_outputs {
 /// zero_variance_groups, zero_variance_fraction, scored, reward_mean, reward_std, advantage_mean,
 /// advantage_std, advantage_min, advantage_max), then [10] an error code (0 = valid inputs; 1 bad id,
 /// 2 bad reward, 3 bad token weight, 4 total whitening weight <= 1, 5 an advantage that does not fit the
-/// element type), [11] the first offending row, [12] the offending value (code 5: the row's reward). [11] holds the row's exact int64 bit pattern (not a double value: decode with
-/// detail::cuda::double_bits_as_int64, as unpack_advantage_stats does), and so does [12] for code 1 (the bad
+/// element type), [11] the first offending row, [12] the offending value (code 5: the row's reward). [11] holds the
+/// row's exact int64 bit pattern (not a double value: decode with detail::cuda::double_bits_as_int64, as
+/// unpack_advantage_stats does), and so does [12] for code 1 (the bad
 /// id); for codes 2, 3 and 5 [12] is the value as a double. With a non-zero code nothing else was written.
 constexpr int advantage_stats_doubles = detail::cuda::adv_stats_fields;
 
@@ -69,15 +70,14 @@ inline advantage_stats unpack_advantage_stats(const double* h, const char* where
     if (code != 0) {
         static const char* const names[] = {"", "groups.ids", "rewards", "token_weights", "rewards", "rewards"};
         const char* name = code >= 1 && code <= 5 ? names[code] : "rewards";
-        detail::raise_argument(code == 1 || code >= 4 ? errc::invalid_value : errc::non_finite,
-                               where, name,
-                               code == 4   ? "a total whitening weight > 1"
-                               : code == 5 ? "rewards whose advantages fit the output type"
-                                           : "valid values",
-                               code == 4 ? std::string("a smaller total weight")
-                                         : "an invalid value at index " +
-                                               std::to_string(static_cast<long long>(
-                                                   detail::cuda::double_bits_as_int64(h[11]))));
+        detail::raise_argument(
+            code == 1 || code >= 4 ? errc::invalid_value : errc::non_finite, where, name,
+            code == 4   ? "a total whitening weight > 1"
+            : code == 5 ? "rewards whose advantages fit the output type"
+                        : "valid values",
+            code == 4 ? std::string("a smaller total weight")
+                      : "an invalid value at index " +
+                            std::to_string(static_cast<long long>(detail::cuda::double_bits_as_int64(h[11]))));
     }
     advantage_stats st;
     st.num_groups = static_cast<index_t>(h[0]);
@@ -128,9 +128,9 @@ const loss_record* run_loss(D& dev, const char* where, const loss_inputs<T, devi
     // Values, and global_token_count against this call's tokens (validation::full), are checked on device by
     // loss_check_kernel before anything is written.
     const index_t rows = in.logp.rows();
-    const device_loss_views<T> v{in.logp,    in.old_logp,    in.ref_logp,        in.advantages, in.mask,
-                                 in.lengths, out.grad_logp, out.per_token_loss, in.sampling_logp,
-                                 out.ratio,  in.entropy,    out.grad_entropy};
+    const device_loss_views<T> v{in.logp,          in.old_logp, in.ref_logp,   in.advantages,
+                                 in.mask,          in.lengths,  out.grad_logp, out.per_token_loss,
+                                 in.sampling_logp, out.ratio,   in.entropy,    out.grad_entropy};
     // The scratch size fits: rows * (2 + partials) doubles plus a few.
     (void)checked_add(where, "rows", checked_mul(where, "rows", rows, 2 + doubles_of(sizeof(loss_partials))), 64);
     // The top-entropy quantile and the covariance selection each sort one key per token, in turn, in scratch
@@ -155,10 +155,10 @@ const loss_record* run_loss(D& dev, const char* where, const loss_inputs<T, devi
     const index_t blocks = grid_for_items(rows);
     const bool need_samp = cfg.sampling != sampling_correction::none;
     if (pre_pass)
-        dev.launch(loss_check_kernel<T>{v, s, check_values, p.with_kl(), need_samp, p.entropy_given,
-                                        cfg.global_token_count,
-                                        check_values || p.count_nonempty_rows || p.covariance_selection()},
-                   blocks);
+        dev.launch(
+            loss_check_kernel<T>{v, s, check_values, p.with_kl(), need_samp, p.entropy_given, cfg.global_token_count,
+                                 check_values || p.count_nonempty_rows || p.covariance_selection()},
+            blocks);
     const index_t token_blocks = grid_for_items(tokens, loss_block, 65535);
     if (quantile && tokens > 0) {
         dev.launch(entropy_keys_kernel<T>{v, s}, token_blocks);
@@ -205,8 +205,8 @@ kl_stats run_kl_sync(D& dev, const char* where, const kl_inputs<T, device_space>
     check_device_view(dev, where, "grad_logp", out.grad_logp);
     const index_t rows = in.logp.rows();
     (void)checked_add(where, "rows", checked_mul(where, "rows", rows, 2 + doubles_of(sizeof(loss_partials))), 64);
-    const device_loss_views<T> v{in.logp, {}, in.ref_logp, in.logp, in.mask, in.lengths, out.grad_logp, out.kl,
-                                 {},      {}, {},          {}};
+    const device_loss_views<T> v{in.logp,       {},     in.ref_logp, in.logp, in.mask, in.lengths,
+                                 out.grad_logp, out.kl, {},          {},      {},      {}};
     loss_scratch s = loss_layout(dev.scratch_doubles(loss_scratch_doubles(rows)), rows);
     dev.zero(s.counters, 3 * sizeof(unsigned long long));
     const bool check_values = cfg.checks == validation::full;
@@ -257,9 +257,8 @@ adv_scratch adv_scratch_for(D& dev, index_t n, index_t k, bool by_id) {
 /// workspace's own record. Returns where it went.
 template <class T, class D>
 const double* run_advantages(D& dev, const char* where, vector_view<const T, device_space> rewards,
-                             const device_groups& g,
-                             vector_view<T, device_space> advantages, const advantage_config& cfg, double* d_stats,
-                             const device_group_outputs& per_group,
+                             const device_groups& g, vector_view<T, device_space> advantages,
+                             const advantage_config& cfg, double* d_stats, const device_group_outputs& per_group,
                              vector_view<const double, device_space> token_weights) {
     static_assert(std::is_floating_point<T>::value,
                   "grpo::compute_advantages (CUDA): rewards and advantages must have the same float/double type");
@@ -270,7 +269,8 @@ const double* run_advantages(D& dev, const char* where, vector_view<const T, dev
     const index_t k = g.num_groups(n);
     const bool by_id = !g.is_contiguous();
     // Every size adv_layout adds up (at most 40 bytes a row, 112 a group, plus alignment) fits std::ptrdiff_t.
-    (void)checked_add(where, "rows/num_groups", checked_mul(where, "rows", n, 64), checked_mul(where, "num_groups", k, 128));
+    (void)checked_add(where, "rows/num_groups", checked_mul(where, "rows", n, 64),
+                      checked_mul(where, "num_groups", k, 128));
     const adv_scratch s = adv_scratch_for(dev, n, k, by_id);
     if (d_stats == nullptr) d_stats = s.stats;
     adv_params p{};
@@ -282,8 +282,9 @@ const double* run_advantages(D& dev, const char* where, vector_view<const T, dev
     p.whiten = cfg.estimator == advantage_estimator::group_centered_batch_whitened;
     p.ap = cfg.params();
     p.whiten_epsilon = cfg.whiten_epsilon;
-    const adv_views<T> v{rewards,       advantages,     g.ids(),   token_weights,
-                         per_group.mean, per_group.std, per_group.zero_variance, per_group.count};
+    const adv_views<T> v{
+        rewards,        advantages, g.ids(), token_weights, per_group.mean, per_group.std, per_group.zero_variance,
+        per_group.count};
     const index_t elem_blocks = grid_for_items(n > k ? n : k, adv_elem_block, 65535);
 
     dev.zero(s.errors, adv_error_slots * sizeof(unsigned long long));
@@ -334,24 +335,24 @@ template <class T, class D>
     std::vector<std::int64_t> ids;
     if (!g.is_contiguous()) ids = download_strided(dev, where, g.ids());
     std::vector<T> adv(static_cast<std::size_t>(n));
-    const groups hg = g.is_contiguous()
-                          ? groups::contiguous(g.size())
-                          : groups::by_id(vector_view<const std::int64_t>(ids.data(), n, g.ids().stride()),
-                                          g.num_groups(n));
+    const groups hg =
+        g.is_contiguous()
+            ? groups::contiguous(g.size())
+            : groups::by_id(vector_view<const std::int64_t>(ids.data(), n, g.ids().stride()), g.num_groups(n));
     compute_advantages(exec::host{}, vector_view<const T>(r.data(), n, rewards.stride()), hg,
                        vector_view<T>(adv.data(), n), cfg, group_outputs{},
                        token_weights.present() && !token_weights.empty()
                            ? vector_view<const double>(w.data(), token_weights.size(), token_weights.stride())
-                                               : vector_view<const double>());
-    (void)unpack_advantage_stats(h, where); // the CPU did not throw (a value on an fp edge): report the device's finding
+                           : vector_view<const double>());
+    (void)unpack_advantage_stats(h,
+                                 where); // the CPU did not throw (a value on an fp edge): report the device's finding
     raise_argument(errc::invalid_value, where, "rewards", "valid values", "invalid values reported by the device");
 }
 
 template <class T, class D>
 advantage_stats run_advantages_sync(D& dev, const char* where, vector_view<const T, device_space> rewards,
-                                    const device_groups& g,
-                                    vector_view<T, device_space> advantages, const advantage_config& cfg,
-                                    const device_group_outputs& per_group,
+                                    const device_groups& g, vector_view<T, device_space> advantages,
+                                    const advantage_config& cfg, const device_group_outputs& per_group,
                                     vector_view<const double, device_space> token_weights) {
     const double* d_stats = run_advantages(dev, where, rewards, g, advantages, cfg, nullptr, per_group, token_weights);
     double* h = dev.host_doubles(advantage_stats_doubles);
@@ -366,7 +367,8 @@ template <class T, class D>
 const double* run_token_advantages(D& dev, const char* where, const token_advantage_inputs<T, device_space>& in,
                                    const token_advantage_outputs<T, device_space>& out,
                                    const token_advantage_config& cfg) {
-    static_assert(std::is_floating_point<T>::value, "grpo::token_advantages (CUDA): element type must be float or double");
+    static_assert(std::is_floating_point<T>::value,
+                  "grpo::token_advantages (CUDA): element type must be float or double");
     check_token_advantage_shapes(where, in, out, cfg);
     check_device_view(dev, where, "rewards", in.rewards);
     check_device_view(dev, where, "mask", in.mask);
@@ -394,19 +396,27 @@ const double* run_token_advantages(D& dev, const char* where, const token_advant
     p.group_size = p.otb && !by_id ? in.prompts.size() : 0;
     // Every size tok_layout adds up (at most 3 doubles a cell, 2 a group position, 7 a row and 7 a group, plus
     // alignment) fits std::ptrdiff_t.
-    (void)checked_add(where, "rewards", checked_mul(where, "rewards", p.cells, 32),
-                      checked_add(where, "prompts", checked_mul(where, "prompts", checked_mul(where, "prompts", p.k, p.cols), 16),
-                                  checked_mul(where, "rows/prompts", checked_add(where, "rows", p.rows, p.k), 64)));
+    (void)checked_add(
+        where, "rewards", checked_mul(where, "rewards", p.cells, 32),
+        checked_add(where, "prompts", checked_mul(where, "prompts", checked_mul(where, "prompts", p.k, p.cols), 16),
+                    checked_mul(where, "rows/prompts", checked_add(where, "rows", p.rows, p.k), 64)));
     const std::size_t sort_bytes = by_id ? dev.sort_temp_bytes(p.rows, adv_key_bits(p.k)) : 0;
     const std::size_t bytes = tok_layout(p, by_id, sort_bytes, nullptr, nullptr);
     tok_scratch s;
     tok_layout(p, by_id, sort_bytes, dev.scratch_doubles((bytes + sizeof(double) - 1) / sizeof(double)), &s);
-    const tok_views<T> v{in.rewards,   in.mask,      in.old_logp,     in.sum_pi_squared, in.is_weights,
-                         in.baselines, by_id ? in.prompts.ids() : vector_view<const std::int64_t, device_space>(),
-                         out.advantages, out.returns};
+    const tok_views<T> v{in.rewards,
+                         in.mask,
+                         in.old_logp,
+                         in.sum_pi_squared,
+                         in.is_weights,
+                         in.baselines,
+                         by_id ? in.prompts.ids() : vector_view<const std::int64_t, device_space>(),
+                         out.advantages,
+                         out.returns};
 
     dev.zero(s.slots, tok_slots * sizeof(unsigned long long));
-    dev.launch(tok_validate_kernel<T>{v, p, s}, grid_for_items(p.cells > p.rows ? p.cells : p.rows, adv_elem_block, 65535));
+    dev.launch(tok_validate_kernel<T>{v, p, s},
+               grid_for_items(p.cells > p.rows ? p.cells : p.rows, adv_elem_block, 65535));
     if (by_id && p.k > 0) { // groups without rows keep begin = end = 0
         dev.zero(s.begin, static_cast<std::size_t>(p.k) * sizeof(std::int64_t));
         dev.zero(s.end, static_cast<std::size_t>(p.k) * sizeof(std::int64_t));
@@ -481,12 +491,14 @@ token_advantage_stats run_token_advantages_sync(D& dev, const char* where,
         hin.sum_pi_squared = sum_pi_squared.view;
         hin.is_weights = is_weights.view;
         if (in.baselines.present())
-            hin.baselines = vector_view<const T>(baselines.empty() ? &host_matrix_copy<T, D>::placeholder() : baselines.data(),
-                                                 in.baselines.size(), in.baselines.stride());
+            hin.baselines =
+                vector_view<const T>(baselines.empty() ? &host_matrix_copy<T, D>::placeholder() : baselines.data(),
+                                     in.baselines.size(), in.baselines.stride());
         const index_t rows = in.rewards.rows();
-        hin.prompts = by_id ? groups::by_id(vector_view<const std::int64_t>(ids.data(), rows, in.prompts.ids().stride()),
-                                            in.prompts.num_groups(rows))
-                            : groups::contiguous(in.prompts.size());
+        hin.prompts = by_id
+                          ? groups::by_id(vector_view<const std::int64_t>(ids.data(), rows, in.prompts.ids().stride()),
+                                          in.prompts.num_groups(rows))
+                          : groups::contiguous(in.prompts.size());
         std::vector<T> adv(static_cast<std::size_t>(in.rewards.size()));
         token_advantage_outputs<T> hout;
         hout.advantages = matrix_view<T>(adv.data(), rows, in.rewards.cols());
@@ -523,8 +535,8 @@ token_advantage_stats run_token_advantages_sync(D& dev, const char* where,
 /// so `ws` must not be used by a call on another stream before this work has completed (as before).
 template <class Exec, class T>
 detail::if_device_executor<Exec> loss_and_grad(const Exec& ex, const loss_inputs<T, device_space>& in,
-                                             const loss_outputs<T, device_space>& out, const loss_config& cfg,
-                                             detail::device_workspace_of<Exec>& ws, loss_record* d_record) {
+                                               const loss_outputs<T, device_space>& out, const loss_config& cfg,
+                                               detail::device_workspace_of<Exec>& ws, loss_record* d_record) {
     constexpr const char* where = device_backend_traits<Exec>::loss_where;
     const basic_workspace_lease<detail::device_workspace_of<Exec>> lease(ws, where);
     if (d_record == nullptr)
@@ -538,8 +550,8 @@ detail::if_device_executor<Exec> loss_and_grad(const Exec& ex, const loss_inputs
 /// pointer).
 template <class Exec, class T, class... Rest>
 detail::if_device_executor<Exec, loss_stats> loss_and_grad(const Exec&, const loss_inputs<T, host_space>&,
-                                                         const loss_outputs<T, host_space>&, const loss_config&,
-                                                         Rest&&...) {
+                                                           const loss_outputs<T, host_space>&, const loss_config&,
+                                                           Rest&&...) {
     static_assert(detail::always_false<T>::value,
                   "grpo::loss_and_grad: device executors take device_space views (loss_inputs<T, device_space>); "
                   "host_space views go to exec::host");
@@ -552,8 +564,9 @@ detail::if_device_executor<Exec, loss_stats> loss_and_grad(const Exec&, const lo
 /// when another call holds it).
 template <class Exec, class T>
 detail::if_device_executor<Exec, loss_stats> loss_and_grad(const Exec& ex, const loss_inputs<T, device_space>& in,
-                                                         const loss_outputs<T, device_space>& out,
-                                                         const loss_config& cfg, detail::device_workspace_of<Exec>& ws) {
+                                                           const loss_outputs<T, device_space>& out,
+                                                           const loss_config& cfg,
+                                                           detail::device_workspace_of<Exec>& ws) {
     constexpr const char* where = device_backend_traits<Exec>::loss_where;
     const basic_workspace_lease<detail::device_workspace_of<Exec>> lease(ws, where);
     auto dev = device_backend_traits<Exec>::device(ex, ws);
@@ -568,8 +581,8 @@ detail::if_device_executor<Exec, loss_stats> loss_and_grad(const Exec& ex, const
 /// until it returns (grpo::error, errc::in_use, when another call holds it).
 template <class Exec, class T>
 detail::if_device_executor<Exec, kl_stats> per_token_kl(const Exec& ex, const kl_inputs<T, device_space>& in,
-                                                        const kl_outputs<T, device_space>& out,
-                                                        const kl_config& cfg, detail::device_workspace_of<Exec>& ws) {
+                                                        const kl_outputs<T, device_space>& out, const kl_config& cfg,
+                                                        detail::device_workspace_of<Exec>& ws) {
     constexpr const char* where = device_backend_traits<Exec>::kl_where;
     const basic_workspace_lease<detail::device_workspace_of<Exec>> lease(ws, where);
     auto dev = device_backend_traits<Exec>::device(ex, ws);
@@ -588,17 +601,17 @@ detail::if_device_executor<Exec, kl_stats> per_token_kl(const Exec& ex, const kl
 /// enqueues only; `ws` must not be used by a call on another stream before this work has completed (as before).
 template <class Exec, class R, class T>
 detail::if_device_executor<Exec> compute_advantages(const Exec& ex, vector_view<R, device_space> rewards,
-                                                  const device_groups& g, vector_view<T, device_space> advantages,
-                                                  const advantage_config& cfg, detail::device_workspace_of<Exec>& ws,
-                                                  double* d_stats, const device_group_outputs& per_group = {},
-                                                  vector_view<const double, device_space> token_weights = {}) {
+                                                    const device_groups& g, vector_view<T, device_space> advantages,
+                                                    const advantage_config& cfg, detail::device_workspace_of<Exec>& ws,
+                                                    double* d_stats, const device_group_outputs& per_group = {},
+                                                    vector_view<const double, device_space> token_weights = {}) {
     static_assert(std::is_same<std::remove_const_t<R>, T>::value,
                   "grpo::compute_advantages (CUDA): rewards and advantages must have the same float/double type");
     constexpr const char* where = device_backend_traits<Exec>::advantages_where;
     const basic_workspace_lease<detail::device_workspace_of<Exec>> lease(ws, where);
     if (d_stats == nullptr)
-        detail::raise_argument(errc::invalid_value, where, "d_stats",
-                               "a device buffer of advantage_stats_doubles", "nullptr");
+        detail::raise_argument(errc::invalid_value, where, "d_stats", "a device buffer of advantage_stats_doubles",
+                               "nullptr");
     auto dev = device_backend_traits<Exec>::device(ex, ws);
     detail::cuda::run_advantages<T>(dev, where, rewards, g, advantages, cfg, d_stats, per_group, token_weights);
 }
@@ -607,11 +620,10 @@ detail::if_device_executor<Exec> compute_advantages(const Exec& ex, vector_view<
 /// throw the same grpo::error as the CPU backend (nothing is written to the outputs). The call holds `ws` until
 /// it returns (grpo::error, errc::in_use, when another call holds it).
 template <class Exec, class R, class T>
-detail::if_device_executor<Exec, advantage_stats>
-compute_advantages(const Exec& ex, vector_view<R, device_space> rewards, const device_groups& g,
-                   vector_view<T, device_space> advantages, const advantage_config& cfg,
-                   detail::device_workspace_of<Exec>& ws, const device_group_outputs& per_group = {},
-                   vector_view<const double, device_space> token_weights = {}) {
+detail::if_device_executor<Exec, advantage_stats> compute_advantages(
+    const Exec& ex, vector_view<R, device_space> rewards, const device_groups& g,
+    vector_view<T, device_space> advantages, const advantage_config& cfg, detail::device_workspace_of<Exec>& ws,
+    const device_group_outputs& per_group = {}, vector_view<const double, device_space> token_weights = {}) {
     static_assert(std::is_same<std::remove_const_t<R>, T>::value,
                   "grpo::compute_advantages (CUDA): rewards and advantages must have the same float/double type");
     constexpr const char* where = device_backend_traits<Exec>::advantages_where;
@@ -622,11 +634,10 @@ compute_advantages(const Exec& ex, vector_view<R, device_space> rewards, const d
 
 /// Convenience overload with a temporary workspace (allocates and frees device memory: not for hot loops).
 template <class Exec, class R, class T>
-detail::if_device_executor<Exec, advantage_stats>
-compute_advantages(const Exec& ex, vector_view<R, device_space> rewards, const device_groups& g,
-                   vector_view<T, device_space> advantages, const advantage_config& cfg = {},
-                   const device_group_outputs& per_group = {},
-                   vector_view<const double, device_space> token_weights = {}) {
+detail::if_device_executor<Exec, advantage_stats> compute_advantages(
+    const Exec& ex, vector_view<R, device_space> rewards, const device_groups& g,
+    vector_view<T, device_space> advantages, const advantage_config& cfg = {},
+    const device_group_outputs& per_group = {}, vector_view<const double, device_space> token_weights = {}) {
     detail::device_workspace_of<Exec> ws;
     return compute_advantages(ex, rewards, g, advantages, cfg, ws, per_group, token_weights);
 }
@@ -637,10 +648,10 @@ compute_advantages(const Exec& ex, vector_view<R, device_space> rewards, const d
 /// outputs untouched. Each group's baseline sums run over its rows in row order, as on the CPU; the batch sums
 /// are chunked block reductions. Deterministic; no float atomics. The call holds `ws` until it returns.
 template <class Exec, class T>
-detail::if_device_executor<Exec, token_advantage_stats>
-token_advantages(const Exec& ex, const token_advantage_inputs<T, device_space>& in,
-                 const token_advantage_outputs<T, device_space>& out, const token_advantage_config& cfg,
-                 detail::device_workspace_of<Exec>& ws) {
+detail::if_device_executor<Exec, token_advantage_stats> token_advantages(
+    const Exec& ex, const token_advantage_inputs<T, device_space>& in,
+    const token_advantage_outputs<T, device_space>& out, const token_advantage_config& cfg,
+    detail::device_workspace_of<Exec>& ws) {
     constexpr const char* where = device_backend_traits<Exec>::token_advantages_where;
     const basic_workspace_lease<detail::device_workspace_of<Exec>> lease(ws, where);
     auto dev = device_backend_traits<Exec>::device(ex, ws);
@@ -649,9 +660,9 @@ token_advantages(const Exec& ex, const token_advantage_inputs<T, device_space>& 
 
 /// Convenience overload with a temporary workspace (allocates and frees device memory: not for hot loops).
 template <class Exec, class T>
-detail::if_device_executor<Exec, token_advantage_stats>
-token_advantages(const Exec& ex, const token_advantage_inputs<T, device_space>& in,
-                 const token_advantage_outputs<T, device_space>& out, const token_advantage_config& cfg = {}) {
+detail::if_device_executor<Exec, token_advantage_stats> token_advantages(
+    const Exec& ex, const token_advantage_inputs<T, device_space>& in,
+    const token_advantage_outputs<T, device_space>& out, const token_advantage_config& cfg = {}) {
     detail::device_workspace_of<Exec> ws;
     return token_advantages(ex, in, out, cfg, ws);
 }

@@ -13,25 +13,25 @@
 
 /// Applies `PREFIX` (`template` or `extern template`) to every host entry point instantiated for element type T.
 #define GRPO_HOST_ENTRY_POINTS(PREFIX, T)                                                                              \
-    PREFIX loss_stats loss_and_grad<T>(const exec::host&, const loss_inputs<T, host_space>&,                          \
-                                       const loss_outputs<T, host_space>&, const loss_config&, workspace&);          \
-    PREFIX loss_stats loss_and_grad<T>(const exec::host&, const loss_inputs<T, host_space>&,                          \
-                                       const loss_outputs<T, host_space>&, const loss_config&);                      \
-    PREFIX kl_stats per_token_kl<T>(const exec::host&, const kl_inputs<T, host_space>&,                               \
-                                    const kl_outputs<T, host_space>&, const kl_config&, workspace&);                 \
-    PREFIX kl_stats per_token_kl<T>(const exec::host&, const kl_inputs<T, host_space>&,                               \
-                                    const kl_outputs<T, host_space>&, const kl_config&);                             \
-    PREFIX advantage_stats compute_advantages<const T, T>(const exec::host&, vector_view<const T>, const groups&,     \
-                                                          vector_view<T>, const advantage_config&, workspace&,      \
-                                                          const group_outputs&, vector_view<const double>);         \
-    PREFIX advantage_stats compute_advantages<const T, T>(const exec::host&, vector_view<const T>, const groups&,     \
-                                                          vector_view<T>, const advantage_config&,                  \
-                                                          const group_outputs&, vector_view<const double>);         \
-    PREFIX token_advantage_stats token_advantages<T>(const exec::host&, const token_advantage_inputs<T>&,             \
-                                                     const token_advantage_outputs<T>&,                              \
-                                                     const token_advantage_config&, workspace&);                    \
-    PREFIX token_advantage_stats token_advantages<T>(const exec::host&, const token_advantage_inputs<T>&,             \
-                                                     const token_advantage_outputs<T>&,                              \
+    PREFIX loss_stats loss_and_grad<T>(const exec::host&, const loss_inputs<T, host_space>&,                           \
+                                       const loss_outputs<T, host_space>&, const loss_config&, workspace&);            \
+    PREFIX loss_stats loss_and_grad<T>(const exec::host&, const loss_inputs<T, host_space>&,                           \
+                                       const loss_outputs<T, host_space>&, const loss_config&);                        \
+    PREFIX kl_stats per_token_kl<T>(const exec::host&, const kl_inputs<T, host_space>&,                                \
+                                    const kl_outputs<T, host_space>&, const kl_config&, workspace&);                   \
+    PREFIX kl_stats per_token_kl<T>(const exec::host&, const kl_inputs<T, host_space>&,                                \
+                                    const kl_outputs<T, host_space>&, const kl_config&);                               \
+    PREFIX advantage_stats compute_advantages<const T, T>(const exec::host&, vector_view<const T>, const groups&,      \
+                                                          vector_view<T>, const advantage_config&, workspace&,         \
+                                                          const group_outputs&, vector_view<const double>);            \
+    PREFIX advantage_stats compute_advantages<const T, T>(const exec::host&, vector_view<const T>, const groups&,      \
+                                                          vector_view<T>, const advantage_config&,                     \
+                                                          const group_outputs&, vector_view<const double>);            \
+    PREFIX token_advantage_stats token_advantages<T>(const exec::host&, const token_advantage_inputs<T>&,              \
+                                                     const token_advantage_outputs<T>&, const token_advantage_config&, \
+                                                     workspace&);                                                      \
+    PREFIX token_advantage_stats token_advantages<T>(const exec::host&, const token_advantage_inputs<T>&,              \
+                                                     const token_advantage_outputs<T>&,                                \
                                                      const token_advantage_config&);
 
 #if defined(GRPO_COMPILED) && !defined(GRPO_BUILDING_COMPILED_LIBRARY)

@@ -36,8 +36,8 @@ kl_stats per_token_kl(const exec::host& ex, const kl_inputs<T, host_space>& in, 
     const workspace_lease lease(ws, where);
     detail::check_lengths_on_host(where, in.lengths, in.logp.rows(), in.logp.cols());
     // The loss's views: logp stands in for the advantages (validated like them, never used).
-    const detail::cpu::loss_views<T> v{in.logp, {}, in.ref_logp, in.logp, in.mask, in.lengths, out.grad_logp, out.kl,
-                                       {},      {}, {},          {}};
+    const detail::cpu::loss_views<T> v{in.logp,       {},     in.ref_logp, in.logp, in.mask, in.lengths,
+                                       out.grad_logp, out.kl, {},          {},      {},      {}};
     return detail::cpu::per_token_kl(ex, v, k, cfg.checks == validation::full, ws);
 }
 

@@ -15,9 +15,7 @@
 GRPO_NAMESPACE_BEGIN
 namespace detail {
 
-inline std::string shape_str(index_t rows, index_t cols) {
-    return "[" + to_str(rows) + ", " + to_str(cols) + "]";
-}
+inline std::string shape_str(index_t rows, index_t cols) { return "[" + to_str(rows) + ", " + to_str(cols) + "]"; }
 inline std::string num_str(double v) {
     std::ostringstream s;
     s.precision(17);
@@ -38,8 +36,7 @@ void check_size(const char* where, const char* name, const vector_view<T, S>& v,
 }
 
 /// `value` must be finite and in [lo, hi] (use +-infinity for an open side).
-inline void check_range(const char* where, const char* name, double value, double lo, double hi,
-                        const char* expected) {
+inline void check_range(const char* where, const char* name, double value, double lo, double hi, const char* expected) {
     if (!std::isfinite(value) || value < lo || value > hi)
         raise_argument(std::isfinite(value) ? errc::invalid_value : errc::non_finite, where, name, expected,
                        num_str(value));

@@ -56,8 +56,8 @@ void grow_or_raise(const char* where, const char* what, std::ptrdiff_t count, F&
     if (count < 0 || static_cast<std::size_t>(count) > V().max_size() ||
         static_cast<std::size_t>(count) > static_cast<std::size_t>(GRPO_MAX_SCRATCH_BYTES) / elem)
         raise_argument(errc::out_of_memory, where, what,
-                       "scratch within the allocator's limit (" + int_str(static_cast<long long>(GRPO_MAX_SCRATCH_BYTES)) +
-                           " bytes)",
+                       "scratch within the allocator's limit (" +
+                           int_str(static_cast<long long>(GRPO_MAX_SCRATCH_BYTES)) + " bytes)",
                        int_str(count) + " elements of " + int_str(static_cast<long long>(elem)) + " bytes");
 #if GRPO_HAS_EXCEPTIONS
     try {

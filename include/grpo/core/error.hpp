@@ -15,15 +15,15 @@ GRPO_NAMESPACE_BEGIN
 /// Machine-readable category of a grpo::error.
 enum class errc : int {
     ok = 0,
-    shape_mismatch,      ///< extents of two arguments disagree, or an extent is negative
-    invalid_value,       ///< a scalar or configuration value is outside its domain
-    non_finite,          ///< NaN or Inf where a finite value is required
-    aliasing,            ///< an output overlaps an input
-    memory_space,        ///< a view lives in a memory space the executor cannot reach
-    unsupported,         ///< a combination of options or a dtype/device that grpo does not handle
-    cuda,                ///< a CUDA runtime call failed
-    in_use,              ///< a workspace, pool or trainer is in use by another call on another thread
-    out_of_memory,       ///< scratch memory for the call could not be allocated (or its size overflows)
+    shape_mismatch, ///< extents of two arguments disagree, or an extent is negative
+    invalid_value,  ///< a scalar or configuration value is outside its domain
+    non_finite,     ///< NaN or Inf where a finite value is required
+    aliasing,       ///< an output overlaps an input
+    memory_space,   ///< a view lives in a memory space the executor cannot reach
+    unsupported,    ///< a combination of options or a dtype/device that grpo does not handle
+    cuda,           ///< a CUDA runtime call failed
+    in_use,         ///< a workspace, pool or trainer is in use by another call on another thread
+    out_of_memory,  ///< scratch memory for the call could not be allocated (or its size overflows)
 };
 
 /// Short human name of an errc, for messages and logs.
@@ -66,10 +66,10 @@ namespace detail {
 }
 
 /// "grpo::where: argument 'name': expected E, got A"
-[[noreturn]] inline void raise_argument(errc code, const char* where, const char* argument,
-                                        const std::string& expected, const std::string& actual) {
-    raise(code, std::string("grpo::") + where + ": argument '" + argument + "': expected " + expected +
-                    ", got " + actual);
+[[noreturn]] inline void raise_argument(errc code, const char* where, const char* argument, const std::string& expected,
+                                        const std::string& actual) {
+    raise(code,
+          std::string("grpo::") + where + ": argument '" + argument + "': expected " + expected + ", got " + actual);
 }
 
 } // namespace detail

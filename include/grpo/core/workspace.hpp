@@ -36,11 +36,10 @@ public:
     /// `where` names the calling entry point in that error.
     double* doubles(std::size_t count, const char* where = "workspace::doubles") {
         if (doubles_.size() < count)
-            detail::grow_or_raise<std::vector<double>>(where, "ws",
-                                                       count > static_cast<std::size_t>(PTRDIFF_MAX)
-                                                           ? std::ptrdiff_t(-1)
-                                                           : static_cast<std::ptrdiff_t>(count),
-                                                       [&] { doubles_.resize(count); });
+            detail::grow_or_raise<std::vector<double>>(
+                where, "ws",
+                count > static_cast<std::size_t>(PTRDIFF_MAX) ? std::ptrdiff_t(-1) : static_cast<std::ptrdiff_t>(count),
+                [&] { doubles_.resize(count); });
         return doubles_.data();
     }
     std::size_t capacity_doubles() const noexcept { return doubles_.size(); }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Forwarding header: <grpo/detail/checked.hpp> moved to <grpo/core/checked.hpp>. This path stays for the 0.x series; include
-// <grpo/grpo.hpp> (or the new path) instead.
+// Forwarding header: <grpo/detail/checked.hpp> moved to <grpo/core/checked.hpp>.
+// This path stays for the 0.x series; include <grpo/grpo.hpp> (or the new path) instead.
 #pragma once
 
 #include "../core/checked.hpp"

@@ -100,10 +100,10 @@ struct group_extras {
 
 /// Batch-level figures of the estimators that normalize over the whole batch.
 struct batch_figures {
-    double std = 0;         ///< std of every scored reward (group_centered_batch_std)
-    double white_mean = 0;  ///< whitening statistics (group_centered_batch_whitened)
+    double std = 0;        ///< std of every scored reward (group_centered_batch_std)
+    double white_mean = 0; ///< whitening statistics (group_centered_batch_whitened)
     double white_scale = 1;
-    double gpg_scale = 1;   ///< scored / max(nonzero, 1) (gpg)
+    double gpg_scale = 1; ///< scored / max(nonzero, 1) (gpg)
 };
 
 /// alpha of gpg from the batch's scored and non-zero reward counts.
@@ -123,8 +123,8 @@ GRPO_HOST_DEVICE inline double scale_std(const group_moments<double>& m, const a
 /// `scale_std` is the std in the denominator: the group's, or the batch's for group_centered_batch_std.
 /// For group_centered_batch_whitened this is only the centering step; whitening follows over the batch.
 template <class C>
-GRPO_HOST_DEVICE GRPO_FORCEINLINE C group_advantage(advantage_estimator est, C r, C n, C mean, C scale_std,
-                                                    C epsilon, singleton_group singleton) {
+GRPO_HOST_DEVICE GRPO_FORCEINLINE C group_advantage(advantage_estimator est, C r, C n, C mean, C scale_std, C epsilon,
+                                                    singleton_group singleton) {
     if (n < C(2)) {
         if (singleton == singleton_group::zero) return C(0);
         // verl: mean 0, std 1.
@@ -174,8 +174,7 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE double completion_advantage(const advantage_pa
         const double scale = scale_std(m, p) + p.epsilon;
         return scale > 0 ? margin / scale : 0.0; // scale 0: a constant group with epsilon 0, margin 0
     }
-    case advantage_estimator::opo:
-        return singleton ? alone : r - (x.weighted.count > 0 ? x.weighted.mean() : m.mean());
+    case advantage_estimator::opo: return singleton ? alone : r - (x.weighted.count > 0 ? x.weighted.mean() : m.mean());
     case advantage_estimator::gpg: return batch.gpg_scale * (singleton ? alone : r - m.mean());
     default: break;
     }
@@ -215,9 +214,9 @@ GRPO_HOST_DEVICE inline double otb_baseline(double sum_return_energy, double sum
 /// on). Rows are added in row order; lengths count unmasked tokens.
 struct otb_group_tail {
     double members = 0;
-    double longest = -1;    ///< the largest length
-    double at_longest = 0;  ///< rows of that length
-    double runner_up = -1;  ///< the second largest length counting repeats (verl sorted_lengths[-2])
+    double longest = -1;   ///< the largest length
+    double at_longest = 0; ///< rows of that length
+    double runner_up = -1; ///< the second largest length counting repeats (verl sorted_lengths[-2])
     double longest_row = -1;
     GRPO_HOST_DEVICE void add(double length, double row) {
         members += 1;

@@ -50,9 +50,9 @@ inline C exp_vectorizable(C x) {
     const C n = shifted - shifter;
     const C r = (xc - n * ln2_hi) - n * ln2_lo;
     // Horner on sum_k r^k / k!, with 1/k! as constants (no division in the loop).
-    constexpr double inv_factorial[14] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040,
-                                          1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800,
-                                          1.0 / 479001600, 1.0 / 6227020800.0};
+    constexpr double inv_factorial[14] = {
+        1.0,        1.0,         1.0 / 2,      1.0 / 6,       1.0 / 24,       1.0 / 120,       1.0 / 720,
+        1.0 / 5040, 1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800.0};
     C p = C(inv_factorial[Degree]);
     for (int k = Degree - 1; k >= 0; --k) p = p * r + C(inv_factorial[k]);
     // 2^n from the bits: n is the difference of the bit patterns of `shifted` and `shifter` (no float-to-int

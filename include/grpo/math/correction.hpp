@@ -44,7 +44,7 @@ template <class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE C sampling_weight(const correction_params<C>& c, C log_ratio) {
     const C rho = math::exp(log_ratio);
     const bool mask = c.mode == sampling_correction::token_mask || c.mode == sampling_correction::sequence_mask;
-    const bool below = rho < c.ratio_min, above = rho > c.ratio_max;
+    const bool below = rho<c.ratio_min, above = rho> c.ratio_max;
     const C truncated = select(below, c.ratio_min, select(above, c.ratio_max, rho));
     return select(mask, select(below | above, C(0), rho), truncated);
 }

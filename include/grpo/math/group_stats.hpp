@@ -28,9 +28,9 @@ GRPO_HOST_DEVICE inline std::int64_t group_of_row(std::int64_t i, std::int64_t c
 template <class C>
 struct group_moments {
     C count = 0;
-    C pivot = 0;      ///< first value seen
+    C pivot = 0;       ///< first value seen
     C shifted_sum = 0; ///< sum of (x - pivot)
-    C m2 = 0;         ///< sum of (x - mean)^2, filled by the second pass
+    C m2 = 0;          ///< sum of (x - mean)^2, filled by the second pass
 
     /// First pass; `weight` (default 1: a count) makes `count` a total weight, as batch whitening needs.
     /// With weight 1 every operation is the unweighted one (1 * y == y exactly).

@@ -40,7 +40,7 @@ struct kl_term {
 /// k3's gradient is 1 - exp(ref - logp) (TRL/Liger's Triton backward uses exactly this).
 template <class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE kl_term<C> kl_penalty(kl_estimator estimator, C logp, C ref_logp, C input_clamp,
-                                                         C output_clamp, bool straight_through) {
+                                                        C output_clamp, bool straight_through) {
     const C raw = logp - ref_logp;
     const clamped<C> x = clamp_symmetric(raw, input_clamp);
     // Every estimator is evaluated and one is selected: no branches, so token loops vectorize.
@@ -49,8 +49,7 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE kl_term<C> kl_penalty(kl_estimator estimator, 
     const bool k1 = estimator == kl_estimator::k1, k2 = estimator == kl_estimator::k2,
                abs_ = estimator == kl_estimator::abs;
     // k3 at x = -inf (a log-ratio that overflowed): exp(-x) + x is inf - inf; its limit is +inf.
-    const C k3 = select(x.value == -infinity<C>(), infinity<C>(),
-                        e + x.value - C(1));
+    const C k3 = select(x.value == -infinity<C>(), infinity<C>(), e + x.value - C(1));
     const C value = select(k1, x.value, select(k2, C(0.5) * x.value * x.value, select(abs_, sign * x.value, k3)));
     const C dvalue_dx = select(k1, C(1), select(k2, x.value, select(abs_, sign, C(1) - e)));
     const clamped<C> out = clamp_symmetric(value, output_clamp);

@@ -205,8 +205,8 @@ template <policy_objective K, class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE selection_candidate covariance_candidate(const objective_params<C>& o, C ratio,
                                                                            C advantage, C logp, std::int64_t flat) {
     // verl: cov = (A - mean(A)) * (logp - mean(sg logp)) over the unmasked tokens.
-    const double cov = (static_cast<double>(advantage) - o.cov.mean_advantage) *
-                       (static_cast<double>(logp) - o.cov.mean_logp);
+    const double cov =
+        (static_cast<double>(advantage) - o.cov.mean_advantage) * (static_cast<double>(logp) - o.cov.mean_logp);
     if constexpr (K == policy_objective::kl_cov) {
         // The largest cov first. + 0.0 turns -0 into +0: the device sorts keys by their bits, the comparisons
         // below by value, and both must see one order. A NaN cov (non-finite inputs without validation) is
@@ -239,14 +239,15 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE objective_term<C> objective_at(const objective
         // TRL: clamp(coef_1, max=epsilon_high).detach(); is_cispo_clipped = (coef_1 > eps_high) & (A > 0).
         const C weight = select(ratio > o.cispo_ratio_cap, o.cispo_ratio_cap, ratio);
         const C wa = weight * advantage;
-        return {-(wa * logp), C(0), -wa, C(0),
-                select((ratio > o.cispo_ratio_cap) & (advantage > C(0)), C(1), C(0)), C(0), C(0)};
+        return {-(wa * logp), C(0), -wa, C(0), select((ratio > o.cispo_ratio_cap) & (advantage > C(0)), C(1), C(0)),
+                C(0),         C(0)};
     } else if constexpr (K == policy_objective::cispo_clip) {
         // verl: clipped_ratio = clamp(ratio, 1 - low, 1 + high).detach(); pg_clipfrac = mean(ratio != clipped).
         const C weight = select(ratio < o.clip.low, o.clip.low, select(ratio > o.clip.high, o.clip.high, ratio));
         const C wa = weight * advantage;
-        return {-(wa * logp), C(0), -wa, select(ratio < o.clip.low, C(1), C(0)),
-                select(ratio > o.clip.high, C(1), C(0)), C(0), C(0)};
+        return {
+            -(wa * logp), C(0), -wa, select(ratio < o.clip.low, C(1), C(0)), select(ratio > o.clip.high, C(1), C(0)),
+            C(0),         C(0)};
     } else if constexpr (K == policy_objective::sapo) {
         // loss = -(4/tau) s A with s = sigmoid(tau (r - 1)); d loss/d r = -4 s (1 - s) A.
         const C tau = select(advantage > C(0), o.sapo_tau_pos, o.sapo_tau_neg);
@@ -258,8 +259,13 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE objective_term<C> objective_at(const objective
         // ratio is rho_i; the gradient reaches logp through it (the backend's sequence term). verl logs a token
         // as clipped when clamp(d) != d: pg_clipfrac for A > 0, pg_clipfrac_lower for A < 0.
         const bool clipped = (log_ratio.value < o.geo_log_low) | (log_ratio.value > o.geo_log_high);
-        return {-(ratio * advantage), -advantage, C(0), select(clipped & (advantage < C(0)), C(1), C(0)),
-                select(clipped & (advantage > C(0)), C(1), C(0)), C(0), C(0)};
+        return {-(ratio * advantage),
+                -advantage,
+                C(0),
+                select(clipped & (advantage < C(0)), C(1), C(0)),
+                select(clipped & (advantage > C(0)), C(1), C(0)),
+                C(0),
+                C(0)};
     } else if constexpr (K == policy_objective::vespo) {
         // TRL: is_nonneg_adv = advantages >= 0 picks (k_pos, lambda_pos).
         const C phi = select(advantage >= C(0), o.vespo_phi_pos, o.vespo_phi_neg);
@@ -269,13 +275,18 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE objective_term<C> objective_at(const objective
         // verl: pg_losses = maximum(pg_losses1, pg_losses2) * corr, corr = 0 at the selected tokens.
         const surrogate_term<C> s = clipped_surrogate(ratio, advantage, o.clip);
         const bool sel = covariance_selected(o.cov, covariance_candidate<K>(o, ratio, advantage, logp, flat), flat);
-        return {select(sel, C(0), s.loss), select(sel, C(0), s.dloss_dratio), C(0), s.clipped_low, s.clipped_high,
-                C(0), select(sel, C(1), C(0))};
+        return {select(sel, C(0), s.loss), select(sel, C(0), s.dloss_dratio), C(0), s.clipped_low, s.clipped_high, C(0),
+                select(sel, C(1), C(0))};
     } else if constexpr (K == policy_objective::dro) {
         // verl: pg_losses = -(log_prob * advantages - 0.5 * dro_beta * (log_prob - old_log_prob) ** 2).
         const C d = log_ratio.value;
-        return {-(logp * advantage) + C(0.5) * o.dro_beta * d * d, C(0),
-                -advantage + chain(o.dro_beta, d * log_ratio.grad), C(0), C(0), C(0), C(0)};
+        return {-(logp * advantage) + C(0.5) * o.dro_beta * d * d,
+                C(0),
+                -advantage + chain(o.dro_beta, d * log_ratio.grad),
+                C(0),
+                C(0),
+                C(0),
+                C(0)};
     } else {
         static_assert(K == policy_objective::kl_cov, "objective_at: every policy_objective has a branch");
         // verl: pg_losses = -A r, and -A r + ppo_kl_coef |logp - old| at the selected tokens (d|d|/dd = sign, 0 at 0).
@@ -284,7 +295,12 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE objective_term<C> objective_at(const objective
         const C d = log_ratio.value;
         const C sign = select(d > C(0), C(1), select(d < C(0), C(-1), C(0)));
         const C abs_d = select(d < C(0), -d, d);
-        return {-(ratio * advantage) + coef * abs_d, -advantage, chain(coef, sign * log_ratio.grad), C(0), C(0), C(0),
+        return {-(ratio * advantage) + coef * abs_d,
+                -advantage,
+                chain(coef, sign * log_ratio.grad),
+                C(0),
+                C(0),
+                C(0),
                 select(sel, C(1), C(0))};
     }
 }

@@ -21,30 +21,30 @@ struct token_params {
     kl_estimator kl;
     C kl_input_clamp, kl_value_clamp;
     bool kl_straight_through;
-    bool kl_bias_correction;        ///< KL_it *= r_it, gradient through r (TRL use_bias_correction_kl)
+    bool kl_bias_correction;         ///< KL_it *= r_it, gradient through r (TRL use_bias_correction_kl)
     correction_params<C> correction; ///< the sampling correction (correction.hpp)
     // Per row:
-    C weight;          ///< dL/dloss_it: loss_scale * w_i (aggregation.hpp)
-    bool sequence;     ///< the ratio is the row's sequence ratio s_i (GSPO), not the token's
-    C sequence_ratio;  ///< s_i
-    C sequence_dratio; ///< d s_i / d logp_it used per token: s_i for sequence_token, 0 for sequence
-    C sequence_term;   ///< ratio_level::sequence: the gradient through the mean log-ratio (sequence_gradient)
+    C weight;              ///< dL/dloss_it: loss_scale * w_i (aggregation.hpp)
+    bool sequence;         ///< the ratio is the row's sequence ratio s_i (GSPO), not the token's
+    C sequence_ratio;      ///< s_i
+    C sequence_dratio;     ///< d s_i / d logp_it used per token: s_i for sequence_token, 0 for sequence
+    C sequence_term;       ///< ratio_level::sequence: the gradient through the mean log-ratio (sequence_gradient)
     C row_sampling_weight; ///< the sequence-level correction weight of the row (1 otherwise)
     bool row_off_policy;   ///< the row failed the off-policy test: tokens with A < 0 lose their policy term
     // Entropy (loss_inputs::entropy):
-    bool entropy_given;    ///< the host passed per-token entropies (else the entropy terms are 0)
-    C entropy_coef;        ///< the bonus: loss_it -= entropy_coef * H_it
-    C entropy_threshold;   ///< tokens with H < threshold lose their policy term (-infinity: none)
+    bool entropy_given;  ///< the host passed per-token entropies (else the entropy terms are 0)
+    C entropy_coef;      ///< the bonus: loss_it -= entropy_coef * H_it
+    C entropy_threshold; ///< tokens with H < threshold lose their policy term (-infinity: none)
 };
 
 /// One token's results. Flags are 0 or 1 in C so that they sum directly and token loops vectorize.
 template <class C>
 struct token_result {
-    C loss;        ///< policy loss + beta * KL (the per_token_loss output)
-    C policy_loss; ///< the objective's loss
-    C kl;          ///< the KL estimate (0 without KL)
-    C grad;        ///< dL/dlogp
-    C ratio;       ///< the importance ratio the objective saw
+    C loss;          ///< policy loss + beta * KL (the per_token_loss output)
+    C policy_loss;   ///< the objective's loss
+    C kl;            ///< the KL estimate (0 without KL)
+    C grad;          ///< dL/dlogp
+    C ratio;         ///< the importance ratio the objective saw
     C neg_log_ratio; ///< -(clamped log-ratio): verl's ppo_kl per token
     C clipped_low, clipped_high, dual_clipped;
     C sampling_weight;   ///< the correction weight applied to the policy term (1 without correction)
@@ -86,8 +86,7 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE C token_gradient(C weight, C dloss_dratio, C d
 /// The KL term at one token, with TRL's bias correction KL * r when on (ratio r, d r / d logp = dr).
 template <class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE kl_term<C> kl_at(const token_params<C>& p, C logp, C ref_logp, C r, C dr) {
-    const kl_term<C> k =
-        kl_penalty<C>(p.kl, logp, ref_logp, p.kl_input_clamp, p.kl_value_clamp, p.kl_straight_through);
+    const kl_term<C> k = kl_penalty<C>(p.kl, logp, ref_logp, p.kl_input_clamp, p.kl_value_clamp, p.kl_straight_through);
     // chain(): a zero KL or a zero ratio derivative stays 0 where r or dr overflowed.
     return {select(p.kl_bias_correction, chain(k.value, r), k.value),
             select(p.kl_bias_correction, chain(k.grad, r) + chain(k.value, dr), k.grad)};
@@ -99,8 +98,8 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE kl_term<C> kl_at(const token_params<C>& p, C l
 /// sampling_weight() for the token-level corrections; `entropy`: H_it when given (both unused otherwise);
 /// `flat`: row * cols + column (the covariance objectives' selection reads it).
 template <policy_objective K, bool WithKL, class C>
-GRPO_HOST_DEVICE GRPO_FORCEINLINE token_result<C> token_loss(const token_params<C>& p, C logp, C old_logp,
-                                                             C ref_logp, C advantage, C token_weight, C entropy,
+GRPO_HOST_DEVICE GRPO_FORCEINLINE token_result<C> token_loss(const token_params<C>& p, C logp, C old_logp, C ref_logp,
+                                                             C advantage, C token_weight, C entropy,
                                                              std::int64_t flat) {
     const clamped<C> lr = clamp_symmetric(logp - old_logp, p.log_ratio_clamp);
     const C token_ratio = math::exp(lr.value);
@@ -116,13 +115,26 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE token_result<C> token_loss(const token_params<
     C sequence_term = p.sequence_term;
     if constexpr (K == policy_objective::geo_mean)
         sequence_term = chain(geo_mean_log_ratio(p.objective, logp - old_logp, advantage).grad, sequence_term);
-    const C grad = token_gradient(p.weight, chain(c, o.dloss_dratio), dr, chain(c, o.dloss_dlogp), p.beta, k.grad,
-                                  sequence_term);
+    const C grad =
+        token_gradient(p.weight, chain(c, o.dloss_dratio), dr, chain(c, o.dloss_dlogp), p.beta, k.grad, sequence_term);
     const C dropped = select(p.row_off_policy & (advantage < C(0)), C(1), C(0));
     // The bonus: chain() keeps it exactly 0 at entropy_coef = 0 whatever H is.
     const C loss = policy + p.beta * k.value - chain(p.entropy_coef, h);
-    return {loss, policy, k.value, grad, r, -lr.value, o.clipped_low, o.clipped_high, o.dual_clipped, c, dropped,
-            h, select(entropy_masked(p, h), C(1), C(0)), -(p.weight * p.entropy_coef), o.selected};
+    return {loss,
+            policy,
+            k.value,
+            grad,
+            r,
+            -lr.value,
+            o.clipped_low,
+            o.clipped_high,
+            o.dual_clipped,
+            c,
+            dropped,
+            h,
+            select(entropy_masked(p, h), C(1), C(0)),
+            -(p.weight * p.entropy_coef),
+            o.selected};
 }
 
 /// ratio_level::sequence: d loss_it / d s_i at one token (the factor times the objective's d loss / d r, plus
@@ -132,8 +144,8 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE C sequence_sensitivity(const token_params<C>& 
                                                          C token_weight, C entropy) {
     const C c = policy_factor<K>(p, advantage, token_weight, select(p.entropy_given, entropy, C(0)));
     // (The covariance objectives take token ratios only, so the selection arguments do not matter here.)
-    C d = chain(c, objective_at<K>(p.objective, p.sequence_ratio, advantage, logp, clamped<C>{C(0), C(1)}, 0)
-                       .dloss_dratio);
+    C d = chain(
+        c, objective_at<K>(p.objective, p.sequence_ratio, advantage, logp, clamped<C>{C(0), C(1)}, 0).dloss_dratio);
     if constexpr (WithKL) {
         const kl_term<C> k =
             kl_penalty<C>(p.kl, logp, ref_logp, p.kl_input_clamp, p.kl_value_clamp, p.kl_straight_through);
@@ -145,9 +157,9 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE C sequence_sensitivity(const token_params<C>& 
 /// token_loss with the objective and the KL switch known only at run time (the CUDA kernel; the CPU backend
 /// instantiates its token loop per objective instead).
 template <class C>
-GRPO_HOST_DEVICE GRPO_FORCEINLINE token_result<C> token_loss(const token_params<C>& p, bool with_kl, C logp,
-                                                             C old_logp, C ref_logp, C advantage, C token_weight,
-                                                             C entropy, std::int64_t flat) {
+GRPO_HOST_DEVICE GRPO_FORCEINLINE token_result<C> token_loss(const token_params<C>& p, bool with_kl, C logp, C old_logp,
+                                                             C ref_logp, C advantage, C token_weight, C entropy,
+                                                             std::int64_t flat) {
     return visit_objective(p.objective.kind, [&](auto k) {
         constexpr policy_objective K = decltype(k)::value;
         return with_kl ? token_loss<K, true>(p, logp, old_logp, ref_logp, advantage, token_weight, entropy, flat)
@@ -159,15 +171,13 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE token_result<C> token_loss(const token_params<
 /// backends' selection pass calls it for every unmasked token. Not eligible for the other objectives.
 template <policy_objective K, class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE selection_candidate selection_at(const objective_params<C>& o, C log_ratio_clamp,
-                                                                   C logp, C old_logp, C advantage,
-                                                                   std::int64_t flat) {
+                                                                   C logp, C old_logp, C advantage, std::int64_t flat) {
     const C r = math::exp(clamp_symmetric(logp - old_logp, log_ratio_clamp).value);
     return covariance_candidate<K>(o, r, advantage, logp, flat);
 }
 template <class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE selection_candidate selection_at(const objective_params<C>& o, C log_ratio_clamp,
-                                                                   C logp, C old_logp, C advantage,
-                                                                   std::int64_t flat) {
+                                                                   C logp, C old_logp, C advantage, std::int64_t flat) {
     return visit_objective(o.kind, [&](auto k) {
         return selection_at<decltype(k)::value>(o, log_ratio_clamp, logp, old_logp, advantage, flat);
     });
@@ -188,9 +198,8 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE C sequence_sensitivity(const token_params<C>& 
 template <class C>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE C objective_row_term(const objective_params<C>& o, C d, C advantage,
                                                        C log_sampling_weight) {
-    return visit_objective(o.kind, [&](auto k) {
-        return objective_row_term<decltype(k)::value>(o, d, advantage, log_sampling_weight);
-    });
+    return visit_objective(
+        o.kind, [&](auto k) { return objective_row_term<decltype(k)::value>(o, d, advantage, log_sampling_weight); });
 }
 
 /// The sequence ratio s_i = exp(clamp(mean_t log r_it)) of a row with n unmasked tokens whose log-ratios sum

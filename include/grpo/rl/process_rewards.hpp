@@ -95,13 +95,11 @@ void check_step_values(const char* where, vector_view<const R> step_rewards,
     for (index_t i = 0; i < rows; ++i)
         for (index_t j = step_offsets[i]; j < step_offsets[i + 1]; ++j) {
             if (step_ends[j] < 0 || step_ends[j] >= cols)
-                raise_argument(errc::invalid_value, where, "step_ends",
-                               "token indices in [0, " + to_str(cols) + ")",
-                               std::to_string(static_cast<long long>(step_ends[j])) + " at step " +
-                                   to_str(j) + " (row " + to_str(i) + ")");
+                raise_argument(errc::invalid_value, where, "step_ends", "token indices in [0, " + to_str(cols) + ")",
+                               std::to_string(static_cast<long long>(step_ends[j])) + " at step " + to_str(j) +
+                                   " (row " + to_str(i) + ")");
             if (j > step_offsets[i] && step_ends[j] < step_ends[j - 1])
-                raise_argument(errc::invalid_value, where, "step_ends",
-                               "non-decreasing ends within a row",
+                raise_argument(errc::invalid_value, where, "step_ends", "non-decreasing ends within a row",
                                "a decrease at step " + to_str(j) + " (row " + to_str(i) + ")");
             if (!std::isfinite(static_cast<double>(step_rewards[j])))
                 raise_argument(errc::non_finite, where, "step_rewards", "finite values",
@@ -148,12 +146,12 @@ advantage_stats process_advantages(const exec::host&, vector_view<R> step_reward
     detail::check_step_sizes(where, step_rewards, step_offsets, step_ends, rows);
     if (normalized.present()) detail::check_size(where, "normalized", normalized, steps);
     detail::check_group_layout(where, rows, g);
-    detail::check_outputs_disjoint(where, {{"token_advantages", detail::range_of(token_advantages)},
-                                           {"normalized", detail::range_of(normalized)}},
-                                   {{"step_rewards", detail::range_of(step_rewards)},
-                                    {"step_offsets", detail::range_of(step_offsets)},
-                                    {"step_ends", detail::range_of(step_ends)},
-                                    {"groups.ids", detail::range_of(g.ids())}});
+    detail::check_outputs_disjoint(
+        where, {{"token_advantages", detail::range_of(token_advantages)}, {"normalized", detail::range_of(normalized)}},
+        {{"step_rewards", detail::range_of(step_rewards)},
+         {"step_offsets", detail::range_of(step_offsets)},
+         {"step_ends", detail::range_of(step_ends)},
+         {"groups.ids", detail::range_of(g.ids())}});
     detail::check_step_values(where, step_rewards, step_offsets, step_ends, rows, cols);
     detail::check_group_ids(where, rows, g);
 
@@ -211,8 +209,7 @@ advantage_stats process_advantages(const exec::host&, vector_view<R> step_reward
             for (index_t t = 0; t <= step_ends[last - 1]; ++t) adv.second(token_advantages(i, t));
     }
     advantage_stats st;
-    detail::cpu::set_reward_figures(st, k, detail::cpu::write_group_outputs(m.data(), k, cfg.std, {}), batch,
-                                    cfg.std);
+    detail::cpu::set_reward_figures(st, k, detail::cpu::write_group_outputs(m.data(), k, cfg.std, {}), batch, cfg.std);
     adv.write(st, cfg.std);
     return st;
 }
@@ -226,8 +223,7 @@ advantage_stats process_advantages(const exec::host& ex, const process_steps& s,
         detail::raise_argument(errc::shape_mismatch, "process_advantages", "steps",
                                detail::to_str(token_advantages.rows()) + " rows (begin_row() per completion)",
                                detail::to_str(s.rows()) + " rows");
-    return process_advantages(ex, s.reward_view(), s.offset_view(), s.end_view(), g, token_advantages, cfg,
-                              normalized);
+    return process_advantages(ex, s.reward_view(), s.offset_view(), s.end_view(), g, token_advantages, cfg, normalized);
 }
 
 /// Process rewards as token-level rewards for token_advantages (REINFORCE++ or ReMax on step rewards): each
@@ -239,18 +235,20 @@ void process_token_rewards(const process_steps& s, matrix_view<T> rewards, matri
     const char* where = "process_token_rewards";
     const index_t rows = rewards.rows(), cols = rewards.cols();
     if (s.rows() != rows)
-        detail::raise_argument(errc::shape_mismatch, where, "rewards", detail::to_str(s.rows()) + " rows (one per completion)",
-                               detail::to_str(rows));
+        detail::raise_argument(errc::shape_mismatch, where, "rewards",
+                               detail::to_str(s.rows()) + " rows (one per completion)", detail::to_str(rows));
     detail::check_shape(where, "mask", mask, rows, cols);
     const index_t steps = static_cast<index_t>(s.rewards.size());
     const vector_view<const double> step_rewards(s.rewards.data(), steps);
     const vector_view<const std::int64_t> offsets(s.offsets.data(), static_cast<index_t>(s.offsets.size()));
     const vector_view<const std::int64_t> ends(s.ends.data(), static_cast<index_t>(s.ends.size()));
     detail::check_step_sizes(where, step_rewards, offsets, ends, rows);
-    detail::check_outputs_disjoint(where, {{"rewards", detail::range_of(rewards)}, {"mask", detail::range_of(mask)}}, {});
+    detail::check_outputs_disjoint(where, {{"rewards", detail::range_of(rewards)}, {"mask", detail::range_of(mask)}},
+                                   {});
     detail::check_step_values(where, step_rewards, offsets, ends, rows, cols);
     for (index_t i = 0; i < rows; ++i) {
-        const std::int64_t first = s.offsets[static_cast<std::size_t>(i)], last = s.offsets[static_cast<std::size_t>(i + 1)];
+        const std::int64_t first = s.offsets[static_cast<std::size_t>(i)],
+                           last = s.offsets[static_cast<std::size_t>(i + 1)];
         const index_t end = last > first ? static_cast<index_t>(s.ends[static_cast<std::size_t>(last - 1)]) + 1 : 0;
         for (index_t t = 0; t < cols; ++t) {
             rewards(i, t) = T(0);

@@ -69,8 +69,8 @@ void check_combined_fits(const char* where, matrix_view<const double> scores, ve
         for (index_t k = 0; k < scores.cols(); ++k) scored = scored || !std::isnan(scores(i, k));
         const double r = weighted_nansum(scores, weights, i);
         if (scored && !(std::fabs(r) <= static_cast<double>(std::numeric_limits<T>::max())))
-            raise_argument(errc::invalid_value, where, "scores",
-                           "scores whose weighted sum fits the reward type", num_str(r) + " at row " + to_str(i));
+            raise_argument(errc::invalid_value, where, "scores", "scores whose weighted sum fits the reward type",
+                           num_str(r) + " at row " + to_str(i));
     }
 }
 
@@ -116,7 +116,8 @@ void combine_rewards(matrix_view<const double> scores, vector_view<const double>
     detail::check_outputs_disjoint(where, {{"rewards", detail::range_of(rewards)}},
                                    {{"scores", detail::range_of(scores)}, {"weights", detail::range_of(weights)}});
     detail::check_combined_fits<T>(where, scores, weights);
-    for (index_t i = 0; i < scores.rows(); ++i) rewards[i] = static_cast<T>(detail::weighted_nansum(scores, weights, i));
+    for (index_t i = 0; i < scores.rows(); ++i)
+        rewards[i] = static_cast<T>(detail::weighted_nansum(scores, weights, i));
 }
 
 /// Advantages from several outcome rewards per completion, combined as TRL GRPOTrainer does.
@@ -157,7 +158,8 @@ advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const doubl
     detail::check_groups(where, n, g);
     detail::check_advantage_config(where, cfg);
     detail::check_enum(where, "aggregation", aggregation, 2);
-    const bool weighted = aggregation == reward_aggregation::sum_then_normalize && detail::uses_token_weights(cfg.estimator);
+    const bool weighted =
+        aggregation == reward_aggregation::sum_then_normalize && detail::uses_token_weights(cfg.estimator);
     if (cfg.estimator == advantage_estimator::opo && aggregation == reward_aggregation::sum_then_normalize &&
         !token_weights.present())
         detail::raise_argument(errc::invalid_value, where, "token_weights",
@@ -190,8 +192,8 @@ advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const doubl
     } else {
         // Per-function group statistics with NaN left out, then the weighted nansum of z-scores.
         using moments = detail::cpu::moments;
-        std::vector<moments> m = detail::make_scratch<moments>(where, "num_groups * functions",
-                                                               detail::checked_mul(where, "num_groups * functions", k, nf));
+        std::vector<moments> m = detail::make_scratch<moments>(
+            where, "num_groups * functions", detail::checked_mul(where, "num_groups * functions", k, nf));
         detail::cpu::two_pass_moments(
             [&](auto&& emit) {
                 for (index_t i = 0; i < n; ++i)
@@ -204,11 +206,11 @@ advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const doubl
             for (index_t f = 0; f < nf; ++f) {
                 const moments& mm = m[detail::group_of(g, i) * nf + f];
                 const double x = scores(i, f);
-                z[i * nf + f] = (std::isnan(x) || mm.count < 2)
-                                    ? std::numeric_limits<double>::quiet_NaN()
-                                    : math::group_advantage<double>(advantage_estimator::group_zscore, x,
-                                                                    mm.count, mm.mean(), mm.std(cfg.std),
-                                                                    cfg.epsilon, singleton_group::zero);
+                z[i * nf + f] =
+                    (std::isnan(x) || mm.count < 2)
+                        ? std::numeric_limits<double>::quiet_NaN()
+                        : math::group_advantage<double>(advantage_estimator::group_zscore, x, mm.count, mm.mean(),
+                                                        mm.std(cfg.std), cfg.epsilon, singleton_group::zero);
                 // Statistics of scores near 1.7e308 overflow. (Below two scores z is NaN on purpose: TRL's nanstd.)
                 if (!std::isnan(x) && mm.count >= 2 && !std::isfinite(z[i * nf + f]))
                     detail::raise_argument(errc::invalid_value, where, "scores",
@@ -225,10 +227,12 @@ advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const doubl
     // The final normalization: per group, or over the whole batch for normalize_then_sum.
     std::vector<T> adv = detail::make_scratch<T>(where, "advantages", n);
     const vector_view<const T> cv(combined.data(), n);
-    const groups final_groups = aggregation == reward_aggregation::sum_then_normalize ? g : groups::contiguous(n > 0 ? n : 1);
-    advantage_stats st = n > 0 ? compute_advantages(ex, cv, final_groups, vector_view<T>(adv.data(), n), c,
-                                                    group_outputs{}, weighted ? token_weights : vector_view<const double>())
-                               : advantage_stats{};
+    const groups final_groups =
+        aggregation == reward_aggregation::sum_then_normalize ? g : groups::contiguous(n > 0 ? n : 1);
+    advantage_stats st =
+        n > 0 ? compute_advantages(ex, cv, final_groups, vector_view<T>(adv.data(), n), c, group_outputs{},
+                                   weighted ? token_weights : vector_view<const double>())
+              : advantage_stats{};
     // The groups' figures of the combined reward (normalize_then_sum normalizes over the batch, so its
     // compute_advantages call did not see the groups).
     std::vector<detail::cpu::moments> m = detail::make_scratch<detail::cpu::moments>(where, "num_groups", k);
@@ -258,7 +262,8 @@ advantage_stats outcome_advantages(const exec::host& ex, matrix_view<const float
     if (n < 0 || nf < 0)
         detail::raise_argument(errc::invalid_value, where, "scores", "extents >= 0",
                                detail::to_str(n) + " x " + detail::to_str(nf));
-    std::vector<double> wide = detail::make_scratch<double>(where, "scores", detail::checked_mul(where, "scores", n, nf));
+    std::vector<double> wide =
+        detail::make_scratch<double>(where, "scores", detail::checked_mul(where, "scores", n, nf));
     for (index_t i = 0; i < n; ++i)
         for (index_t f = 0; f < nf; ++f) wide[static_cast<std::size_t>(i * nf + f)] = static_cast<double>(scores(i, f));
     // The copy is private, so the disjointness checks would not see the caller's float scores: check them here.
@@ -334,10 +339,10 @@ private:
 
 /// Where the answer sits in a completion's text.
 enum class answer_format {
-    whole,       ///< the whole text, surrounding whitespace trimmed
-    last_number, ///< the last run of digits (with an optional leading '-' and one '.'), commas removed
-    after_marker,///< the trimmed text after the last occurrence of a marker (GSM8K: "####")
-    boxed,       ///< the contents of the last \boxed{...} (MATH), braces balanced
+    whole,        ///< the whole text, surrounding whitespace trimmed
+    last_number,  ///< the last run of digits (with an optional leading '-' and one '.'), commas removed
+    after_marker, ///< the trimmed text after the last occurrence of a marker (GSM8K: "####")
+    boxed,        ///< the contents of the last \boxed{...} (MATH), braces balanced
 };
 
 namespace detail {
@@ -412,8 +417,8 @@ inline std::optional<std::string> extract_answer(std::string_view text, answer_f
 template <class Prompt, class Decode, class Reference>
 auto exact_match_reward(Decode decode, Reference reference, answer_format format = answer_format::whole,
                         std::string marker = "####") {
-    return [decode = std::move(decode), reference = std::move(reference), format,
-            marker = std::move(marker)](const Prompt& p, const completion_view& c) -> double {
+    return [decode = std::move(decode), reference = std::move(reference), format, marker = std::move(marker)](
+               const Prompt& p, const completion_view& c) -> double {
         const std::optional<std::string> gold = reference(p);
         if (!gold) return std::numeric_limits<double>::quiet_NaN();
         const std::string text = decode(c);
@@ -443,9 +448,8 @@ inline bool tags_in_order(std::string_view text, std::initializer_list<std::stri
 /// (TRL think_format_reward), or one on the tokens: pass a decode that returns what the predicate needs.
 template <class Prompt, class Decode, class Check>
 auto format_reward(Decode decode, Check check, double bonus = 1.0) {
-    return [decode = std::move(decode), check = std::move(check), bonus](const Prompt&, const completion_view& c) -> double {
-        return check(decode(c)) ? bonus : 0.0;
-    };
+    return [decode = std::move(decode), check = std::move(check), bonus](
+               const Prompt&, const completion_view& c) -> double { return check(decode(c)) ? bonus : 0.0; };
 }
 
 // ------------------------------------------------------------------------------------------------------------
@@ -464,7 +468,8 @@ inline double overlong_penalty(index_t length, index_t max_length, index_t cache
     if (max_length < 0 || cache_length < 0 || cache_length > max_length)
         detail::raise_argument(errc::invalid_value, where, "max_length/cache_length", "0 <= cache_length <= max_length",
                                detail::to_str(max_length) + "/" + detail::to_str(cache_length));
-    if (length < 0) detail::raise_argument(errc::invalid_value, where, "length", "a value >= 0", detail::to_str(length));
+    if (length < 0)
+        detail::raise_argument(errc::invalid_value, where, "length", "a value >= 0", detail::to_str(length));
     detail::check_range(where, "factor", factor, -std::numeric_limits<double>::infinity(),
                         std::numeric_limits<double>::infinity(), "a finite value");
     const index_t start = max_length - cache_length;
@@ -496,8 +501,9 @@ void apply_overlong_shaping(vector_view<const std::int64_t> lengths, vector_view
     (void)overlong_penalty(0, max_length, cache_length, factor);
     for (index_t i = 0; i < lengths.size(); ++i)
         if (lengths[i] < 0)
-            detail::raise_argument(errc::invalid_value, where, "lengths", "values >= 0",
-                                   std::to_string(static_cast<long long>(lengths[i])) + " at index " + detail::to_str(i));
+            detail::raise_argument(
+                errc::invalid_value, where, "lengths", "values >= 0",
+                std::to_string(static_cast<long long>(lengths[i])) + " at index " + detail::to_str(i));
     auto shaped = [&](index_t i) {
         return static_cast<double>(rewards[i]) +
                overlong_penalty(static_cast<index_t>(lengths[i]), max_length, cache_length, factor);

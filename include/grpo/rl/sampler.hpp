@@ -53,8 +53,8 @@ struct rollout_batch {
     /// Row i as reward functions see it (no check: call validate() once per batch first).
     completion_view completion(index_t row) const {
         completion_view c;
-        c.tokens = vector_view<const token_id>(tokens.row_data(row), static_cast<index_t>(lengths[row]),
-                                               tokens.col_stride());
+        c.tokens =
+            vector_view<const token_id>(tokens.row_data(row), static_cast<index_t>(lengths[row]), tokens.col_stride());
         c.truncated = is_truncated(row);
         c.row = row;
         c.prompt = prompt_of(row);
@@ -71,7 +71,8 @@ struct rollout_batch {
         if (group_size < 1)
             detail::raise_argument(errc::invalid_value, where, "rollout.group_size", "a value >= 1",
                                    detail::to_str(group_size));
-        const index_t n = detail::checked_mul(where, "rollout.num_prompts * rollout.group_size", num_prompts, group_size);
+        const index_t n =
+            detail::checked_mul(where, "rollout.num_prompts * rollout.group_size", num_prompts, group_size);
         const index_t cols = tokens.cols();
         if (tokens.rows() != n)
             detail::raise_argument(errc::shape_mismatch, where, "rollout.tokens",
@@ -82,10 +83,9 @@ struct rollout_batch {
         if (truncated.present()) detail::check_size(where, "rollout.truncated", truncated, n);
         for (index_t i = 0; i < n; ++i)
             if (lengths[i] < 0 || lengths[i] > cols)
-                detail::raise_argument(errc::invalid_value, where, "rollout.lengths",
-                                       "values in [0, " + detail::to_str(cols) + "]",
-                                       std::to_string(static_cast<long long>(lengths[i])) + " at row " +
-                                           detail::to_str(i));
+                detail::raise_argument(
+                    errc::invalid_value, where, "rollout.lengths", "values in [0, " + detail::to_str(cols) + "]",
+                    std::to_string(static_cast<long long>(lengths[i])) + " at row " + detail::to_str(i));
     }
 };
 
@@ -97,16 +97,17 @@ public:
     /// truncated 0. Allocates only when growing.
     void reset(index_t num_prompts, index_t group_size, index_t max_tokens) {
         if (num_prompts < 0 || group_size < 1 || max_tokens < 0)
-            detail::raise_argument(errc::invalid_value, "rollout_buffer::reset", "num_prompts/group_size/max_tokens",
-                                   "num_prompts >= 0, group_size >= 1, max_tokens >= 0",
-                                   detail::to_str(num_prompts) + "/" + detail::to_str(group_size) + "/" +
-                                       detail::to_str(max_tokens));
+            detail::raise_argument(
+                errc::invalid_value, "rollout_buffer::reset", "num_prompts/group_size/max_tokens",
+                "num_prompts >= 0, group_size >= 1, max_tokens >= 0",
+                detail::to_str(num_prompts) + "/" + detail::to_str(group_size) + "/" + detail::to_str(max_tokens));
         // Sizes first (a product that overflows is an error), then the storage; the shape changes only once
         // every array has its new size, so a failed reset leaves a consistent (old-shaped) buffer.
         constexpr const char* where = "rollout_buffer::reset";
         const index_t n = detail::checked_mul(where, "num_prompts * group_size", num_prompts, group_size);
         const index_t cells = detail::checked_mul(where, "rows * max_tokens", n, max_tokens);
-        (void)detail::checked_bytes(where, "rows * max_tokens", cells, sizeof(T) > sizeof(token_id) ? sizeof(T) : sizeof(token_id));
+        (void)detail::checked_bytes(where, "rows * max_tokens", cells,
+                                    sizeof(T) > sizeof(token_id) ? sizeof(T) : sizeof(token_id));
         detail::assign_scratch(where, "tokens", tokens_, cells, token_id(-1));
         detail::assign_scratch(where, "old_logp", logp_, cells, T(0));
         detail::assign_scratch(where, "lengths", lengths_, n, std::int64_t(0));

@@ -75,8 +75,8 @@ struct advantage_config {
 struct advantage_stats {
     index_t num_groups = 0;
     index_t zero_variance_groups = 0;
-    double zero_variance_fraction = 0; ///< TRL frac_reward_zero_std; DAPO dynamic sampling drops these groups
-    index_t scored = 0;                ///< rewards that are not NaN
+    double zero_variance_fraction = 0;      ///< TRL frac_reward_zero_std; DAPO dynamic sampling drops these groups
+    index_t scored = 0;                     ///< rewards that are not NaN
     double reward_mean = 0, reward_std = 0; ///< over scored rewards, std with config.std
     double advantage_mean = 0, advantage_std = 0, advantage_min = 0, advantage_max = 0;
 };
@@ -135,8 +135,8 @@ struct token_advantage_outputs {
 
 /// Figures over the unmasked tokens.
 struct token_advantage_stats {
-    double tokens = 0;                        ///< unmasked tokens
-    double return_mean = 0, return_std = 0;   ///< of G (unbiased std)
+    double tokens = 0;                      ///< unmasked tokens
+    double return_mean = 0, return_std = 0; ///< of G (unbiased std)
     double advantage_mean = 0, advantage_std = 0, advantage_min = 0, advantage_max = 0;
 };
 
@@ -175,27 +175,28 @@ void check_advantage_shapes(const char* where, vector_view<const T, Space> rewar
     if (go.std.present()) check_size(where, "group_outputs.std", go.std, k);
     if (go.zero_variance.present()) check_size(where, "group_outputs.zero_variance", go.zero_variance, k);
     if (go.count.present()) check_size(where, "group_outputs.count", go.count, k);
-    if (uses_token_weights(cfg.estimator) && token_weights.present()) check_size(where, "token_weights", token_weights, n);
+    if (uses_token_weights(cfg.estimator) && token_weights.present())
+        check_size(where, "token_weights", token_weights, n);
     if (cfg.estimator == advantage_estimator::opo && !token_weights.present())
         raise_argument(errc::invalid_value, where, "token_weights",
                        "the completion lengths (opo's baseline is length-weighted)", "an absent view");
     // Every output against every input and every other output.
     const auto ids = g.ids();
-    check_outputs_disjoint(where, {{"advantages", range_of(advantages)},
-                                   {"group_outputs.mean", range_of(go.mean)},
-                                   {"group_outputs.std", range_of(go.std)},
-                                   {"group_outputs.zero_variance", range_of(go.zero_variance)},
-                                   {"group_outputs.count", range_of(go.count)}},
-                           {{"rewards", range_of(rewards)},
-                            {"groups.ids", range_of(ids)},
-                            {"token_weights", range_of(token_weights)}});
+    check_outputs_disjoint(
+        where,
+        {{"advantages", range_of(advantages)},
+         {"group_outputs.mean", range_of(go.mean)},
+         {"group_outputs.std", range_of(go.std)},
+         {"group_outputs.zero_variance", range_of(go.zero_variance)},
+         {"group_outputs.count", range_of(go.count)}},
+        {{"rewards", range_of(rewards)}, {"groups.ids", range_of(ids)}, {"token_weights", range_of(token_weights)}});
 }
 
 /// Every check of a host compute_advantages call: the shapes, then the values (ids in range, rewards finite or
 /// NaN as cfg.nan allows, token weights >= 0).
 template <class T>
-void check_advantage_call(const char* where, vector_view<const T> rewards, const groups& g,
-                          vector_view<T> advantages, const advantage_config& cfg, const group_outputs& go,
+void check_advantage_call(const char* where, vector_view<const T> rewards, const groups& g, vector_view<T> advantages,
+                          const advantage_config& cfg, const group_outputs& go,
                           vector_view<const double> token_weights) {
     check_advantage_shapes(where, rewards, g, advantages, cfg, go, token_weights);
     const index_t n = rewards.size();
@@ -228,7 +229,8 @@ void check_token_advantage_shapes(const char* where, const token_advantage_input
     if (!in.rewards.present())
         raise_argument(errc::invalid_value, where, "rewards", "per-token rewards", "an absent view");
     const index_t rows = in.rewards.rows(), cols = in.rewards.cols();
-    if (!in.mask.present()) raise_argument(errc::invalid_value, where, "mask", "a [rows, tokens] mask", "an absent view");
+    if (!in.mask.present())
+        raise_argument(errc::invalid_value, where, "mask", "a [rows, tokens] mask", "an absent view");
     check_shape(where, "mask", in.mask, rows, cols);
     if (!out.advantages.present())
         raise_argument(errc::invalid_value, where, "advantages", "a [rows, tokens] output", "an absent view");
@@ -236,7 +238,8 @@ void check_token_advantage_shapes(const char* where, const token_advantage_input
     if (out.returns.present()) check_shape(where, "returns", out.returns, rows, cols);
     const bool remax = cfg.estimator == token_estimator::remax;
     if (remax && !in.baselines.present())
-        raise_argument(errc::invalid_value, where, "baselines", "one baseline reward per row (remax)", "an absent view");
+        raise_argument(errc::invalid_value, where, "baselines", "one baseline reward per row (remax)",
+                       "an absent view");
     if (remax) check_size(where, "baselines", in.baselines, rows);
     const bool otb = cfg.optimal_baseline();
     if (otb) {

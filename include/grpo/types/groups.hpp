@@ -70,7 +70,8 @@ public:
     /// From int64 ids, one per row (any values, any order).
     explicit group_index(vector_view<const std::int64_t> ids) {
         if (ids.size() < 0)
-            detail::raise_argument(errc::invalid_value, "group_index", "ids", "a size >= 0", detail::to_str(ids.size()));
+            detail::raise_argument(errc::invalid_value, "group_index", "ids", "a size >= 0",
+                                   detail::to_str(ids.size()));
         build(ids.size(), [&](index_t i) { return ids[i]; });
     }
     explicit group_index(const std::vector<std::int64_t>& ids)
@@ -129,8 +130,7 @@ namespace detail {
 template <class Space>
 void check_group_layout(const char* where, index_t n, const basic_groups<Space>& g) {
     if (g.is_contiguous()) {
-        if (g.size() < 1)
-            raise_argument(errc::invalid_value, where, "groups", "a group size >= 1", to_str(g.size()));
+        if (g.size() < 1) raise_argument(errc::invalid_value, where, "groups", "a group size >= 1", to_str(g.size()));
         if (n % g.size() != 0)
             raise_argument(errc::shape_mismatch, where, "groups",
                            "a group size that divides the " + to_str(n) + " rows", to_str(g.size()));

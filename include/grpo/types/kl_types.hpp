@@ -41,9 +41,9 @@ struct kl_config {
 /// The per-token inputs, [completions, tokens] views of the host's buffers; absent optional views mean "not given".
 template <class T, class Space = host_space>
 struct kl_inputs {
-    matrix_view<const T, Space> logp;     ///< log-probs under the current policy (required)
-    matrix_view<const T, Space> ref_logp; ///< log-probs of the reference policy (required)
-    matrix_view<const T, Space> mask;     ///< 1 = token counts, 0 = masked; absent = all ones
+    matrix_view<const T, Space> logp;               ///< log-probs under the current policy (required)
+    matrix_view<const T, Space> ref_logp;           ///< log-probs of the reference policy (required)
+    matrix_view<const T, Space> mask;               ///< 1 = token counts, 0 = masked; absent = all ones
     vector_view<const std::int64_t, Space> lengths; ///< tokens t >= lengths[i] are masked; absent = all valid
 };
 
@@ -67,13 +67,11 @@ namespace detail {
 template <class T, class S>
 kl_params check_kl_call(const char* where, const kl_inputs<T, S>& in, const kl_outputs<T, S>& out,
                         const kl_config& cfg) {
-    const kl_params k =
-        checked_kl(where, cfg.kl, cfg.kl_log_ratio_clamp, cfg.kl_value_clamp, cfg.kl_straight_through);
+    const kl_params k = checked_kl(where, cfg.kl, cfg.kl_log_ratio_clamp, cfg.kl_value_clamp, cfg.kl_straight_through);
     check_enum(where, "config.checks", cfg.checks, 2);
     const index_t rows = in.logp.rows(), cols = in.logp.cols();
     if (!in.logp.present() &&
-        (!in.ref_logp.empty() || !in.mask.empty() || !in.lengths.empty() || !out.kl.empty() ||
-         !out.grad_logp.empty()))
+        (!in.ref_logp.empty() || !in.mask.empty() || !in.lengths.empty() || !out.kl.empty() || !out.grad_logp.empty()))
         raise_argument(errc::invalid_value, where, "logp", "a view of the current log-probs", "an absent view");
     if (!in.ref_logp.present() && rows * cols > 0)
         raise_argument(errc::invalid_value, where, "ref_logp", "reference log-probs", "an absent view");

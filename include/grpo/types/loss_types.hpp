@@ -265,11 +265,11 @@ struct loss_config {
 /// A default-constructed (absent) optional view means "not given".
 template <class T, class Space = host_space>
 struct loss_inputs {
-    matrix_view<const T, Space> logp;       ///< log-probs under the current policy (required)
-    matrix_view<const T, Space> old_logp;   ///< log-probs of the sampling policy; absent = on-policy, ratio 1
-    matrix_view<const T, Space> ref_logp;   ///< log-probs of the reference policy; required when beta != 0
-    matrix_view<const T, Space> advantages; ///< per token, or broadcast_to_tokens(per-completion vector)
-    matrix_view<const T, Space> mask;       ///< 1 = token counts, 0 = masked; absent = all ones
+    matrix_view<const T, Space> logp;               ///< log-probs under the current policy (required)
+    matrix_view<const T, Space> old_logp;           ///< log-probs of the sampling policy; absent = on-policy, ratio 1
+    matrix_view<const T, Space> ref_logp;           ///< log-probs of the reference policy; required when beta != 0
+    matrix_view<const T, Space> advantages;         ///< per token, or broadcast_to_tokens(per-completion vector)
+    matrix_view<const T, Space> mask;               ///< 1 = token counts, 0 = masked; absent = all ones
     vector_view<const std::int64_t, Space> lengths; ///< tokens t >= lengths[i] are masked; absent = all valid
     /// log-probs the sampling engine (vLLM, SGLang) reported; required when config.sampling != none
     matrix_view<const T, Space> sampling_logp = {}; // (= {}: brace-initializing the fields above stays warning-free)
@@ -292,10 +292,10 @@ struct loss_outputs {
 
 /// The loss and the diagnostics peers log. Means are over this call's unmasked tokens.
 struct loss_stats {
-    double loss = 0;            ///< policy_loss + beta * kl_loss
-    double policy_loss = 0;     ///< aggregated objective (config.objective)
-    double kl_loss = 0;         ///< aggregated KL estimate (before beta), same normalizer
-    double token_count = 0;     ///< unmasked tokens in this call
+    double loss = 0;        ///< policy_loss + beta * kl_loss
+    double policy_loss = 0; ///< aggregated objective (config.objective)
+    double kl_loss = 0;     ///< aggregated KL estimate (before beta), same normalizer
+    double token_count = 0; ///< unmasked tokens in this call
     /// ppo_clip: TRL clip_ratio/low_mean (r < 1-eps_low and A < 0); cispo_clip: r < 1-eps_low; else 0.
     double clip_fraction_low = 0;
     /// ppo_clip: TRL clip_ratio/high_mean (r > 1+eps_high and A > 0); cispo: TRL cispo_clip_ratio
@@ -306,7 +306,7 @@ struct loss_stats {
     double ratio_mean = 0;
     double ratio_min = 0;
     double ratio_max = 0;
-    double kl_mean = 0;     ///< token mean of the KL estimate (TRL "kl"); 0 when beta == 0
+    double kl_mean = 0; ///< token mean of the KL estimate (TRL "kl"); 0 when beta == 0
     /// Token mean of old - logp after config.log_ratio_clamp: verl actor/ppo_kl; 0 when on-policy.
     double approx_kl = 0;
     /// Token mean of the sampling correction's weight on the policy term (1 without correction); TRL logs
@@ -335,9 +335,9 @@ struct loss_params {
     double constant_length; ///< L
     double loss_scale;
     bool count_nonempty_rows; ///< S is the number of rows with tokens, counted by the backend's pre-pass
-    bool off_policy_mask; ///< the off-policy test runs (its threshold is finite)
+    bool off_policy_mask;     ///< the off-policy test runs (its threshold is finite)
     double off_policy_threshold;
-    bool entropy_given;       ///< loss_inputs::entropy is present
+    bool entropy_given; ///< loss_inputs::entropy is present
     double entropy_coef;
     double entropy_threshold; ///< -infinity: no entropy mask; NaN: the backend computes the quantile below
     double entropy_quantile;  ///< 1 - top_entropy_quantile
@@ -390,16 +390,16 @@ GRPO_HOST_DEVICE inline row_setup make_row_setup(const loss_params& p, const row
     r.sequence = p.ratio != ratio_level::token
                      ? math::sequence_ratio(geo ? s.objective : s.log_ratio, r.sequence_count, p.token.log_ratio_clamp)
                      : math::sequence_ratio_term{};
-    r.sampling_weight = p.row_sampling_sum() ? math::sampling_weight<double>(p.token.correction, s.sampling_log_ratio)
-                                             : 1.0;
+    r.sampling_weight =
+        p.row_sampling_sum() ? math::sampling_weight<double>(p.token.correction, s.sampling_log_ratio) : 1.0;
     r.off_policy = p.off_policy_mask && math::off_policy_row(-s.log_ratio, s.tokens, p.off_policy_threshold);
     r.vespo = {1, 1};
     if (kind == policy_objective::vespo) {
         // A sequence-level correction adds its clamped log-weight once per token (TRL broadcasts it over the row).
-        const double log_w = p.row_sampling_sum() ? s.tokens * math::clamp_with_grad(math::log(r.sampling_weight),
-                                                                                     -18.420680743952367, 20.0)
-                                                                    .value
-                                                  : 0.0;
+        const double log_w =
+            p.row_sampling_sum()
+                ? s.tokens * math::clamp_with_grad(math::log(r.sampling_weight), -18.420680743952367, 20.0).value
+                : 0.0;
         r.vespo = math::vespo_row_weights(p.token.objective, s.objective + log_w);
     }
     return r;
@@ -433,7 +433,7 @@ GRPO_HOST_DEVICE inline math::objective_params<C> call_objective_params(const lo
 /// (loss_scale * w_i) and, for sequence-level ratios, its sequence ratio and sequence-gradient term.
 template <class C>
 GRPO_HOST_DEVICE inline math::token_params<C> row_token_params(const loss_params& p, const row_setup& r,
-                                                                double sequence_term) {
+                                                               double sequence_term) {
     const math::token_params<double>& t = p.token;
     math::objective_params<C> o = call_objective_params<C>(p);
     // phi beyond the element type's range is 0, as TRL's float32 get_gamma_weights gives (nan_to_num(posinf=0)).
@@ -509,8 +509,7 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
         check_range(where, "config.dual_clip_c", cfg.dual_clip_c, 1 + 1e-12, inf, "0 (off) or a value > 1");
     check_range(where, "config.log_ratio_clamp", cfg.log_ratio_clamp, 0, inf, "a value >= 0 (0 = off)");
     check_range(where, "config.beta", cfg.beta, 0, inf, "a finite value >= 0");
-    const kl_params kl =
-        checked_kl(where, cfg.kl, cfg.kl_log_ratio_clamp, cfg.kl_value_clamp, cfg.kl_straight_through);
+    const kl_params kl = checked_kl(where, cfg.kl, cfg.kl_log_ratio_clamp, cfg.kl_value_clamp, cfg.kl_straight_through);
     check_range(where, "config.cispo_ratio_cap", cfg.cispo_ratio_cap, 1e-300, inf, "a finite value > 0");
     check_range(where, "config.sapo_temperature_pos", cfg.sapo_temperature_pos, 1e-300, inf, "a finite value > 0");
     check_range(where, "config.sapo_temperature_neg", cfg.sapo_temperature_neg, 1e-300, inf, "a finite value > 0");
@@ -523,8 +522,8 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
         raise_argument(errc::invalid_value, where, "config.entropy_threshold",
                        "a finite threshold or NaN (the quantile of this call)", num_str(cfg.entropy_threshold));
     if (cfg.off_policy_mask_threshold != cfg.off_policy_mask_threshold)
-        raise_argument(errc::invalid_value, where, "config.off_policy_mask_threshold",
-                       "a threshold (+infinity = off)", "NaN");
+        raise_argument(errc::invalid_value, where, "config.off_policy_mask_threshold", "a threshold (+infinity = off)",
+                       "NaN");
     // Options that belong to one objective: rejected with another, rather than silently ignored.
     if (cfg.objective != policy_objective::ppo_clip) {
         if (cfg.delta != 0)
@@ -543,9 +542,9 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
         raise_argument(errc::invalid_value, where, "config.ratio",
                        cfg.objective == policy_objective::vespo
                            ? "ratio_level::token (objective vespo weighs logp by its own sequence weight)"
-                           : cfg.objective == policy_objective::dro
-                                 ? "ratio_level::token (objective dro penalizes each token's log-ratio)"
-                                 : "ratio_level::token (objective policy_gradient uses no ratio)",
+                       : cfg.objective == policy_objective::dro
+                           ? "ratio_level::token (objective dro penalizes each token's log-ratio)"
+                           : "ratio_level::token (objective policy_gradient uses no ratio)",
                        ratio_name);
     check_range(where, "config.dro_beta", cfg.dro_beta, 1e-300, inf, "a finite value > 0");
     check_representable<T>(where, "config.dro_beta", cfg.dro_beta);
@@ -590,9 +589,9 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
     if (!in.logp.present()) {
         // No logp: only a call where every view is absent or empty is a (trivially empty) valid call.
         const bool anything = !in.old_logp.empty() || !in.ref_logp.empty() || !in.advantages.empty() ||
-                              !in.mask.empty() || !in.lengths.empty() || !in.sampling_logp.empty() || !out.grad_logp.empty() ||
-                              !out.per_token_loss.empty() || !out.ratio.empty() || !in.entropy.empty() ||
-                              !out.grad_entropy.empty() || rows * cols > 0;
+                              !in.mask.empty() || !in.lengths.empty() || !in.sampling_logp.empty() ||
+                              !out.grad_logp.empty() || !out.per_token_loss.empty() || !out.ratio.empty() ||
+                              !in.entropy.empty() || !out.grad_entropy.empty() || rows * cols > 0;
         if (anything)
             raise_argument(errc::invalid_value, where, "logp", "a view of the current log-probs", "an absent view");
     }

@@ -26,9 +26,8 @@ advantage_stats compute_advantages(const char* where, vector_view<const T> rewar
     const bool with_extras = cfg.estimator == advantage_estimator::passk || cfg.estimator == advantage_estimator::opo;
     constexpr index_t extras_doubles = static_cast<index_t>(sizeof(math::group_extras) / sizeof(double));
     static_assert(sizeof(math::group_extras) % sizeof(double) == 0, "group_extras layout");
-    double* scratch =
-        ws.doubles(static_cast<std::size_t>(checked_mul(where, "num_groups", k, with_extras ? 4 + extras_doubles : 4)),
-                   where);
+    double* scratch = ws.doubles(
+        static_cast<std::size_t>(checked_mul(where, "num_groups", k, with_extras ? 4 + extras_doubles : 4)), where);
     auto* groups_m = reinterpret_cast<moments*>(scratch);
     std::fill(groups_m, groups_m + k, moments{});
     auto scored = [&](index_t i) { return !std::isnan(static_cast<double>(rewards[i])); };
@@ -50,8 +49,7 @@ advantage_stats compute_advantages(const char* where, vector_view<const T> rewar
                 math::group_extras& x = extras[group_of(g, i)];
                 if (cfg.estimator == advantage_estimator::passk)
                     x.add_candidate(static_cast<double>(rewards[i]), static_cast<std::int64_t>(i));
-                else
-                    x.weighted.add_first_pass(static_cast<double>(rewards[i]), token_weights[i]);
+                else x.weighted.add_first_pass(static_cast<double>(rewards[i]), token_weights[i]);
             }
     }
     if (cfg.estimator == advantage_estimator::gpg) {
@@ -135,10 +133,9 @@ token_advantage_stats token_advantages(const char* where, const token_advantage_
     const index_t cells = checked_mul(where, "rewards", rows, cols);
     const index_t k = otb ? in.prompts.num_groups(rows) : 0;
     const index_t group_cells = checked_mul(where, "prompts", k, cols);
-    const index_t total =
-        checked_add(where, "rewards", checked_mul(where, "rewards", cells, otb ? 2 : 1),
-                    checked_add(where, "prompts", checked_mul(where, "prompts", group_cells, 2),
-                                checked_mul(where, "prompts", k, tail_doubles)));
+    const index_t total = checked_add(where, "rewards", checked_mul(where, "rewards", cells, otb ? 2 : 1),
+                                      checked_add(where, "prompts", checked_mul(where, "prompts", group_cells, 2),
+                                                  checked_mul(where, "prompts", k, tail_doubles)));
     double* g = ws.doubles(static_cast<std::size_t>(total), where);
     double* energy = g + cells;
     double* sum_gw = energy + (otb ? cells : 0);
@@ -227,10 +224,9 @@ token_advantage_stats token_advantages(const char* where, const token_advantage_
     each_advantage([&](index_t i, index_t t, double a) {
         const double x = g[i * cols + t];
         if (!(std::fabs(a) <= limit) || !(std::fabs(x) <= limit))
-            raise_argument(errc::invalid_value, where, "rewards",
-                           "rewards whose returns and advantages fit the output type",
-                           "return " + num_str(x) + ", advantage " + num_str(a) + " at (" + to_str(i) + ", " +
-                               to_str(t) + ")");
+            raise_argument(
+                errc::invalid_value, where, "rewards", "rewards whose returns and advantages fit the output type",
+                "return " + num_str(x) + ", advantage " + num_str(a) + " at (" + to_str(i) + ", " + to_str(t) + ")");
         adv.first(a);
     });
     adv.end_first();

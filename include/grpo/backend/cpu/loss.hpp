@@ -26,8 +26,8 @@ struct loss_views {
     matrix_view<const T> logp, old_logp, ref_logp, adv, mask;
     vector_view<const std::int64_t> lengths;
     matrix_view<T> grad, per_token;
-    matrix_view<const T> samp; ///< sampling_logp (read only by the sampling corrections)
-    matrix_view<T> ratio;      ///< optional per-token ratio output
+    matrix_view<const T> samp;    ///< sampling_logp (read only by the sampling corrections)
+    matrix_view<T> ratio;         ///< optional per-token ratio output
     matrix_view<const T> entropy; ///< per-token entropies (read only when a term uses them)
     matrix_view<T> grad_entropy;  ///< optional dLoss/dH output
 };
@@ -72,13 +72,13 @@ row_check check_row(const loss_views<T>& v, index_t i, bool check_values, bool n
 /// The error record of the problem check_row found in row i.
 template <class T>
 loss_value_error bad_value_at(const loss_views<T>& v, index_t i, const row_check& c) {
-    const matrix_view<const T>& m = c.code == loss_error::bad_mask       ? v.mask
-                                    : c.code == loss_error::bad_logp     ? v.logp
-                                    : c.code == loss_error::bad_old_logp ? v.old_logp
-                                    : c.code == loss_error::bad_ref_logp ? v.ref_logp
+    const matrix_view<const T>& m = c.code == loss_error::bad_mask            ? v.mask
+                                    : c.code == loss_error::bad_logp          ? v.logp
+                                    : c.code == loss_error::bad_old_logp      ? v.old_logp
+                                    : c.code == loss_error::bad_ref_logp      ? v.ref_logp
                                     : c.code == loss_error::bad_sampling_logp ? v.samp
                                     : c.code == loss_error::bad_entropy       ? v.entropy
-                                                                         : v.adv;
+                                                                              : v.adv;
     return {c.code, static_cast<std::int64_t>(i), static_cast<std::int64_t>(c.column), 0,
             static_cast<double>(m(i, c.column))};
 }
@@ -159,8 +159,8 @@ double lane_extreme(const C* x, index_t n, double acc) {
 /// K: the objective, fixed at compile time so that the token loop vectorizes. Pass: how much of the
 /// configuration is fixed at compile time (row_pass_of).
 template <class T, policy_objective K, bool WithKL, class Layout, row_pass Pass = row_pass::full>
-GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, const loss_params& p,
-                                     double total_tokens, index_t i, loss_partials& out, const Layout& L) {
+GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens,
+                                     index_t i, loss_partials& out, const Layout& L) {
     using C = T;
     constexpr bool Plain = Pass == row_pass::plain;
     constexpr bool Extras = Pass == row_pass::full; // corrections, masks, entropies, selections
@@ -216,10 +216,9 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
                     const C d = math::select(valid, C(lp[L.lp(t)] - old[L.old(t)]), C(0));
                     const C a = math::select(valid, C(adv[L.adv(t)]), C(0));
                     const C log_w =
-                        token_sampling
-                            ? math::log(math::sampling_weight(
-                                  correction, math::select(valid, C(old[L.old(t)] - samp[L.samp(t)]), C(0))))
-                            : C(0);
+                        token_sampling ? math::log(math::sampling_weight(
+                                             correction, math::select(valid, C(old[L.old(t)] - samp[L.samp(t)]), C(0))))
+                                       : C(0);
                     obj[k] = math::select(valid, math::objective_row_term<K>(call_objective, d, a, log_w), C(0));
                 }
                 sums.objective += lane_sum(obj, nb);
@@ -283,7 +282,8 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
     };
     const auto load = [&](index_t t) {
         const bool valid = mask[L.mask(t)] != T(0);
-        return token_inputs{valid, math::select(valid, C(lp[L.lp(t)]), C(0)),
+        return token_inputs{valid,
+                            math::select(valid, C(lp[L.lp(t)]), C(0)),
                             math::select(valid, C(old[L.old(t)]), C(0)),
                             WithKL ? math::select(valid, C(ref[L.ref(t)]), C(0)) : C(0),
                             math::select(valid, C(adv[L.adv(t)]), C(0)),
@@ -398,8 +398,8 @@ inline bool cpu_has_avx2() {
     return has;
 }
 template <class T, policy_objective K, bool WithKL, class Layout, row_pass Pass>
-GRPO_AVX2_FUNCTION void loss_row_avx2(const loss_views<T>& v, const T* ones, const loss_params& p,
-                                      double total_tokens, index_t i, loss_partials& out, const Layout& L) {
+GRPO_AVX2_FUNCTION void loss_row_avx2(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens,
+                                      index_t i, loss_partials& out, const Layout& L) {
     loss_row_impl<T, K, WithKL, Layout, Pass>(v, ones, p, total_tokens, i, out, L);
 }
 #else
@@ -416,8 +416,8 @@ inline std::atomic<bool>& cpu_dispatch_enabled() {
 
 /// Contiguous rows: the AVX2 version where the CPU has it, the baseline otherwise.
 template <class T, policy_objective K, bool WithKL, row_pass Pass, class Layout>
-void loss_row_contiguous(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens,
-                         index_t i, loss_partials& out, const Layout& L) {
+void loss_row_contiguous(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens, index_t i,
+                         loss_partials& out, const Layout& L) {
 #if GRPO_CPU_AVX2_DISPATCH
     if (cpu_dispatch_enabled() && cpu_has_avx2())
         return loss_row_avx2<T, K, WithKL, Layout, Pass>(v, ones, p, total_tokens, i, out, L);
@@ -433,8 +433,7 @@ inline bool is_plain(const loss_params& p) {
     const bool plain_corrections = t.correction.mode == sampling_correction::none && !p.off_policy_mask &&
                                    !t.kl_bias_correction && !p.entropy_given;
     return plain_kl && plain_corrections && t.objective.kind == policy_objective::ppo_clip &&
-           p.ratio == ratio_level::token &&
-           !(t.log_ratio_clamp > 0) && !(t.objective.clip.dual_c > 0) &&
+           p.ratio == ratio_level::token && !(t.log_ratio_clamp > 0) && !(t.objective.clip.dual_c > 0) &&
            t.objective.clip.delta == std::numeric_limits<double>::infinity();
 }
 
@@ -446,8 +445,8 @@ inline bool is_lean(const loss_params& p) {
 
 /// Contiguous rows: picks the instantiation for the objective, the KL term (or not) and the pass.
 template <class T, class Layout>
-void loss_row_unit_stride(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens,
-                          index_t i, loss_partials& out, const Layout& L) {
+void loss_row_unit_stride(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens, index_t i,
+                          loss_partials& out, const Layout& L) {
     constexpr policy_objective ppo = policy_objective::ppo_clip;
     const bool kl = p.with_kl();
     if (is_plain(p))
@@ -477,17 +476,16 @@ void loss_row(const loss_views<T>& v, const T* ones, const loss_params& p, doubl
     const index_t s_lp = v.logp.col_stride();
     const index_t s_old = v.old_logp.present() ? v.old_logp.col_stride() : s_lp; // stand-in: logp itself
     const index_t s_ref = p.with_kl() ? v.ref_logp.col_stride() : s_lp;
-    const index_t s_mask = v.mask.present() ? v.mask.col_stride() : 1;             // stand-in: a row of ones
+    const index_t s_mask = v.mask.present() ? v.mask.col_stride() : 1; // stand-in: a row of ones
     const index_t s_grad = v.grad.present() ? v.grad.col_stride() : 1;
     const index_t s_per = v.per_token.present() ? v.per_token.col_stride() : 1;
     const index_t s_ratio = v.ratio.present() ? v.ratio.col_stride() : 1;
     const index_t s_ent = p.entropy_given ? v.entropy.col_stride() : s_lp; // stand-in: logp itself
     const index_t s_gent = v.grad_entropy.present() ? v.grad_entropy.col_stride() : 1;
-    const index_t s_samp = v.samp.present() ? v.samp.col_stride() : s_old;     // stand-in: old_logp
+    const index_t s_samp = v.samp.present() ? v.samp.col_stride() : s_old; // stand-in: old_logp
     const index_t s_adv = v.adv.col_stride();
-    const bool contiguous =
-        s_lp == 1 && s_old == 1 && s_ref == 1 && s_mask == 1 && s_grad == 1 && s_per == 1 && s_samp == 1 &&
-        s_ratio == 1 && s_ent == 1 && s_gent == 1;
+    const bool contiguous = s_lp == 1 && s_old == 1 && s_ref == 1 && s_mask == 1 && s_grad == 1 && s_per == 1 &&
+                            s_samp == 1 && s_ratio == 1 && s_ent == 1 && s_gent == 1;
     if (contiguous && (s_adv == 0 || s_adv == 1)) {
         const column_stride<1> u{1};
         if (s_adv == 0)
@@ -496,7 +494,7 @@ void loss_row(const loss_views<T>& v, const T* ones, const loss_params& p, doubl
         return loss_row_unit_stride(v, ones, p, total_tokens, i, out,
                                     row_layout<1, 1>{u, u, u, u, u, u, u, u, u, u, u});
     }
-    const row_layout<-1, -1> L{{s_lp},   {s_old},  {s_ref},   {s_mask}, {s_grad}, {s_per},
+    const row_layout<-1, -1> L{{s_lp},   {s_old},   {s_ref}, {s_mask}, {s_grad}, {s_per},
                                {s_samp}, {s_ratio}, {s_ent}, {s_gent}, {s_adv}};
     math::visit_objective(p.token.objective.kind, [&](auto k) {
         constexpr policy_objective K = decltype(k)::value;

@@ -118,10 +118,10 @@ inline void check_device_pointer(const char* where, const char* name, const void
 inline std::size_t cub_sort_temp_bytes(index_t n, int key_bits) {
     if (n <= 0) return 0;
     std::size_t bytes = 0;
-    const cudaError_t e = cub::DeviceRadixSort::SortPairs(
-        nullptr, bytes, static_cast<const std::uint64_t*>(nullptr), static_cast<std::uint64_t*>(nullptr),
-        static_cast<const std::int64_t*>(nullptr), static_cast<std::int64_t*>(nullptr), static_cast<std::int64_t>(n),
-        0, key_bits);
+    const cudaError_t e =
+        cub::DeviceRadixSort::SortPairs(nullptr, bytes, static_cast<const std::uint64_t*>(nullptr),
+                                        static_cast<std::uint64_t*>(nullptr), static_cast<const std::int64_t*>(nullptr),
+                                        static_cast<std::int64_t*>(nullptr), static_cast<std::int64_t>(n), 0, key_bits);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
         raise_argument(errc::invalid_value, "compute_advantages(cuda)", "cub::DeviceRadixSort", "cudaSuccess",

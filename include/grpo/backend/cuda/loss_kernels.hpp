@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Forwarding header: <grpo/backend/cuda/loss_kernels.hpp> moved to <grpo/backend/kernels/loss_kernels.hpp>. This path stays for the 0.x series; include
-// <grpo/grpo.hpp> (or the new path) instead.
+// Forwarding header: <grpo/backend/cuda/loss_kernels.hpp> moved to <grpo/backend/kernels/loss_kernels.hpp>.
+// This path stays for the 0.x series; include <grpo/grpo.hpp> (or the new path) instead.
 #pragma once
 
 #include "../kernels/loss_kernels.hpp"

@@ -87,8 +87,15 @@ enum adv_scalar : int {
     adv_scalar_fields = 12
 };
 /// Pivot slots (n - first row, 0 = none; integer atomic max keeps the earliest row) and last-block counters.
-enum adv_slot : int { adv_pivot_scored = 0, adv_pivot_weighted = 1, adv_counter_batch1 = 2, adv_counter_batch2 = 3,
-                      adv_counter_stats1 = 4, adv_counter_stats2 = 5, adv_slots = 6 };
+enum adv_slot : int {
+    adv_pivot_scored = 0,
+    adv_pivot_weighted = 1,
+    adv_counter_batch1 = 2,
+    adv_counter_batch2 = 3,
+    adv_counter_stats1 = 4,
+    adv_counter_stats2 = 5,
+    adv_slots = 6
+};
 
 struct adv_params {
     index_t n;
@@ -140,8 +147,7 @@ inline int adv_key_bits(index_t k) {
 }
 
 /// Byte layout of the advantages scratch; `base` null = sizing only. Returns the total bytes.
-inline std::size_t adv_layout(index_t n, index_t k, bool by_id, std::size_t sort_bytes, void* base,
-                              adv_scratch* s) {
+inline std::size_t adv_layout(index_t n, index_t k, bool by_id, std::size_t sort_bytes, void* base, adv_scratch* s) {
     std::size_t off = 0;
     auto take = [&](std::size_t bytes) -> void* {
         const std::size_t at = off;
@@ -199,7 +205,7 @@ GRPO_HOST_DEVICE inline index_t adv_group_of(const adv_params& p, const adv_view
 /// re-pivots while the total weight is 0), then the second pass around the mean. Every thread gets the result.
 template <class B, class Scored, class Value, class Weight>
 GRPO_HOST_DEVICE math::group_moments<double> block_moments(B& b, index_t count, const Scored& scored,
-                                                          const Value& value, const Weight& weight) {
+                                                           const Value& value, const Weight& weight) {
     double first = static_cast<double>(count);
     for (index_t q = b.thread(); q < count; q += b.threads())
         if (scored(q) && weight(q) != 0) {
@@ -223,7 +229,7 @@ GRPO_HOST_DEVICE math::group_moments<double> block_moments(B& b, index_t count, 
 /// Unweighted: every weight 1 (the same operations as math::group_moments' defaults).
 template <class B, class Scored, class Value>
 GRPO_HOST_DEVICE math::group_moments<double> block_moments(B& b, index_t count, const Scored& scored,
-                                                          const Value& value) {
+                                                           const Value& value) {
     return block_moments(b, count, scored, value, [](index_t) { return 1.0; });
 }
 
@@ -330,7 +336,9 @@ struct adv_group_kernel {
                 second = b.max(second);
                 x.best = best;
                 x.second = second;
-                x.best_row = at < static_cast<double>(size) ? static_cast<std::int64_t>(adv_member(p, s, j, static_cast<index_t>(at))) : -1;
+                x.best_row = at < static_cast<double>(size)
+                                 ? static_cast<std::int64_t>(adv_member(p, s, j, static_cast<index_t>(at)))
+                                 : -1;
             } else if (p.ap.est == advantage_estimator::opo) {
                 auto length = [&](index_t q) { return v.token_weights[adv_member(p, s, j, q)]; };
                 x.weighted = block_moments(b, size, scored, reward, length);
@@ -376,7 +384,8 @@ GRPO_HOST_DEVICE index_t adv_block_first(B& b, index_t lo, index_t hi, const Pre
 /// writes the results.
 template <int Fields, class B, class Partial>
 GRPO_HOST_DEVICE bool adv_reduce_chunks(B& b, double* partials, unsigned long long* counter, index_t items,
-                                        const char (&kind)[Fields + 1], const Partial& partial, double (&total)[Fields]) {
+                                        const char (&kind)[Fields + 1], const Partial& partial,
+                                        double (&total)[Fields]) {
     static_assert(Fields <= adv_partial_fields, "adv_partial_fields doubles per chunk");
     auto reduce = [&](int f, double x) { return kind[f] == 's' ? b.sum(x) : kind[f] == 'm' ? b.min(x) : b.max(x); };
     auto identity = [&](int f) { return kind[f] == 's' ? 0.0 : kind[f] == 'm' ? infinity() : -infinity(); };
@@ -395,8 +404,9 @@ GRPO_HOST_DEVICE bool adv_reduce_chunks(B& b, double* partials, unsigned long lo
     for (index_t c = b.thread(); c < chunks; c += b.threads())
         for (int f = 0; f < Fields; ++f) {
             const double x = b.load(partials + c * adv_partial_fields + f);
-            total[f] = kind[f] == 's' ? total[f] + x : kind[f] == 'm' ? (x < total[f] ? x : total[f])
-                                                                      : (x > total[f] ? x : total[f]);
+            total[f] = kind[f] == 's'   ? total[f] + x
+                       : kind[f] == 'm' ? (x < total[f] ? x : total[f])
+                                        : (x > total[f] ? x : total[f]);
         }
     for (int f = 0; f < Fields; ++f) total[f] = reduce(f, total[f]);
     return b.thread() == 0;
@@ -410,19 +420,22 @@ GRPO_HOST_DEVICE bool adv_figures_first_pass(B& b, double* partials, unsigned lo
                                              double pivot, const Counted& counted, const Value& value,
                                              const Extra& extra, double (&out)[5]) {
     double tot[5];
-    const bool last = adv_reduce_chunks(b, partials, counter, items, "ssmMs", [&](index_t lo, index_t hi, double* part) {
-        auto a = math::group_moments<double>::with_pivot(pivot);
-        for (index_t i = lo + b.thread(); i < hi; i += b.threads()) {
-            if (counted(i)) {
-                const double x = value(i);
-                a.add_shifted(x);
-                part[2] = x < part[2] ? x : part[2];
-                part[3] = x > part[3] ? x : part[3];
+    const bool last = adv_reduce_chunks(
+        b, partials, counter, items, "ssmMs",
+        [&](index_t lo, index_t hi, double* part) {
+            auto a = math::group_moments<double>::with_pivot(pivot);
+            for (index_t i = lo + b.thread(); i < hi; i += b.threads()) {
+                if (counted(i)) {
+                    const double x = value(i);
+                    a.add_shifted(x);
+                    part[2] = x < part[2] ? x : part[2];
+                    part[3] = x > part[3] ? x : part[3];
+                }
+                part[4] += extra(i);
             }
-            part[4] += extra(i);
-        }
-        part[0] = a.count, part[1] = a.shifted_sum;
-    }, tot);
+            part[0] = a.count, part[1] = a.shifted_sum;
+        },
+        tot);
     if (!last) return false;
     auto a = math::group_moments<double>::with_pivot(pivot);
     a.count = tot[0];
@@ -436,12 +449,15 @@ template <class B, class Counted, class Stored>
 GRPO_HOST_DEVICE bool adv_figures_second_pass(B& b, double* partials, unsigned long long* counter, index_t items,
                                               double mean, const Counted& counted, const Stored& stored, double& m2) {
     double tot[1];
-    const bool last = adv_reduce_chunks(b, partials, counter, items, "s", [&](index_t lo, index_t hi, double* part) {
-        math::group_moments<double> d;
-        for (index_t i = lo + b.thread(); i < hi; i += b.threads())
-            if (counted(i)) d.add_second_pass(stored(i), mean);
-        part[0] = d.m2;
-    }, tot);
+    const bool last = adv_reduce_chunks(
+        b, partials, counter, items, "s",
+        [&](index_t lo, index_t hi, double* part) {
+            math::group_moments<double> d;
+            for (index_t i = lo + b.thread(); i < hi; i += b.threads())
+                if (counted(i)) d.add_second_pass(stored(i), mean);
+            part[0] = d.m2;
+        },
+        tot);
     m2 = tot[0];
     return last;
 }
@@ -490,18 +506,20 @@ struct adv_batch_kernel {
         const double white_pivot = white_row >= 0 ? centered(white_row) : 0.0;
         if (phase == 1) {
             double tot[5]; // count, shifted sum; whitening weight, shifted sum; nonzero rewards
-            const bool last = adv_reduce_chunks(b, s.partials, &s.slots[adv_counter_batch1], n, "sssss",
-                                                [&](index_t lo, index_t hi, double* part) {
-                auto m = math::group_moments<double>::with_pivot(pivot);
-                auto w = math::group_moments<double>::with_pivot(white_pivot);
-                for (index_t i = lo + b.thread(); i < hi; i += b.threads())
-                    if (scored(i)) {
-                        m.add_shifted(reward(i));
-                        if (p.whiten) w.add_shifted(centered(i), weight(i));
-                        part[4] += reward(i) != 0 ? 1.0 : 0.0;
-                    }
-                part[0] = m.count, part[1] = m.shifted_sum, part[2] = w.count, part[3] = w.shifted_sum;
-            }, tot);
+            const bool last = adv_reduce_chunks(
+                b, s.partials, &s.slots[adv_counter_batch1], n, "sssss",
+                [&](index_t lo, index_t hi, double* part) {
+                    auto m = math::group_moments<double>::with_pivot(pivot);
+                    auto w = math::group_moments<double>::with_pivot(white_pivot);
+                    for (index_t i = lo + b.thread(); i < hi; i += b.threads())
+                        if (scored(i)) {
+                            m.add_shifted(reward(i));
+                            if (p.whiten) w.add_shifted(centered(i), weight(i));
+                            part[4] += reward(i) != 0 ? 1.0 : 0.0;
+                        }
+                    part[0] = m.count, part[1] = m.shifted_sum, part[2] = w.count, part[3] = w.shifted_sum;
+                },
+                tot);
             if (!last) return;
             auto m = math::group_moments<double>::with_pivot(pivot);
             auto w = math::group_moments<double>::with_pivot(white_pivot);
@@ -521,16 +539,18 @@ struct adv_batch_kernel {
         // exactly 0, so its advantages are exactly 0 for any whiten_epsilon >= 0).
         const double mean = s.scalars[adv_mean], white_mean = s.scalars[adv_white_mean];
         double tot[2]; // m2 of the rewards, weighted m2 of the centered values
-        const bool last = adv_reduce_chunks(b, s.partials, &s.slots[adv_counter_batch2], n, "ss",
-                                            [&](index_t lo, index_t hi, double* part) {
-            math::group_moments<double> d, wd;
-            for (index_t i = lo + b.thread(); i < hi; i += b.threads())
-                if (scored(i)) {
-                    d.add_second_pass(reward(i), mean);
-                    if (p.whiten) wd.add_second_pass(centered(i), white_mean, weight(i));
-                }
-            part[0] = d.m2, part[1] = wd.m2;
-        }, tot);
+        const bool last = adv_reduce_chunks(
+            b, s.partials, &s.slots[adv_counter_batch2], n, "ss",
+            [&](index_t lo, index_t hi, double* part) {
+                math::group_moments<double> d, wd;
+                for (index_t i = lo + b.thread(); i < hi; i += b.threads())
+                    if (scored(i)) {
+                        d.add_second_pass(reward(i), mean);
+                        if (p.whiten) wd.add_second_pass(centered(i), white_mean, weight(i));
+                    }
+                part[0] = d.m2, part[1] = wd.m2;
+            },
+            tot);
         if (!last) return;
         math::group_moments<double> m;
         m.count = s.scalars[adv_scored];
@@ -623,10 +643,10 @@ struct adv_stats_kernel {
         auto counted = [&](index_t i) { return i < n && scored(i); };
         if (phase == 1) {
             double f[5];
-            if (!adv_figures_first_pass(b, s.partials, &s.slots[adv_counter_stats1], items,
-                                        pivot_row >= 0 ? s.adv[pivot_row] : 0.0, counted,
-                                        [&](index_t i) { return s.adv[i]; },
-                                        [&](index_t j) { return j < p.k && s.groups[j].zero_variance() ? 1.0 : 0.0; }, f))
+            if (!adv_figures_first_pass(
+                    b, s.partials, &s.slots[adv_counter_stats1], items, pivot_row >= 0 ? s.adv[pivot_row] : 0.0,
+                    counted, [&](index_t i) { return s.adv[i]; },
+                    [&](index_t j) { return j < p.k && s.groups[j].zero_variance() ? 1.0 : 0.0; }, f))
                 return;
             s.scalars[adv_out_count] = f[0];
             s.scalars[adv_out_mean] = f[1];
@@ -637,8 +657,9 @@ struct adv_stats_kernel {
         }
         const double mean = s.scalars[adv_out_mean];
         double m2 = 0;
-        if (!adv_figures_second_pass(b, s.partials, &s.slots[adv_counter_stats2], items, mean, counted,
-                                     [&](index_t i) { return static_cast<double>(v.advantages[i]); }, m2))
+        if (!adv_figures_second_pass(
+                b, s.partials, &s.slots[adv_counter_stats2], items, mean, counted,
+                [&](index_t i) { return static_cast<double>(v.advantages[i]); }, m2))
             return;
         math::group_moments<double> a;
         a.count = s.scalars[adv_out_count];
@@ -669,7 +690,7 @@ struct adv_stats_kernel {
             if (e + 1 == adv_bad_whitening) break;
             const index_t i = p.n - static_cast<index_t>(s.errors[e]);
             st[11] = int64_as_double_bits(i);
-            st[12] = e + 1 == adv_bad_id                                       ? int64_as_double_bits(v.ids[i])
+            st[12] = e + 1 == adv_bad_id                                     ? int64_as_double_bits(v.ids[i])
                      : e + 1 == adv_bad_reward || e + 1 == adv_bad_advantage ? static_cast<double>(v.rewards[i])
                                                                              : v.token_weights[i];
             break;

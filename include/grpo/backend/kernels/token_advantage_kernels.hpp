@@ -42,11 +42,28 @@ constexpr int tok_stats_fields = 8;
 /// Slots: [0] the flag of bad inputs, [1] the first unmasked cell (cells - c, 0 = none), [2..5] last-block
 /// counters, [6] the flag of values that do not fit T (the range check's own: it never reads it while other
 /// blocks may set it).
-enum tok_slot : int { tok_flag = 0, tok_pivot = 1, tok_counter_moments1 = 2, tok_counter_moments2 = 3,
-                      tok_counter_stats1 = 4, tok_counter_stats2 = 5, tok_range_flag = 6, tok_slots = 7 };
+enum tok_slot : int {
+    tok_flag = 0,
+    tok_pivot = 1,
+    tok_counter_moments1 = 2,
+    tok_counter_moments2 = 3,
+    tok_counter_stats1 = 4,
+    tok_counter_stats2 = 5,
+    tok_range_flag = 6,
+    tok_slots = 7
+};
 /// Scalars: G's count, mean and m2, the whitening scale, the advantages' mean, min and max.
-enum tok_scalar : int { tok_count = 0, tok_mean = 1, tok_m2 = 2, tok_white_scale = 3, tok_adv_count = 4,
-                        tok_adv_mean = 5, tok_adv_min = 6, tok_adv_max = 7, tok_scalar_fields = 8 };
+enum tok_scalar : int {
+    tok_count = 0,
+    tok_mean = 1,
+    tok_m2 = 2,
+    tok_white_scale = 3,
+    tok_adv_count = 4,
+    tok_adv_mean = 5,
+    tok_adv_min = 6,
+    tok_adv_max = 7,
+    tok_scalar_fields = 8
+};
 
 struct tok_params {
     index_t rows, cols, cells, k;
@@ -67,18 +84,18 @@ struct tok_views {
 
 /// Pointers into the workspace (256-byte aligned).
 struct tok_scratch {
-    double* g = nullptr;        ///< cells: G, then the advantages in double
-    double* energy = nullptr;   ///< cells (optimal baseline): W
-    double* column = nullptr;   ///< cells (TIR): the column of row i's p-th unmasked token at [i * cols + p]
-    double* length = nullptr;   ///< rows (optimal baseline): unmasked tokens
-    double* sum_gw = nullptr;   ///< k * cols
-    double* sum_w = nullptr;    ///< k * cols
+    double* g = nullptr;                   ///< cells: G, then the advantages in double
+    double* energy = nullptr;              ///< cells (optimal baseline): W
+    double* column = nullptr;              ///< cells (TIR): the column of row i's p-th unmasked token at [i * cols + p]
+    double* length = nullptr;              ///< rows (optimal baseline): unmasked tokens
+    double* sum_gw = nullptr;              ///< k * cols
+    double* sum_w = nullptr;               ///< k * cols
     math::otb_group_tail* tails = nullptr; ///< k
-    double* partials = nullptr; ///< adv_chunks(cells) * adv_partial_fields
-    double* scalars = nullptr;  ///< tok_scalar_fields
-    double* stats = nullptr;    ///< tok_stats_fields
-    unsigned long long* slots = nullptr; ///< tok_slots
-    std::uint64_t* keys_in = nullptr;    ///< rows (id-based only), then as in adv_scratch
+    double* partials = nullptr;            ///< adv_chunks(cells) * adv_partial_fields
+    double* scalars = nullptr;             ///< tok_scalar_fields
+    double* stats = nullptr;               ///< tok_stats_fields
+    unsigned long long* slots = nullptr;   ///< tok_slots
+    std::uint64_t* keys_in = nullptr;      ///< rows (id-based only), then as in adv_scratch
     std::uint64_t* keys_out = nullptr;
     std::int64_t* rows_in = nullptr;
     std::int64_t* rows_out = nullptr;
@@ -247,13 +264,15 @@ struct tok_moments_kernel {
         const double pivot = pivot_cell >= 0 ? s.g[pivot_cell] : 0.0;
         if (phase == 1) {
             double tot[2]; // count and shifted sum of G
-            const bool last = adv_reduce_chunks(b, s.partials, &s.slots[tok_counter_moments1], p.cells, "ss",
-                                                [&](index_t lo, index_t hi, double* part) {
-                auto m = math::group_moments<double>::with_pivot(pivot);
-                for (index_t q = lo + b.thread(); q < hi; q += b.threads())
-                    if (valid(q)) m.add_shifted(s.g[q]);
-                part[0] = m.count, part[1] = m.shifted_sum;
-            }, tot);
+            const bool last = adv_reduce_chunks(
+                b, s.partials, &s.slots[tok_counter_moments1], p.cells, "ss",
+                [&](index_t lo, index_t hi, double* part) {
+                    auto m = math::group_moments<double>::with_pivot(pivot);
+                    for (index_t q = lo + b.thread(); q < hi; q += b.threads())
+                        if (valid(q)) m.add_shifted(s.g[q]);
+                    part[0] = m.count, part[1] = m.shifted_sum;
+                },
+                tot);
             if (!last) return;
             auto m = math::group_moments<double>::with_pivot(pivot);
             m.count = tot[0];
@@ -266,13 +285,15 @@ struct tok_moments_kernel {
         }
         const double mean = s.scalars[tok_mean];
         double tot[1]; // m2 of G
-        const bool last = adv_reduce_chunks(b, s.partials, &s.slots[tok_counter_moments2], p.cells, "s",
-                                            [&](index_t lo, index_t hi, double* part) {
-            math::group_moments<double> d;
-            for (index_t q = lo + b.thread(); q < hi; q += b.threads())
-                if (valid(q)) d.add_second_pass(s.g[q], mean);
-            part[0] = d.m2;
-        }, tot);
+        const bool last = adv_reduce_chunks(
+            b, s.partials, &s.slots[tok_counter_moments2], p.cells, "s",
+            [&](index_t lo, index_t hi, double* part) {
+                math::group_moments<double> d;
+                for (index_t q = lo + b.thread(); q < hi; q += b.threads())
+                    if (valid(q)) d.add_second_pass(s.g[q], mean);
+                part[0] = d.m2;
+            },
+            tot);
         if (!last) return;
         s.scalars[tok_m2] = tot[0];
         s.scalars[tok_white_scale] = p.est == token_estimator::reinforce_plus_plus
@@ -416,9 +437,9 @@ struct tok_stats_kernel {
         const index_t pivot_cell = adv_pivot_row(s.slots, tok_pivot, p.cells);
         if (phase == 1) {
             double f[5];
-            if (!adv_figures_first_pass(b, s.partials, &s.slots[tok_counter_stats1], p.cells,
-                                        pivot_cell >= 0 ? s.g[pivot_cell] : 0.0, valid,
-                                        [&](index_t q) { return s.g[q]; }, [](index_t) { return 0.0; }, f))
+            if (!adv_figures_first_pass(
+                    b, s.partials, &s.slots[tok_counter_stats1], p.cells, pivot_cell >= 0 ? s.g[pivot_cell] : 0.0,
+                    valid, [&](index_t q) { return s.g[q]; }, [](index_t) { return 0.0; }, f))
                 return;
             s.scalars[tok_adv_count] = f[0];
             s.scalars[tok_adv_mean] = f[1];
@@ -428,9 +449,9 @@ struct tok_stats_kernel {
         }
         const double mean = s.scalars[tok_adv_mean];
         double m2 = 0;
-        if (!adv_figures_second_pass(b, s.partials, &s.slots[tok_counter_stats2], p.cells, mean, valid,
-                                     [&](index_t q) { return static_cast<double>(v.advantages(q / p.cols, q % p.cols)); },
-                                     m2))
+        if (!adv_figures_second_pass(
+                b, s.partials, &s.slots[tok_counter_stats2], p.cells, mean, valid,
+                [&](index_t q) { return static_cast<double>(v.advantages(q / p.cols, q % p.cols)); }, m2))
             return;
         math::group_moments<double> ret, adv;
         ret.count = s.scalars[tok_count];
