@@ -2,12 +2,13 @@
 // The Eigen adapter through an installed package: Eigen inputs, the gradient written into an Eigen matrix.
 #include <cmath>
 #include <cstdio>
+#include <exception>
 
 #include <Eigen/Core>
 #include <grpo/adapters/eigen.hpp>
 #include <grpo/grpo.hpp>
 
-int main() {
+int main() try {
     // snippet-begin eigen-adapter
     Eigen::MatrixXd logp(2, 3); // column-major, Eigen's default
     logp << -0.5, -1.0, -1.5, -0.7, -0.2, -2.0;
@@ -24,4 +25,7 @@ int main() {
     // snippet-end eigen-adapter
     std::printf("grpo + Eigen: loss %.4f\n", s.loss);
     return std::abs(s.loss + 0.75) < 1e-12 && std::abs(grad(1, 2) + 0.5 / 6) < 1e-12 ? 0 : 1;
+} catch (const std::exception& e) { // a grpo::error names the argument, what was expected and what was found
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
 }

@@ -39,11 +39,10 @@ namespace detail {
 
 inline std::string to_str(index_t v) { return std::to_string(static_cast<long long>(v)); }
 
-inline void check_extent_and_stride(const char* what, const char* name, index_t extent, index_t stride,
-                                    bool read_only, index_t other_extent = 1) {
+inline void check_extent_and_stride(const char* what, const char* name, index_t extent, index_t stride, bool read_only,
+                                    index_t other_extent = 1) {
     if (extent < 0) raise_argument(errc::shape_mismatch, what, name, "a non-negative extent", to_str(extent));
-    if (stride < 0)
-        raise_argument(errc::invalid_value, what, name, "a non-negative stride", to_str(stride));
+    if (stride < 0) raise_argument(errc::invalid_value, what, name, "a non-negative stride", to_str(stride));
     // Stride 0 makes distinct elements share memory; a view without elements has none to share.
     if (stride == 0 && extent > 1 && other_extent > 0 && !read_only)
         raise_argument(errc::invalid_value, what, name,
@@ -86,6 +85,12 @@ struct is_contiguous_container<Container, T, std::void_t<decltype(std::declval<C
     : std::integral_constant<bool, is_contiguous_container_type<std::remove_cv_t<Container>>::value &&
                                        std::is_convertible<decltype(std::declval<Container&>().data()), T*>::value> {};
 
+// The message of the static_assert a mistaken view conversion reaches (a string literal, as static_assert needs).
+#define GRPO_VIEW_CONVERSION_ERROR                                                                              \
+    "grpo: a view converts only to a view of the same element type (adding const) in the same memory space. A " \
+    "mask must have the element type of logp: convert an integer or bool mask to float/double once. Host "      \
+    "executors take host_space views, exec::cuda device_space views."
+
 /// A view of U in space S2 converts to a view of T in Space only when the element type is the same (adding
 /// const) and the space is the same. The rejected conversions that hosts write by mistake (an integer or bool
 /// mask for float inputs, host views for a device call or device views for a host call) reach a static_assert
@@ -93,17 +98,17 @@ struct is_contiguous_container<Container, T, std::void_t<decltype(std::declval<C
 /// float/double overload sets keep resolving.
 template <class U, class S2, class T, class Space>
 constexpr bool is_mistaken_view_conversion =
-    !std::is_same<S2, Space>::value ||
-    (!std::is_same<std::remove_cv_t<U>, std::remove_cv_t<T>>::value && !std::is_floating_point<std::remove_cv_t<U>>::value);
+    !std::is_same<S2, Space>::value || (!std::is_same<std::remove_cv_t<U>, std::remove_cv_t<T>>::value &&
+                                        !std::is_floating_point<std::remove_cv_t<U>>::value);
 
 /// Elements from the first to the last one a view addresses, plus one, checked so that neither it nor its size
 /// in bytes overflows: then every index computation inside the view (i * stride + j * col_stride) is in range.
 inline index_t checked_span(const char* what, index_t rows, index_t row_stride, index_t cols, index_t col_stride,
                             std::size_t element_bytes) {
     if (rows == 0 || cols == 0) return 0;
-    const index_t span = checked_add(what, "extents/strides", checked_mul(what, "extents/strides", rows - 1, row_stride),
-                                     checked_add(what, "extents/strides",
-                                                 checked_mul(what, "extents/strides", cols - 1, col_stride), 1));
+    const index_t span = checked_add(
+        what, "extents/strides", checked_mul(what, "extents/strides", rows - 1, row_stride),
+        checked_add(what, "extents/strides", checked_mul(what, "extents/strides", cols - 1, col_stride), 1));
     (void)checked_mul(what, "extents/strides", span, static_cast<index_t>(element_bytes));
     (void)checked_mul(what, "rows/cols", rows, cols); // size() must be representable too
     return span;
@@ -137,30 +142,27 @@ public:
                                    !(std::is_same<S, index_t>::value && std::is_same<St, index_t>::value),
                                int> = 0>
     vector_view(T* data, S size, St stride = 1)
-        : vector_view(data, detail::as_index("vector_view", "size", size), detail::as_index("vector_view", "stride", stride)) {}
+        : vector_view(data, detail::as_index("vector_view", "size", size),
+                      detail::as_index("vector_view", "stride", stride)) {}
 
     /// Every element of a std::vector or std::array, so the extent cannot disagree with the storage. Host memory
     /// only.
-    template <class Container,
-              std::enable_if_t<detail::is_contiguous_container<Container, T>::value &&
-                                   std::is_same<Space, host_space>::value,
-                               int> = 0>
+    template <class Container, std::enable_if_t<detail::is_contiguous_container<Container, T>::value &&
+                                                    std::is_same<Space, host_space>::value,
+                                                int> = 0>
     vector_view(Container& c) // NOLINT: implicit, like std::span
         : vector_view(c.data(), detail::as_index("vector_view", "size", c.size())) {}
 
     /// A view of mutable data converts to a view of const data.
-    template <class U, class = std::enable_if_t<std::is_convertible<U (*)[], T (*)[]>::value &&
-                                                !std::is_same<U, T>::value>>
+    template <class U,
+              class = std::enable_if_t<std::is_convertible<U (*)[], T (*)[]>::value && !std::is_same<U, T>::value>>
     constexpr vector_view(const vector_view<U, Space>& other) noexcept
         : data_(other.data()), size_(other.size()), stride_(other.stride()) {}
 
     /// Conversions hosts write by mistake: a compile error that says what to do instead.
     template <class U, class S2, std::enable_if_t<detail::is_mistaken_view_conversion<U, S2, T, Space>, int> = 0>
     vector_view(const vector_view<U, S2>&) { // NOLINT: implicit so that the mistake reaches the static_assert
-        static_assert(detail::always_false<U>::value,
-                      "grpo: a view converts only to a view of the same element type (adding const) in the same "
-                      "memory space. A mask must have the element type of logp: convert an integer or bool mask "
-                      "to float/double once. Host executors take host_space views, exec::cuda device_space views.");
+        static_assert(detail::always_false<U>::value, GRPO_VIEW_CONVERSION_ERROR);
     }
 
     GRPO_HOST_DEVICE constexpr T* data() const noexcept { return data_; }
@@ -197,7 +199,8 @@ public:
                                    !(std::is_same<R, index_t>::value && std::is_same<C, index_t>::value),
                                int> = 0>
     matrix_view(T* data, R rows, C cols)
-        : matrix_view(data, detail::as_index("matrix_view", "rows", rows), detail::as_index("matrix_view", "cols", cols)) {}
+        : matrix_view(data, detail::as_index("matrix_view", "rows", rows),
+                      detail::as_index("matrix_view", "cols", cols)) {}
 
     /// General strided view. Throws grpo::error on negative extents or strides, a null pointer with
     /// elements, stride 0 on a writable view, or a writable view whose elements overlap each other.
@@ -214,11 +217,10 @@ public:
         // padded layouts all do). The products cannot overflow: checked_span bounded (n - 1) * stride + 1.
         if (!read_only && rows > 1 && cols > 1 && row_stride < (cols - 1) * col_stride + 1 &&
             col_stride < (rows - 1) * row_stride + 1)
-            detail::raise_argument(errc::aliasing, "matrix_view", "row_stride/col_stride",
-                                   "non-overlapping strides for a writable view",
-                                   "row_stride " + detail::to_str(row_stride) + ", col_stride " +
-                                       detail::to_str(col_stride) + " for " + detail::to_str(rows) + "x" +
-                                       detail::to_str(cols));
+            detail::raise_argument(
+                errc::aliasing, "matrix_view", "row_stride/col_stride", "non-overlapping strides for a writable view",
+                "row_stride " + detail::to_str(row_stride) + ", col_stride " + detail::to_str(col_stride) + " for " +
+                    detail::to_str(rows) + "x" + detail::to_str(cols));
     }
 
     /// rows x cols row-major over a std::vector or std::array, which must hold exactly rows * cols elements
@@ -229,7 +231,8 @@ public:
                                    std::is_integral<C>::value,
                                int> = 0>
     matrix_view(Container& c, R rows, C cols)
-        : matrix_view(c.data(), detail::as_index("matrix_view", "rows", rows), detail::as_index("matrix_view", "cols", cols)) {
+        : matrix_view(c.data(), detail::as_index("matrix_view", "rows", rows),
+                      detail::as_index("matrix_view", "cols", cols)) {
         const index_t held = detail::as_index("matrix_view", "container size", c.size());
         if (held != rows_ * cols_)
             detail::raise_argument(errc::shape_mismatch, "matrix_view", "container",
@@ -239,31 +242,32 @@ public:
 
     /// The general form from any integer types.
     template <class R, class C, class RS, class CS,
-              std::enable_if_t<std::is_integral<R>::value && std::is_integral<C>::value && std::is_integral<RS>::value &&
-                                   std::is_integral<CS>::value &&
+              std::enable_if_t<std::is_integral<R>::value && std::is_integral<C>::value &&
+                                   std::is_integral<RS>::value && std::is_integral<CS>::value &&
                                    !(std::is_same<R, index_t>::value && std::is_same<C, index_t>::value &&
                                      std::is_same<RS, index_t>::value && std::is_same<CS, index_t>::value),
                                int> = 0>
     matrix_view(T* data, R rows, C cols, RS row_stride, CS col_stride)
-        : matrix_view(data, detail::as_index("matrix_view", "rows", rows), detail::as_index("matrix_view", "cols", cols),
+        : matrix_view(data, detail::as_index("matrix_view", "rows", rows),
+                      detail::as_index("matrix_view", "cols", cols),
                       detail::as_index("matrix_view", "row_stride", row_stride),
                       detail::as_index("matrix_view", "col_stride", col_stride)) {}
 
     /// A view of mutable data converts to a view of const data.
-    template <class U, class = std::enable_if_t<std::is_convertible<U (*)[], T (*)[]>::value &&
-                                                !std::is_same<U, T>::value>>
+    template <class U,
+              class = std::enable_if_t<std::is_convertible<U (*)[], T (*)[]>::value && !std::is_same<U, T>::value>>
     constexpr matrix_view(const matrix_view<U, Space>& other) noexcept
-        : data_(other.data()), rows_(other.rows()), cols_(other.cols()), row_stride_(other.row_stride()),
+        : data_(other.data()),
+          rows_(other.rows()),
+          cols_(other.cols()),
+          row_stride_(other.row_stride()),
           col_stride_(other.col_stride()) {}
 
     /// Conversions hosts write by mistake (an integer or bool mask for float inputs, a view of the other memory
     /// space): a compile error that says what to do instead.
     template <class U, class S2, std::enable_if_t<detail::is_mistaken_view_conversion<U, S2, T, Space>, int> = 0>
     matrix_view(const matrix_view<U, S2>&) { // NOLINT: implicit so that the mistake reaches the static_assert
-        static_assert(detail::always_false<U>::value,
-                      "grpo: a view converts only to a view of the same element type (adding const) in the same "
-                      "memory space. A mask must have the element type of logp: convert an integer or bool mask "
-                      "to float/double once. Host executors take host_space views, exec::cuda device_space views.");
+        static_assert(detail::always_false<U>::value, GRPO_VIEW_CONVERSION_ERROR);
     }
 
     GRPO_HOST_DEVICE constexpr T* data() const noexcept { return data_; }

@@ -308,6 +308,11 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE objective_term<C> objective_at(const objective
 /// Calls f(objective_constant<K>{}) for the run-time value k: backends instantiate their token loop (CPU) or
 /// evaluate (CUDA) the objective with K known at compile time. Unknown values are rejected by validation
 /// before any backend runs; they map to ppo_clip here.
+/// f may be host-only (the CPU backend's token loop): nvcc's host/device check is off for this template, as
+/// Thrust does for its host/device dispatchers; each backend instantiates it only where f can run.
+#ifdef __CUDACC__
+#pragma nv_exec_check_disable
+#endif
 template <class F>
 GRPO_HOST_DEVICE GRPO_FORCEINLINE decltype(auto) visit_objective(policy_objective k, F&& f) {
     switch (k) {

@@ -58,7 +58,7 @@ struct train_config {
     loss_config loss{};              ///< the loss (beta > 0 needs reference_logp)
     advantage_config advantages = advantage_config::trl(); ///< outcome advantages
     reward_aggregation aggregation = reward_aggregation::sum_then_normalize;
-    process_reward_config process{}; ///< process advantages
+    process_reward_config process{};         ///< process advantages
     bool mask_truncated_completions = false; ///< TRL mask_truncated_completions (DAPO overlong filtering)
     bool drop_zero_variance_groups = false;  ///< DAPO dynamic sampling: leave groups without signal out of
                                              ///< the loss and report how many (the host refills next step)
@@ -66,22 +66,22 @@ struct train_config {
 
 /// What one step did: the figures TRL and verl log.
 struct step_metrics {
-    index_t step = 0;               ///< steps done, this one included
-    double reward_mean = 0;         ///< TRL reward: combined reward (outcome) or sum of step rewards (process)
-    double reward_std = 0;          ///< TRL reward_std (over the batch)
+    index_t step = 0;       ///< steps done, this one included
+    double reward_mean = 0; ///< TRL reward: combined reward (outcome) or sum of step rewards (process)
+    double reward_std = 0;  ///< TRL reward_std (over the batch)
     std::vector<double> reward_function_means; ///< TRL rewards/<name>/mean (NaN-aware), outcome mode
     double advantage_mean = 0, advantage_std = 0, advantage_min = 0, advantage_max = 0;
-    double zero_variance_fraction = 0;   ///< TRL frac_reward_zero_std
-    index_t dropped_groups = 0;          ///< groups left out by drop_zero_variance_groups (refill this many)
-    index_t masked_truncated = 0;        ///< completions masked by mask_truncated_completions
-    double loss = 0, policy_loss = 0;    ///< means over the inner updates
-    double kl_mean = 0;                  ///< TRL kl (mean over the inner updates)
+    double zero_variance_fraction = 0; ///< TRL frac_reward_zero_std
+    index_t dropped_groups = 0;        ///< groups left out by drop_zero_variance_groups (refill this many)
+    index_t masked_truncated = 0;      ///< completions masked by mask_truncated_completions
+    double loss = 0, policy_loss = 0;  ///< means over the inner updates
+    double kl_mean = 0;                ///< TRL kl (mean over the inner updates)
     double clip_fraction_low = 0, clip_fraction_high = 0, clip_fraction_region = 0; ///< TRL clip_ratio/*
     double ratio_mean = 0;
-    double completion_length_mean = 0;   ///< TRL completions/mean_length
-    double truncated_fraction = 0;       ///< TRL completions/clipped_ratio
-    double tokens = 0;                   ///< unmasked tokens in the loss
-    int updates = 0;                     ///< inner updates run (0 when every token was masked)
+    double completion_length_mean = 0; ///< TRL completions/mean_length
+    double truncated_fraction = 0;     ///< TRL completions/clipped_ratio
+    double tokens = 0;                 ///< unmasked tokens in the loss
+    int updates = 0;                   ///< inner updates run (0 when every token was masked)
     bool reference_refreshed = false;
 };
 
@@ -99,7 +99,7 @@ class trainer {
 public:
     /// Throws grpo::error on a bad configuration or missing callbacks.
     trainer(group_sampler<Prompt, T>& sampler, policy_callbacks<T> policy, train_config cfg)
-        : sampler_(&sampler), policy_(std::move(policy)), cfg_(std::move(cfg)) {
+        : sampler_(&sampler), policy_(std::move(policy)), cfg_(cfg) {
         const char* where = "trainer";
         if (cfg_.group_size < 1)
             detail::raise_argument(errc::invalid_value, where, "config.group_size", "a value >= 1",
@@ -136,7 +136,9 @@ public:
     rollout_batch<T> last_rollout() const { return buffer_.view(); }
     /// The last step's per-completion rewards (combined; NaN = unscored) and the loss mask.
     vector_view<const T> last_rewards() const { return vector_view<const T>(rewards_.data(), buffer_.rows()); }
-    matrix_view<const T> last_mask() const { return matrix_view<const T>(mask_.data(), buffer_.rows(), buffer_.max_tokens()); }
+    matrix_view<const T> last_mask() const {
+        return matrix_view<const T>(mask_.data(), buffer_.rows(), buffer_.max_tokens());
+    }
 
     /// One GRPO step on num_prompts prompts (G completions each). Throws grpo::error when no reward is set or
     /// the sampler's rollout is malformed; exceptions from the host's callables propagate.
@@ -195,9 +197,8 @@ public:
                     detail::raise_argument(errc::invalid_value, where, "process reward function",
                                            "step rewards whose sum per completion fits the reward type",
                                            detail::num_str(s) + " at row " + detail::to_str(i));
-                rewards[i] = static_cast<T>(steps_buf_.offsets[i + 1] > steps_buf_.offsets[i]
-                                                ? s
-                                                : std::numeric_limits<double>::quiet_NaN());
+                rewards[i] = static_cast<T>(
+                    steps_buf_.offsets[i + 1] > steps_buf_.offsets[i] ? s : std::numeric_limits<double>::quiet_NaN());
             }
             // Process mode: a group carries no signal when every advantage of its rows is exactly 0.
             for (index_t p = 0; p < num_prompts; ++p) {
@@ -223,7 +224,8 @@ public:
             if (cfg_.advantages.estimator == advantage_estimator::opo) {
                 lengths_.assign(static_cast<std::size_t>(n), 0.0);
                 for (index_t i = 0; i < n; ++i)
-                    for (index_t t = 0; t < cols; ++t) lengths_[static_cast<std::size_t>(i)] += static_cast<double>(mask(i, t));
+                    for (index_t t = 0; t < cols; ++t)
+                        lengths_[static_cast<std::size_t>(i)] += static_cast<double>(mask(i, t));
                 lengths = vector_view<const double>(lengths_.data(), n);
             }
             st = outcome_advantages(exec::host{}, matrix_view<const double>(scores), outcome_.weights(),

@@ -16,13 +16,13 @@ GRPO_NAMESPACE_BEGIN
 /// count.
 enum class loss_error : std::int64_t {
     none = 0,
-    bad_length = 1,       ///< lengths[row] outside [0, cols]
-    bad_mask = 2,         ///< a mask value other than 0 or 1
-    bad_logp = 3,         ///< non-finite values at unmasked tokens:
+    bad_length = 1, ///< lengths[row] outside [0, cols]
+    bad_mask = 2,   ///< a mask value other than 0 or 1
+    bad_logp = 3,   ///< non-finite values at unmasked tokens:
     bad_old_logp = 4,
     bad_ref_logp = 5,
     bad_advantages = 6,
-    bad_global_count = 7, ///< config.global_token_count below this call's unmasked tokens
+    bad_global_count = 7,  ///< config.global_token_count below this call's unmasked tokens
     bad_sampling_logp = 8, ///< non-finite sampling_logp at an unmasked token (checked after advantages)
     bad_entropy = 9,       ///< non-finite entropy at an unmasked token (checked after sampling_logp)
 };
@@ -64,12 +64,12 @@ namespace detail {
         raise_argument(errc::invalid_value, where, "mask", "values 0 or 1",
                        num_str(e.value) + " at (" + str(e.row) + ", " + str(e.column) + ")");
     default: {
-        const char* name = e.code == loss_error::bad_old_logp     ? "old_logp"
-                           : e.code == loss_error::bad_ref_logp   ? "ref_logp"
-                           : e.code == loss_error::bad_advantages ? "advantages"
+        const char* name = e.code == loss_error::bad_old_logp        ? "old_logp"
+                           : e.code == loss_error::bad_ref_logp      ? "ref_logp"
+                           : e.code == loss_error::bad_advantages    ? "advantages"
                            : e.code == loss_error::bad_sampling_logp ? "sampling_logp"
-                           : e.code == loss_error::bad_entropy    ? "entropy"
-                                                                  : "logp";
+                           : e.code == loss_error::bad_entropy       ? "entropy"
+                                                                     : "logp";
         raise_argument(errc::non_finite, where, name, "finite values at unmasked tokens",
                        num_str(e.value) + " at (" + str(e.row) + ", " + str(e.column) + ")");
     }
@@ -99,10 +99,12 @@ inline loss_stats checked_stats(const loss_record& r, index_t cols, const char* 
 namespace detail {
 
 // The fields of loss_partials and how each is combined: X(name, fold).
-#define GRPO_LOSS_PARTIAL_FIELDS(X)                                                                           \
-    X(policy, sum) X(kl, sum) X(kl_sum, sum) X(tokens, sum) X(clip_low, sum) X(clip_high, sum) X(dual, sum)   \
-        X(ratio_sum, sum) X(ratio_min, min) X(ratio_max, max) X(neg_log_ratio, sum) X(sampling_weight, sum)      \
-            X(off_policy_masked, sum) X(entropy, sum) X(entropy_sum, sum) X(entropy_masked, sum) X(selected, sum)
+// clang-format off
+#define GRPO_LOSS_PARTIAL_FIELDS(X)                                                                             \
+    X(policy, sum) X(kl, sum) X(kl_sum, sum) X(tokens, sum) X(clip_low, sum) X(clip_high, sum) X(dual, sum)     \
+    X(ratio_sum, sum) X(ratio_min, min) X(ratio_max, max) X(neg_log_ratio, sum) X(sampling_weight, sum)         \
+    X(off_policy_masked, sum) X(entropy, sum) X(entropy_sum, sum) X(entropy_masked, sum) X(selected, sum)
+// clang-format on
 
 /// How a partial is combined with another.
 enum class fold { sum, min, max };
@@ -110,13 +112,13 @@ enum class fold { sum, min, max };
 /// The partial sums of a loss pass over some tokens, in double: both backends fill one per row, combine them
 /// in a fixed order and call finalize(). Plain data (it lives in workspace memory).
 struct loss_partials {
-    double policy;        ///< sum of the policy losses; times the row weight after weigh()
-    double kl;            ///< the weighted KL sum (set by weigh())
-    double kl_sum;        ///< sum of the KL estimates (for kl_mean)
-    double tokens;        ///< unmasked tokens
+    double policy;                    ///< sum of the policy losses; times the row weight after weigh()
+    double kl;                        ///< the weighted KL sum (set by weigh())
+    double kl_sum;                    ///< sum of the KL estimates (for kl_mean)
+    double tokens;                    ///< unmasked tokens
     double clip_low, clip_high, dual; ///< sums of the clip flags
     double ratio_sum, ratio_min, ratio_max;
-    double neg_log_ratio; ///< sum of -(clamped log-ratio)
+    double neg_log_ratio;     ///< sum of -(clamped log-ratio)
     double sampling_weight;   ///< sum of the correction weights
     double off_policy_masked; ///< tokens the off-policy mask removed
     double entropy;           ///< the weighted entropy sum (set by weigh())
@@ -169,10 +171,12 @@ struct loss_partials {
 
     /// this = this (+) o, field by field.
     GRPO_HOST_DEVICE void merge(const loss_partials& o) {
-#define GRPO_LOSS_PARTIAL_MERGE(name, how)                                                                    \
-    name = fold::how == fold::sum ? name + o.name                                                              \
-           : fold::how == fold::min ? (o.name < name ? o.name : name)                                          \
+// NOLINTBEGIN(bugprone-macro-parentheses): `name` is a member name, `o.(name)` would not parse
+#define GRPO_LOSS_PARTIAL_MERGE(name, how)                            \
+    name = fold::how == fold::sum   ? name + o.name                   \
+           : fold::how == fold::min ? (o.name < name ? o.name : name) \
                                     : (o.name > name ? o.name : name);
+        // NOLINTEND(bugprone-macro-parentheses)
         GRPO_LOSS_PARTIAL_FIELDS(GRPO_LOSS_PARTIAL_MERGE)
 #undef GRPO_LOSS_PARTIAL_MERGE
     }

@@ -264,8 +264,9 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
     // correction is on: its exp stays out of every other configuration's token loop.
     alignas(64) C isw[token_block];
     const auto fill_sampling_weights = [&](index_t t0, index_t nb) {
-        if (!token_sampling) return;
-        for (index_t k = 0; k < nb; ++k) {
+        // (token_sampling in the loop condition, not an early return: nvcc calls a loop after a constant
+        // return unreachable when it compiles this pass into a .cu file)
+        for (index_t k = 0; token_sampling && k < nb; ++k) {
             const index_t t = t0 + k;
             const bool valid = mask[L.mask(t)] != T(0);
             const C x = math::select(valid, C(old[L.old(t)] - samp[L.samp(t)]), C(0));

@@ -51,15 +51,16 @@ using compute_t = typename compute_type<T>::type;
 
 /// Element types the loss pass accepts (device.cuh adds __half and __nv_bfloat16).
 template <class T>
-struct is_loss_element : std::integral_constant<bool, std::is_same<T, float>::value || std::is_same<T, double>::value> {};
+struct is_loss_element : std::integral_constant<bool, std::is_same<T, float>::value || std::is_same<T, double>::value> {
+};
 
 template <class T>
 struct device_loss_views {
     matrix_view<const T, device_space> logp, old_logp, ref_logp, adv, mask;
     vector_view<const std::int64_t, device_space> lengths;
     matrix_view<T, device_space> grad, per_token;
-    matrix_view<const T, device_space> samp; ///< sampling_logp (read only by the sampling corrections)
-    matrix_view<T, device_space> ratio;      ///< optional per-token ratio output
+    matrix_view<const T, device_space> samp;    ///< sampling_logp (read only by the sampling corrections)
+    matrix_view<T, device_space> ratio;         ///< optional per-token ratio output
     matrix_view<const T, device_space> entropy; ///< per-token entropies (read only when a term uses them)
     matrix_view<T, device_space> grad_entropy;  ///< optional dLoss/dH output
 };
@@ -83,8 +84,8 @@ struct loss_scratch {
     std::int64_t* values_out = nullptr;
     void* sort_temp = nullptr;
     std::size_t sort_temp_bytes = 0;
-    double* entropy_threshold = nullptr; ///< 1
-    double* cov_row_sums = nullptr;      ///< 2 * rows: sums of A and logp over each row's unmasked tokens
+    double* entropy_threshold = nullptr;       ///< 1
+    double* cov_row_sums = nullptr;            ///< 2 * rows: sums of A and logp over each row's unmasked tokens
     math::covariance_selection* cov = nullptr; ///< 1: the call's covariance selection
 };
 
@@ -112,7 +113,7 @@ inline loss_scratch loss_layout(double* base, index_t rows) {
     s.error = reinterpret_cast<loss_value_error*>(s.total + 2);
     s.record = reinterpret_cast<loss_record*>(s.total + 2 + doubles_of(sizeof(loss_value_error)));
     s.counters = reinterpret_cast<unsigned long long*>(s.total + 2 + doubles_of(sizeof(loss_value_error)) +
-                                                      doubles_of(sizeof(loss_record)));
+                                                       doubles_of(sizeof(loss_record)));
     return s;
 }
 
@@ -143,7 +144,9 @@ GRPO_HOST_DEVICE inline double from_order_key(std::uint64_t k) {
 /// The block-wide combination of every thread's partials (same shape on every run: deterministic).
 template <class B>
 GRPO_HOST_DEVICE loss_partials block_reduce(B& b, loss_partials x) {
-    x.for_each_field([&](double& f, fold how) { f = how == fold::min ? b.min(f) : how == fold::max ? b.max(f) : b.sum(f); });
+    x.for_each_field([&](double& f, fold how) {
+        f = how == fold::min ? b.min(f) : how == fold::max ? b.max(f) : b.sum(f);
+    });
     return x;
 }
 
@@ -169,7 +172,9 @@ GRPO_HOST_DEVICE inline double thread_valid_tokens(const B& b, const device_loss
     const index_t end = valid_end(v, i);
     if (!v.mask.present()) { // lengths only: the count needs no read of the row
         const index_t t = b.thread();
-        return t < end ? static_cast<double>((end - 1 - t) / b.threads() + 1) : 0.0;
+        if (t >= end) return 0.0;
+        const index_t seen = (end - 1 - t) / b.threads() + 1; // t, t + threads, ... below end
+        return static_cast<double>(seen);
     }
     double n = 0;
     for (index_t t = b.thread(); t < end; t += b.threads()) n += is_valid(v, i, t) ? 1.0 : 0.0;
@@ -233,8 +238,7 @@ struct loss_check_kernel {
         const double none = infinity();
         for (index_t i = b.block(); i < rows; i += b.blocks()) {
             double tokens = 0, key = -1;
-            const bool bad_length =
-                check_values && v.lengths.present() && (v.lengths[i] < 0 || v.lengths[i] > cols);
+            const bool bad_length = check_values && v.lengths.present() && (v.lengths[i] < 0 || v.lengths[i] > cols);
             if (!bad_length) key = scan_row(b, i, tokens);
             tokens = b.sum(tokens);
             key = b.min(key < 0 ? none : key);
@@ -272,13 +276,13 @@ struct loss_check_kernel {
             const index_t key = static_cast<index_t>(b.load(s.row_error + i));
             const index_t t = key / loss_error_count;
             const loss_error code = static_cast<loss_error>(key % loss_error_count);
-            const matrix_view<const T, device_space>& m = code == loss_error::bad_mask       ? v.mask
-                                                          : code == loss_error::bad_logp     ? v.logp
-                                                          : code == loss_error::bad_old_logp ? v.old_logp
-                                                          : code == loss_error::bad_ref_logp ? v.ref_logp
+            const matrix_view<const T, device_space>& m = code == loss_error::bad_mask            ? v.mask
+                                                          : code == loss_error::bad_logp          ? v.logp
+                                                          : code == loss_error::bad_old_logp      ? v.old_logp
+                                                          : code == loss_error::bad_ref_logp      ? v.ref_logp
                                                           : code == loss_error::bad_sampling_logp ? v.samp
                                                           : code == loss_error::bad_entropy       ? v.entropy
-                                                                                             : v.adv;
+                                                                                                  : v.adv;
             err = {code, i, t, 0, static_cast<double>(compute_t<T>(m(i, t)))};
         } else if (check_global && global_tokens > 0 && global_tokens < total) {
             err = {loss_error::bad_global_count, static_cast<std::int64_t>(total), 0, 0, global_tokens};
@@ -469,7 +473,7 @@ struct loss_main_kernel {
         const index_t rows = v.logp.rows();
         const index_t cols = v.logp.cols();
         loss_params p = call;
-        if (p.count_nonempty_rows) p.sequences = s.total[1]; // the pre-pass counted them
+        if (p.count_nonempty_rows) p.sequences = s.total[1];                         // the pre-pass counted them
         if (p.entropy_quantile_needed()) p.entropy_threshold = *s.entropy_threshold; // entropy_threshold_kernel
         if (p.covariance_selection()) p.token.objective.cov = *s.cov;                // cov_threshold_kernel
         const bool row_sums_first = p.row_log_ratio_sum() || p.row_sampling_sum() || p.row_objective_sum() ||
@@ -494,9 +498,10 @@ struct loss_main_kernel {
                         if (p.row_log_ratio_sum()) lr += static_cast<double>(d);
                         if (p.row_sampling_sum()) slr += static_cast<double>(C(old_at(v, i, t)) - C(v.samp(i, t)));
                         if (p.row_objective_sum()) {
-                            const C log_w = p.token_sampling() ? math::log(math::sampling_weight(
-                                                                     correction, C(C(old_at(v, i, t)) - C(v.samp(i, t)))))
-                                                               : C(0);
+                            const C log_w = p.token_sampling()
+                                                ? math::log(math::sampling_weight(
+                                                      correction, C(C(old_at(v, i, t)) - C(v.samp(i, t)))))
+                                                : C(0);
                             obj += static_cast<double>(
                                 math::objective_row_term<C>(call_objective, d, C(v.adv(i, t)), log_w));
                         }
