@@ -331,3 +331,79 @@ TEST_CASE("libtorch: the training-loop snippet of docs/adapters/libtorch.md", "[
     CHECK(loss.item<double>() == Approx(stats.loss));
     CHECK((model->weight.detach() - weight_before).abs().max().item<double>() > 0); // the update happened
 }
+
+TEST_CASE("libtorch: logprobs_from_logits equals log_softmax + gather + entropy and their autograd", "[torch]") {
+    torch::manual_seed(3);
+    const double temperature = 0.8;
+    const torch::Tensor base = torch::randn({3, 4, 37}, f64) * 3;
+    const torch::Tensor tokens = torch::randint(0, 37, {3, 4}, torch::kLong);
+    const torch::Tensor g_logp = torch::randn({3, 4}, f64), g_entropy = torch::randn({3, 4}, f64);
+    // The reference in torch ops (TRL: logits /= temperature; selective_log_softmax; entropy_from_logits).
+    const torch::Tensor xr = base.clone().requires_grad_(true);
+    const torch::Tensor ls = torch::log_softmax(xr / temperature, -1);
+    const torch::Tensor lp_ref = ls.gather(-1, tokens.unsqueeze(-1)).squeeze(-1);
+    const torch::Tensor h_ref = -(ls.exp() * ls).sum(-1);
+    ((lp_ref * g_logp).sum() + (h_ref * g_entropy).sum()).backward();
+    // grpo's, separate and in place (on a non-leaf: the logits of a graph, as a model's head would give).
+    for (const bool in_place : {false, true}) {
+        const torch::Tensor leaf = base.clone().requires_grad_(true);
+        const torch::Tensor logits = leaf * 1.0; // a non-leaf whose memory grpo may overwrite in backward
+        lt::logprob_options opt;
+        opt.temperature = temperature;
+        opt.backward_in_place = in_place;
+        grpo::logprob_stats st;
+        opt.stats = &st;
+        const auto out = lt::logprobs_from_logits(logits, tokens, opt);
+        CHECK(out.first.sizes() == tokens.sizes());
+        CHECK(torch::allclose(out.first, lp_ref, 1e-12, 1e-12));
+        CHECK(torch::allclose(out.second, h_ref, 1e-12, 1e-12));
+        CHECK(st.rows == 12);
+        ((out.first * g_logp).sum() + (out.second * g_entropy).sum()).backward();
+        CHECK(torch::allclose(leaf.grad(), xr.grad(), 1e-12, 1e-12));
+    }
+}
+
+TEST_CASE("libtorch: logprobs_from_logits with a mask, float logits, composed with grpo_loss", "[torch]") {
+    torch::manual_seed(4);
+    const torch::Tensor base = torch::randn({2, 5, 50}) * 2;
+    const torch::Tensor tokens = torch::randint(0, 50, {2, 5}, torch::kLong);
+    const torch::Tensor mask = torch::tensor({{1.0f, 1.0f, 1.0f, 0.0f, 0.0f}, {1.0f, 1.0f, 1.0f, 1.0f, 1.0f}});
+    const torch::Tensor leaf = base.clone().requires_grad_(true);
+    const torch::Tensor adv = torch::tensor({1.0f, -0.5f});
+    const torch::Tensor& logits = leaf; // [B, T, V], e.g. the LM head's output
+    // snippet-begin libtorch-logprobs
+    grpo::libtorch::logprob_options opt;
+    opt.temperature = 1.0; // the sampling temperature
+    opt.mask = mask;       // [B, T]: padding is not read
+    const auto [logp, entropy] = grpo::libtorch::logprobs_from_logits(logits, tokens, opt); // each [B, T]
+    const torch::Tensor loss = grpo::libtorch::grpo_loss(logp, torch::Tensor(), torch::Tensor(), adv, opt.mask) -
+                               0.01 * (entropy * opt.mask).sum() / opt.mask.sum(); // an entropy bonus
+    loss.backward(); // dLoss/dlogits reaches the model through grpo's backward
+    // snippet-end
+    const std::pair<torch::Tensor, torch::Tensor> out{logp, entropy};
+    CHECK(out.first[0][3].item<float>() == 0.0f);
+    const torch::Tensor ls = torch::log_softmax(base, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1);
+    CHECK(torch::allclose(out.first.masked_select(mask.to(torch::kBool)), ls.masked_select(mask.to(torch::kBool)), 1e-5,
+                          1e-6));
+    CHECK(leaf.grad().defined());
+    CHECK(leaf.grad()[0][3].abs().sum().item<float>() == 0.0f); // masked position
+    // The same gradient through torch ops.
+    const torch::Tensor xr = base.clone().requires_grad_(true);
+    const torch::Tensor lpr = torch::log_softmax(xr, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1);
+    const torch::Tensor lsr = torch::log_softmax(xr, -1);
+    const torch::Tensor hr = -(lsr.exp() * lsr).sum(-1);
+    const torch::Tensor lref =
+        lt::grpo_loss(lpr, torch::Tensor(), torch::Tensor(), adv, mask) - 0.01 * (hr * mask).sum() / mask.sum();
+    lref.backward();
+    CHECK(torch::allclose(leaf.grad(), xr.grad(), 1e-5, 1e-7));
+    // Errors name the argument.
+    CHECK_THROWS_WITH(lt::logprobs_from_logits(base, tokens.narrow(1, 0, 4)),
+                      Catch::Contains("argument 'tokens': expected shape [2, 5]"));
+    lt::logprob_options leaf_in_place;
+    leaf_in_place.backward_in_place = true;
+    CHECK_THROWS_WITH(lt::logprobs_from_logits(leaf, tokens, leaf_in_place),
+                      Catch::Contains("argument 'options.backward_in_place'"));
+    const torch::Tensor bad_tokens = tokens.clone();
+    bad_tokens[1][2] = 50;
+    CHECK_THROWS_WITH(lt::logprobs_from_logits(base, bad_tokens), Catch::Contains("ids in [0, 50), got 50 at row 7"));
+}

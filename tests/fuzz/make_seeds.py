@@ -18,7 +18,7 @@ import sys
 
 HARNESSES = {  # name: number of values of the leading selector byte
     "fuzz_loss": 2, "fuzz_advantages": 2, "fuzz_process_rewards": 2,
-    "fuzz_rewards": 8, "fuzz_trainer": 2, "fuzz_views": 4,
+    "fuzz_rewards": 8, "fuzz_trainer": 2, "fuzz_views": 4, "fuzz_logprobs": 2,
 }
 LENGTHS = [16, 48, 96, 160, 256, 400, 640, 1024]
 
@@ -42,9 +42,12 @@ def main():
     ap.add_argument("--keep-passing", metavar="DIR", help="directory with the built harnesses")
     ap.add_argument("--count", type=int, default=12)
     ap.add_argument("--candidates", type=int, default=64)
+    ap.add_argument("--only", metavar="HARNESS", help="write the seeds of this harness only")
     args = ap.parse_args()
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
     for name in HARNESSES:
+        if args.only and name != args.only:
+            continue
         out = os.path.join(root, name)
         os.makedirs(out, exist_ok=True)
         for f in os.listdir(out):

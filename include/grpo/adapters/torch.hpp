@@ -12,6 +12,10 @@
 //                                            the GRPO loss as a 0-dim tensor whose backward() is grpo's
 //                                            fused dLoss/dlogp: one pass computes loss and gradient, the
 //                                            gradient is kept for backward.
+//   grpo::libtorch::logprobs_from_logits(logits, tokens, options)
+//                                            {logp, entropy} of the sampled tokens from [..., V] logits as an
+//                                            autograd function (CPU): no [tokens, V] log-softmax tensor, and a
+//                                            backward that can write dLoss/dlogits in place.
 //
 // The element type named in matrix<T>/vector<T> must be the tensor's dtype (float = kFloat, double = kDouble,
 // std::int64_t = kLong); anything else is a grpo::error (errc::unsupported) naming the argument, the dtype
@@ -68,11 +72,12 @@ struct dtype_of<std::int64_t> {
 
 inline std::string dtype_name(c10::ScalarType t) { return std::string("torch.") + c10::toString(t); }
 
-inline std::string sizes_str(const at::Tensor& t) {
+inline std::string sizes_str(c10::IntArrayRef sizes) {
     std::string s = "[";
-    for (std::int64_t d = 0; d < t.dim(); ++d) s += (d ? ", " : "") + std::to_string(t.size(d));
+    for (std::size_t d = 0; d < sizes.size(); ++d) s += (d ? ", " : "") + std::to_string(sizes[d]);
     return s + "]";
 }
+inline std::string sizes_str(const at::Tensor& t) { return sizes_str(t.sizes()); }
 
 /// Checks what every view needs: a defined tensor of dtype T, rank `rank`, on a device `Space` can reach.
 template <class T, class Space>
@@ -280,6 +285,173 @@ inline at::Tensor grpo_loss(const at::Tensor& logp, const at::Tensor& old_logp, 
     return detail::loss_function::apply(
         x, detail::prepare(old_logp, x, "old_logp", false), detail::prepare(ref_logp, x, "ref_logp", false), adv,
         detail::prepare(mask, x, "mask", false), lengths, cfg, extras.stats, extras.pool);
+}
+
+/// Options of logprobs_from_logits.
+struct logprob_options {
+    /// Logits are divided by it first (the sampling temperature, as TRL and verl do).
+    double temperature = 1.0;
+    /// Optional [...] mask of the token positions (shape of tokens; bool, integer or floating): 0 = padding, whose
+    /// logits are never read and whose results and gradient are 0.
+    at::Tensor mask;
+    /// Backward writes dLoss/dlogits into the logits tensor's own memory and returns it as the gradient: no second
+    /// [tokens, V] buffer. Only when nothing else reads those logits after the forward (they are overwritten);
+    /// the logits must then be a contiguous float/double CPU tensor that autograd lets us modify (a leaf that
+    /// requires grad cannot be). Default off: a fresh gradient tensor.
+    bool backward_in_place = false;
+    /// If set, receives the sums of the call (logprob_stats: rows, logp_sum, entropy_sum).
+    logprob_stats* stats = nullptr;
+    /// CPU pool the passes run on (nullptr = the calling thread). Results do not depend on it.
+    thread_pool* pool = nullptr;
+};
+
+namespace detail {
+
+/// The autograd node of logprobs_from_logits: forward keeps lse and the entropy per row (and the logits, which
+/// autograd keeps alive anyway); backward runs grpo's backward pass with the incoming dLoss/dlogp and
+/// dLoss/dentropy.
+struct logprob_function : public torch::autograd::Function<logprob_function> {
+    template <class T>
+    static logprob_stats run_forward(const at::Tensor& logits2d, const at::Tensor& tokens, const at::Tensor& mask,
+                                     const at::Tensor& logp, const at::Tensor& entropy, const at::Tensor& lse,
+                                     double temperature, thread_pool* pool) {
+        logits_inputs<T> in;
+        in.logits = matrix<const T>(logits2d, "logits");
+        in.tokens = vector<const std::int64_t>(tokens, "tokens");
+        if (mask.defined()) in.mask = vector<const T>(mask, "mask");
+        logprob_outputs<T> out;
+        out.logp = vector<T>(logp, "logp");
+        out.entropy = vector<T>(entropy, "entropy");
+        out.lse = vector<double>(lse, "lse");
+        logprob_config cfg;
+        cfg.temperature = temperature;
+        thread_local workspace ws;
+        return logprobs_from_logits(exec::host{pool}, in, out, cfg, ws);
+    }
+
+    static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, at::Tensor logits2d,
+                                                  at::Tensor tokens, c10::optional<at::Tensor> mask, double temperature,
+                                                  bool in_place, logprob_stats* stats, thread_pool* pool) {
+        const std::int64_t rows = logits2d.size(0);
+        const auto opts = logits2d.options();
+        at::Tensor logp = at::empty({rows}, opts), entropy = at::empty({rows}, opts);
+        at::Tensor lse = at::empty({rows}, opts.dtype(c10::ScalarType::Double));
+        const at::Tensor m = mask.has_value() ? *mask : at::Tensor();
+        const logprob_stats st = logits2d.scalar_type() == c10::ScalarType::Double
+                                     ? run_forward<double>(logits2d, tokens, m, logp, entropy, lse, temperature, pool)
+                                     : run_forward<float>(logits2d, tokens, m, logp, entropy, lse, temperature, pool);
+        if (stats) *stats = st;
+        ctx->save_for_backward({logits2d, tokens, m, lse, entropy});
+        ctx->saved_data["temperature"] = temperature;
+        ctx->saved_data["in_place"] = in_place;
+        ctx->saved_data["pool"] = reinterpret_cast<std::int64_t>(pool);
+        return {logp, entropy};
+    }
+
+    template <class T>
+    static void run_backward(const at::Tensor& logits2d, const at::Tensor& tokens, const at::Tensor& mask,
+                             const at::Tensor& lse, const at::Tensor& entropy, const at::Tensor& g_logp,
+                             const at::Tensor& g_entropy, const at::Tensor& grad, double temperature,
+                             thread_pool* pool) {
+        logits_inputs<T> in;
+        in.logits = matrix<const T>(logits2d, "logits");
+        in.tokens = vector<const std::int64_t>(tokens, "tokens");
+        if (mask.defined()) in.mask = vector<const T>(mask, "mask");
+        logprob_grad_inputs<T> g;
+        g.lse = vector<const double>(lse, "lse");
+        g.grad_logp = vector<const T>(g_logp, "grad_logp");
+        if (g_entropy.defined()) {
+            g.entropy = vector<const T>(entropy, "entropy");
+            g.grad_entropy = vector<const T>(g_entropy, "grad_entropy");
+        }
+        logprob_config cfg;
+        cfg.temperature = temperature;
+        thread_local workspace ws;
+        logprobs_from_logits_backward(exec::host{pool}, in, g, matrix<T>(grad, "grad_logits"), cfg, ws);
+    }
+
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                   torch::autograd::variable_list grad_out) {
+        const auto saved = ctx->get_saved_variables();
+        const at::Tensor& logits2d = saved[0];
+        const double temperature = ctx->saved_data["temperature"].toDouble();
+        const bool in_place = ctx->saved_data["in_place"].toBool();
+        auto* pool = reinterpret_cast<thread_pool*>(ctx->saved_data["pool"].toInt());
+        const at::Tensor g_logp =
+            grad_out[0].defined() ? grad_out[0].contiguous() : at::zeros({logits2d.size(0)}, logits2d.options());
+        const at::Tensor g_entropy = grad_out[1].defined() ? grad_out[1].contiguous() : at::Tensor();
+        at::Tensor grad = in_place ? logits2d : at::empty(logits2d.sizes(), logits2d.options());
+        if (logits2d.scalar_type() == c10::ScalarType::Double)
+            run_backward<double>(logits2d, saved[1], saved[2], saved[3], saved[4], g_logp, g_entropy, grad, temperature,
+                                 pool);
+        else
+            run_backward<float>(logits2d, saved[1], saved[2], saved[3], saved[4], g_logp, g_entropy, grad, temperature,
+                                pool);
+        return {grad, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    }
+};
+
+} // namespace detail
+
+/// Log-probabilities of the sampled tokens and the entropies, from logits, as a LibTorch autograd function:
+/// the `log_softmax(logits / temperature).gather(tokens)` and entropy of TRL's
+/// _get_per_token_logps_and_entropies (verl: logprobs_from_logits, entropy_from_logits) without the [tokens, V]
+/// log_softmax tensor, in one read of the logits; backward writes dLoss/dlogits in one more pass (in place with
+/// options.backward_in_place). Composes with grpo_loss: `grpo_loss(logp, ...)` then `loss.backward()`.
+///
+/// @param logits  [..., V] float or double (float16/bfloat16 are converted to float32 first: a copy) CPU tensor;
+///                the leading dimensions are flattened (contiguous rows are viewed, not copied).
+/// @param tokens  [...] int64 ids of the sampled tokens (int32 is converted).
+/// @returns {logp, entropy}, each of shape [...] and logits' compute dtype.
+/// Throws grpo::error (naming the argument) for bad shapes, dtypes, devices, ids, NaN logits, a temperature
+/// that is not finite and > 0, and for in-place backward on logits that cannot be overwritten.
+inline std::pair<at::Tensor, at::Tensor> logprobs_from_logits(const at::Tensor& logits, const at::Tensor& tokens,
+                                                              const logprob_options& options = {}) {
+    constexpr const char* where = "libtorch::logprobs_from_logits";
+    if (!logits.defined())
+        detail::raise_argument(errc::invalid_value, where, "logits", "a defined tensor", "an undefined tensor");
+    if (!at::isFloatingType(logits.scalar_type()))
+        detail::raise_argument(errc::unsupported, where, "logits", "a floating dtype",
+                               "dtype " + detail::dtype_name(logits.scalar_type()));
+    if (!logits.is_cpu())
+        detail::raise_argument(errc::memory_space, where, "logits", "a CPU tensor",
+                               "a tensor on " + logits.device().str());
+    if (logits.dim() < 1)
+        detail::raise_argument(errc::shape_mismatch, where, "logits", "[..., vocabulary]", "a 0-D tensor");
+    const c10::IntArrayRef lead = logits.sizes().slice(0, static_cast<std::size_t>(logits.dim() - 1));
+    if (!tokens.defined() || tokens.sizes() != lead)
+        detail::raise_argument(errc::shape_mismatch, where, "tokens",
+                               "shape " + detail::sizes_str(lead) + " (logits' shape without the vocabulary)",
+                               tokens.defined() ? "shape " + detail::sizes_str(tokens) : "an undefined tensor");
+    if (!at::isIntegralType(tokens.scalar_type(), /*includeBool=*/false))
+        detail::raise_argument(errc::unsupported, where, "tokens", "an integer dtype (int64)",
+                               "dtype " + detail::dtype_name(tokens.scalar_type()));
+    const auto compute = detail::compute_dtype(logits.scalar_type());
+    const std::int64_t vocab = logits.size(-1), rows = tokens.numel();
+    // Autograd-aware: a 16-bit input is converted (the gradient flows back through the cast).
+    at::Tensor x = logits.scalar_type() == compute ? logits : logits.to(compute);
+    if (x.stride(-1) != 1) x = x.contiguous();
+    const at::Tensor x2 = x.reshape({rows, vocab});
+    if (options.backward_in_place &&
+        (!x2.is_contiguous() || x2.data_ptr() != logits.data_ptr() || (logits.is_leaf() && logits.requires_grad())))
+        detail::raise_argument(errc::invalid_value, where, "options.backward_in_place",
+                               "contiguous float/double logits that autograd lets grpo overwrite (not a leaf that "
+                               "requires grad)",
+                               "logits of dtype " + detail::dtype_name(logits.scalar_type()) +
+                                   (logits.is_leaf() && logits.requires_grad() ? ", a leaf that requires grad"
+                                                                               : ", not viewable in place"));
+    const at::Tensor ids = tokens.reshape({rows}).to(c10::ScalarType::Long).detach();
+    c10::optional<at::Tensor> mask;
+    if (options.mask.defined()) {
+        if (options.mask.sizes() != tokens.sizes())
+            detail::raise_argument(errc::shape_mismatch, where, "options.mask",
+                                   "the shape of tokens, " + detail::sizes_str(tokens),
+                                   "shape " + detail::sizes_str(options.mask));
+        mask = options.mask.reshape({rows}).to(compute).detach();
+    }
+    const auto out = detail::logprob_function::apply(x2, ids, mask, options.temperature, options.backward_in_place,
+                                                     options.stats, options.pool);
+    return {out[0].view(tokens.sizes()), out[1].view(tokens.sizes())};
 }
 
 } // namespace libtorch

@@ -9,9 +9,11 @@
 
 #include "advantages.hpp"
 #include "kl.hpp"
+#include "logprob.hpp"
 #include "loss.hpp"
 
 /// Applies `PREFIX` (`template` or `extern template`) to every host entry point instantiated for element type T.
+// NOLINTBEGIN(bugprone-macro-parentheses): PREFIX is a keyword sequence and T a type, neither an expression
 #define GRPO_HOST_ENTRY_POINTS(PREFIX, T)                                                                              \
     PREFIX loss_stats loss_and_grad<T>(const exec::host&, const loss_inputs<T, host_space>&,                           \
                                        const loss_outputs<T, host_space>&, const loss_config&, workspace&);            \
@@ -32,7 +34,13 @@
                                                      workspace&);                                                      \
     PREFIX token_advantage_stats token_advantages<T>(const exec::host&, const token_advantage_inputs<T>&,              \
                                                      const token_advantage_outputs<T>&,                                \
-                                                     const token_advantage_config&);
+                                                     const token_advantage_config&);                                   \
+    PREFIX logprob_stats logprobs_from_logits<T, std::int64_t>(                                                        \
+        const exec::host&, const logits_inputs<T>&, const logprob_outputs<T>&, const logprob_config&, workspace&);     \
+    PREFIX void logprobs_from_logits_backward<T, std::int64_t>(const exec::host&, const logits_inputs<T>&,             \
+                                                               const logprob_grad_inputs<T>&, const matrix_view<T>&,   \
+                                                               const logprob_config&, workspace&);
+// NOLINTEND(bugprone-macro-parentheses)
 
 #if defined(GRPO_COMPILED) && !defined(GRPO_BUILDING_COMPILED_LIBRARY)
 GRPO_NAMESPACE_BEGIN

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "../../core/exec.hpp"
+#include "dispatch.hpp"
 #include "../../types/loss_record.hpp"
 #include "../../core/workspace.hpp"
 
@@ -142,13 +143,6 @@ double lane_extreme(const C* x, index_t n, double acc) {
     return acc;
 }
 
-// GCC 12 at -O2 (CMake's RelWithDebInfo) does not vectorize the token loop (its -O2 cost model is "very cheap"):
-// ask for -O3 on this one function so that the speed does not depend on the consumer's build type.
-#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__) && !defined(GRPO_NO_CPU_DISPATCH)
-#define GRPO_CPU_HOT_LOOP __attribute__((optimize("O3")))
-#else
-#define GRPO_CPU_HOT_LOOP
-#endif
 
 /// The fused pass over one row: iteration and reduction only; every token's loss, gradient and flags come from
 /// math::token_loss (the CUDA kernel calls the same function). Per-token math runs in the input precision T
@@ -381,47 +375,21 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
     out = acc;
 }
 
-// AVX2 version of the contiguous-row pass, chosen at run time (GCC/Clang on x86-64, when the build does not
-// already target AVX2). Vector width only: no FMA (it would change roundings), no reassociation, so every result
-// is bit-identical to the baseline path (tests/test_determinism.cpp compares them). `flatten` inlines the
-// per-token math into the AVX2 function; on GCC `optimize("O3")` lets it vectorize in -O2 builds too (GCC 12's
-// -O2 cost model leaves the token loop scalar). GRPO_NO_CPU_DISPATCH turns this off.
-#if !defined(GRPO_NO_CPU_DISPATCH) && !defined(__CUDACC__) && !defined(__AVX2__) && \
-    (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-#define GRPO_CPU_AVX2_DISPATCH 1
-#if defined(__clang__)
-#define GRPO_AVX2_FUNCTION __attribute__((target("avx2"), flatten))
-#else
-#define GRPO_AVX2_FUNCTION __attribute__((target("avx2"), optimize("O3"), flatten))
-#endif
-inline bool cpu_has_avx2() {
-    static const bool has = __builtin_cpu_supports("avx2") != 0;
-    return has;
-}
+// The AVX2 copy of the contiguous-row pass (backend/cpu/dispatch.hpp).
+#if GRPO_CPU_AVX2_DISPATCH
 template <class T, policy_objective K, bool WithKL, class Layout, row_pass Pass>
 GRPO_AVX2_FUNCTION void loss_row_avx2(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens,
                                       index_t i, loss_partials& out, const Layout& L) {
     loss_row_impl<T, K, WithKL, Layout, Pass>(v, ones, p, total_tokens, i, out, L);
 }
-#else
-#define GRPO_CPU_AVX2_DISPATCH 0
-inline bool cpu_has_avx2() { return false; }
 #endif
-
-/// Whether the contiguous-row pass may use the AVX2 version. Tests and benchmarks set it to false to run the
-/// default-target version for comparison; not meant to be changed while another thread runs a loss pass.
-inline std::atomic<bool>& cpu_dispatch_enabled() {
-    static std::atomic<bool> enabled{true};
-    return enabled;
-}
 
 /// Contiguous rows: the AVX2 version where the CPU has it, the baseline otherwise.
 template <class T, policy_objective K, bool WithKL, row_pass Pass, class Layout>
 void loss_row_contiguous(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens, index_t i,
                          loss_partials& out, const Layout& L) {
 #if GRPO_CPU_AVX2_DISPATCH
-    if (cpu_dispatch_enabled() && cpu_has_avx2())
-        return loss_row_avx2<T, K, WithKL, Layout, Pass>(v, ones, p, total_tokens, i, out, L);
+    if (use_avx2()) return loss_row_avx2<T, K, WithKL, Layout, Pass>(v, ones, p, total_tokens, i, out, L);
 #endif
     loss_row_impl<T, K, WithKL, Layout, Pass>(v, ones, p, total_tokens, i, out, L);
 }

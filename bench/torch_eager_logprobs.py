@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Log-probs + entropy from logits and their backward, PyTorch eager (TRL's formulation: logits / temperature,
+log_softmax, gather, entropy -sum p log p, an entropy bonus in the loss, autograd backward) against grpo's
+logprobs_from_logits + in-place backward (bench_logprobs.cpp), on the same shapes and thread counts, with the
+memory baselines of the same grpo run.
+
+    python3 bench/torch_eager_logprobs.py --grpo-bench build-rel/bench/grpo_bench_logprobs [--shapes 4096x32768]
+
+Prints per shape and thread count: eager ms and its peak extra memory (VmHWM of a fresh process, above the
+logits themselves), grpo's step ms, the speed-up, and grpo's fraction of the stream baseline (one read for the
+forward, one read and one write for the backward: BM_stream_read + BM_stream_update over BM_logprobs_step).
+"""
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+
+def eager_case(rows, vocab, threads, repeats):
+    """Runs in a fresh process: prints "ms extra_bytes"."""
+    import torch
+
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    logits0 = torch.rand(rows, vocab, generator=g) * 16 - 8
+    tokens = torch.randint(0, vocab, (rows,), generator=g)
+    g_logp = torch.full((rows,), 1.0 / rows)
+
+    def rss_hwm():
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def rss_now():
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    logits = logits0.clone().requires_grad_(True)
+    base = rss_now()
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first run warms the allocator
+        logits.grad = None
+        t0 = time.perf_counter()
+        ls = torch.log_softmax(logits / 1.0, dim=-1)
+        lp = ls.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        entropy = -(ls.exp() * ls).sum(-1)
+        loss = (lp * g_logp).sum() - 0.01 * entropy.sum()
+        loss.backward()
+        best = min(best, time.perf_counter() - t0)
+        del ls, lp, entropy, loss
+    print("%f %d" % (best * 1e3, rss_hwm() - base))
+
+
+def grpo_times(binary, shapes):
+    pattern = "BM_(logprobs_step|stream_read|stream_update)/(%s)/" % "|".join("%d/%d" % s for s in shapes)
+    out = subprocess.run([binary, "--benchmark_format=json", "--benchmark_filter=" + pattern,
+                          "--benchmark_min_time=1"], check=True, capture_output=True, text=True).stdout
+    times = {}
+    for b in json.loads(out)["benchmarks"]:
+        name, rows, vocab, threads = b["name"].split("/")[:4]
+        assert b["time_unit"] == "ms"
+        times[(name, int(rows), int(vocab), int(threads))] = b["real_time"]
+    return times
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--grpo-bench", required=False, help="path to grpo_bench_logprobs")
+    ap.add_argument("--shapes", default="4096x32768,4096x151936")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--eager-case", nargs=3, type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.eager_case:
+        eager_case(*args.eager_case, args.repeats)
+        return
+    shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
+    threads = [int(t) for t in args.threads.split(",")]
+    grpo = grpo_times(args.grpo_bench, shapes)
+    print("%-14s %3s %12s %12s %12s %9s %14s" % ("M x V", "thr", "eager ms", "eager extra", "grpo ms", "speed-up",
+                                               "grpo/stream"))
+    for rows, vocab in shapes:
+        for t in threads:
+            out = subprocess.run([sys.executable, __file__, "--eager-case", str(rows), str(vocab), str(t),
+                                  "--repeats", str(args.repeats)], check=True, capture_output=True, text=True)
+            eager_ms, extra = out.stdout.split()
+            eager_ms, extra = float(eager_ms), int(extra)
+            step = grpo[("BM_logprobs_step", rows, vocab, t)]
+            stream = grpo[("BM_stream_read", rows, vocab, t)] + grpo[("BM_stream_update", rows, vocab, t)]
+            print("%-14s %3d %12.1f %10.2f GB %12.1f %8.2fx %13.0f%%" % (
+                "%dx%d" % (rows, vocab), t, eager_ms, extra / 1e9, step, eager_ms / step, 100 * stream / step))
+
+
+if __name__ == "__main__":
+    main()
