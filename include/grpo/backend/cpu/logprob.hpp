@@ -29,6 +29,15 @@ constexpr int logit_lanes = 8;
 /// Why a row failed validation (0: it did not).
 enum class logit_error : int { none = 0, bad_logit = 1, banned_token = 2, overflow = 3 };
 
+/// z[k] = x[k] / tau for a block; x / 1 is x exactly, so temperature 1 skips the division (same bits).
+template <class T, class C>
+GRPO_FORCEINLINE void load_scaled(const T* x, index_t n, C tau, C* z) {
+    if (tau == C(1))
+        for (index_t k = 0; k < n; ++k) z[k] = static_cast<C>(x[k]);
+    else
+        for (index_t k = 0; k < n; ++k) z[k] = static_cast<C>(x[k]) / tau;
+}
+
 /// One row's forward results (error: a logit_error; column and value: where and what, for the message).
 struct logit_row {
     double lse = 0, logp = 0, entropy = 0;
@@ -51,7 +60,7 @@ GRPO_CPU_HOT_LOOP logit_row logits_row_forward_impl(const T* x, index_t vocab, i
     C bad = 0; // 1 once a z is NaN or +inf
     for (index_t b = 0; b < vocab; b += logit_block) {
         const index_t n = std::min(logit_block, vocab - b);
-        for (index_t k = 0; k < n; ++k) z[k] = static_cast<C>(x[b + k]) / tau;
+        load_scaled(x + b, n, tau, z);
         C lane_max[logit_lanes], lane_bad[logit_lanes];
         for (int l = 0; l < logit_lanes; ++l) lane_max[l] = -math::infinity<C>(), lane_bad[l] = 0;
         index_t k = 0;
@@ -141,7 +150,7 @@ GRPO_CPU_HOT_LOOP void logits_row_backward_impl(const T* x, T* g, index_t vocab,
     alignas(64) C d[logit_block];
     for (index_t b = 0; b < vocab; b += logit_block) {
         const index_t n = std::min(logit_block, vocab - b);
-        for (index_t k = 0; k < n; ++k) d[k] = static_cast<C>(x[b + k]) / tau;
+        load_scaled(x + b, n, tau, d);
         for (index_t k = 0; k < n; ++k) d[k] = math::softmax_grad(d[k], lse_hi, lse_lo, h, gl, ge);
         if (token >= b && token < b + n) d[token - b] += gl; // the [j == y] g_logp term
         for (index_t k = 0; k < n; ++k) d[k] /= tau;
