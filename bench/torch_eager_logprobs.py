@@ -28,22 +28,15 @@ def eager_case(rows, vocab, threads, repeats):
     tokens = torch.randint(0, vocab, (rows,), generator=g)
     g_logp = torch.full((rows,), 1.0 / rows)
 
-    def rss_hwm():
+    def status_bytes(key):  # a memory figure of this process from /proc/self/status, in bytes
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-        return 0
-
-    def rss_now():
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
         return 0
 
     logits = logits0.clone().requires_grad_(True)
-    base = rss_now()
+    base = status_bytes("VmRSS")
     best = float("inf")
     for _ in range(repeats + 1):  # the first run warms the allocator
         logits.grad = None
@@ -55,7 +48,7 @@ def eager_case(rows, vocab, threads, repeats):
         loss.backward()
         best = min(best, time.perf_counter() - t0)
         del ls, lp, entropy, loss
-    print("%f %d" % (best * 1e3, rss_hwm() - base))
+    print("%f %d" % (best * 1e3, status_bytes("VmHWM") - base))
 
 
 def grpo_times(binary, shapes):
