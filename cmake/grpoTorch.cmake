@@ -14,6 +14,10 @@ if(GRPO_WITH_TORCH OR GRPO_BUILD_TORCH_EXAMPLE)
     add_library(grpo_torch INTERFACE)
     add_library(grpo::torch ALIAS grpo_torch)
     target_link_libraries(grpo_torch INTERFACE grpo torch)
+    # logprobs_from_hidden (its matrix products) needs Eigen: linked when grpo::eigen exists.
+    if(TARGET grpo::eigen)
+      target_link_libraries(grpo_torch INTERFACE grpo::eigen)
+    endif()
     message(STATUS "grpo: LibTorch ${Torch_VERSION} found, grpo::torch provided")
   elseif(GRPO_BUILD_TORCH_EXAMPLE)
     message(FATAL_ERROR "grpo: GRPO_BUILD_TORCH_EXAMPLE=ON but LibTorch was not found (apt install libtorch-dev, "

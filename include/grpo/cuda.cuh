@@ -33,6 +33,7 @@
 #include "grpo.hpp"
 #include "backend/cuda/device.cuh"
 #include "api/device_entry.hpp"
+#include "api/device_logprob.hpp"
 
 GRPO_NAMESPACE_BEGIN
 
@@ -154,6 +155,8 @@ struct device_backend_traits<exec::cuda> {
     static constexpr const char* kl_where = "per_token_kl(cuda)";
     static constexpr const char* advantages_where = "compute_advantages(cuda)";
     static constexpr const char* token_advantages_where = "token_advantages(cuda)";
+    static constexpr const char* logprobs_where = "logprobs_from_logits(cuda)";
+    static constexpr const char* logprobs_backward_where = "logprobs_from_logits_backward(cuda)";
     using workspace = cuda_workspace;
     static detail::cuda::cuda_device device(const exec::cuda& ex, workspace& ws) {
         return detail::cuda::cuda_device(ex.stream, ws);

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "api/device_entry.hpp"
+#include "api/device_logprob.hpp"
 #include "grpo.hpp"
 
 GRPO_NAMESPACE_BEGIN
@@ -267,6 +268,8 @@ struct device_backend_traits<exec::cuda_emulated> {
     static constexpr const char* kl_where = "per_token_kl(emulated)";
     static constexpr const char* advantages_where = "compute_advantages(emulated)";
     static constexpr const char* token_advantages_where = "token_advantages(emulated)";
+    static constexpr const char* logprobs_where = "logprobs_from_logits(emulated)";
+    static constexpr const char* logprobs_backward_where = "logprobs_from_logits_backward(emulated)";
     using workspace = emulated_workspace;
     static detail::cuda::emulated_device device(const exec::cuda_emulated& ex, workspace& ws) {
         return detail::cuda::emulated_device(ex.threads_per_block, ws);

@@ -407,3 +407,85 @@ TEST_CASE("libtorch: logprobs_from_logits with a mask, float logits, composed wi
     bad_tokens[1][2] = 50;
     CHECK_THROWS_WITH(lt::logprobs_from_logits(base, bad_tokens), Catch::Contains("ids in [0, 50), got 50 at row 7"));
 }
+
+#if GRPO_TORCH_HAS_HIDDEN
+TEST_CASE("libtorch: logprobs_from_hidden equals the head, log_softmax, gather, entropy and their autograd",
+          "[torch]") {
+    torch::manual_seed(5);
+    const double temperature = 0.9;
+    const torch::Tensor h0 = torch::randn({3, 4, 16}, f64), w0 = torch::randn({300, 16}, f64) * 0.5,
+                        b0 = torch::randn({300}, f64) * 0.1;
+    const torch::Tensor tokens = torch::randint(0, 300, {3, 4}, torch::kLong);
+    const torch::Tensor mask = (torch::rand({3, 4}) > 0.25).to(f64);
+    const torch::Tensor g_logp = torch::randn({3, 4}, f64), g_entropy = torch::randn({3, 4}, f64);
+    // The reference in torch ops: the head, then TRL's selective_log_softmax and entropy_from_logits.
+    const torch::Tensor hr = h0.clone().requires_grad_(true), wr = w0.clone().requires_grad_(true),
+                        br = b0.clone().requires_grad_(true);
+    const torch::Tensor ls = torch::log_softmax(torch::nn::functional::linear(hr, wr, br) / temperature, -1);
+    const torch::Tensor lp_ref = ls.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) * mask;
+    const torch::Tensor e_ref = -(ls.exp() * ls).sum(-1) * mask;
+    ((lp_ref * g_logp).sum() + (e_ref * g_entropy).sum()).backward();
+    for (const std::int64_t chunk : {std::int64_t(0), std::int64_t(5)}) {
+        const torch::Tensor h = h0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true),
+                            b = b0.clone().requires_grad_(true);
+        lt::hidden_logprob_options opt;
+        opt.temperature = temperature;
+        opt.mask = mask;
+        opt.chunk_rows = chunk;
+        const auto out = lt::logprobs_from_hidden(h, w, b, tokens, opt);
+        CHECK(torch::allclose(out.first, lp_ref, 1e-12, 1e-12));
+        CHECK(torch::allclose(out.second, e_ref, 1e-12, 1e-12));
+        ((out.first * g_logp).sum() + (out.second * g_entropy).sum()).backward();
+        CHECK(torch::allclose(h.grad(), hr.grad(), 1e-12, 1e-12));
+        CHECK(torch::allclose(w.grad(), wr.grad(), 1e-12, 1e-12));
+        CHECK(torch::allclose(b.grad(), br.grad(), 1e-12, 1e-12));
+    }
+    // Without a bias, a frozen head (no weight gradient), errors.
+    const torch::Tensor h = h0.clone().requires_grad_(true);
+    const auto out = lt::logprobs_from_hidden(h, w0, torch::Tensor(), tokens);
+    out.first.sum().backward();
+    CHECK(h.grad().defined());
+    CHECK_THROWS_WITH(lt::logprobs_from_hidden(h0, w0.t(), torch::Tensor(), tokens),
+                      Catch::Contains("argument 'weight': expected [vocabulary, 16]"));
+    CHECK_THROWS_WITH(lt::logprobs_from_hidden(h0, w0, b0.narrow(0, 0, 5), tokens), Catch::Contains("argument 'bias'"));
+    CHECK_THROWS_WITH(lt::logprobs_from_hidden(h0, w0.to(torch::kFloat), torch::Tensor(), tokens),
+                      Catch::Contains("argument 'weight'"));
+}
+
+TEST_CASE("libtorch: logprobs_from_hidden on float, composed with grpo_loss (the documented snippet)", "[torch]") {
+    torch::manual_seed(6);
+    torch::nn::Linear lm_head(32, 500);
+    const torch::Tensor hidden_leaf = torch::randn({2, 6, 32}, torch::requires_grad());
+    const torch::Tensor hidden = hidden_leaf * 1.0; // [B, T, H], the decoder's last hidden states
+    const torch::Tensor tokens = torch::randint(0, 500, {2, 6}, torch::kLong);
+    const torch::Tensor mask = torch::tensor({{1.f, 1.f, 1.f, 1.f, 0.f, 0.f}, {1.f, 1.f, 1.f, 1.f, 1.f, 1.f}});
+    const torch::Tensor adv = torch::tensor({0.5f, -1.0f});
+    // snippet-begin libtorch-logprobs-hidden
+    grpo::libtorch::hidden_logprob_options opt;
+    opt.mask = mask;      // [B, T]: padding is neither multiplied nor read
+    opt.chunk_rows = 256; // logits are computed 256 rows at a time: never [B * T, V]
+    const auto [logp, entropy] = grpo::libtorch::logprobs_from_hidden(hidden, lm_head->weight, lm_head->bias, tokens,
+                                                                      opt); // each [B, T]
+    const torch::Tensor loss = grpo::libtorch::grpo_loss(logp, torch::Tensor(), torch::Tensor(), adv, opt.mask) -
+                               0.01 * (entropy * opt.mask).sum() / opt.mask.sum();
+    loss.backward(); // gradients reach hidden (and the model below it), lm_head->weight and lm_head->bias
+    // snippet-end
+    // The same through torch's own head and log_softmax.
+    const torch::Tensor hr = hidden_leaf.detach().clone().requires_grad_(true);
+    const torch::Tensor wr = lm_head->weight.detach().clone().requires_grad_(true);
+    const torch::Tensor br = lm_head->bias.detach().clone().requires_grad_(true);
+    const torch::Tensor ls = torch::log_softmax(torch::nn::functional::linear(hr, wr, br), -1);
+    const torch::Tensor lpr = ls.gather(-1, tokens.unsqueeze(-1)).squeeze(-1);
+    const torch::Tensor er = -(ls.exp() * ls).sum(-1);
+    const torch::Tensor lref =
+        lt::grpo_loss(lpr, torch::Tensor(), torch::Tensor(), adv, mask) - 0.01 * (er * mask).sum() / mask.sum();
+    lref.backward();
+    CHECK(torch::allclose(loss, lref, 1e-5, 1e-6));
+    CHECK(torch::allclose(hidden_leaf.grad(), hr.grad(), 1e-4, 1e-6));
+    CHECK(torch::allclose(lm_head->weight.grad(), wr.grad(), 1e-4, 1e-6));
+    CHECK(torch::allclose(lm_head->bias.grad(), br.grad(), 1e-4, 1e-6));
+    CHECK(hidden_leaf.grad()[0][4].abs().sum().item<float>() == 0.0f); // a masked position
+}
+#elif defined(GRPO_TEST_EXPECT_TORCH_HIDDEN)
+#error "grpo::torch links grpo::eigen here, so logprobs_from_hidden must be available"
+#endif

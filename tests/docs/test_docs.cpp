@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// The documentation's C++ blocks marked "compiled" (README.md, docs/cuda.md, docs/rewards-and-sampling.md),
+// The documentation's C++ blocks marked "compiled" (README.md, docs/cuda.md, docs/rewards-and-sampling.md,
+// docs/fused-logprobs.md),
 // word for word: check_docs.py extracts each block to <name>.inc at build time, and each test case below gives
 // it the variables it names, includes it, and checks what it computed. (A block's own `#include <grpo/...>` is
 // empty there: the header was included above.)
@@ -11,6 +12,9 @@
 
 #include <grpo/grpo.hpp>
 #include <grpo/cuda_emulated.hpp>
+#if GRPO_DOCS_WITH_EIGEN
+#include <grpo/logprobs_hidden.hpp>
+#endif
 
 #include "catch.hpp"
 
@@ -134,3 +138,90 @@ TEST_CASE("docs/rewards-and-sampling.md: outcome rewards and group ids", "[docs]
     CHECK(adv_data[1] < 0); // group "a" = rows 1 and 3: 2 < 5
     CHECK(adv_data[3] > 0);
 }
+
+// The variables docs/fused-logprobs.md's blocks name: M = 3 positions of a vocabulary of V = 5 (row stride 6), the
+// last position padding, and the upstream gradients of a loss.
+struct fused_logprobs_buffers {
+    grpo::index_t M = 3, V = 5, H = 4, row_stride = 6;
+    std::vector<float> logits = {1, 2, 3, 4, 5, -1, 0, 0, 0, 0, 9, -1, 7, 7, 7, 7, 7, -1};
+    std::vector<float> pristine = logits;
+    std::vector<std::int64_t> ids = {4, 0, 2};
+    std::vector<float> mask = {1, 1, 0}, logp = std::vector<float>(3, -7.0f), entropy = logp;
+    std::vector<double> lse = std::vector<double>(3, -7.0);
+    std::vector<float> grad_logp = {0.5f, -1.0f, 0.0f}, grad_entropy = {-0.01f, -0.01f, 0.0f};
+    float *logits_ptr = logits.data(), *mask_ptr = mask.data(), *logp_ptr = logp.data(), *entropy_ptr = entropy.data(),
+          *grad_logp_ptr = grad_logp.data(), *grad_entropy_ptr = grad_entropy.data();
+    const std::int64_t* token_ids_ptr = ids.data();
+    double* lse_ptr = lse.data();
+};
+
+TEST_CASE("docs/fused-logprobs.md: log-probs from logits, backward in place", "[docs]") {
+    fused_logprobs_buffers b;
+    auto& [M, V, H, row_stride, logits, pristine, ids, mask, logp, entropy, lse, grad_logp, grad_entropy, logits_ptr,
+           mask_ptr, logp_ptr, entropy_ptr, grad_logp_ptr, grad_entropy_ptr, token_ids_ptr, lse_ptr] = b;
+    (void)H;
+    grpo::thread_pool pool(2);
+    grpo::workspace ws;
+    {
+#include "fused-logits.inc"
+        CHECK(st.rows == 2);
+    }
+    // Row 0 at temperature 0.7: logp of the largest logit; the padding row is neither read nor differentiated.
+    double s = 0;
+    for (int v = 0; v < 5; ++v) s += std::exp((pristine[static_cast<std::size_t>(v)] - 5.0) / 0.7);
+    CHECK(logp[0] == Approx(-std::log(s)).epsilon(1e-6));
+    CHECK(logp[2] == 0.0f);
+    for (int v = 0; v < 5; ++v) CHECK(logits[static_cast<std::size_t>(12 + v)] == 0.0f); // masked: gradient 0
+    CHECK(logits[5] == -1.0f);                                                           // the row padding
+    CHECK(logits[4] > 0.0f); // row 0 (grad_logp 0.5 > 0): d loss / d logit of the sampled token
+}
+
+#if GRPO_DOCS_WITH_EIGEN
+TEST_CASE("docs/fused-logprobs.md: log-probs from hidden states", "[docs]") {
+    fused_logprobs_buffers b;
+    const grpo::index_t M = b.M, V = b.V, H = b.H;
+    std::vector<float> hidden = {0.5f, -1, 0.25f, 2, 1, 0, -0.5f, 0.75f, 3, 3, 3, 3};
+    std::vector<float> weight(static_cast<std::size_t>(V * H));
+    for (std::size_t k = 0; k < weight.size(); ++k) weight[k] = 0.1f * static_cast<float>(k % 7) - 0.3f;
+    std::vector<float> grad_hidden(hidden.size(), -7.0f), grad_weight(weight.size(), 0.0f);
+    const float *hidden_ptr = hidden.data(), *lm_head_weight_ptr = weight.data(), *mask_ptr = b.mask_ptr;
+    float *grad_hidden_ptr = grad_hidden.data(), *grad_weight_ptr = grad_weight.data();
+    const std::int64_t* token_ids_ptr = b.token_ids_ptr;
+    grpo::logprob_outputs<float> out;
+    out.logp = {b.logp_ptr, M};
+    out.entropy = {b.entropy_ptr, M};
+    out.lse = {b.lse_ptr, M};
+    grpo::logprob_grad_inputs<float> g;
+    g.lse = {b.lse_ptr, M};
+    g.grad_logp = {b.grad_logp_ptr, M};
+    g.entropy = {b.entropy_ptr, M};
+    g.grad_entropy = {b.grad_entropy_ptr, M};
+    grpo::thread_pool pool(2);
+    grpo::workspace ws;
+    {
+#include "fused-hidden.inc"
+        CHECK(st.rows == 2);
+    }
+    // Against the logits form on the logits the head gives.
+    std::vector<float> logits(static_cast<std::size_t>(M * V));
+    for (grpo::index_t i = 0; i < M; ++i)
+        for (grpo::index_t v = 0; v < V; ++v) {
+            float z = 0;
+            for (grpo::index_t k = 0; k < H; ++k)
+                z += hidden[static_cast<std::size_t>(i * H + k)] * weight[static_cast<std::size_t>(v * H + k)];
+            logits[static_cast<std::size_t>(i * V + v)] = z;
+        }
+    grpo::logits_inputs<float> lin;
+    lin.logits = {logits.data(), M, V};
+    lin.tokens = {token_ids_ptr, M};
+    lin.mask = {mask_ptr, M};
+    std::vector<float> logp(3);
+    grpo::logprob_outputs<float> lout;
+    lout.logp = {logp.data(), M};
+    grpo::logprob_config lcfg;
+    grpo::logprobs_from_logits(grpo::exec::host{}, lin, lout, lcfg);
+    for (std::size_t i = 0; i < 3; ++i) CHECK(b.logp[i] == Approx(logp[i]).epsilon(1e-5));
+    for (std::size_t k = 8; k < 12; ++k) CHECK(grad_hidden[k] == 0.0f); // the padding row
+    CHECK(grad_hidden[0] != -7.0f);
+}
+#endif

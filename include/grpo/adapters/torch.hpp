@@ -16,6 +16,11 @@
 //                                            {logp, entropy} of the sampled tokens from [..., V] logits as an
 //                                            autograd function (CPU): no [tokens, V] log-softmax tensor, and a
 //                                            backward that can write dLoss/dlogits in place.
+//   grpo::libtorch::logprobs_from_hidden(hidden, weight, bias, tokens, options)
+//                                            the same from the final hidden states and the LM head's weight
+//                                            (and bias), chunk by chunk: the [tokens, V] logits never exist.
+//                                            Needs Eigen: available when <Eigen/Core> is on the include path
+//                                            (grpo::torch links grpo::eigen when Eigen is found).
 //
 // The element type named in matrix<T>/vector<T> must be the tensor's dtype (float = kFloat, double = kDouble,
 // std::int64_t = kLong); anything else is a grpo::error (errc::unsupported) naming the argument, the dtype
@@ -46,6 +51,13 @@
 #define GRPO_TORCH_HAS_CUDA 1
 #else
 #define GRPO_TORCH_HAS_CUDA 0
+#endif
+
+#if __has_include(<Eigen/Core>)
+#include "../api/logprob_hidden.hpp"
+#define GRPO_TORCH_HAS_HIDDEN 1
+#else
+#define GRPO_TORCH_HAS_HIDDEN 0
 #endif
 
 GRPO_NAMESPACE_BEGIN
@@ -453,6 +465,200 @@ inline std::pair<at::Tensor, at::Tensor> logprobs_from_logits(const at::Tensor& 
                                                      options.stats, options.pool);
     return {out[0].view(tokens.sizes()), out[1].view(tokens.sizes())};
 }
+
+#if GRPO_TORCH_HAS_HIDDEN
+/// Options of logprobs_from_hidden: those of logprobs_from_logits (backward_in_place does not apply: there are
+/// no logits to overwrite) and the chunk size.
+struct hidden_logprob_options : logprob_options {
+    /// Rows of logits computed at a time (hidden_logprob_config::chunk_rows; 0 = 2^25 / V rows).
+    std::int64_t chunk_rows = 0;
+};
+
+namespace detail {
+
+/// The autograd node of logprobs_from_hidden: forward keeps lse and the entropy per row; backward recomputes each
+/// chunk's logits and returns dLoss/dhidden, dLoss/dweight and dLoss/dbias (each only when autograd needs it).
+struct hidden_logprob_function : public torch::autograd::Function<hidden_logprob_function> {
+    template <class T>
+    static hidden_inputs<T> inputs(const at::Tensor& hidden2d, const at::Tensor& weight, const at::Tensor& bias,
+                                   const at::Tensor& tokens, const at::Tensor& mask) {
+        hidden_inputs<T> in;
+        in.hidden = matrix<const T>(hidden2d, "hidden");
+        in.weight = matrix<const T>(weight, "weight");
+        if (bias.defined()) in.bias = vector<const T>(bias, "bias");
+        in.tokens = vector<const std::int64_t>(tokens, "tokens");
+        if (mask.defined()) in.mask = vector<const T>(mask, "mask");
+        return in;
+    }
+    static hidden_logprob_config config(double temperature, std::int64_t chunk_rows) {
+        hidden_logprob_config cfg;
+        cfg.temperature = temperature;
+        cfg.chunk_rows = chunk_rows;
+        return cfg;
+    }
+
+    template <class T>
+    static logprob_stats run_forward(const at::Tensor& hidden2d, const at::Tensor& weight, const at::Tensor& bias,
+                                     const at::Tensor& tokens, const at::Tensor& mask, const at::Tensor& logp,
+                                     const at::Tensor& entropy, const at::Tensor& lse, const hidden_logprob_config& cfg,
+                                     thread_pool* pool) {
+        logprob_outputs<T> out;
+        out.logp = vector<T>(logp, "logp");
+        out.entropy = vector<T>(entropy, "entropy");
+        out.lse = vector<double>(lse, "lse");
+        thread_local workspace ws;
+        return logprobs_from_hidden(exec::host{pool}, inputs<T>(hidden2d, weight, bias, tokens, mask), out, cfg, ws);
+    }
+
+    static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, at::Tensor hidden2d,
+                                                  at::Tensor weight, c10::optional<at::Tensor> bias, at::Tensor tokens,
+                                                  c10::optional<at::Tensor> mask, double temperature,
+                                                  std::int64_t chunk_rows, logprob_stats* stats, thread_pool* pool) {
+        const std::int64_t rows = hidden2d.size(0);
+        const auto opts = hidden2d.options();
+        at::Tensor logp = at::empty({rows}, opts), entropy = at::empty({rows}, opts);
+        at::Tensor lse = at::empty({rows}, opts.dtype(c10::ScalarType::Double));
+        const at::Tensor b = bias.has_value() ? *bias : at::Tensor(), m = mask.has_value() ? *mask : at::Tensor();
+        const hidden_logprob_config cfg = config(temperature, chunk_rows);
+        const logprob_stats st =
+            hidden2d.scalar_type() == c10::ScalarType::Double
+                ? run_forward<double>(hidden2d, weight, b, tokens, m, logp, entropy, lse, cfg, pool)
+                : run_forward<float>(hidden2d, weight, b, tokens, m, logp, entropy, lse, cfg, pool);
+        if (stats) *stats = st;
+        ctx->save_for_backward({hidden2d, weight, b, tokens, m, lse, entropy});
+        ctx->saved_data["temperature"] = temperature;
+        ctx->saved_data["chunk_rows"] = chunk_rows;
+        ctx->saved_data["pool"] = reinterpret_cast<std::int64_t>(pool);
+        return {logp, entropy};
+    }
+
+    template <class T>
+    static void run_backward(const torch::autograd::variable_list& saved, const at::Tensor& g_logp,
+                             const at::Tensor& g_entropy, const at::Tensor& d_hidden, const at::Tensor& d_weight,
+                             const at::Tensor& d_bias, const hidden_logprob_config& cfg, thread_pool* pool) {
+        logprob_grad_inputs<T> g;
+        g.lse = vector<const double>(saved[5], "lse");
+        g.grad_logp = vector<const T>(g_logp, "grad_logp");
+        if (g_entropy.defined()) {
+            g.entropy = vector<const T>(saved[6], "entropy");
+            g.grad_entropy = vector<const T>(g_entropy, "grad_entropy");
+        }
+        hidden_grads<T> out;
+        if (d_hidden.defined()) out.hidden = matrix<T>(d_hidden, "grad_hidden");
+        if (d_weight.defined()) out.weight = matrix<T>(d_weight, "grad_weight");
+        if (d_bias.defined()) out.bias = vector<T>(d_bias, "grad_bias");
+        thread_local workspace ws;
+        logprobs_from_hidden_backward(exec::host{pool}, inputs<T>(saved[0], saved[1], saved[2], saved[3], saved[4]), g,
+                                      out, cfg, ws);
+    }
+
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                   torch::autograd::variable_list grad_out) {
+        const auto saved = ctx->get_saved_variables();
+        const at::Tensor &hidden2d = saved[0], &weight = saved[1], &bias = saved[2];
+        const hidden_logprob_config cfg =
+            config(ctx->saved_data["temperature"].toDouble(), ctx->saved_data["chunk_rows"].toInt());
+        auto* pool = reinterpret_cast<thread_pool*>(ctx->saved_data["pool"].toInt());
+        const at::Tensor g_logp =
+            grad_out[0].defined() ? grad_out[0].contiguous() : at::zeros({hidden2d.size(0)}, hidden2d.options());
+        const at::Tensor g_entropy = grad_out[1].defined() ? grad_out[1].contiguous() : at::Tensor();
+        const at::Tensor d_hidden =
+            ctx->needs_input_grad(0) ? at::empty(hidden2d.sizes(), hidden2d.options()) : at::Tensor();
+        const at::Tensor d_weight =
+            ctx->needs_input_grad(1) ? at::zeros(weight.sizes(), weight.options()) : at::Tensor();
+        const at::Tensor d_bias =
+            bias.defined() && ctx->needs_input_grad(2) ? at::zeros(bias.sizes(), bias.options()) : at::Tensor();
+        if (hidden2d.scalar_type() == c10::ScalarType::Double)
+            run_backward<double>(saved, g_logp, g_entropy, d_hidden, d_weight, d_bias, cfg, pool);
+        else run_backward<float>(saved, g_logp, g_entropy, d_hidden, d_weight, d_bias, cfg, pool);
+        return {d_hidden,     d_weight,     d_bias,       at::Tensor(), at::Tensor(),
+                at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    }
+};
+
+} // namespace detail
+
+/// Log-probabilities of the sampled tokens and the entropies from the final hidden states and the LM head, as a
+/// LibTorch autograd function: `logits = hidden @ weight.T + bias` followed by logprobs_from_logits, computed
+/// options.chunk_rows rows at a time so that the [tokens, V] logits are never held (forward or backward). TRL: the
+/// lm_head projection + selective_log_softmax + entropy_from_logits; verl: FusedLinearForPPO; Liger-Kernel:
+/// LigerFusedLinearGRPOLoss's chunked head.
+///
+/// @param hidden  [..., H] float or double CPU tensor (16-bit is converted to float32: a copy).
+/// @param weight  [V, H], the head's weight (torch::nn::Linear(H, V)->weight), same dtype as hidden.
+/// @param bias    [V] or an undefined tensor (no bias).
+/// @param tokens  [...] (hidden's shape without H) int64 ids of the sampled tokens (int32 is converted).
+/// @returns {logp, entropy}, each of shape [...] and hidden's compute dtype; backward gives dLoss/dhidden,
+///          dLoss/dweight and dLoss/dbias.
+/// Throws grpo::error (naming the argument) for bad shapes, dtypes, devices, ids, non-finite values.
+inline std::pair<at::Tensor, at::Tensor> logprobs_from_hidden(const at::Tensor& hidden, const at::Tensor& weight,
+                                                              const at::Tensor& bias, const at::Tensor& tokens,
+                                                              const hidden_logprob_options& options = {}) {
+    constexpr const char* where = "libtorch::logprobs_from_hidden";
+    const auto check_float_cpu = [&](const at::Tensor& t, const char* name) {
+        if (!t.defined())
+            detail::raise_argument(errc::invalid_value, where, name, "a defined tensor", "an undefined tensor");
+        if (!at::isFloatingType(t.scalar_type()))
+            detail::raise_argument(errc::unsupported, where, name, "a floating dtype",
+                                   "dtype " + detail::dtype_name(t.scalar_type()));
+        if (!t.is_cpu())
+            detail::raise_argument(errc::memory_space, where, name, "a CPU tensor", "a tensor on " + t.device().str());
+    };
+    check_float_cpu(hidden, "hidden");
+    check_float_cpu(weight, "weight");
+    if (bias.defined()) check_float_cpu(bias, "bias");
+    if (hidden.dim() < 1)
+        detail::raise_argument(errc::shape_mismatch, where, "hidden", "[..., hidden size]", "a 0-D tensor");
+    const std::int64_t width = hidden.size(-1);
+    if (weight.dim() != 2 || weight.size(1) != width)
+        detail::raise_argument(errc::shape_mismatch, where, "weight",
+                               "[vocabulary, " + std::to_string(width) + "] (torch::nn::Linear(H, V)->weight)",
+                               "shape " + detail::sizes_str(weight));
+    if (bias.defined() && (bias.dim() != 1 || bias.size(0) != weight.size(0)))
+        detail::raise_argument(errc::shape_mismatch, where, "bias", "[" + std::to_string(weight.size(0)) + "]",
+                               "shape " + detail::sizes_str(bias));
+    const auto compute = detail::compute_dtype(hidden.scalar_type());
+    if (detail::compute_dtype(weight.scalar_type()) != compute ||
+        (bias.defined() && detail::compute_dtype(bias.scalar_type()) != compute))
+        detail::raise_argument(errc::unsupported, where, "weight", "hidden's dtype for weight and bias",
+                               "hidden " + detail::dtype_name(hidden.scalar_type()) + ", weight " +
+                                   detail::dtype_name(weight.scalar_type()) +
+                                   (bias.defined() ? ", bias " + detail::dtype_name(bias.scalar_type()) : ""));
+    const c10::IntArrayRef lead = hidden.sizes().slice(0, static_cast<std::size_t>(hidden.dim() - 1));
+    if (!tokens.defined() || tokens.sizes() != lead)
+        detail::raise_argument(errc::shape_mismatch, where, "tokens",
+                               "shape " + detail::sizes_str(lead) + " (hidden's shape without the hidden size)",
+                               tokens.defined() ? "shape " + detail::sizes_str(tokens) : "an undefined tensor");
+    if (!at::isIntegralType(tokens.scalar_type(), /*includeBool=*/false))
+        detail::raise_argument(errc::unsupported, where, "tokens", "an integer dtype (int64)",
+                               "dtype " + detail::dtype_name(tokens.scalar_type()));
+    const std::int64_t rows = tokens.numel();
+    // Autograd-aware conversions: a 16-bit input or a strided column is copied (the gradient flows back).
+    const auto prepared = [&](const at::Tensor& t) {
+        at::Tensor x = t.scalar_type() == compute ? t : t.to(compute);
+        return x.stride(-1) == 1 ? x : x.contiguous();
+    };
+    const at::Tensor h2 = prepared(hidden).reshape({rows, width});
+    const at::Tensor w = prepared(weight);
+    c10::optional<at::Tensor> b;
+    if (bias.defined()) b = prepared(bias).contiguous();
+    const at::Tensor ids = tokens.reshape({rows}).to(c10::ScalarType::Long).detach();
+    c10::optional<at::Tensor> mask;
+    if (options.mask.defined()) {
+        if (options.mask.sizes() != tokens.sizes())
+            detail::raise_argument(errc::shape_mismatch, where, "options.mask",
+                                   "the shape of tokens, " + detail::sizes_str(tokens),
+                                   "shape " + detail::sizes_str(options.mask));
+        mask = options.mask.reshape({rows}).to(compute).detach();
+    }
+    if (options.backward_in_place)
+        detail::raise_argument(errc::invalid_value, where, "options.backward_in_place",
+                               "false (the hidden-state form has no logits to overwrite)", "true");
+    const auto out = detail::hidden_logprob_function::apply(h2, w, b, ids, mask, options.temperature,
+                                                            options.chunk_rows, options.stats, options.pool);
+    return {out[0].view(tokens.sizes()), out[1].view(tokens.sizes())};
+}
+#endif // GRPO_TORCH_HAS_HIDDEN
 
 } // namespace libtorch
 GRPO_NAMESPACE_END

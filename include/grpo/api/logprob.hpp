@@ -38,20 +38,7 @@ logprob_stats logprobs_from_logits(const exec::host& ex, const logits_inputs<T, 
                   "grpo::logprobs_from_logits (host): logits must be float or double");
     static_assert(detail::is_token_type<Token>, "grpo::logprobs_from_logits: tokens must be int64 or int32");
     constexpr const char* where = "logprobs_from_logits";
-    const index_t rows = in.logits.rows();
-    detail::check_logits_inputs(where, in, cfg);
-    if (rows > 0 && !out.logp.present())
-        detail::raise_argument(errc::invalid_value, where, "logp", "an output of [rows] log-probs", "an absent view");
-    detail::check_size(where, "logp", out.logp, rows);
-    if (out.entropy.present()) detail::check_size(where, "entropy", out.entropy, rows);
-    if (out.lse.present()) detail::check_size(where, "lse", out.lse, rows);
-    detail::check_outputs_disjoint(where,
-                                   {{"logp", detail::range_of(out.logp)},
-                                    {"entropy", detail::range_of(out.entropy)},
-                                    {"lse", detail::range_of(out.lse)}},
-                                   {{"logits", detail::range_of(in.logits)},
-                                    {"tokens", detail::range_of(in.tokens)},
-                                    {"mask", detail::range_of(in.mask)}});
+    detail::check_logprob_call(where, in, out, cfg);
     const workspace_lease lease(ws, where);
     detail::check_tokens_and_mask(where, in, cfg.checks == validation::full);
     return detail::cpu::logprobs_from_logits(ex, in, out, cfg, ws, where);
@@ -88,37 +75,7 @@ void logprobs_from_logits_backward(const exec::host& ex, const logits_inputs<T, 
                   "grpo::logprobs_from_logits_backward (host): logits must be float or double");
     static_assert(detail::is_token_type<Token>, "grpo::logprobs_from_logits_backward: tokens must be int64 or int32");
     constexpr const char* where = "logprobs_from_logits_backward";
-    const index_t rows = in.logits.rows(), vocab = detail::check_logits_inputs(where, in, cfg);
-    if (rows > 0 && !grad.lse.present())
-        detail::raise_argument(errc::invalid_value, where, "lse", "the forward's lse output", "an absent view");
-    if (rows > 0 && !grad.grad_logp.present())
-        detail::raise_argument(errc::invalid_value, where, "grad_logp", "dLoss/dlogp per row", "an absent view");
-    detail::check_size(where, "lse", grad.lse, rows);
-    detail::check_size(where, "grad_logp", grad.grad_logp, rows);
-    if (grad.grad_entropy.present() != grad.entropy.present())
-        detail::raise_argument(errc::invalid_value, where, grad.grad_entropy.present() ? "entropy" : "grad_entropy",
-                               "grad_entropy and the forward's entropy together", "only one of them");
-    if (grad.grad_entropy.present()) {
-        detail::check_size(where, "grad_entropy", grad.grad_entropy, rows);
-        detail::check_size(where, "entropy", grad.entropy, rows);
-    }
-    if (rows > 0 && !grad_logits.present())
-        detail::raise_argument(errc::invalid_value, where, "grad_logits", "an output of [rows, vocabulary]",
-                               "an absent view");
-    detail::check_shape(where, "grad_logits", grad_logits, rows, vocab);
-    if (vocab > 1 && grad_logits.col_stride() != 1)
-        detail::raise_argument(errc::invalid_value, where, "grad_logits", "column stride 1 (any row stride)",
-                               "column stride " + detail::to_str(grad_logits.col_stride()));
-    // In place: exactly the logits' view. Any other overlap would read elements already overwritten.
-    const bool in_place = grad_logits.data() == in.logits.data() && grad_logits.row_stride() == in.logits.row_stride();
-    detail::check_outputs_disjoint(where, {{"grad_logits", detail::range_of(grad_logits)}},
-                                   {{"tokens", detail::range_of(in.tokens)},
-                                    {"mask", detail::range_of(in.mask)},
-                                    {"lse", detail::range_of(grad.lse)},
-                                    {"entropy", detail::range_of(grad.entropy)},
-                                    {"grad_logp", detail::range_of(grad.grad_logp)},
-                                    {"grad_entropy", detail::range_of(grad.grad_entropy)}});
-    if (!in_place) detail::check_no_alias(where, "grad_logits", grad_logits, "logits", in.logits);
+    detail::check_logprob_backward_call(where, in, grad, grad_logits, cfg);
     const workspace_lease lease(ws, where);
     const bool full = cfg.checks == validation::full;
     detail::check_tokens_and_mask(where, in, full);

@@ -31,15 +31,18 @@ public:
         return *this;
     }
 
-    /// At least `count` doubles of scratch; contents are unspecified. Allocates only when growing; a size the
-    /// allocator cannot provide is a grpo::error (errc::out_of_memory) and leaves the workspace as it was.
-    /// `where` names the calling entry point in that error.
+    /// At least `count` doubles of scratch; contents are unspecified. Allocates only when growing, and frees the
+    /// old buffer first (nothing is copied, so the peak is the new size, not old + new); a size the allocator
+    /// cannot provide is a grpo::error (errc::out_of_memory) and leaves the workspace empty. `where` names the
+    /// calling entry point in that error.
     double* doubles(std::size_t count, const char* where = "workspace::doubles") {
-        if (doubles_.size() < count)
+        if (doubles_.size() < count) {
+            std::vector<double>().swap(doubles_);
             detail::grow_or_raise<std::vector<double>>(
                 where, "ws",
                 count > static_cast<std::size_t>(PTRDIFF_MAX) ? std::ptrdiff_t(-1) : static_cast<std::ptrdiff_t>(count),
                 [&] { doubles_.resize(count); });
+        }
         return doubles_.data();
     }
     std::size_t capacity_doubles() const noexcept { return doubles_.size(); }

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <type_traits>
 
 #include "../core/check.hpp"
@@ -62,6 +63,34 @@ struct logprob_stats {
     double entropy_mean() const { return rows > 0 ? entropy_sum / rows : 0.0; }
 };
 
+/// The hidden-state form (logprobs_from_hidden): the logits are z = (hidden weight^T + bias) / temperature,
+/// computed a chunk of rows at a time and never held whole.
+template <class T, class Token = std::int64_t, class Space = host_space>
+struct hidden_inputs {
+    matrix_view<const T, Space> hidden;     ///< [M, H] final hidden states (required; unit column stride)
+    matrix_view<const T, Space> weight;     ///< [V, H] the LM head, torch.nn.Linear(H, V).weight (required; unit
+                                            ///< column stride)
+    vector_view<const T, Space> bias;       ///< [V] (optional: no bias)
+    vector_view<const Token, Space> tokens; ///< [M], ids in [0, V) (required)
+    vector_view<const T, Space> mask;       ///< [M], 0 or 1 (absent: every row)
+};
+
+/// What the hidden-state backward writes; each is optional (a frozen head needs no weight gradient).
+template <class T, class Space = host_space>
+struct hidden_grads {
+    matrix_view<T, Space> hidden; ///< [M, H] dLoss/dhidden, written (0 at masked rows)
+    matrix_view<T, Space> weight; ///< [V, H] dLoss/dweight, accumulated into (+=), as a parameter's gradient is
+    vector_view<T, Space> bias;   ///< [V] dLoss/dbias, accumulated into (+=)
+};
+
+/// Configuration of the hidden-state form: the logits form's, and the chunk size.
+struct hidden_logprob_config : logprob_config {
+    /// Rows of logits computed at a time; the peak extra memory is about chunk_rows x (V + 2 H) elements.
+    /// 0 picks 2^25 / V rows (128 MiB of float logits), at least 64 and at most M. Results do not depend on the
+    /// thread count; they may differ in the last bits between chunk sizes (the products are blocked by it).
+    index_t chunk_rows = 0;
+};
+
 namespace detail {
 
 template <class Token>
@@ -92,23 +121,133 @@ index_t check_logits_inputs(const char* where, const logits_inputs<T, Token, S>&
     return vocab;
 }
 
-/// Token ids and mask values of the unmasked rows (mask values are checked with validation::full only).
+/// Why a row failed validation, in the order the checks run (tokens and mask of every row first, then the
+/// backward's per-row values, then the logits), shared by the CPU backend and the kernels.
+enum class logit_error : int {
+    none = 0,
+    bad_mask,
+    bad_token,
+    bad_lse,
+    bad_grad_logp,
+    bad_entropy,
+    bad_grad_entropy,
+    bad_logit,   ///< NaN or +inf
+    overflow,    ///< finite, but logits / temperature overflows
+    banned_token ///< the sampled token's logit is -inf
+};
+
+/// The grpo::error of a row that failed: its code, row, column (logits) and offending value.
+[[noreturn]] inline void raise_logit_error(const char* where, logit_error e, index_t row, index_t column,
+                                           double value) {
+    const std::string at = " at (" + to_str(row) + ", " + to_str(column) + ")";
+    switch (e) {
+    case logit_error::bad_mask:
+        raise_argument(errc::invalid_value, where, "mask", "values 0 or 1", num_str(value) + " at row " + to_str(row));
+    case logit_error::bad_lse:
+    case logit_error::bad_grad_logp:
+    case logit_error::bad_entropy:
+    case logit_error::bad_grad_entropy: {
+        const char* name = e == logit_error::bad_lse         ? "lse"
+                           : e == logit_error::bad_grad_logp ? "grad_logp"
+                           : e == logit_error::bad_entropy   ? "entropy"
+                                                             : "grad_entropy";
+        raise_argument(errc::non_finite, where, name, "finite values at unmasked rows",
+                       num_str(value) + " at row " + to_str(row));
+    }
+    case logit_error::banned_token:
+        raise_argument(errc::invalid_value, where, "tokens",
+                       "a sampled token whose logit is not -inf (a banned token cannot have been sampled)",
+                       "logit -inf" + at);
+    case logit_error::overflow:
+        raise_argument(errc::invalid_value, where, "logits", "logits / temperature finite in the element type's math",
+                       num_str(value) + at + ", which overflows after dividing by the temperature");
+    default:
+        raise_argument(errc::non_finite, where, "logits", "values that are finite or -inf (a banned token)",
+                       num_str(value) + at);
+    }
+}
+
+[[noreturn]] inline void raise_mask_error(const char* where, index_t row, double value) {
+    raise_logit_error(where, logit_error::bad_mask, row, 0, value);
+}
+[[noreturn]] inline void raise_token_error(const char* where, index_t row, long long id, index_t vocab) {
+    raise_argument(errc::invalid_value, where, "tokens", "ids in [0, " + to_str(vocab) + ")",
+                   std::to_string(id) + " at row " + to_str(row));
+}
+
+/// Token ids in [0, vocab) at the unmasked rows, and mask values 0/1 (checked with validation::full only).
 template <class T, class Token, class S>
-void check_tokens_and_mask(const char* where, const logits_inputs<T, Token, S>& in, bool full) {
-    const index_t rows = in.logits.rows(), vocab = in.logits.cols();
-    for (index_t i = 0; i < rows; ++i) {
-        if (in.mask.present()) {
-            const T m = in.mask[i];
-            if (full && !(m == T(0) || m == T(1)))
-                raise_argument(errc::invalid_value, where, "mask", "values 0 or 1",
-                               num_str(static_cast<double>(m)) + " at row " + to_str(i));
+void check_tokens_and_mask(const char* where, const vector_view<const Token, S>& tokens,
+                           const vector_view<const T, S>& mask, index_t vocab, bool full) {
+    for (index_t i = 0; i < tokens.size(); ++i) {
+        if (mask.present()) {
+            const T m = mask[i];
+            if (full && !(m == T(0) || m == T(1))) raise_mask_error(where, i, static_cast<double>(m));
             if (m == T(0)) continue;
         }
-        const auto id = static_cast<long long>(in.tokens[i]);
-        if (id < 0 || id >= static_cast<long long>(vocab))
-            raise_argument(errc::invalid_value, where, "tokens", "ids in [0, " + to_str(vocab) + ")",
-                           std::to_string(id) + " at row " + to_str(i));
+        const auto id = static_cast<long long>(tokens[i]);
+        if (id < 0 || id >= static_cast<long long>(vocab)) raise_token_error(where, i, id, vocab);
     }
+}
+
+/// Shapes, configuration and aliasing of a forward call (every backend).
+template <class T, class Token, class S>
+void check_logprob_call(const char* where, const logits_inputs<T, Token, S>& in, const logprob_outputs<T, S>& out,
+                        const logprob_config& cfg) {
+    const index_t rows = in.logits.rows();
+    check_logits_inputs(where, in, cfg);
+    if (rows > 0 && !out.logp.present())
+        raise_argument(errc::invalid_value, where, "logp", "an output of [rows] log-probs", "an absent view");
+    check_size(where, "logp", out.logp, rows);
+    if (out.entropy.present()) check_size(where, "entropy", out.entropy, rows);
+    if (out.lse.present()) check_size(where, "lse", out.lse, rows);
+    check_outputs_disjoint(
+        where, {{"logp", range_of(out.logp)}, {"entropy", range_of(out.entropy)}, {"lse", range_of(out.lse)}},
+        {{"logits", range_of(in.logits)}, {"tokens", range_of(in.tokens)}, {"mask", range_of(in.mask)}});
+}
+
+/// Shapes, configuration and aliasing of a backward call (every backend); returns whether it is in place
+/// (grad_logits is exactly the logits' view).
+template <class T, class Token, class S>
+bool check_logprob_backward_call(const char* where, const logits_inputs<T, Token, S>& in,
+                                 const logprob_grad_inputs<T, S>& grad, const matrix_view<T, S>& grad_logits,
+                                 const logprob_config& cfg) {
+    const index_t rows = in.logits.rows(), vocab = check_logits_inputs(where, in, cfg);
+    if (rows > 0 && !grad.lse.present())
+        raise_argument(errc::invalid_value, where, "lse", "the forward's lse output", "an absent view");
+    if (rows > 0 && !grad.grad_logp.present())
+        raise_argument(errc::invalid_value, where, "grad_logp", "dLoss/dlogp per row", "an absent view");
+    check_size(where, "lse", grad.lse, rows);
+    check_size(where, "grad_logp", grad.grad_logp, rows);
+    if (grad.grad_entropy.present() != grad.entropy.present())
+        raise_argument(errc::invalid_value, where, grad.grad_entropy.present() ? "entropy" : "grad_entropy",
+                       "grad_entropy and the forward's entropy together", "only one of them");
+    if (grad.grad_entropy.present()) {
+        check_size(where, "grad_entropy", grad.grad_entropy, rows);
+        check_size(where, "entropy", grad.entropy, rows);
+    }
+    if (rows > 0 && !grad_logits.present())
+        raise_argument(errc::invalid_value, where, "grad_logits", "an output of [rows, vocabulary]", "an absent view");
+    check_shape(where, "grad_logits", grad_logits, rows, vocab);
+    if (vocab > 1 && grad_logits.col_stride() != 1)
+        raise_argument(errc::invalid_value, where, "grad_logits", "column stride 1 (any row stride)",
+                       "column stride " + to_str(grad_logits.col_stride()));
+    // In place: exactly the logits' view. Any other overlap would read elements already overwritten.
+    const bool in_place = grad_logits.data() == in.logits.data() && grad_logits.row_stride() == in.logits.row_stride();
+    check_outputs_disjoint(where, {{"grad_logits", range_of(grad_logits)}},
+                           {{"tokens", range_of(in.tokens)},
+                            {"mask", range_of(in.mask)},
+                            {"lse", range_of(grad.lse)},
+                            {"entropy", range_of(grad.entropy)},
+                            {"grad_logp", range_of(grad.grad_logp)},
+                            {"grad_entropy", range_of(grad.grad_entropy)}});
+    if (!in_place) check_no_alias(where, "grad_logits", grad_logits, "logits", in.logits);
+    return in_place;
+}
+
+template <class T, class Token, class S>
+void check_tokens_and_mask(const char* where, const logits_inputs<T, Token, S>& in, bool full) {
+    check_tokens_and_mask(where, in.tokens, in.mask, in.logits.cols(), full);
 }
 
 } // namespace detail

@@ -26,9 +26,6 @@ constexpr index_t logit_block = 512;
 /// Lanes of the block reductions (a fixed order: results do not depend on the compiler's vector width).
 constexpr int logit_lanes = 8;
 
-/// Why a row failed validation (0: it did not).
-enum class logit_error : int { none = 0, bad_logit = 1, banned_token = 2, overflow = 3 };
-
 /// z[k] = x[k] / tau for a block; x / 1 is x exactly, so temperature 1 skips the division (same bits).
 template <class T, class C>
 GRPO_FORCEINLINE void load_scaled(const T* x, index_t n, C tau, C* z) {
@@ -203,23 +200,36 @@ inline index_t logit_rows_per_task(index_t vocab) {
     return std::max<index_t>(1, index_t(65536) / std::max<index_t>(1, vocab));
 }
 
+template <class T>
+bool row_is_masked(const vector_view<const T>& mask, index_t i) {
+    return mask.present() && mask[i] == T(0);
+}
 template <class T, class Token>
 bool row_is_masked(const logits_inputs<T, Token>& in, index_t i) {
-    return in.mask.present() && in.mask[i] == T(0);
+    return row_is_masked(in.mask, i);
+}
+
+/// Copies the per-row forward results (lse, logp, entropy: workspace arrays of `rows`) to the outputs present and
+/// sums them over the unmasked rows.
+template <class T>
+logprob_stats write_forward_results(const logprob_outputs<T>& out, const vector_view<const T>& mask, index_t rows,
+                                    const double* lse, const double* logp, const double* entropy) {
+    logprob_stats st;
+    for (index_t i = 0; i < rows; ++i) {
+        if (out.logp.present()) out.logp[i] = static_cast<T>(logp[i]);
+        if (out.entropy.present()) out.entropy[i] = static_cast<T>(entropy[i]);
+        if (out.lse.present()) out.lse[i] = lse[i];
+        if (row_is_masked(mask, i)) continue;
+        st.rows += 1;
+        st.logp_sum += logp[i];
+        st.entropy_sum += entropy[i];
+    }
+    return st;
 }
 
 /// The grpo::error of an invalid row.
 [[noreturn]] inline void raise_logit_error(const char* where, index_t row, const logit_row& r) {
-    const std::string at = " at (" + to_str(row) + ", " + to_str(r.column) + ")";
-    if (r.error == logit_error::banned_token)
-        raise_argument(errc::invalid_value, where, "tokens",
-                       "a sampled token whose logit is not -inf (a banned token cannot have been sampled)",
-                       "logit -inf" + at);
-    if (r.error == logit_error::overflow)
-        raise_argument(errc::invalid_value, where, "logits", "logits / temperature finite in the element type's math",
-                       num_str(r.value) + at + ", which overflows after dividing by the temperature");
-    raise_argument(errc::non_finite, where, "logits", "values that are finite or -inf (a banned token)",
-                   num_str(r.value) + at);
+    raise_logit_error(where, r.error, row, r.column, r.value);
 }
 
 /// Forward over every row. Results go to the workspace first (lse, logp, entropy, then the error code and
@@ -253,40 +263,34 @@ logprob_stats logprobs_from_logits(const exec::host& ex, const logits_inputs<T, 
                 raise_logit_error(where, i,
                                   logits_row_forward(in.logits.data() + i * in.logits.row_stride(), vocab,
                                                      static_cast<index_t>(in.tokens[i]), cfg.temperature));
-    logprob_stats st;
-    for (index_t i = 0; i < rows; ++i) {
-        if (out.logp.present()) out.logp[i] = static_cast<T>(logp[i]);
-        if (out.entropy.present()) out.entropy[i] = static_cast<T>(entropy[i]);
-        if (out.lse.present()) out.lse[i] = lse[i];
-        if (row_is_masked(in, i)) continue;
-        st.rows += 1;
-        st.logp_sum += logp[i];
-        st.entropy_sum += entropy[i];
-    }
-    return st;
+    return write_forward_results(out, in.mask, rows, lse, logp, entropy);
 }
 
 /// validation::full of the backward, before anything is written: the per-row inputs of the unmasked rows are
 /// finite, and their logits hold no NaN or +inf (one read, rows split over the pool; the first bad row in row
 /// order is reported).
+/// The per-row inputs of the backward (lse, grad_logp, and entropy with grad_entropy) are finite at unmasked rows.
+template <class T>
+void check_backward_rows(const char* where, const vector_view<const T>& mask, const logprob_grad_inputs<T>& grad) {
+    const auto check_row_value = [&](logit_error e, double v, index_t i) {
+        if (!(v - v == 0)) raise_logit_error(where, e, i, 0, v); // NaN or +-inf
+    };
+    for (index_t i = 0; i < grad.lse.size(); ++i) {
+        if (row_is_masked(mask, i)) continue;
+        check_row_value(logit_error::bad_lse, grad.lse[i], i);
+        check_row_value(logit_error::bad_grad_logp, static_cast<double>(grad.grad_logp[i]), i);
+        if (grad.grad_entropy.present()) {
+            check_row_value(logit_error::bad_entropy, static_cast<double>(grad.entropy[i]), i);
+            check_row_value(logit_error::bad_grad_entropy, static_cast<double>(grad.grad_entropy[i]), i);
+        }
+    }
+}
+
 template <class T, class Token>
 void check_backward_values(const exec::host& ex, const char* where, const logits_inputs<T, Token>& in,
                            const logprob_grad_inputs<T>& grad, workspace& ws) {
     const index_t rows = in.logits.rows(), vocab = in.logits.cols();
-    const auto check_row_value = [&](const char* name, double v, index_t i) {
-        if (!(v - v == 0)) // NaN or +-inf
-            raise_argument(errc::non_finite, where, name, "finite values at unmasked rows",
-                           num_str(v) + " at row " + to_str(i));
-    };
-    for (index_t i = 0; i < rows; ++i) {
-        if (row_is_masked(in, i)) continue;
-        check_row_value("lse", grad.lse[i], i);
-        check_row_value("grad_logp", static_cast<double>(grad.grad_logp[i]), i);
-        if (grad.grad_entropy.present()) {
-            check_row_value("entropy", static_cast<double>(grad.entropy[i]), i);
-            check_row_value("grad_entropy", static_cast<double>(grad.grad_entropy[i]), i);
-        }
-    }
+    check_backward_rows(where, in.mask, grad);
     double* first_bad = ws.doubles(static_cast<std::size_t>(rows), where); // column, or -1
     parallel_for(ex, rows, logit_rows_per_task(vocab), [&](index_t first, index_t last) {
         for (index_t i = first; i < last; ++i) {
@@ -303,9 +307,8 @@ void check_backward_values(const exec::host& ex, const char* where, const logits
     for (index_t i = 0; i < rows; ++i)
         if (first_bad[i] >= 0) {
             const index_t j = static_cast<index_t>(first_bad[i]);
-            raise_argument(errc::non_finite, where, "logits", "values that are finite or -inf (a banned token)",
-                           num_str(static_cast<double>(in.logits.data()[i * in.logits.row_stride() + j])) + " at (" +
-                               to_str(i) + ", " + to_str(j) + ")");
+            raise_logit_error(where, logit_error::bad_logit, i, j,
+                              static_cast<double>(in.logits.data()[i * in.logits.row_stride() + j]));
         }
 }
 

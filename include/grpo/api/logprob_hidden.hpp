@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: MIT
+// Log-probabilities and entropies of the sampled tokens from the final hidden states and the LM head, without
+// ever holding the [tokens, vocabulary] logits: a chunk of rows at a time. Needs Eigen (the matrix products):
+// include <grpo/logprobs_hidden.hpp> and link grpo::eigen.
+#pragma once
+
+#include <type_traits>
+
+#include "../backend/cpu/logprob_hidden.hpp"
+#include "../core/exec.hpp"
+#include "../core/workspace.hpp"
+#include "../types/logprob_types.hpp"
+
+GRPO_NAMESPACE_BEGIN
+namespace detail {
+
+/// Shapes, configuration and aliasing of the hidden-state form's inputs; returns V.
+template <class T, class Token>
+index_t check_hidden_inputs(const char* where, const hidden_inputs<T, Token>& in, const hidden_logprob_config& cfg) {
+    logits_inputs<T, Token> shape_only; // the configuration checks of the logits form
+    check_logits_inputs(where, shape_only, cfg);
+    if (cfg.chunk_rows < 0)
+        raise_argument(errc::invalid_value, where, "config.chunk_rows", "0 (the default) or a positive row count",
+                       to_str(cfg.chunk_rows));
+    const index_t rows = in.hidden.rows(), width = in.hidden.cols(), vocab = in.weight.rows();
+    if (rows > 0 && !in.hidden.present())
+        raise_argument(errc::invalid_value, where, "hidden", "a view of [rows, hidden size]", "an absent view");
+    if (!in.weight.present())
+        raise_argument(errc::invalid_value, where, "weight", "a view of the [vocabulary, hidden size] LM head",
+                       "an absent view");
+    if (vocab < 1)
+        raise_argument(errc::shape_mismatch, where, "weight", "at least one row (the vocabulary)",
+                       shape_str(vocab, in.weight.cols()));
+    if (in.weight.cols() != width)
+        raise_argument(errc::shape_mismatch, where, "weight",
+                       "[vocabulary, " + to_str(width) + "] (hidden's columns, as torch.nn.Linear's weight)",
+                       shape_str(vocab, in.weight.cols()) + (in.weight.rows() == width && in.weight.cols() != width
+                                                                 ? " (is it transposed? it must be [V, H])"
+                                                                 : ""));
+    if (width > 1 && in.hidden.col_stride() != 1)
+        raise_argument(errc::invalid_value, where, "hidden", "column stride 1 (any row stride)",
+                       "column stride " + to_str(in.hidden.col_stride()));
+    if (width > 1 && in.weight.col_stride() != 1)
+        raise_argument(errc::invalid_value, where, "weight", "column stride 1 (any row stride)",
+                       "column stride " + to_str(in.weight.col_stride()));
+    if (in.bias.present()) check_size(where, "bias", in.bias, vocab);
+    if (rows > 0 && !in.tokens.present())
+        raise_argument(errc::invalid_value, where, "tokens", "the sampled token of each row", "an absent view");
+    check_size(where, "tokens", in.tokens, rows);
+    if (in.mask.present()) check_size(where, "mask", in.mask, rows);
+    return vocab;
+}
+
+} // namespace detail
+
+/// Per row i of hidden [M, H], with the logits z_i = (hidden_i weight^T + bias) / temperature and y_i = tokens[i]:
+///   lse_i = log sum_v exp(z_iv),   logp_i = z_{i,y_i} - lse_i,   entropy_i = -sum_v p_iv log p_iv
+/// (the logits form's formulas, logprobs_from_logits), computed config.chunk_rows unmasked rows at a time: the
+/// chunk's logits come from one matrix product per vocabulary tile and are reduced at once, so the extra memory is
+/// about chunk_rows x (V + H) elements, never M x V. Masked rows are neither multiplied nor read and give 0.
+/// TRL: the lm_head projection followed by selective_log_softmax and entropy_from_logits
+/// (GRPOTrainer._get_per_token_logps_and_entropies); verl: the fused linear-for-ppo path
+/// (FusedLinearForPPO, verl/utils/experimental/torch_functional.py); Liger-Kernel: LigerFusedLinearGRPOLoss.
+///
+/// @param[in]  ex   exec::host{} or exec::host{&pool} (each product's vocabulary tiles and each chunk's rows are
+///                  split over the pool; Eigen's own threading is not used).
+/// @param[in]  in   hidden [M, H], weight [V, H], optional bias [V], tokens [M], optional mask [M]; unit column
+///                  strides, any row strides.
+/// @param[out] out  logp [M] (required), entropy [M] and lse [M] (optional; keep lse for the backward).
+/// @param[in]  cfg  temperature, checks, chunk_rows (hidden_logprob_config).
+/// @param[in]  ws   scratch (6 doubles per row and the chunk's buffers), reused across calls.
+/// Errors (grpo::error, outputs untouched): those of logprobs_from_logits, a weight whose columns are not H,
+/// a bias not of size V, a negative chunk_rows; with validation::full also non-finite hidden (at unmasked rows),
+/// weight or bias values, and logits that overflow the element type. Bit-identical for any pool size.
+template <class T, class Token>
+logprob_stats logprobs_from_hidden(const exec::host& ex, const hidden_inputs<T, Token, host_space>& in,
+                                   const logprob_outputs<T, host_space>& out, const hidden_logprob_config& cfg,
+                                   workspace& ws) {
+    static_assert(std::is_floating_point<T>::value,
+                  "grpo::logprobs_from_hidden (host): hidden states must be float or double");
+    static_assert(detail::is_token_type<Token>, "grpo::logprobs_from_hidden: tokens must be int64 or int32");
+    constexpr const char* where = "logprobs_from_hidden";
+    const index_t rows = in.hidden.rows();
+    const index_t vocab = detail::check_hidden_inputs(where, in, cfg);
+    if (rows > 0 && !out.logp.present())
+        detail::raise_argument(errc::invalid_value, where, "logp", "an output of [rows] log-probs", "an absent view");
+    detail::check_size(where, "logp", out.logp, rows);
+    if (out.entropy.present()) detail::check_size(where, "entropy", out.entropy, rows);
+    if (out.lse.present()) detail::check_size(where, "lse", out.lse, rows);
+    detail::check_outputs_disjoint(where,
+                                   {{"logp", detail::range_of(out.logp)},
+                                    {"entropy", detail::range_of(out.entropy)},
+                                    {"lse", detail::range_of(out.lse)}},
+                                   {{"hidden", detail::range_of(in.hidden)},
+                                    {"weight", detail::range_of(in.weight)},
+                                    {"bias", detail::range_of(in.bias)},
+                                    {"tokens", detail::range_of(in.tokens)},
+                                    {"mask", detail::range_of(in.mask)}});
+    const workspace_lease lease(ws, where);
+    const bool full = cfg.checks == validation::full;
+    detail::check_tokens_and_mask(where, in.tokens, in.mask, vocab, full);
+    if (full) detail::cpu::check_hidden_values(ex, where, in, ws);
+    return detail::cpu::logprobs_from_hidden(ex, in, out, cfg, ws, where);
+}
+
+/// Convenience overload with a temporary workspace (allocates; prefer the workspace overload in a loop).
+template <class T, class Token>
+logprob_stats logprobs_from_hidden(const exec::host& ex, const hidden_inputs<T, Token, host_space>& in,
+                                   const logprob_outputs<T, host_space>& out, const hidden_logprob_config& cfg = {}) {
+    workspace ws;
+    return logprobs_from_hidden(ex, in, out, cfg, ws);
+}
+
+/// The backward of logprobs_from_hidden. With G_iv = dLoss/dlogits_iv of the logits form
+/// (logprobs_from_logits_backward: ([v == y_i] g_i - p_iv (g_i + h_i (log p_iv + entropy_i))) / temperature):
+///   grads.hidden  = G weight             [M, H], written (0 at masked rows)
+///   grads.weight += G^T hidden           [V, H], accumulated
+///   grads.bias   += sum_i G_i            [V], accumulated
+/// chunk by chunk: the chunk's logits are computed again (the forward's products, so the same values: call it
+/// with the forward's inputs and configuration), turned into G in place, and multiplied out. Peak extra memory
+/// about chunk_rows x (V + 2 H) elements. Each gradient output is optional; none may overlap an input or another
+/// output. With validation::full the inputs are checked (as the forward does, plus the per-row lse, entropy and
+/// gradients) before anything is written.
+/// TRL/verl: the autograd backward of the lm_head projection, log_softmax + gather and the entropy bonus.
+///
+/// @param[in]  in     the forward's inputs.
+/// @param[in]  grad   lse [M] from the forward (required), grad_logp [M] (required), grad_entropy [M] and the
+///                    forward's entropy [M] (both or neither).
+/// @param[out] grads  hidden [M, H], weight [V, H], bias [V]; unit column strides.
+template <class T, class Token>
+void logprobs_from_hidden_backward(const exec::host& ex, const hidden_inputs<T, Token, host_space>& in,
+                                   const logprob_grad_inputs<T, host_space>& grad, const hidden_grads<T>& grads,
+                                   const hidden_logprob_config& cfg, workspace& ws) {
+    static_assert(std::is_floating_point<T>::value,
+                  "grpo::logprobs_from_hidden_backward (host): hidden states must be float or double");
+    static_assert(detail::is_token_type<Token>, "grpo::logprobs_from_hidden_backward: tokens must be int64 or int32");
+    constexpr const char* where = "logprobs_from_hidden_backward";
+    const index_t rows = in.hidden.rows(), width = in.hidden.cols();
+    const index_t vocab = detail::check_hidden_inputs(where, in, cfg);
+    if (rows > 0 && !grad.lse.present())
+        detail::raise_argument(errc::invalid_value, where, "lse", "the forward's lse output", "an absent view");
+    if (rows > 0 && !grad.grad_logp.present())
+        detail::raise_argument(errc::invalid_value, where, "grad_logp", "dLoss/dlogp per row", "an absent view");
+    detail::check_size(where, "lse", grad.lse, rows);
+    detail::check_size(where, "grad_logp", grad.grad_logp, rows);
+    if (grad.grad_entropy.present() != grad.entropy.present())
+        detail::raise_argument(errc::invalid_value, where, grad.grad_entropy.present() ? "entropy" : "grad_entropy",
+                               "grad_entropy and the forward's entropy together", "only one of them");
+    if (grad.grad_entropy.present()) {
+        detail::check_size(where, "grad_entropy", grad.grad_entropy, rows);
+        detail::check_size(where, "entropy", grad.entropy, rows);
+    }
+    if (grads.hidden.present()) {
+        detail::check_shape(where, "grads.hidden", grads.hidden, rows, width);
+        if (width > 1 && grads.hidden.col_stride() != 1)
+            detail::raise_argument(errc::invalid_value, where, "grads.hidden", "column stride 1 (any row stride)",
+                                   "column stride " + detail::to_str(grads.hidden.col_stride()));
+    }
+    if (grads.weight.present()) {
+        detail::check_shape(where, "grads.weight", grads.weight, vocab, width);
+        if (width > 1 && grads.weight.col_stride() != 1)
+            detail::raise_argument(errc::invalid_value, where, "grads.weight", "column stride 1 (any row stride)",
+                                   "column stride " + detail::to_str(grads.weight.col_stride()));
+    }
+    if (grads.bias.present()) {
+        if (!in.bias.present())
+            detail::raise_argument(errc::invalid_value, where, "grads.bias", "absent when the head has no bias",
+                                   "a view of size " + detail::to_str(grads.bias.size()));
+        detail::check_size(where, "grads.bias", grads.bias, vocab);
+    }
+    detail::check_outputs_disjoint(where,
+                                   {{"grads.hidden", detail::range_of(grads.hidden)},
+                                    {"grads.weight", detail::range_of(grads.weight)},
+                                    {"grads.bias", detail::range_of(grads.bias)}},
+                                   {{"hidden", detail::range_of(in.hidden)},
+                                    {"weight", detail::range_of(in.weight)},
+                                    {"bias", detail::range_of(in.bias)},
+                                    {"tokens", detail::range_of(in.tokens)},
+                                    {"mask", detail::range_of(in.mask)},
+                                    {"lse", detail::range_of(grad.lse)},
+                                    {"entropy", detail::range_of(grad.entropy)},
+                                    {"grad_logp", detail::range_of(grad.grad_logp)},
+                                    {"grad_entropy", detail::range_of(grad.grad_entropy)}});
+    const workspace_lease lease(ws, where);
+    const bool full = cfg.checks == validation::full;
+    detail::check_tokens_and_mask(where, in.tokens, in.mask, vocab, full);
+    if (full) {
+        detail::cpu::check_backward_rows(where, in.mask, grad);
+        detail::cpu::check_hidden_values(ex, where, in, ws);
+    }
+    detail::cpu::logprobs_from_hidden_backward(ex, in, grad, grads, cfg, ws, where);
+}
+
+/// Convenience overload with a temporary workspace (allocates).
+template <class T, class Token>
+void logprobs_from_hidden_backward(const exec::host& ex, const hidden_inputs<T, Token, host_space>& in,
+                                   const logprob_grad_inputs<T, host_space>& grad, const hidden_grads<T>& grads,
+                                   const hidden_logprob_config& cfg = {}) {
+    workspace ws;
+    logprobs_from_hidden_backward(ex, in, grad, grads, cfg, ws);
+}
+
+GRPO_NAMESPACE_END
