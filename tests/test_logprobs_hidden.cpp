@@ -411,6 +411,8 @@ TEST_CASE("logprobs_from_hidden: bad input is a grpo::error naming it, outputs u
     backward_fails(c.grad(), out, "grads.hidden", c.in());
     c.g_logp[2] = std::numeric_limits<double>::infinity();
     backward_fails(c.grad(), c.grads(), "grad_logp", c.in());
+    c.g_logp[2] = 1e308; // finite, but dLoss/dlogits / temperature and the products could overflow to +-inf
+    backward_fails(c.grad(), c.grads(), "grad_logp", c.in());
     c.g_logp[2] = 0.5;
     grpo::logprob_grad_inputs<double> g = c.grad();
     g.entropy = {};

@@ -18,7 +18,7 @@ import sys
 
 HARNESSES = {  # name: number of values of the leading selector byte
     "fuzz_loss": 2, "fuzz_advantages": 2, "fuzz_process_rewards": 2,
-    "fuzz_rewards": 8, "fuzz_trainer": 2, "fuzz_views": 4, "fuzz_logprobs": 2,
+    "fuzz_rewards": 8, "fuzz_trainer": 2, "fuzz_views": 4, "fuzz_logprobs": 2, "fuzz_logprobs_hidden": 2,
 }
 LENGTHS = [16, 48, 96, 160, 256, 400, 640, 1024]
 

@@ -14,6 +14,12 @@
 //                                builds loss = sum(logp * G) with G a non-parameter F32 input of logp's shape:
 //                                backward gives dloss/dlogp = G exactly, so writing grpo's grad_logp into G
 //                                makes ggml backpropagate the GRPO loss (cpp-anchors §4b; docs/adapters/ggml.md).
+//   grpo::ggml::token_ids(t)     vector_view<const int32_t> of an I32 host tensor with ne = {n, 1, 1, 1}.
+//   grpo::ggml::logits_inputs_of(logits, tokens[, mask])
+//                                logits_inputs<float, int32_t> for grpo::logprobs_from_logits(_backward): logits
+//                                ne = {V, M} (the [M, V] view), tokens I32 ne = {M}, mask F32 ne = {M}. The
+//                                backward writes dLoss/dlogits into matrix(G) with G from
+//                                add_policy_gradient_loss(ctx, logits): ggml backpropagates it to the parameters.
 //
 // Quantized types and other element types are rejected with a grpo::error (errc::unsupported) naming the
 // tensor and its type, as are ranks above 2, unallocated tensors, strides that are not a whole number of
@@ -31,6 +37,7 @@
 
 #include "../core/error.hpp"
 #include "../core/view.hpp"
+#include "../types/logprob_types.hpp"
 
 GRPO_NAMESPACE_BEGIN
 namespace ggml {
@@ -46,25 +53,30 @@ inline std::string describe(const ggml_tensor* t) {
     return s + "}";
 }
 
-inline void check_tensor(const char* where, const ggml_tensor* t) {
-    if (t == nullptr) grpo::detail::raise_argument(errc::invalid_value, where, "t", "a ggml_tensor", "a null pointer");
-    if (ggml_is_quantized(t->type) || ggml_blck_size(t->type) != 1)
-        grpo::detail::raise_argument(errc::unsupported, where, "t", "an F32, F16 or BF16 tensor (not quantized)",
-                                     describe(t));
-    if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16 && t->type != GGML_TYPE_BF16)
-        grpo::detail::raise_argument(errc::unsupported, where, "t", "an F32, F16 or BF16 tensor", describe(t));
+/// Rank, strides and allocation of any tensor grpo reads (`arg` names it in the error).
+inline void check_layout(const char* where, const char* arg, const ggml_tensor* t) {
     if (t->ne[2] != 1 || t->ne[3] != 1)
-        grpo::detail::raise_argument(errc::shape_mismatch, where, "t",
+        grpo::detail::raise_argument(errc::shape_mismatch, where, arg,
                                      "rank <= 2 (ne[2] == ne[3] == 1; ne[0] = tokens, ne[1] = completions)",
                                      describe(t));
     const std::size_t size = ggml_type_size(t->type);
     if (t->nb[0] % size != 0 || t->nb[1] % size != 0)
         grpo::detail::raise_argument(
-            errc::invalid_value, where, "t", "strides nb[0], nb[1] in whole elements",
+            errc::invalid_value, where, arg, "strides nb[0], nb[1] in whole elements",
             describe(t) + ", nb = {" + std::to_string(t->nb[0]) + ", " + std::to_string(t->nb[1]) + "}");
     if (t->data == nullptr)
-        grpo::detail::raise_argument(errc::invalid_value, where, "t", "an allocated tensor (data != NULL)",
+        grpo::detail::raise_argument(errc::invalid_value, where, arg, "an allocated tensor (data != NULL)",
                                      describe(t));
+}
+
+inline void check_tensor(const char* where, const ggml_tensor* t, const char* arg = "t") {
+    if (t == nullptr) grpo::detail::raise_argument(errc::invalid_value, where, arg, "a ggml_tensor", "a null pointer");
+    if (ggml_is_quantized(t->type) || ggml_blck_size(t->type) != 1)
+        grpo::detail::raise_argument(errc::unsupported, where, arg, "an F32, F16 or BF16 tensor (not quantized)",
+                                     describe(t));
+    if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16 && t->type != GGML_TYPE_BF16)
+        grpo::detail::raise_argument(errc::unsupported, where, arg, "an F32, F16 or BF16 tensor", describe(t));
+    check_layout(where, arg, t);
 }
 
 /// Host memory: tensors of a context with its own memory (no buffer) or of a host backend buffer.
@@ -72,19 +84,57 @@ inline bool in_host_memory(const ggml_tensor* t) {
     return t->buffer == nullptr || ggml_backend_buffer_is_host(t->buffer);
 }
 
-inline void check_viewable(const char* where, const ggml_tensor* t) {
-    check_tensor(where, t);
+inline void check_viewable(const char* where, const ggml_tensor* t, const char* arg = "t") {
+    check_tensor(where, t, arg);
     if (t->type != GGML_TYPE_F32)
-        grpo::detail::raise_argument(errc::unsupported, where, "t",
+        grpo::detail::raise_argument(errc::unsupported, where, arg,
                                      "an F32 tensor (use grpo::ggml::float_matrix for F16/BF16)", describe(t));
     if (!in_host_memory(t))
-        grpo::detail::raise_argument(errc::memory_space, where, "t",
+        grpo::detail::raise_argument(errc::memory_space, where, arg,
                                      "a tensor in host memory (use grpo::ggml::float_matrix for device buffers)",
                                      describe(t));
 }
 
 inline index_t element_stride(const ggml_tensor* t, int dim) {
     return static_cast<index_t>(t->nb[dim] / ggml_type_size(t->type));
+}
+
+inline matrix_view<float> matrix_of(const char* where, const char* arg, ggml_tensor* t) {
+    check_viewable(where, t, arg);
+    return matrix_view<float>(static_cast<float*>(t->data), t->ne[1], t->ne[0], element_stride(t, 1),
+                              element_stride(t, 0));
+}
+
+/// ne = {n, 1, 1, 1}, and n == rows when rows >= 0 (`what_rows` says what the count must match).
+inline void check_rank1(const char* where, const char* arg, const ggml_tensor* t, index_t rows = -1,
+                        const char* what_rows = "") {
+    if (t->ne[1] != 1 || (rows >= 0 && t->ne[0] != rows))
+        grpo::detail::raise_argument(
+            errc::shape_mismatch, where, arg,
+            rows >= 0 ? "ne = {" + std::to_string(static_cast<long long>(rows)) + ", 1, 1, 1} (" + what_rows + ")"
+                      : std::string("ne = {n, 1, 1, 1}"),
+            describe(t));
+}
+
+inline vector_view<float> vector_of(const char* where, const char* arg, ggml_tensor* t, index_t rows = -1,
+                                    const char* what_rows = "") {
+    check_viewable(where, t, arg);
+    check_rank1(where, arg, t, rows, what_rows);
+    return vector_view<float>(static_cast<float*>(t->data), t->ne[0], element_stride(t, 0));
+}
+
+inline vector_view<const std::int32_t> token_ids_of(const char* where, const char* arg, const ggml_tensor* t,
+                                                    index_t rows = -1, const char* what_rows = "") {
+    if (t == nullptr) grpo::detail::raise_argument(errc::invalid_value, where, arg, "a ggml_tensor", "a null pointer");
+    if (t->type != GGML_TYPE_I32)
+        grpo::detail::raise_argument(errc::unsupported, where, arg, "an I32 tensor of token ids", describe(t));
+    check_layout(where, arg, t);
+    if (!in_host_memory(t))
+        grpo::detail::raise_argument(errc::memory_space, where, arg,
+                                     "a tensor in host memory (copy device token ids with ggml_backend_tensor_get)",
+                                     describe(t));
+    check_rank1(where, arg, t, rows, what_rows);
+    return vector_view<const std::int32_t>(static_cast<const std::int32_t*>(t->data), t->ne[0], element_stride(t, 0));
 }
 
 } // namespace detail
@@ -96,24 +146,46 @@ inline bool is_viewable(const ggml_tensor* t) {
 }
 
 /// [ne[1], ne[0]] view of an F32 host tensor: element (i, j) is the float at data + i*nb[1] + j*nb[0].
-inline matrix_view<float> matrix(ggml_tensor* t) {
-    detail::check_viewable("ggml::matrix", t);
-    return matrix_view<float>(static_cast<float*>(t->data), t->ne[1], t->ne[0], detail::element_stride(t, 1),
-                              detail::element_stride(t, 0));
-}
+inline matrix_view<float> matrix(ggml_tensor* t) { return detail::matrix_of("ggml::matrix", "t", t); }
 inline matrix_view<const float> matrix(const ggml_tensor* t) {
     return matrix(const_cast<ggml_tensor*>(t)); // constness restored by the return type
 }
 
 /// Rank-1 view of an F32 host tensor with ne = {n, 1, 1, 1} (per-completion rewards or advantages).
-inline vector_view<float> vector(ggml_tensor* t) {
-    detail::check_viewable("ggml::vector", t);
-    if (t->ne[1] != 1)
-        grpo::detail::raise_argument(errc::shape_mismatch, "ggml::vector", "t", "ne = {n, 1, 1, 1}",
-                                     detail::describe(t));
-    return vector_view<float>(static_cast<float*>(t->data), t->ne[0], detail::element_stride(t, 0));
-}
+inline vector_view<float> vector(ggml_tensor* t) { return detail::vector_of("ggml::vector", "t", t); }
 inline vector_view<const float> vector(const ggml_tensor* t) { return vector(const_cast<ggml_tensor*>(t)); }
+
+/// Rank-1 view of an I32 host tensor with ne = {n, 1, 1, 1}: the sampled token ids of logprobs_from_logits
+/// (ggml's index type, as ggml_get_rows takes them), no copy. Other types (I64, F32), ranks, device buffers and
+/// unallocated tensors are a grpo::error naming the tensor.
+inline vector_view<const std::int32_t> token_ids(const ggml_tensor* t) {
+    return detail::token_ids_of("ggml::token_ids", "t", t);
+}
+
+/// The inputs of grpo::logprobs_from_logits(_backward) from a ggml graph's tensors, no copy: logits F32 with
+/// ne = {V, M} (the [M, V] view; a [B, T, V] model output is ggml_reshape_2d'd to ne = {V, B * T} first),
+/// tokens I32 with ne = {M}, mask (optional) F32 with ne = {M}, 0 = padding (that row is never read). All in
+/// host memory, after the forward graph that produced them ran. grpo computes per row
+/// logp_i = z_{i,y_i} - logsumexp_v z_iv and entropy_i = -sum_v p_iv log p_iv (z = logits / temperature),
+/// i.e. TRL's selective_log_softmax + entropy_from_logits, verl's logprobs_from_logits + entropy_from_logits;
+/// its backward writes dLoss/dlogits into matrix(G) with G = add_policy_gradient_loss(ctx, logits).gradient,
+/// so ggml backpropagates it below the logits (docs/adapters/ggml.md). Errors name the argument (logits,
+/// tokens, mask), the tensor, and what was expected: also a token or mask count other than the logits' M.
+inline logits_inputs<float, std::int32_t> logits_inputs_of(const ggml_tensor* logits, const ggml_tensor* tokens,
+                                                           const ggml_tensor* mask = nullptr) {
+    constexpr const char* where = "ggml::logits_inputs_of";
+    if (logits != nullptr && (logits->ne[2] != 1 || logits->ne[3] != 1))
+        grpo::detail::raise_argument(errc::shape_mismatch, where, "logits",
+                                     "ne = {V, M, 1, 1} (ggml_reshape_2d [B, T, V] logits to ne = {V, B * T})",
+                                     detail::describe(logits));
+    logits_inputs<float, std::int32_t> in;
+    in.logits = detail::matrix_of(where, "logits", const_cast<ggml_tensor*>(logits));
+    const index_t rows = in.logits.rows();
+    in.tokens = detail::token_ids_of(where, "tokens", tokens, rows, "M = the logits' ne[1]");
+    if (mask != nullptr)
+        in.mask = detail::vector_of(where, "mask", const_cast<ggml_tensor*>(mask), rows, "M = the logits' ne[1]");
+    return in;
+}
 
 /// A float copy of a rank <= 2 F32/F16/BF16 tensor in host or device memory, laid out [ne[1], ne[0]]
 /// row-major. Inputs: float_matrix::read(t).view(). Outputs: auto g = float_matrix::for_output(t); give

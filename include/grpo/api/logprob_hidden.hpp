@@ -120,7 +120,8 @@ logprob_stats logprobs_from_hidden(const exec::host& ex, const hidden_inputs<T, 
 /// with the forward's inputs and configuration), turned into G in place, and multiplied out. Peak extra memory
 /// about chunk_rows x (V + 2 H) elements. Each gradient output is optional; none may overlap an input or another
 /// output. With validation::full the inputs are checked (as the forward does, plus the per-row lse, entropy and
-/// gradients) before anything is written.
+/// gradients, and bounds under which no logit and no gradient element can overflow T, so that finite inputs give
+/// finite gradients) before anything is written.
 /// TRL/verl: the autograd backward of the lm_head projection, log_softmax + gather and the entropy bonus.
 ///
 /// @param[in]  in     the forward's inputs.
@@ -187,6 +188,7 @@ void logprobs_from_hidden_backward(const exec::host& ex, const hidden_inputs<T, 
     if (full) {
         detail::cpu::check_backward_rows(where, in.mask, grad);
         detail::cpu::check_hidden_values(ex, where, in, ws);
+        detail::cpu::check_gradient_bounds(ex, where, in, grad, cfg.temperature, ws);
     }
     detail::cpu::logprobs_from_hidden_backward(ex, in, grad, grads, cfg, ws, where);
 }

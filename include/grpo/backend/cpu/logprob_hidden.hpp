@@ -6,7 +6,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <limits>
 
 #include <Eigen/Core>
 
@@ -133,17 +135,19 @@ void chunk_logits(const exec::host& ex, const hidden_inputs<T, Token>& in, const
     });
 }
 
-/// validation::full of the hidden form's dense inputs: hidden (unmasked rows), weight and bias are finite.
+/// The hidden states (unmasked rows) and the weight are finite: one read, rows split over the pool, the first bad
+/// element in row order (hidden first) reported. Needs width > 0 (an empty row has no elements, and its stride
+/// may be anything).
 template <class T, class Token>
-void check_hidden_values(const exec::host& ex, const char* where, const hidden_inputs<T, Token>& in, workspace& ws) {
+void check_dense_values(const exec::host& ex, const char* where, const hidden_inputs<T, Token>& in, workspace& ws,
+                        index_t rows, index_t vocab, index_t width) {
     const auto first_non_finite = [](const T* x, index_t n) {
         for (index_t j = 0; j < n; ++j)
             if (!(x[j] - x[j] == T(0))) return j;
         return index_t(-1);
     };
-    const index_t rows = in.hidden.rows(), vocab = in.weight.rows(), width = in.hidden.cols();
     double* bad = ws.doubles(static_cast<std::size_t>(checked_add(where, "rows", rows, vocab)), where);
-    const index_t grain = std::max<index_t>(1, index_t(65536) / std::max<index_t>(1, width));
+    const index_t grain = std::max<index_t>(1, index_t(65536) / width);
     parallel_for(ex, rows + vocab, grain, [&](index_t first, index_t last) {
         for (index_t i = first; i < last; ++i) {
             if (i < rows)
@@ -166,10 +170,74 @@ void check_hidden_values(const exec::host& ex, const char* where, const hidden_i
                            h ? "finite values at unmasked rows" : "finite values",
                            num_str(static_cast<double>(v)) + " at (" + to_str(r) + ", " + to_str(j) + ")");
         }
+}
+
+/// validation::full of the hidden form's dense inputs: hidden (unmasked rows), weight and bias are finite.
+template <class T, class Token>
+void check_hidden_values(const exec::host& ex, const char* where, const hidden_inputs<T, Token>& in, workspace& ws) {
+    const index_t rows = in.hidden.rows(), vocab = in.weight.rows(), width = in.hidden.cols();
+    if (width > 0) check_dense_values(ex, where, in, ws, rows, vocab, width);
     for (index_t v = 0; v < in.bias.size(); ++v)
         if (!(in.bias[v] - in.bias[v] == T(0)))
             raise_argument(errc::non_finite, where, "bias", "finite values",
                            num_str(static_cast<double>(in.bias[v])) + " at " + to_str(v));
+}
+
+/// validation::full of the backward, once the values are known finite: bounds (in double, from sums of absolute
+/// values, so that they also bound every partial sum of the products) under which no logit and no gradient
+/// element can overflow T. Without them a huge grad_logp could overflow dLoss/dlogits to +-inf, and a product
+/// would add +inf and -inf into NaN. (The forward needs none: it sees its logits.)
+///   |z_iv| <= (|hidden_i|_1 max|W| + max|b|) / tau,       |G_iv| <= S_i = 2 (|g_i| + |h_i| (H_i + 1)) / tau,
+///   |dhidden_ik| <= S_i max|W|,   |dweight_vk| <= sum_i S_i max_k |hidden_ik|,   |dbias_v| <= sum_i S_i
+template <class T, class Token>
+void check_gradient_bounds(const exec::host& ex, const char* where, const hidden_inputs<T, Token>& in,
+                           const logprob_grad_inputs<T>& gin, double temperature, workspace& ws) {
+    const index_t rows = in.hidden.rows(), vocab = in.weight.rows(), width = in.hidden.cols();
+    const double limit = 0.25 * static_cast<double>(std::numeric_limits<T>::max());
+    // Per hidden row: |hidden_i|_1 and max_k |hidden_ik|; per weight row: max_k |W_vk|.
+    const index_t n = checked_add(where, "rows", rows, vocab);
+    double* a = ws.doubles(static_cast<std::size_t>(checked_mul(where, "rows", n, 2)), where);
+    parallel_for(ex, n, std::max<index_t>(1, index_t(65536) / std::max<index_t>(1, width)),
+                 [&](index_t first, index_t last) {
+                     for (index_t i = first; i < last; ++i) {
+                         double l1 = 0, mx = 0;
+                         if (width > 0 && (i >= rows || !row_is_masked(in.mask, i))) {
+                             const T* x = i < rows ? in.hidden.data() + i * in.hidden.row_stride()
+                                                   : in.weight.data() + (i - rows) * in.weight.row_stride();
+                             for (index_t k = 0; k < width; ++k) {
+                                 const double v = std::fabs(static_cast<double>(x[k]));
+                                 l1 += v;
+                                 mx = v > mx ? v : mx;
+                             }
+                         }
+                         a[2 * i] = l1;
+                         a[2 * i + 1] = mx;
+                     }
+                 });
+    double w_max = 0, b_max = 0;
+    for (index_t v = 0; v < vocab; ++v) w_max = std::max(w_max, a[2 * (rows + v) + 1]);
+    for (index_t v = 0; v < in.bias.size(); ++v) b_max = std::max(b_max, std::fabs(static_cast<double>(in.bias[v])));
+    double dweight = 0, dbias = 0;
+    for (index_t i = 0; i < rows; ++i) {
+        if (row_is_masked(in.mask, i)) continue;
+        const double z = (a[2 * i] * w_max + b_max) / temperature;
+        const double h = gin.grad_entropy.present() ? std::fabs(static_cast<double>(gin.grad_entropy[i])) *
+                                                          (std::fabs(static_cast<double>(gin.entropy[i])) + 1)
+                                                    : 0.0;
+        const double bound = 2 * (std::fabs(static_cast<double>(gin.grad_logp[i])) + h) / temperature;
+        dweight += bound * a[2 * i + 1];
+        dbias += bound;
+        if (!(z < limit))
+            raise_argument(errc::invalid_value, where, "hidden",
+                           "logits (hidden weight^T + bias) / temperature that fit the element type",
+                           "a bound of " + num_str(z) + " at row " + to_str(i));
+        if (!(bound * w_max < limit && dweight < limit && dbias < limit))
+            raise_argument(errc::invalid_value, where, "grad_logp",
+                           "upstream gradients whose dLoss/dhidden, dLoss/dweight and dLoss/dbias fit the element "
+                           "type",
+                           "gradients bounded only by " + num_str(std::max(bound * w_max, std::max(dweight, dbias))) +
+                               " by row " + to_str(i));
+    }
 }
 
 /// Forward: per chunk, the logits product, then one row task per row of the chunk (the logits form's row
@@ -226,7 +294,7 @@ void logprobs_from_hidden_backward(const exec::host& ex, const hidden_inputs<T, 
     const index_t chunk = hidden_chunk_rows(cfg, rows, vocab);
     const bool want_hidden = out.hidden.present(), want_weight = out.weight.present(), want_bias = out.bias.present();
     const hidden_scratch<T> s = carve_hidden_scratch<T>(ws, where, rows, chunk, vocab, width, false, want_hidden);
-    if (want_hidden)
+    if (want_hidden && width > 0)
         for (index_t i = 0; i < rows; ++i)
             if (row_is_masked(in.mask, i))
                 std::fill(out.hidden.data() + i * out.hidden.row_stride(),
