@@ -2,15 +2,19 @@
 // grpo/adapters/ggml.hpp: views of ggml tensors (ne[0] innermost, nb in bytes, views and transposes), F16/BF16
 // through float_matrix, the errors, and the policy-gradient surrogate: ggml's backward of sum(logp * G) with G
 // filled by grpo is the gradient of the GRPO loss (exactly at logp; by finite differences at the parameters,
-// including the mu > 1 case where G depends on the current logp).
+// including the mu > 1 case where G depends on the current logp), and the logits form: grpo's log-probs of a
+// graph's logits and its dLoss/dlogits written into G reach the parameters through ggml's backward.
 #include <grpo/adapters/ggml.hpp>
 #include <grpo/grpo.hpp>
 
 #include <ggml-cpu.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "catch.hpp"
@@ -271,4 +275,171 @@ TEST_CASE("ggml: backward of sum(logp * G) with G = grpo's gradient is the GRPO 
     INFO("max |fd - backward| = " << max_err << ", max |grad| = " << max_grad);
     CHECK(max_grad > 1e-3);
     CHECK(max_err < 1e-4); // measured 7e-7: fp32 forward, central differences
+}
+
+TEST_CASE("ggml: log-probs from a graph's logits, dLoss/dlogits into G, ggml's backward to the parameters",
+          "[ggml][grad][logprobs]") {
+    constexpr int B = 2, T = 3, M = B * T, V = 7, H = 4;
+    auto ctx = make_context();
+    ggml_tensor* w = ggml_new_tensor_2d(ctx.get(), GGML_TYPE_F32, H, V); // the parameter, W[v][h]
+    ggml_tensor* x = ggml_new_tensor_2d(ctx.get(), GGML_TYPE_F32, H, M); // the input, x[i][h]
+    float* wd = static_cast<float*>(w->data);
+    float* xd = static_cast<float*>(x->data);
+    for (int k = 0; k < H * V; ++k) wd[k] = 0.8f * std::sin(1.3f * static_cast<float>(k) + 0.4f);
+    for (int k = 0; k < H * M; ++k) xd[k] = std::cos(0.7f * static_cast<float>(k));
+    ggml_set_param(w);
+    ggml_tensor* tokens = ggml_new_tensor_1d(ctx.get(), GGML_TYPE_I32, M);
+    ggml_set_name(tokens, "tokens");
+    for (int i = 0; i < M; ++i) static_cast<std::int32_t*>(tokens->data)[i] = (i * 3 + 1) % V;
+    ggml_tensor* mask = ggml_new_tensor_1d(ctx.get(), GGML_TYPE_F32, M);
+    for (int i = 0; i < M; ++i) static_cast<float*>(mask->data)[i] = i == M - 1 ? 0.0f : 1.0f; // one padded row
+    const std::vector<float> old_logp = {-2.5f, -2.0f, -1.4f, -1.25f, -1.8f, -3.0f}, adv = {0.8f, -0.6f};
+    grpo::loss_config cfg;
+    cfg.entropy_coef = 0.05; // an entropy bonus: dLoss/dentropy != 0
+
+    ggml_tensor* logits = ggml_mul_mat(ctx.get(), w, x); // ne = {V, M}: the [M, V] logits
+    const grpo::ggml::policy_gradient_loss pg = grpo::ggml::add_policy_gradient_loss(ctx.get(), logits);
+    ggml_cgraph* gf = ggml_new_graph_custom(ctx.get(), GGML_DEFAULT_GRAPH_SIZE, true);
+    ggml_build_forward_expand(gf, pg.loss);
+    ggml_cgraph* gb = ggml_graph_dup(ctx.get(), gf, true);
+    ggml_build_backward_expand(ctx.get(), gb, nullptr);
+    std::memset(pg.gradient->data, 0, ggml_nbytes(pg.gradient));
+
+    // snippet-begin ggml-logits
+    ggml_graph_compute_with_ctx(ctx.get(), gf, 2); // forward: the logits
+    const grpo::logits_inputs<float, std::int32_t> lin = grpo::ggml::logits_inputs_of(logits, tokens, mask);
+    std::vector<float> logp(M), entropy(M), grad_logp(M), grad_entropy(M);
+    std::vector<double> lse(M);
+    grpo::logprob_outputs<float> lout;
+    lout.logp = {logp.data(), M};
+    lout.entropy = {entropy.data(), M};
+    lout.lse = {lse.data(), M}; // kept for the backward
+    grpo::logprobs_from_logits(grpo::exec::host{}, lin, lout);
+
+    // The GRPO loss over [B, T] = the M rows, with an entropy bonus: dLoss/dlogp and dLoss/dentropy.
+    grpo::loss_inputs<float> in;
+    in.logp = {logp.data(), B, T};
+    in.old_logp = {old_logp.data(), B, T};
+    in.advantages = grpo::broadcast_to_tokens(grpo::vector_view<const float>(adv.data(), B), T);
+    in.mask = {lin.mask.data(), B, T};
+    in.entropy = {entropy.data(), B, T};
+    grpo::loss_outputs<float> out;
+    out.grad_logp = {grad_logp.data(), B, T};
+    out.grad_entropy = {grad_entropy.data(), B, T};
+    grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg);
+
+    // dLoss/dlogits straight into G; ggml's backward of sum(logits * G) takes it to W.
+    grpo::logprob_grad_inputs<float> g;
+    g.lse = {lse.data(), M};
+    g.grad_logp = {grad_logp.data(), M};
+    g.entropy = {entropy.data(), M};
+    g.grad_entropy = {grad_entropy.data(), M};
+    grpo::logprobs_from_logits_backward(grpo::exec::host{}, lin, g, grpo::ggml::matrix(pg.gradient));
+    ggml_graph_reset(gb); // d loss = 1, other gradients 0
+    ggml_graph_compute_with_ctx(ctx.get(), gb, 2);
+    // snippet-end ggml-logits
+
+    // Reference in double from W and x: log_softmax, entropy, dLoss/dlogits with grpo's g and h, dW = dlogits^T x.
+    std::vector<double> dlogits_ref(M * V, 0.0), dw_ref(V * H, 0.0);
+    double max_dw = 0, max_logit_grad = 0;
+    for (int i = 0; i < M; ++i) {
+        const int y = static_cast<std::int32_t*>(tokens->data)[i];
+        if (i == M - 1) {
+            CHECK(logp[i] == 0.0f);
+            continue;
+        }
+        std::vector<double> z(V);
+        double zmax = -HUGE_VAL;
+        for (int v = 0; v < V; ++v) {
+            z[v] = 0;
+            for (int h = 0; h < H; ++h) z[v] += static_cast<double>(wd[v * H + h]) * xd[i * H + h];
+            zmax = std::max(zmax, z[v]);
+        }
+        double s = 0;
+        for (int v = 0; v < V; ++v) s += std::exp(z[v] - zmax);
+        const double ref_lse = zmax + std::log(s);
+        double ref_entropy = 0;
+        for (int v = 0; v < V; ++v) ref_entropy -= std::exp(z[v] - ref_lse) * (z[v] - ref_lse);
+        CHECK(std::abs(logp[i] - (z[y] - ref_lse)) <= 1e-5 * std::max(1.0, std::abs(z[y] - ref_lse)));
+        CHECK(std::abs(entropy[i] - ref_entropy) <= 1e-5 * std::max(1.0, ref_entropy));
+        const double gi = grad_logp[i], hi = grad_entropy[i];
+        CHECK(gi != 0.0);
+        CHECK(hi != 0.0);
+        for (int v = 0; v < V; ++v) {
+            const double lp = z[v] - ref_lse, p = std::exp(lp);
+            dlogits_ref[i * V + v] = (v == y ? gi : 0.0) - p * (gi + hi * (lp + ref_entropy));
+            max_logit_grad = std::max(max_logit_grad, std::abs(dlogits_ref[i * V + v]));
+        }
+    }
+    const auto gm = grpo::ggml::matrix(static_cast<const ggml_tensor*>(pg.gradient)); // [M, V]
+    double max_err = 0;
+    for (int i = 0; i < M; ++i)
+        for (int v = 0; v < V; ++v) max_err = std::max(max_err, std::abs(gm(i, v) - dlogits_ref[i * V + v]));
+    for (int v = 0; v < V; ++v) CHECK(gm(M - 1, v) == 0.0f); // the padded row: no gradient
+    INFO("max |G - dlogits_ref| = " << max_err << ", max |dlogits| = " << max_logit_grad);
+    CHECK(max_err <= 1e-5 * max_logit_grad);
+
+    for (int v = 0; v < V; ++v)
+        for (int h = 0; h < H; ++h) {
+            for (int i = 0; i < M; ++i) dw_ref[v * H + h] += dlogits_ref[i * V + v] * xd[i * H + h];
+            max_dw = std::max(max_dw, std::abs(dw_ref[v * H + h]));
+        }
+    ggml_tensor* dw = ggml_graph_get_grad(gb, w);
+    REQUIRE(dw != nullptr);
+    const float* dwd = static_cast<const float*>(dw->data);
+    double max_dw_err = 0;
+    for (int k = 0; k < V * H; ++k) max_dw_err = std::max(max_dw_err, std::abs(dwd[k] - dw_ref[k]));
+    INFO("max |dW - dW_ref| = " << max_dw_err << ", max |dW| = " << max_dw);
+    CHECK(max_dw > 1e-3);
+    CHECK(max_dw_err <= 1e-5 * max_dw);
+}
+
+TEST_CASE("ggml: logits_inputs_of and token_ids name the argument and the tensor", "[ggml][errors][logprobs]") {
+    auto ctx = make_context();
+    ggml_tensor* logits = ggml_new_tensor_2d(ctx.get(), GGML_TYPE_F32, 5, 3); // V = 5, M = 3
+    ggml_tensor* ids = ggml_new_tensor_1d(ctx.get(), GGML_TYPE_I32, 3);
+    auto message_of = [](auto&& f) -> std::string {
+        try {
+            f();
+        } catch (const grpo::error& e) {
+            return e.what();
+        }
+        return "";
+    };
+    const auto in = grpo::ggml::logits_inputs_of(logits, ids);
+    CHECK(in.logits.rows() == 3);
+    CHECK(in.logits.cols() == 5);
+    CHECK(in.tokens.size() == 3);
+    CHECK(in.tokens.data() == static_cast<const std::int32_t*>(ids->data));
+    CHECK_FALSE(in.mask.present());
+    CHECK(grpo::ggml::token_ids(ids).size() == 3);
+
+    ggml_tensor* i64 = ggml_new_tensor_1d(ctx.get(), GGML_TYPE_I64, 3);
+    ggml_set_name(i64, "sampled_ids");
+    std::string what = message_of([&] { grpo::ggml::logits_inputs_of(logits, i64); });
+    CHECK(what.find("'tokens'") != std::string::npos);
+    CHECK(what.find("sampled_ids") != std::string::npos);
+    CHECK(what.find("an I32 tensor") != std::string::npos);
+    CHECK(what.find("i64") != std::string::npos);
+
+    ggml_tensor* four = ggml_new_tensor_1d(ctx.get(), GGML_TYPE_I32, 4);
+    ggml_set_name(four, "four_ids");
+    what = message_of([&] { grpo::ggml::logits_inputs_of(logits, four); });
+    CHECK(what.find("'tokens'") != std::string::npos);
+    CHECK(what.find("ne = {3, 1, 1, 1}") != std::string::npos);
+    CHECK(what.find("four_ids") != std::string::npos);
+
+    ggml_tensor* short_mask = ggml_new_tensor_1d(ctx.get(), GGML_TYPE_F32, 2);
+    what = message_of([&] { grpo::ggml::logits_inputs_of(logits, ids, short_mask); });
+    CHECK(what.find("'mask'") != std::string::npos);
+    ggml_tensor* f16_logits = ggml_new_tensor_2d(ctx.get(), GGML_TYPE_F16, 5, 3);
+    what = message_of([&] { grpo::ggml::logits_inputs_of(f16_logits, ids); });
+    CHECK(what.find("'logits'") != std::string::npos);
+    CHECK(what.find("float_matrix") != std::string::npos);
+    ggml_tensor* logits3d = ggml_new_tensor_3d(ctx.get(), GGML_TYPE_F32, 5, 3, 2); // [B = 2, T = 3, V = 5]
+    what = message_of([&] { grpo::ggml::logits_inputs_of(logits3d, ids); });
+    CHECK(what.find("'logits'") != std::string::npos);
+    CHECK(what.find("ggml_reshape_2d") != std::string::npos);
+    ggml_tensor* ids2d = ggml_new_tensor_2d(ctx.get(), GGML_TYPE_I32, 3, 2);
+    CHECK(message_of([&] { grpo::ggml::token_ids(ids2d); }).find("ne = {n, 1, 1, 1}") != std::string::npos);
 }
