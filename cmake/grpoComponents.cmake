@@ -7,7 +7,7 @@
 #   grpo::eigen    grpo::grpo + Eigen3::Eigen   (include <grpo/adapters/eigen.hpp>)
 #   grpo::xtensor  grpo::grpo + xtensor         (include <grpo/adapters/xtensor.hpp>)
 #   grpo::ggml     grpo::grpo + ggml::ggml      (include <grpo/adapters/ggml.hpp>)
-#   grpo::cuda     grpo::grpo + CUDA::cudart    (cmake/grpoCuda.cmake; include <grpo/cuda.cuh> from .cu files)
+#   grpo::cuda     grpo::grpo + CUDA::cudart + cublas (cmake/grpoCuda.cmake; include <grpo/cuda.cuh> from .cu files)
 #   grpo::torch    grpo::grpo + torch           (cmake/grpoTorch.cmake; include <grpo/adapters/torch.hpp>)
 
 if(GRPO_WITH_EIGEN)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-# Optional CUDA backend: grpo::cuda (INTERFACE: grpo::grpo + CUDA::cudart). Header-only like the rest; CUDA
+# Optional CUDA backend: grpo::cuda (INTERFACE: grpo::grpo + CUDA::cudart + CUDA::cublas). Header-only like the rest; CUDA
 # translation units of the consumer include <grpo/cuda.cuh>.
 # The default probes for nvcc only in grpo's own developer builds: as a dependency grpo enables no CUDA
 # language unless the consumer sets GRPO_ENABLE_CUDA=ON.
@@ -31,7 +31,7 @@ if(GRPO_ENABLE_CUDA)
   find_package(CUDAToolkit REQUIRED)
   add_library(grpo_cuda INTERFACE)
   add_library(grpo::cuda ALIAS grpo_cuda)
-  target_link_libraries(grpo_cuda INTERFACE grpo::grpo CUDA::cudart)
+  target_link_libraries(grpo_cuda INTERFACE grpo::grpo CUDA::cudart CUDA::cublas)
   target_compile_features(grpo_cuda INTERFACE cuda_std_17)
   message(STATUS "grpo: CUDA backend enabled (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, archs ${CMAKE_CUDA_ARCHITECTURES})")
 elseif(_grpo_developer_build)

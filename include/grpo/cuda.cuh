@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include <cublas_v2.h>
 #include <cub/device/device_radix_sort.cuh>
 #include <cuda_runtime.h>
 
@@ -57,6 +58,15 @@ public:
     ~cuda_workspace() {
         if (data_) cudaFree(data_);
         if (host_) cudaFreeHost(host_);
+        if (blas_) cublasDestroy(blas_);
+    }
+    /// The cuBLAS handle of the hidden-state log-probs, created on first use.
+    cublasHandle_t blas(const char* where) {
+        if (!blas_ && cublasCreate(&blas_) != CUBLAS_STATUS_SUCCESS) {
+            blas_ = nullptr;
+            detail::raise_argument(errc::cuda, where, "cublasCreate", "a cuBLAS handle", "a failure");
+        }
+        return blas_;
     }
     /// At least `count` doubles of device memory. Contents unspecified.
     double* doubles(std::size_t count) {
@@ -106,6 +116,7 @@ private:
     double* host_ = nullptr;
     std::size_t host_capacity_ = 0;
     std::atomic<bool> in_use_{false};
+    cublasHandle_t blas_ = nullptr;
 };
 
 namespace detail {
@@ -140,6 +151,29 @@ public:
     }
     void synchronize(const char* where) { cuda_check(cudaStreamSynchronize(stream_), where, "cudaStreamSynchronize"); }
     void check_launch(const char* where) { cuda_check(cudaGetLastError(), where, "kernel launch"); }
+    /// Row-major C [m, n] = op(A) op(B) + beta C on the stream (cuBLAS is column-major: it computes C^T =
+    /// op(B)^T op(A)^T, the same memory).
+    template <class T>
+    void gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, const T* a, index_t lda, const T* b,
+              index_t ldb, T beta, T* c, index_t ldc) {
+        static_assert(std::is_same<T, float>::value || std::is_same<T, double>::value, "gemm: float or double");
+        const char* where = "logprobs_from_hidden(cuda)";
+        cublasHandle_t h = ws_.blas(where);
+        if (cublasSetStream(h, stream_) != CUBLAS_STATUS_SUCCESS)
+            raise_argument(errc::cuda, where, "cublasSetStream", "success", "a failure");
+        const T one = T(1);
+        const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+        cublasStatus_t st;
+        if constexpr (std::is_same<T, float>::value)
+            st = cublasSgemm(h, op_b, op_a, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &one, b,
+                             static_cast<int>(ldb), a, static_cast<int>(lda), &beta, c, static_cast<int>(ldc));
+        else
+            st = cublasDgemm(h, op_b, op_a, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &one, b,
+                             static_cast<int>(ldb), a, static_cast<int>(lda), &beta, c, static_cast<int>(ldc));
+        if (st != CUBLAS_STATUS_SUCCESS)
+            raise_argument(errc::cuda, where, "cublas gemm", "success",
+                           "status " + std::to_string(static_cast<int>(st)));
+    }
 
 private:
     cudaStream_t stream_;
@@ -157,6 +191,8 @@ struct device_backend_traits<exec::cuda> {
     static constexpr const char* token_advantages_where = "token_advantages(cuda)";
     static constexpr const char* logprobs_where = "logprobs_from_logits(cuda)";
     static constexpr const char* logprobs_backward_where = "logprobs_from_logits_backward(cuda)";
+    static constexpr const char* hidden_where = "logprobs_from_hidden(cuda)";
+    static constexpr const char* hidden_backward_where = "logprobs_from_hidden_backward(cuda)";
     using workspace = cuda_workspace;
     static detail::cuda::cuda_device device(const exec::cuda& ex, workspace& ws) {
         return detail::cuda::cuda_device(ex.stream, ws);

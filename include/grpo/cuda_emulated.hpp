@@ -253,6 +253,21 @@ public:
     }
     void synchronize(const char*) const {}
     void check_launch(const char*) const {}
+    /// Row-major C [m, n] = op(A) op(B) + beta C with op(A) [m, k], op(B) [k, n] (cuBLAS's gemm on a GPU): a plain
+    /// loop with double sums, enough for the tests' sizes.
+    template <class T>
+    void gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, const T* a, index_t lda, const T* b,
+              index_t ldb, T beta, T* c, index_t ldc) const {
+        for (index_t i = 0; i < m; ++i)
+            for (index_t j = 0; j < n; ++j) {
+                double acc = 0;
+                for (index_t p = 0; p < k; ++p)
+                    acc += static_cast<double>(trans_a ? a[p * lda + i] : a[i * lda + p]) *
+                           static_cast<double>(trans_b ? b[j * ldb + p] : b[p * ldb + j]);
+                T& out = c[i * ldc + j];
+                out = beta == T(0) ? static_cast<T>(acc) : static_cast<T>(static_cast<double>(beta * out) + acc);
+            }
+    }
 
 private:
     int threads_;
@@ -270,6 +285,8 @@ struct device_backend_traits<exec::cuda_emulated> {
     static constexpr const char* token_advantages_where = "token_advantages(emulated)";
     static constexpr const char* logprobs_where = "logprobs_from_logits(emulated)";
     static constexpr const char* logprobs_backward_where = "logprobs_from_logits_backward(emulated)";
+    static constexpr const char* hidden_where = "logprobs_from_hidden(emulated)";
+    static constexpr const char* hidden_backward_where = "logprobs_from_hidden_backward(emulated)";
     using workspace = emulated_workspace;
     static detail::cuda::emulated_device device(const exec::cuda_emulated& ex, workspace& ws) {
         return detail::cuda::emulated_device(ex.threads_per_block, ws);

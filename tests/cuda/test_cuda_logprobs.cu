@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// CPU-vs-CUDA parity of logprobs_from_logits and its backward: several blocks of a row, temperatures, masks,
+// CPU-vs-CUDA parity of logprobs_from_logits and logprobs_from_hidden and their backward: several blocks of a row,
+// chunk sizes, temperatures, masks,
 // banned tokens, logits at +-1e4 and far beyond (the backward's recomputed split of lse), int32 and int64 ids,
 // in-place backward, float, double and the 16-bit types; determinism; the CPU's errors for bad values, outputs
 // untouched. Built twice (device_harness.hpp): for a GPU (exits 77 without one) and for the host emulator
@@ -333,6 +334,231 @@ TEST_CASE("cuda logprobs: the CPU's errors for bad values, outputs untouched", "
     none.vocab = 5;
     const device_result<double> d0 = run_device<double>(none, true, cfg, {}, false, ws);
     CHECK(d0.stats.rows == 0);
+}
+
+namespace {
+
+/// A hidden-state problem: hidden [M, H], weight [V, H], bias [V], and the logits form's problem on the logits
+/// they give (computed in long double), which the CPU backend turns into the reference.
+struct hidden_problem {
+    index_t rows = 0, vocab = 0, width = 0;
+    std::vector<double> hidden, weight, bias;
+    logits_problem logits; ///< tokens, mask, upstream gradients and the materialized logits
+};
+
+hidden_problem random_hidden(index_t rows, index_t vocab, index_t width, std::uint64_t seed) {
+    grpo_test::rng g(seed);
+    hidden_problem p;
+    p.rows = rows;
+    p.vocab = vocab;
+    p.width = width;
+    for (index_t k = 0; k < rows * width; ++k) p.hidden.push_back(g.uniform(-2, 2));
+    for (index_t k = 0; k < vocab * width; ++k) p.weight.push_back(g.uniform(-1, 1) / std::sqrt(double(width)));
+    for (index_t v = 0; v < vocab; ++v) p.bias.push_back(g.uniform(-0.5, 0.5));
+    p.logits = random_problem(rows, vocab, seed + 1);
+    for (index_t i = 0; i < rows; ++i)
+        for (index_t v = 0; v < vocab; ++v) {
+            long double z = p.bias[static_cast<std::size_t>(v)];
+            for (index_t k = 0; k < width; ++k)
+                z += static_cast<long double>(p.hidden[static_cast<std::size_t>(i * width + k)]) *
+                     p.weight[static_cast<std::size_t>(v * width + k)];
+            p.logits.logits[static_cast<std::size_t>(i * vocab + v)] = static_cast<double>(z);
+        }
+    return p;
+}
+
+/// The reference gradients from the CPU's dLoss/dlogits G: dhidden = G W, dweight = G^T hidden, dbias = sum G.
+struct hidden_reference {
+    cpu_result<double> logits;
+    std::vector<double> d_hidden, d_weight, d_bias;
+};
+
+hidden_reference reference(const hidden_problem& p, const grpo::logprob_config& cfg) {
+    hidden_reference r;
+    r.logits = run_cpu<double>(p.logits, true, cfg);
+    const auto M = static_cast<std::size_t>(p.rows), V = static_cast<std::size_t>(p.vocab),
+               H = static_cast<std::size_t>(p.width);
+    r.d_hidden.assign(M * H, 0);
+    r.d_weight.assign(V * H, 0);
+    r.d_bias.assign(V, 0);
+    for (std::size_t i = 0; i < M; ++i)
+        for (std::size_t v = 0; v < V; ++v) {
+            const long double gv = r.logits.grad[i * V + v];
+            r.d_bias[v] += static_cast<double>(gv);
+            for (std::size_t k = 0; k < H; ++k) {
+                r.d_hidden[i * H + k] += static_cast<double>(gv * p.weight[v * H + k]);
+                r.d_weight[v * H + k] += static_cast<double>(gv * p.hidden[i * H + k]);
+            }
+        }
+    return r;
+}
+
+template <class T>
+struct hidden_device_result {
+    std::vector<T> logp, entropy, d_hidden, d_weight, d_bias;
+    std::vector<double> lse;
+    grpo::logprob_stats stats;
+};
+
+template <class T>
+hidden_device_result<T> run_hidden_device(const hidden_problem& p, const grpo::hidden_logprob_config& cfg,
+                                          grpo_test::device_workspace& ws) {
+    const logits_problem& q = p.logits;
+    dbuf<T> h(cast<T>(p.hidden)), w(cast<T>(p.weight)), b(cast<T>(p.bias)), m(cast<T>(q.mask)), gl(cast<T>(q.g_logp)),
+        ge(cast<T>(q.g_entropy));
+    dbuf<std::int64_t> t(q.tokens);
+    dbuf<T> logp(static_cast<std::size_t>(p.rows), T(-7)), entropy(static_cast<std::size_t>(p.rows), T(-7));
+    dbuf<double> lse(static_cast<std::size_t>(p.rows), -7.0);
+    dbuf<T> dh(p.hidden.size(), T(-7)), dw(p.weight.size(), T(0)), db(p.bias.size(), T(0));
+    grpo::hidden_inputs<T, std::int64_t, grpo::device_space> in;
+    in.hidden = h.cmview(p.rows, p.width);
+    in.weight = w.cmview(p.vocab, p.width);
+    in.bias = b.cview();
+    in.tokens = t.cview();
+    in.mask = m.cview();
+    grpo::logprob_outputs<T, grpo::device_space> out;
+    out.logp = logp.view();
+    out.entropy = entropy.view();
+    out.lse = lse.view();
+    hidden_device_result<T> r;
+    r.stats = grpo::logprobs_from_hidden(grpo_test::default_exec(), in, out, cfg, ws);
+    grpo::logprob_grad_inputs<T, grpo::device_space> g;
+    g.lse = lse.cview();
+    g.grad_logp = gl.cview();
+    g.entropy = entropy.cview();
+    g.grad_entropy = ge.cview();
+    grpo::hidden_grads<T, grpo::device_space> grads;
+    grads.hidden = dh.mview(p.rows, p.width);
+    grads.weight = dw.mview(p.vocab, p.width);
+    grads.bias = db.view();
+    grpo::logprobs_from_hidden_backward(grpo_test::default_exec(), in, g, grads, cfg, ws);
+    r.logp = logp.get();
+    r.entropy = entropy.get();
+    r.lse = lse.get();
+    r.d_hidden = dh.get();
+    r.d_weight = dw.get();
+    r.d_bias = db.get();
+    return r;
+}
+
+} // namespace
+
+TEST_CASE("cuda logprobs_from_hidden: the CPU logits form on the same logits, any chunk size", "[cuda][hidden]") {
+    grpo_test::device_workspace ws;
+    for (const index_t chunk : {index_t(0), index_t(1), index_t(4)}) {
+        for (const double temperature : {1.0, 0.8}) {
+            const hidden_problem p = random_hidden(9, 700, 6, 31);
+            grpo::hidden_logprob_config cfg;
+            cfg.chunk_rows = chunk;
+            cfg.temperature = temperature;
+            const hidden_reference ref = reference(p, cfg);
+            const hidden_device_result<double> d = run_hidden_device<double>(p, cfg, ws);
+            check_close(ref.logits.logp, d.logp, 1e-12, 1e-12);
+            check_close(ref.logits.entropy, d.entropy, 1e-12, 1e-12);
+            check_close(ref.logits.lse, d.lse, 1e-12, 1e-12);
+            check_close(ref.d_hidden, d.d_hidden, 1e-10, 1e-12);
+            check_close(ref.d_weight, d.d_weight, 1e-10, 1e-12);
+            check_close(ref.d_bias, d.d_bias, 1e-10, 1e-12);
+            CHECK(d.stats.rows == ref.logits.stats.rows);
+            for (std::size_t i = 0; i < p.logits.mask.size(); ++i)
+                if (p.logits.mask[i] == 0)
+                    for (index_t k = 0; k < p.width; ++k)
+                        CHECK(d.d_hidden[i * static_cast<std::size_t>(p.width) + static_cast<std::size_t>(k)] == 0);
+        }
+    }
+    // Float: cuBLAS's (or the emulator's) products in fp32.
+    const hidden_problem p = random_hidden(7, 500, 16, 32);
+    grpo::hidden_logprob_config cfg;
+    const hidden_reference ref = reference(p, cfg);
+    const hidden_device_result<float> f = run_hidden_device<float>(p, cfg, ws);
+    check_close(ref.logits.logp, f.logp, 1e-4, 1e-4);
+    check_close(ref.d_hidden, f.d_hidden, 1e-3, 1e-5);
+    check_close(ref.d_weight, f.d_weight, 1e-3, 1e-5);
+}
+
+TEST_CASE("cuda logprobs_from_hidden: the backward is the derivative (finite differences)", "[cuda][hidden]") {
+    grpo_test::device_workspace ws;
+    hidden_problem p = random_hidden(3, 40, 4, 33);
+    grpo::hidden_logprob_config cfg;
+    cfg.temperature = 0.9;
+    const hidden_device_result<double> d = run_hidden_device<double>(p, cfg, ws);
+    const auto loss = [&](const hidden_problem& q) {
+        const hidden_device_result<double> r = run_hidden_device<double>(q, cfg, ws);
+        double l = 0;
+        for (std::size_t i = 0; i < r.logp.size(); ++i)
+            l += q.logits.g_logp[i] * r.logp[i] + q.logits.g_entropy[i] * r.entropy[i];
+        return l;
+    };
+    const double eps = 1e-6;
+    for (const std::size_t k : {0u, 5u, 11u}) {
+        hidden_problem up = p, down = p;
+        up.hidden[k] += eps;
+        down.hidden[k] -= eps;
+        CHECK(d.d_hidden[k] == Approx((loss(up) - loss(down)) / (2 * eps)).margin(1e-7));
+    }
+    for (const std::size_t k : {0u, 37u, 150u}) {
+        hidden_problem up = p, down = p;
+        up.weight[k] += eps;
+        down.weight[k] -= eps;
+        CHECK(d.d_weight[k] == Approx((loss(up) - loss(down)) / (2 * eps)).margin(1e-7));
+    }
+}
+
+TEST_CASE("cuda logprobs_from_hidden: bad values are the CPU's errors, outputs untouched", "[cuda][hidden][errors]") {
+    grpo_test::device_workspace ws;
+    const auto fails_with = [&](hidden_problem p, const char* needle) {
+        dbuf<double> h(p.hidden), w(p.weight), b(p.bias), lp(static_cast<std::size_t>(p.rows), -7.0);
+        dbuf<std::int64_t> t(p.logits.tokens);
+        grpo::hidden_inputs<double, std::int64_t, grpo::device_space> in;
+        in.hidden = h.cmview(p.rows, p.width);
+        in.weight = w.cmview(p.vocab, p.width);
+        in.bias = b.cview();
+        in.tokens = t.cview();
+        grpo::logprob_outputs<double, grpo::device_space> out;
+        out.logp = lp.view();
+        std::string message = "no error";
+        try {
+            grpo::logprobs_from_hidden(grpo_test::default_exec(), in, out, grpo::hidden_logprob_config{}, ws);
+        } catch (const grpo::error& e) {
+            message = e.what();
+        }
+        INFO(message);
+        CHECK(message.find(needle) != std::string::npos);
+        CHECK(lp.get() == std::vector<double>(static_cast<std::size_t>(p.rows), -7.0));
+    };
+    hidden_problem p = random_hidden(4, 30, 3, 34);
+    p.hidden[7] = std::numeric_limits<double>::quiet_NaN(); // row 2, column 1
+    fails_with(p, "argument 'hidden': expected finite values at unmasked rows, got nan at (2, 1)");
+    p = random_hidden(4, 30, 3, 34);
+    p.weight[3 * 29 + 2] = inf;
+    fails_with(p, "argument 'weight': expected finite values, got inf at (29, 2)");
+    p = random_hidden(4, 30, 3, 34);
+    p.bias[12] = -inf;
+    fails_with(p, "argument 'bias'");
+    p = random_hidden(4, 30, 3, 34);
+    p.logits.tokens[3] = 30;
+    p.hidden[0] = std::numeric_limits<double>::quiet_NaN(); // ids come first, as on the CPU
+    fails_with(p, "ids in [0, 30), got 30 at row 3");
+    p = random_hidden(4, 30, 3, 34);
+    p.hidden[0] = p.weight[0] = 1e200; // finite, but the logits overflow
+    fails_with(p, "argument 'hidden'");
+    // The backward: a finite but huge upstream gradient whose products could overflow, a NaN one.
+    p = random_hidden(4, 30, 3, 34);
+    p.logits.mask.assign(4, 1.0);
+    const auto backward_message = [&](const hidden_problem& q) {
+        try {
+            run_hidden_device<double>(q, grpo::hidden_logprob_config{}, ws);
+        } catch (const grpo::error& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    p.logits.g_logp[1] = 1e308;
+    CHECK(backward_message(p).find("argument 'grad_logp': expected upstream gradients whose dLoss/dhidden") !=
+          std::string::npos);
+    p.logits.g_logp[1] = std::numeric_limits<double>::quiet_NaN();
+    CHECK(backward_message(p).find("argument 'grad_logp': expected finite values at unmasked rows, got nan at row 1") !=
+          std::string::npos);
 }
 
 int main(int argc, char** argv) { return grpo_test::run_device_tests(argc, argv); }

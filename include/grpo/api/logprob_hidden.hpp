@@ -12,46 +12,6 @@
 #include "../types/logprob_types.hpp"
 
 GRPO_NAMESPACE_BEGIN
-namespace detail {
-
-/// Shapes, configuration and aliasing of the hidden-state form's inputs; returns V.
-template <class T, class Token>
-index_t check_hidden_inputs(const char* where, const hidden_inputs<T, Token>& in, const hidden_logprob_config& cfg) {
-    logits_inputs<T, Token> shape_only; // the configuration checks of the logits form
-    check_logits_inputs(where, shape_only, cfg);
-    if (cfg.chunk_rows < 0)
-        raise_argument(errc::invalid_value, where, "config.chunk_rows", "0 (the default) or a positive row count",
-                       to_str(cfg.chunk_rows));
-    const index_t rows = in.hidden.rows(), width = in.hidden.cols(), vocab = in.weight.rows();
-    if (rows > 0 && !in.hidden.present())
-        raise_argument(errc::invalid_value, where, "hidden", "a view of [rows, hidden size]", "an absent view");
-    if (!in.weight.present())
-        raise_argument(errc::invalid_value, where, "weight", "a view of the [vocabulary, hidden size] LM head",
-                       "an absent view");
-    if (vocab < 1)
-        raise_argument(errc::shape_mismatch, where, "weight", "at least one row (the vocabulary)",
-                       shape_str(vocab, in.weight.cols()));
-    if (in.weight.cols() != width)
-        raise_argument(errc::shape_mismatch, where, "weight",
-                       "[vocabulary, " + to_str(width) + "] (hidden's columns, as torch.nn.Linear's weight)",
-                       shape_str(vocab, in.weight.cols()) + (in.weight.rows() == width && in.weight.cols() != width
-                                                                 ? " (is it transposed? it must be [V, H])"
-                                                                 : ""));
-    if (width > 1 && in.hidden.col_stride() != 1)
-        raise_argument(errc::invalid_value, where, "hidden", "column stride 1 (any row stride)",
-                       "column stride " + to_str(in.hidden.col_stride()));
-    if (width > 1 && in.weight.col_stride() != 1)
-        raise_argument(errc::invalid_value, where, "weight", "column stride 1 (any row stride)",
-                       "column stride " + to_str(in.weight.col_stride()));
-    if (in.bias.present()) check_size(where, "bias", in.bias, vocab);
-    if (rows > 0 && !in.tokens.present())
-        raise_argument(errc::invalid_value, where, "tokens", "the sampled token of each row", "an absent view");
-    check_size(where, "tokens", in.tokens, rows);
-    if (in.mask.present()) check_size(where, "mask", in.mask, rows);
-    return vocab;
-}
-
-} // namespace detail
 
 /// Per row i of hidden [M, H], with the logits z_i = (hidden_i weight^T + bias) / temperature and y_i = tokens[i]:
 ///   lse_i = log sum_v exp(z_iv),   logp_i = z_{i,y_i} - lse_i,   entropy_i = -sum_v p_iv log p_iv
@@ -80,22 +40,7 @@ logprob_stats logprobs_from_hidden(const exec::host& ex, const hidden_inputs<T, 
                   "grpo::logprobs_from_hidden (host): hidden states must be float or double");
     static_assert(detail::is_token_type<Token>, "grpo::logprobs_from_hidden: tokens must be int64 or int32");
     constexpr const char* where = "logprobs_from_hidden";
-    const index_t rows = in.hidden.rows();
-    const index_t vocab = detail::check_hidden_inputs(where, in, cfg);
-    if (rows > 0 && !out.logp.present())
-        detail::raise_argument(errc::invalid_value, where, "logp", "an output of [rows] log-probs", "an absent view");
-    detail::check_size(where, "logp", out.logp, rows);
-    if (out.entropy.present()) detail::check_size(where, "entropy", out.entropy, rows);
-    if (out.lse.present()) detail::check_size(where, "lse", out.lse, rows);
-    detail::check_outputs_disjoint(where,
-                                   {{"logp", detail::range_of(out.logp)},
-                                    {"entropy", detail::range_of(out.entropy)},
-                                    {"lse", detail::range_of(out.lse)}},
-                                   {{"hidden", detail::range_of(in.hidden)},
-                                    {"weight", detail::range_of(in.weight)},
-                                    {"bias", detail::range_of(in.bias)},
-                                    {"tokens", detail::range_of(in.tokens)},
-                                    {"mask", detail::range_of(in.mask)}});
+    const index_t vocab = detail::check_hidden_call(where, in, out, cfg);
     const workspace_lease lease(ws, where);
     const bool full = cfg.checks == validation::full;
     detail::check_tokens_and_mask(where, in.tokens, in.mask, vocab, full);
@@ -136,52 +81,7 @@ void logprobs_from_hidden_backward(const exec::host& ex, const hidden_inputs<T, 
                   "grpo::logprobs_from_hidden_backward (host): hidden states must be float or double");
     static_assert(detail::is_token_type<Token>, "grpo::logprobs_from_hidden_backward: tokens must be int64 or int32");
     constexpr const char* where = "logprobs_from_hidden_backward";
-    const index_t rows = in.hidden.rows(), width = in.hidden.cols();
-    const index_t vocab = detail::check_hidden_inputs(where, in, cfg);
-    if (rows > 0 && !grad.lse.present())
-        detail::raise_argument(errc::invalid_value, where, "lse", "the forward's lse output", "an absent view");
-    if (rows > 0 && !grad.grad_logp.present())
-        detail::raise_argument(errc::invalid_value, where, "grad_logp", "dLoss/dlogp per row", "an absent view");
-    detail::check_size(where, "lse", grad.lse, rows);
-    detail::check_size(where, "grad_logp", grad.grad_logp, rows);
-    if (grad.grad_entropy.present() != grad.entropy.present())
-        detail::raise_argument(errc::invalid_value, where, grad.grad_entropy.present() ? "entropy" : "grad_entropy",
-                               "grad_entropy and the forward's entropy together", "only one of them");
-    if (grad.grad_entropy.present()) {
-        detail::check_size(where, "grad_entropy", grad.grad_entropy, rows);
-        detail::check_size(where, "entropy", grad.entropy, rows);
-    }
-    if (grads.hidden.present()) {
-        detail::check_shape(where, "grads.hidden", grads.hidden, rows, width);
-        if (width > 1 && grads.hidden.col_stride() != 1)
-            detail::raise_argument(errc::invalid_value, where, "grads.hidden", "column stride 1 (any row stride)",
-                                   "column stride " + detail::to_str(grads.hidden.col_stride()));
-    }
-    if (grads.weight.present()) {
-        detail::check_shape(where, "grads.weight", grads.weight, vocab, width);
-        if (width > 1 && grads.weight.col_stride() != 1)
-            detail::raise_argument(errc::invalid_value, where, "grads.weight", "column stride 1 (any row stride)",
-                                   "column stride " + detail::to_str(grads.weight.col_stride()));
-    }
-    if (grads.bias.present()) {
-        if (!in.bias.present())
-            detail::raise_argument(errc::invalid_value, where, "grads.bias", "absent when the head has no bias",
-                                   "a view of size " + detail::to_str(grads.bias.size()));
-        detail::check_size(where, "grads.bias", grads.bias, vocab);
-    }
-    detail::check_outputs_disjoint(where,
-                                   {{"grads.hidden", detail::range_of(grads.hidden)},
-                                    {"grads.weight", detail::range_of(grads.weight)},
-                                    {"grads.bias", detail::range_of(grads.bias)}},
-                                   {{"hidden", detail::range_of(in.hidden)},
-                                    {"weight", detail::range_of(in.weight)},
-                                    {"bias", detail::range_of(in.bias)},
-                                    {"tokens", detail::range_of(in.tokens)},
-                                    {"mask", detail::range_of(in.mask)},
-                                    {"lse", detail::range_of(grad.lse)},
-                                    {"entropy", detail::range_of(grad.entropy)},
-                                    {"grad_logp", detail::range_of(grad.grad_logp)},
-                                    {"grad_entropy", detail::range_of(grad.grad_entropy)}});
+    const index_t vocab = detail::check_hidden_backward_call(where, in, grad, grads, cfg);
     const workspace_lease lease(ws, where);
     const bool full = cfg.checks == validation::full;
     detail::check_tokens_and_mask(where, in.tokens, in.mask, vocab, full);

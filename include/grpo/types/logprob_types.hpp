@@ -3,6 +3,7 @@
 // (logprobs_from_logits and its backward), shared by every backend, with their host-side checks.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -131,9 +132,14 @@ enum class logit_error : int {
     bad_grad_logp,
     bad_entropy,
     bad_grad_entropy,
-    bad_logit,   ///< NaN or +inf
-    overflow,    ///< finite, but logits / temperature overflows
-    banned_token ///< the sampled token's logit is -inf
+    bad_logit,       ///< NaN or +inf
+    overflow,        ///< finite, but logits / temperature overflows
+    banned_token,    ///< the sampled token's logit is -inf
+    bad_hidden,      ///< hidden form: a non-finite hidden state (unmasked row)
+    bad_weight,      ///< hidden form: a non-finite weight
+    bad_bias,        ///< hidden form: a non-finite bias
+    hidden_overflow, ///< hidden form: logits (hidden weight^T + bias) / temperature overflow, or may (backward)
+    gradient_bound   ///< hidden form's backward: upstream gradients so large that a gradient may overflow
 };
 
 /// The grpo::error of a row that failed: its code, row, column (logits) and offending value.
@@ -161,6 +167,19 @@ enum class logit_error : int {
     case logit_error::overflow:
         raise_argument(errc::invalid_value, where, "logits", "logits / temperature finite in the element type's math",
                        num_str(value) + at + ", which overflows after dividing by the temperature");
+    case logit_error::bad_hidden:
+        raise_argument(errc::non_finite, where, "hidden", "finite values at unmasked rows", num_str(value) + at);
+    case logit_error::bad_weight:
+        raise_argument(errc::non_finite, where, "weight", "finite values", num_str(value) + at);
+    case logit_error::bad_bias:
+        raise_argument(errc::non_finite, where, "bias", "finite values", num_str(value) + " at " + to_str(column));
+    case logit_error::hidden_overflow:
+        raise_argument(errc::invalid_value, where, "hidden",
+                       "logits (hidden weight^T + bias) / temperature that fit the element type", num_str(value) + at);
+    case logit_error::gradient_bound:
+        raise_argument(errc::invalid_value, where, "grad_logp",
+                       "upstream gradients whose dLoss/dhidden, dLoss/dweight and dLoss/dbias fit the element type",
+                       "gradients bounded only by " + num_str(value) + " by row " + to_str(row));
     default:
         raise_argument(errc::non_finite, where, "logits", "values that are finite or -inf (a banned token)",
                        num_str(value) + at);
@@ -248,6 +267,129 @@ bool check_logprob_backward_call(const char* where, const logits_inputs<T, Token
 template <class T, class Token, class S>
 void check_tokens_and_mask(const char* where, const logits_inputs<T, Token, S>& in, bool full) {
     check_tokens_and_mask(where, in.tokens, in.mask, in.logits.cols(), full);
+}
+
+/// Shapes, configuration and aliasing of the hidden-state form's inputs; returns V.
+template <class T, class Token, class S>
+index_t check_hidden_inputs(const char* where, const hidden_inputs<T, Token, S>& in, const hidden_logprob_config& cfg) {
+    logits_inputs<T, Token, S> shape_only; // the configuration checks of the logits form
+    check_logits_inputs(where, shape_only, cfg);
+    if (cfg.chunk_rows < 0)
+        raise_argument(errc::invalid_value, where, "config.chunk_rows", "0 (the default) or a positive row count",
+                       to_str(cfg.chunk_rows));
+    const index_t rows = in.hidden.rows(), width = in.hidden.cols(), vocab = in.weight.rows();
+    if (rows > 0 && !in.hidden.present())
+        raise_argument(errc::invalid_value, where, "hidden", "a view of [rows, hidden size]", "an absent view");
+    if (!in.weight.present())
+        raise_argument(errc::invalid_value, where, "weight", "a view of the [vocabulary, hidden size] LM head",
+                       "an absent view");
+    if (vocab < 1)
+        raise_argument(errc::shape_mismatch, where, "weight", "at least one row (the vocabulary)",
+                       shape_str(vocab, in.weight.cols()));
+    if (in.weight.cols() != width)
+        raise_argument(errc::shape_mismatch, where, "weight",
+                       "[vocabulary, " + to_str(width) + "] (hidden's columns, as torch.nn.Linear's weight)",
+                       shape_str(vocab, in.weight.cols()) + (in.weight.rows() == width && in.weight.cols() != width
+                                                                 ? " (is it transposed? it must be [V, H])"
+                                                                 : ""));
+    if (width > 1 && in.hidden.col_stride() != 1)
+        raise_argument(errc::invalid_value, where, "hidden", "column stride 1 (any row stride)",
+                       "column stride " + to_str(in.hidden.col_stride()));
+    if (width > 1 && in.weight.col_stride() != 1)
+        raise_argument(errc::invalid_value, where, "weight", "column stride 1 (any row stride)",
+                       "column stride " + to_str(in.weight.col_stride()));
+    if (in.bias.present()) check_size(where, "bias", in.bias, vocab);
+    if (rows > 0 && !in.tokens.present())
+        raise_argument(errc::invalid_value, where, "tokens", "the sampled token of each row", "an absent view");
+    check_size(where, "tokens", in.tokens, rows);
+    if (in.mask.present()) check_size(where, "mask", in.mask, rows);
+    return vocab;
+}
+
+
+/// Shapes, configuration and aliasing of a logprobs_from_hidden call (every backend); returns V.
+template <class T, class Token, class S>
+index_t check_hidden_call(const char* where, const hidden_inputs<T, Token, S>& in, const logprob_outputs<T, S>& out,
+                          const hidden_logprob_config& cfg) {
+    const index_t rows = in.hidden.rows();
+    const index_t vocab = check_hidden_inputs(where, in, cfg);
+    if (rows > 0 && !out.logp.present())
+        raise_argument(errc::invalid_value, where, "logp", "an output of [rows] log-probs", "an absent view");
+    check_size(where, "logp", out.logp, rows);
+    if (out.entropy.present()) check_size(where, "entropy", out.entropy, rows);
+    if (out.lse.present()) check_size(where, "lse", out.lse, rows);
+    check_outputs_disjoint(
+        where, {{"logp", range_of(out.logp)}, {"entropy", range_of(out.entropy)}, {"lse", range_of(out.lse)}},
+        {{"hidden", range_of(in.hidden)},
+         {"weight", range_of(in.weight)},
+         {"bias", range_of(in.bias)},
+         {"tokens", range_of(in.tokens)},
+         {"mask", range_of(in.mask)}});
+    return vocab;
+}
+
+/// Shapes, configuration and aliasing of a logprobs_from_hidden_backward call (every backend); returns V.
+template <class T, class Token, class S>
+index_t check_hidden_backward_call(const char* where, const hidden_inputs<T, Token, S>& in,
+                                   const logprob_grad_inputs<T, S>& grad, const hidden_grads<T, S>& grads,
+                                   const hidden_logprob_config& cfg) {
+    const index_t rows = in.hidden.rows(), width = in.hidden.cols();
+    const index_t vocab = check_hidden_inputs(where, in, cfg);
+    if (rows > 0 && !grad.lse.present())
+        raise_argument(errc::invalid_value, where, "lse", "the forward's lse output", "an absent view");
+    if (rows > 0 && !grad.grad_logp.present())
+        raise_argument(errc::invalid_value, where, "grad_logp", "dLoss/dlogp per row", "an absent view");
+    check_size(where, "lse", grad.lse, rows);
+    check_size(where, "grad_logp", grad.grad_logp, rows);
+    if (grad.grad_entropy.present() != grad.entropy.present())
+        raise_argument(errc::invalid_value, where, grad.grad_entropy.present() ? "entropy" : "grad_entropy",
+                       "grad_entropy and the forward's entropy together", "only one of them");
+    if (grad.grad_entropy.present()) {
+        check_size(where, "grad_entropy", grad.grad_entropy, rows);
+        check_size(where, "entropy", grad.entropy, rows);
+    }
+    if (grads.hidden.present()) {
+        check_shape(where, "grads.hidden", grads.hidden, rows, width);
+        if (width > 1 && grads.hidden.col_stride() != 1)
+            raise_argument(errc::invalid_value, where, "grads.hidden", "column stride 1 (any row stride)",
+                           "column stride " + to_str(grads.hidden.col_stride()));
+    }
+    if (grads.weight.present()) {
+        check_shape(where, "grads.weight", grads.weight, vocab, width);
+        if (width > 1 && grads.weight.col_stride() != 1)
+            raise_argument(errc::invalid_value, where, "grads.weight", "column stride 1 (any row stride)",
+                           "column stride " + to_str(grads.weight.col_stride()));
+    }
+    if (grads.bias.present()) {
+        if (!in.bias.present())
+            raise_argument(errc::invalid_value, where, "grads.bias", "absent when the head has no bias",
+                           "a view of size " + to_str(grads.bias.size()));
+        check_size(where, "grads.bias", grads.bias, vocab);
+    }
+    check_outputs_disjoint(where,
+                           {{"grads.hidden", range_of(grads.hidden)},
+                            {"grads.weight", range_of(grads.weight)},
+                            {"grads.bias", range_of(grads.bias)}},
+                           {{"hidden", range_of(in.hidden)},
+                            {"weight", range_of(in.weight)},
+                            {"bias", range_of(in.bias)},
+                            {"tokens", range_of(in.tokens)},
+                            {"mask", range_of(in.mask)},
+                            {"lse", range_of(grad.lse)},
+                            {"entropy", range_of(grad.entropy)},
+                            {"grad_logp", range_of(grad.grad_logp)},
+                            {"grad_entropy", range_of(grad.grad_entropy)}});
+    return vocab;
+}
+
+/// Logits per chunk of the hidden-state form when the configuration says 0 (128 MiB of fp32 logits).
+constexpr index_t hidden_default_chunk_elements = index_t(1) << 25;
+
+/// The chunk size in rows: the configured one, or the default (2^25 / V, at least 64), clamped to [1, rows].
+inline index_t hidden_chunk_rows(const hidden_logprob_config& cfg, index_t rows, index_t vocab) {
+    index_t c = cfg.chunk_rows;
+    if (c == 0) c = std::max<index_t>(64, hidden_default_chunk_elements / std::max<index_t>(1, vocab));
+    return std::max<index_t>(1, std::min(c, rows));
 }
 
 } // namespace detail

@@ -26,16 +26,6 @@ namespace cpu {
 constexpr index_t hidden_vocab_tile = 4096;
 /// Rows per dhidden product task.
 constexpr index_t hidden_row_block = 64;
-/// Logits per chunk when the configuration says 0.
-constexpr index_t hidden_default_chunk_elements = index_t(1) << 25;
-
-/// The chunk size in rows: the configured one, or the default, clamped to [1, rows].
-inline index_t hidden_chunk_rows(const hidden_logprob_config& cfg, index_t rows, index_t vocab) {
-    index_t c = cfg.chunk_rows;
-    if (c == 0) c = std::max<index_t>(64, hidden_default_chunk_elements / std::max<index_t>(1, vocab));
-    return std::max<index_t>(1, std::min(c, rows));
-}
-
 template <class T>
 using row_major_matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 template <class T>
@@ -166,9 +156,8 @@ void check_dense_values(const exec::host& ex, const char* where, const hidden_in
             const index_t r = h ? i : i - rows, j = static_cast<index_t>(bad[i]);
             const T v =
                 h ? in.hidden.data()[r * in.hidden.row_stride() + j] : in.weight.data()[r * in.weight.row_stride() + j];
-            raise_argument(errc::non_finite, where, h ? "hidden" : "weight",
-                           h ? "finite values at unmasked rows" : "finite values",
-                           num_str(static_cast<double>(v)) + " at (" + to_str(r) + ", " + to_str(j) + ")");
+            raise_logit_error(where, h ? logit_error::bad_hidden : logit_error::bad_weight, r, j,
+                              static_cast<double>(v));
         }
 }
 
@@ -179,8 +168,7 @@ void check_hidden_values(const exec::host& ex, const char* where, const hidden_i
     if (width > 0) check_dense_values(ex, where, in, ws, rows, vocab, width);
     for (index_t v = 0; v < in.bias.size(); ++v)
         if (!(in.bias[v] - in.bias[v] == T(0)))
-            raise_argument(errc::non_finite, where, "bias", "finite values",
-                           num_str(static_cast<double>(in.bias[v])) + " at " + to_str(v));
+            raise_logit_error(where, logit_error::bad_bias, 0, v, static_cast<double>(in.bias[v]));
 }
 
 /// validation::full of the backward, once the values are known finite: bounds (in double, from sums of absolute
@@ -227,16 +215,9 @@ void check_gradient_bounds(const exec::host& ex, const char* where, const hidden
         const double bound = 2 * (std::fabs(static_cast<double>(gin.grad_logp[i])) + h) / temperature;
         dweight += bound * a[2 * i + 1];
         dbias += bound;
-        if (!(z < limit))
-            raise_argument(errc::invalid_value, where, "hidden",
-                           "logits (hidden weight^T + bias) / temperature that fit the element type",
-                           "a bound of " + num_str(z) + " at row " + to_str(i));
-        if (!(bound * w_max < limit && dweight < limit && dbias < limit))
-            raise_argument(errc::invalid_value, where, "grad_logp",
-                           "upstream gradients whose dLoss/dhidden, dLoss/dweight and dLoss/dbias fit the element "
-                           "type",
-                           "gradients bounded only by " + num_str(std::max(bound * w_max, std::max(dweight, dbias))) +
-                               " by row " + to_str(i));
+        if (!(z < limit)) raise_logit_error(where, logit_error::hidden_overflow, i, 0, z);
+        const double worst = std::max(bound * w_max, std::max(dweight, dbias));
+        if (!(worst < limit)) raise_logit_error(where, logit_error::gradient_bound, i, 0, worst);
     }
 }
 
@@ -277,10 +258,7 @@ logprob_stats logprobs_from_hidden(const exec::host& ex, const hidden_inputs<T, 
     if (cfg.checks == validation::full)
         for (index_t i = 0; i < rows; ++i)
             if (failed[i] != 0) // finite inputs (checked first), so the product or the division overflowed
-                raise_argument(
-                    errc::invalid_value, where, "hidden",
-                    "logits (hidden weight^T + bias) / temperature finite in the element type's math",
-                    num_str(value[i]) + " at (" + to_str(i) + ", " + to_str(static_cast<index_t>(column[i])) + ")");
+                raise_logit_error(where, logit_error::hidden_overflow, i, static_cast<index_t>(column[i]), value[i]);
     return write_forward_results(out, in.mask, rows, lse, logp, entropy);
 }
 

@@ -88,12 +88,13 @@ struct logprob_views {
 /// The row's checks that need no read of the logits: mask value (validation::full) and token id. Sets r.code
 /// and r.value on failure; returns the id.
 template <class T, class Token>
-GRPO_HOST_DEVICE inline long long check_row_ids(const logprob_views<T, Token>& v, index_t i, bool full, bool& masked,
-                                                logprob_row& r) {
+GRPO_HOST_DEVICE inline long long check_row_ids(const vector_view<const Token, device_space>& tokens,
+                                                const vector_view<const T, device_space>& mask, index_t vocab,
+                                                index_t i, bool full, bool& masked, logprob_row& r) {
     using C = compute_t<T>;
     masked = false;
-    if (v.mask.present()) {
-        const C m = C(v.mask[i]);
+    if (mask.present()) {
+        const C m = C(mask[i]);
         if (full && m != C(0) && m != C(1)) {
             r.code = static_cast<double>(logit_error::bad_mask);
             r.value = static_cast<double>(m);
@@ -102,8 +103,8 @@ GRPO_HOST_DEVICE inline long long check_row_ids(const logprob_views<T, Token>& v
         masked = m == C(0);
     }
     if (masked) return 0;
-    const auto id = static_cast<long long>(v.tokens[i]);
-    if (id < 0 || id >= static_cast<long long>(v.logits.cols())) {
+    const auto id = static_cast<long long>(tokens[i]);
+    if (id < 0 || id >= static_cast<long long>(vocab)) {
         r.code = static_cast<double>(logit_error::bad_token);
         r.value = int64_as_double_bits(static_cast<std::int64_t>(id));
     }
@@ -171,6 +172,91 @@ GRPO_HOST_DEVICE inline void write_error_record(B& b, const logprob_scratch& s, 
     *s.record = r;
 }
 
+/// Collective over the block: the forward of one unmasked row x[0 .. vocab) with a valid id (logp, entropy, lse
+/// into r, or its logit error).
+template <class C, class T, class B>
+GRPO_HOST_DEVICE inline void forward_row(B& b, const T* x, index_t vocab, long long id, C tau, logprob_row& r) {
+    r.counted = 1;
+    double m = 0, first_bad = 0;
+    row_max<C>(b, x, vocab, tau, m, first_bad);
+    if (first_bad < static_cast<double>(vocab)) {
+        const auto j = static_cast<index_t>(first_bad);
+        const double xv = static_cast<double>(C(x[j]));
+        r.code = static_cast<double>(xv == xv && xv < infinity() ? logit_error::overflow : logit_error::bad_logit);
+        r.column = first_bad;
+        r.value = xv;
+        r.lse = r.logp = r.entropy = infinity() - infinity(); // NaN, as the arithmetic gives
+        return;
+    }
+    // All -inf: s stays 0 (the CPU backend skips the sums too), and the results are NaN.
+    const math::softmax_stats st = m == -infinity() ? math::softmax_stats{} : row_sums<C>(b, x, vocab, tau, m);
+    const C z_token = C(x[id]) / tau;
+    r.lse = math::log_sum_exp(st);
+    r.logp = math::log_prob(static_cast<double>(z_token), st);
+    r.entropy = math::softmax_entropy(st);
+    if (z_token == -math::infinity<C>()) {
+        r.code = static_cast<double>(logit_error::banned_token);
+        r.column = static_cast<double>(id);
+        r.value = -infinity();
+    }
+}
+
+/// In the last block of a forward: the first error into the record or, without one, every row's results into the
+/// outputs and their sums (in a fixed order) into the record.
+template <class T, class B>
+GRPO_HOST_DEVICE inline void finish_forward(B& b, const logprob_scratch& s, index_t rows, bool full,
+                                            const vector_view<T, device_space>& logp,
+                                            const vector_view<T, device_space>& entropy,
+                                            const vector_view<double, device_space>& lse) {
+    using C = compute_t<T>;
+    const double bad = first_error(b, s, rows, full);
+    if (bad >= 0) return write_error_record(b, s, static_cast<index_t>(bad));
+    double n = 0, logp_sum = 0, entropy_sum = 0;
+    for (index_t i = b.thread(); i < rows; i += b.threads()) {
+        const double l = b.load(&s.rows[i].logp), h = b.load(&s.rows[i].entropy);
+        if (logp.present()) logp[i] = T(static_cast<C>(l));
+        if (entropy.present()) entropy[i] = T(static_cast<C>(h));
+        if (lse.present()) lse[i] = b.load(&s.rows[i].lse);
+        if (b.load(&s.rows[i].counted) == 0) continue;
+        n += 1;
+        logp_sum += l;
+        entropy_sum += h;
+    }
+    n = b.sum(n);
+    logp_sum = b.sum(logp_sum);
+    entropy_sum = b.sum(entropy_sum);
+    if (b.thread() == 0) {
+        logprob_record r{};
+        r.rows = n;
+        r.logp_sum = logp_sum;
+        r.entropy_sum = entropy_sum;
+        *s.record = r;
+    }
+}
+
+/// Collective over the block: dLoss/dlogits of one unmasked row into out (which may be x itself: each element is
+/// read, then written, by the same thread).
+template <class C, class T, class B>
+GRPO_HOST_DEVICE inline void backward_row(B& b, const T* x, T* out, index_t vocab, index_t id, C tau, double lse, C gl,
+                                          C ge, C h) {
+    // lse split into a part exact in C and the rest; past |lse| = 2^20 the row's maximum and log s are recomputed
+    // instead (the CPU backend's rule, row-uniform).
+    double hi = static_cast<double>(C(lse)), lo = lse - hi;
+    if (!(lse <= 1048576.0 && lse >= -1048576.0)) {
+        double m = 0, first_bad = 0;
+        row_max<C>(b, x, vocab, tau, m, first_bad);
+        const math::softmax_stats st = row_sums<C>(b, x, vocab, tau, m);
+        hi = st.m;
+        lo = ::log(st.s);
+    }
+    const C lse_hi = C(hi), lse_lo = C(lo);
+    for (index_t j = b.thread(); j < vocab; j += b.threads()) {
+        C d = math::softmax_grad(C(x[j]) / tau, lse_hi, lse_lo, h, gl, ge);
+        if (j == id) d += gl; // the [j == y] g_logp term
+        out[j] = T(d / tau);
+    }
+}
+
 template <class T, class Token>
 struct logprob_forward_kernel {
     static constexpr int block = logprob_block;
@@ -189,61 +275,12 @@ struct logprob_forward_kernel {
         for (index_t i = b.block(); i < rows; i += b.blocks()) {
             logprob_row r{};
             bool masked = false;
-            const long long id = check_row_ids(v, i, full, masked, r);
-            if (!masked && r.code == 0) { // row-uniform: every thread of the block takes this branch or none
-                r.counted = 1;
-                const T* x = v.logits.data() + i * v.logits.row_stride();
-                double m = 0, first_bad = 0;
-                row_max<C>(b, x, vocab, tau, m, first_bad);
-                if (first_bad < static_cast<double>(vocab)) {
-                    const auto j = static_cast<index_t>(first_bad);
-                    const double xv = static_cast<double>(C(x[j]));
-                    r.code = static_cast<double>(xv == xv && xv < infinity() ? logit_error::overflow
-                                                                             : logit_error::bad_logit);
-                    r.column = first_bad;
-                    r.value = xv;
-                    r.lse = r.logp = r.entropy = infinity() - infinity(); // NaN, as the arithmetic gives
-                } else {
-                    // All -inf: s stays 0 (the CPU backend skips the sums too), and the results are NaN.
-                    const math::softmax_stats st =
-                        m == -infinity() ? math::softmax_stats{} : row_sums<C>(b, x, vocab, tau, m);
-                    const C z_token = C(x[id]) / tau;
-                    r.lse = math::log_sum_exp(st);
-                    r.logp = math::log_prob(static_cast<double>(z_token), st);
-                    r.entropy = math::softmax_entropy(st);
-                    if (z_token == -math::infinity<C>()) {
-                        r.code = static_cast<double>(logit_error::banned_token);
-                        r.column = static_cast<double>(id);
-                        r.value = -infinity();
-                    }
-                }
-            }
+            const long long id = check_row_ids(v.tokens, v.mask, vocab, i, full, masked, r);
+            if (!masked && r.code == 0) // row-uniform: every thread of the block takes this branch or none
+                forward_row<C>(b, v.logits.data() + i * v.logits.row_stride(), vocab, id, tau, r);
             if (b.thread() == 0) s.rows[i] = r;
         }
-        if (!b.last_block_done(s.counter)) return;
-        const double bad = first_error(b, s, rows, full);
-        if (bad >= 0) return write_error_record(b, s, static_cast<index_t>(bad));
-        double n = 0, logp_sum = 0, entropy_sum = 0;
-        for (index_t i = b.thread(); i < rows; i += b.threads()) {
-            const double l = b.load(&s.rows[i].logp), h = b.load(&s.rows[i].entropy);
-            if (logp.present()) logp[i] = T(static_cast<C>(l));
-            if (entropy.present()) entropy[i] = T(static_cast<C>(h));
-            if (lse.present()) lse[i] = b.load(&s.rows[i].lse);
-            if (b.load(&s.rows[i].counted) == 0) continue;
-            n += 1;
-            logp_sum += l;
-            entropy_sum += h;
-        }
-        n = b.sum(n);
-        logp_sum = b.sum(logp_sum);
-        entropy_sum = b.sum(entropy_sum);
-        if (b.thread() == 0) {
-            logprob_record r{};
-            r.rows = n;
-            r.logp_sum = logp_sum;
-            r.entropy_sum = entropy_sum;
-            *s.record = r;
-        }
+        if (b.last_block_done(s.counter)) finish_forward<T>(b, s, rows, full, logp, entropy, lse);
     }
 };
 
@@ -262,6 +299,7 @@ struct logprob_check_kernel {
     double temperature;
     bool full;
     logprob_scratch s;
+    bool scan_logits = true; ///< false for the hidden form, whose logits do not exist yet
 
     template <class B>
     GRPO_HOST_DEVICE void operator()(B& b) const {
@@ -270,7 +308,7 @@ struct logprob_check_kernel {
         for (index_t i = b.block(); i < rows; i += b.blocks()) {
             logprob_row r{};
             bool masked = false;
-            check_row_ids(v, i, full, masked, r);
+            check_row_ids(v.tokens, v.mask, vocab, i, full, masked, r);
             if (!masked && r.code == 0 && full) {
                 const auto check = [&](logit_error e, double x) {
                     if (r.code == 0 && !is_finite_value(x)) {
@@ -284,7 +322,7 @@ struct logprob_check_kernel {
                     check(logit_error::bad_entropy, static_cast<double>(C(g.entropy[i])));
                     check(logit_error::bad_grad_entropy, static_cast<double>(C(g.grad_entropy[i])));
                 }
-                if (r.code == 0) {
+                if (r.code == 0 && scan_logits) {
                     const T* x = v.logits.data() + i * v.logits.row_stride();
                     index_t bad = vocab;
                     for (index_t j = b.thread(); j < vocab; j += b.threads())
@@ -330,28 +368,11 @@ struct logprob_backward_kernel {
                 for (index_t j = b.thread(); j < vocab; j += b.threads()) out[j] = T(C(0));
                 continue;
             }
-            const T* x = v.logits.data() + i * v.logits.row_stride();
-            const index_t id = static_cast<index_t>(v.tokens[i]);
-            // lse split into a part exact in C and the rest; past |lse| = 2^20 the row's maximum and log s are
-            // recomputed instead (the CPU backend's rule, row-uniform).
-            const double lse = g.lse[i];
-            double hi = static_cast<double>(C(lse)), lo = lse - hi;
-            if (!(lse <= 1048576.0 && lse >= -1048576.0)) {
-                double m = 0, first_bad = 0;
-                row_max<C>(b, x, vocab, tau, m, first_bad);
-                const math::softmax_stats st = row_sums<C>(b, x, vocab, tau, m);
-                hi = st.m;
-                lo = ::log(st.s);
-            }
             const C gl = C(g.grad_logp[i]);
             const C ge = g.grad_entropy.present() ? C(g.grad_entropy[i]) : C(0);
             const C h = g.grad_entropy.present() ? C(g.entropy[i]) : C(0);
-            const C lse_hi = C(hi), lse_lo = C(lo);
-            for (index_t j = b.thread(); j < vocab; j += b.threads()) {
-                C d = math::softmax_grad(C(x[j]) / tau, lse_hi, lse_lo, h, gl, ge);
-                if (j == id) d += gl; // the [j == y] g_logp term
-                out[j] = T(d / tau);
-            }
+            backward_row<C>(b, v.logits.data() + i * v.logits.row_stride(), out, vocab,
+                            static_cast<index_t>(v.tokens[i]), tau, g.lse[i], gl, ge, h);
         }
     }
 };
