@@ -209,29 +209,19 @@ void check_tokens_and_mask(const char* where, const vector_view<const Token, S>&
     }
 }
 
-/// Shapes, configuration and aliasing of a forward call (every backend).
-template <class T, class Token, class S>
-void check_logprob_call(const char* where, const logits_inputs<T, Token, S>& in, const logprob_outputs<T, S>& out,
-                        const logprob_config& cfg) {
-    const index_t rows = in.logits.rows();
-    check_logits_inputs(where, in, cfg);
+/// The forward's outputs: logp [rows] (required), entropy and lse [rows] (optional).
+template <class T, class S>
+void check_forward_outputs(const char* where, const logprob_outputs<T, S>& out, index_t rows) {
     if (rows > 0 && !out.logp.present())
         raise_argument(errc::invalid_value, where, "logp", "an output of [rows] log-probs", "an absent view");
     check_size(where, "logp", out.logp, rows);
     if (out.entropy.present()) check_size(where, "entropy", out.entropy, rows);
     if (out.lse.present()) check_size(where, "lse", out.lse, rows);
-    check_outputs_disjoint(
-        where, {{"logp", range_of(out.logp)}, {"entropy", range_of(out.entropy)}, {"lse", range_of(out.lse)}},
-        {{"logits", range_of(in.logits)}, {"tokens", range_of(in.tokens)}, {"mask", range_of(in.mask)}});
 }
 
-/// Shapes, configuration and aliasing of a backward call (every backend); returns whether it is in place
-/// (grad_logits is exactly the logits' view).
-template <class T, class Token, class S>
-bool check_logprob_backward_call(const char* where, const logits_inputs<T, Token, S>& in,
-                                 const logprob_grad_inputs<T, S>& grad, const matrix_view<T, S>& grad_logits,
-                                 const logprob_config& cfg) {
-    const index_t rows = in.logits.rows(), vocab = check_logits_inputs(where, in, cfg);
+/// The backward's per-row inputs: lse and grad_logp [rows] (required), grad_entropy with the forward's entropy.
+template <class T, class S>
+void check_grad_inputs(const char* where, const logprob_grad_inputs<T, S>& grad, index_t rows) {
     if (rows > 0 && !grad.lse.present())
         raise_argument(errc::invalid_value, where, "lse", "the forward's lse output", "an absent view");
     if (rows > 0 && !grad.grad_logp.present())
@@ -245,6 +235,28 @@ bool check_logprob_backward_call(const char* where, const logits_inputs<T, Token
         check_size(where, "grad_entropy", grad.grad_entropy, rows);
         check_size(where, "entropy", grad.entropy, rows);
     }
+}
+
+/// Shapes, configuration and aliasing of a forward call (every backend).
+template <class T, class Token, class S>
+void check_logprob_call(const char* where, const logits_inputs<T, Token, S>& in, const logprob_outputs<T, S>& out,
+                        const logprob_config& cfg) {
+    const index_t rows = in.logits.rows();
+    check_logits_inputs(where, in, cfg);
+    check_forward_outputs(where, out, rows);
+    check_outputs_disjoint(
+        where, {{"logp", range_of(out.logp)}, {"entropy", range_of(out.entropy)}, {"lse", range_of(out.lse)}},
+        {{"logits", range_of(in.logits)}, {"tokens", range_of(in.tokens)}, {"mask", range_of(in.mask)}});
+}
+
+/// Shapes, configuration and aliasing of a backward call (every backend); returns whether it is in place
+/// (grad_logits is exactly the logits' view).
+template <class T, class Token, class S>
+bool check_logprob_backward_call(const char* where, const logits_inputs<T, Token, S>& in,
+                                 const logprob_grad_inputs<T, S>& grad, const matrix_view<T, S>& grad_logits,
+                                 const logprob_config& cfg) {
+    const index_t rows = in.logits.rows(), vocab = check_logits_inputs(where, in, cfg);
+    check_grad_inputs(where, grad, rows);
     if (rows > 0 && !grad_logits.present())
         raise_argument(errc::invalid_value, where, "grad_logits", "an output of [rows, vocabulary]", "an absent view");
     check_shape(where, "grad_logits", grad_logits, rows, vocab);
@@ -313,11 +325,7 @@ index_t check_hidden_call(const char* where, const hidden_inputs<T, Token, S>& i
                           const hidden_logprob_config& cfg) {
     const index_t rows = in.hidden.rows();
     const index_t vocab = check_hidden_inputs(where, in, cfg);
-    if (rows > 0 && !out.logp.present())
-        raise_argument(errc::invalid_value, where, "logp", "an output of [rows] log-probs", "an absent view");
-    check_size(where, "logp", out.logp, rows);
-    if (out.entropy.present()) check_size(where, "entropy", out.entropy, rows);
-    if (out.lse.present()) check_size(where, "lse", out.lse, rows);
+    check_forward_outputs(where, out, rows);
     check_outputs_disjoint(
         where, {{"logp", range_of(out.logp)}, {"entropy", range_of(out.entropy)}, {"lse", range_of(out.lse)}},
         {{"hidden", range_of(in.hidden)},
@@ -335,19 +343,7 @@ index_t check_hidden_backward_call(const char* where, const hidden_inputs<T, Tok
                                    const hidden_logprob_config& cfg) {
     const index_t rows = in.hidden.rows(), width = in.hidden.cols();
     const index_t vocab = check_hidden_inputs(where, in, cfg);
-    if (rows > 0 && !grad.lse.present())
-        raise_argument(errc::invalid_value, where, "lse", "the forward's lse output", "an absent view");
-    if (rows > 0 && !grad.grad_logp.present())
-        raise_argument(errc::invalid_value, where, "grad_logp", "dLoss/dlogp per row", "an absent view");
-    check_size(where, "lse", grad.lse, rows);
-    check_size(where, "grad_logp", grad.grad_logp, rows);
-    if (grad.grad_entropy.present() != grad.entropy.present())
-        raise_argument(errc::invalid_value, where, grad.grad_entropy.present() ? "entropy" : "grad_entropy",
-                       "grad_entropy and the forward's entropy together", "only one of them");
-    if (grad.grad_entropy.present()) {
-        check_size(where, "grad_entropy", grad.grad_entropy, rows);
-        check_size(where, "entropy", grad.entropy, rows);
-    }
+    check_grad_inputs(where, grad, rows);
     if (grads.hidden.present()) {
         check_shape(where, "grads.hidden", grads.hidden, rows, width);
         if (width > 1 && grads.hidden.col_stride() != 1)
