@@ -224,8 +224,11 @@ void run_typed(fuzz_input& in) {
             (std::fabs(double(g[k])) +
              (with_entropy_grad ? std::fabs(double(ge[k])) * (1 + std::fabs(double(o.entropy[k]))) : 0)) /
             pb.cfg.temperature;
+        // Subnormals: rounding below min() is absolute, both before the division by the temperature and in each
+        // stored gradient element (half a denorm_min apiece, however large the temperature).
         const double tol = (sizeof(T) == 8 ? 1e-12 : 1e-5) * (scale + 8 * upstream) +
-                           double(std::numeric_limits<T>::min()) * double(V + 8) / pb.cfg.temperature; // subnormals
+                           double(std::numeric_limits<T>::min()) * double(V + 8) / pb.cfg.temperature +
+                           double(std::numeric_limits<T>::denorm_min()) * double(V + 8);
         if (full && !masked && std::isfinite(scale) && std::isfinite(upstream) && std::fabs(sum) > tol) {
             if (verbose()) {
                 std::fprintf(stderr, "token %lld lse %.17g g %.17g logits:", (long long)pb.tokens[k], o.lse[k],
