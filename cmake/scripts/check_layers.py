@@ -4,7 +4,7 @@
 
 The folders under include/grpo/ are the layers, lowest first. A header may include headers of its own layer
 and of the layers below; the umbrella and entry headers at the top (grpo.hpp, cuda.cuh, cuda_emulated.hpp,
-logprobs_hidden.hpp) and the adapters may include anything. Every other header (and any header marked
+logprobs_hidden.hpp, distributed.hpp) and the adapters may include anything. Every other header (and any header marked
 "// Forwarding header:") is a forwarding header kept at an old path: it must include exactly one header and
 contain no code.
 
@@ -24,9 +24,10 @@ LAYERS = [
     ("backend/cuda/", 4),    # CUDA-only code: the GPU's block model, 16-bit types
     ("api/", 5),             # public entry points
     ("rl/", 6),              # host-side RL pieces: rewards, sampler, trainer
+    ("dist/", 6),            # data parallelism: the communicator concept, entry points across ranks
     ("adapters/", 8),        # framework adapters
 ]
-TOP = {"grpo.hpp": 7, "cuda.cuh": 7, "cuda_emulated.hpp": 7, "logprobs_hidden.hpp": 7}  # umbrella and entry headers
+TOP = {"grpo.hpp": 7, "cuda.cuh": 7, "cuda_emulated.hpp": 7, "logprobs_hidden.hpp": 7, "distributed.hpp": 7}  # umbrella and entry headers
 NAMES = {0: "core", 1: "math", 2: "types", 3: "backend", 4: "backend/cuda", 5: "api", 6: "rl", 7: "umbrella",
          8: "adapters"}
 

@@ -51,10 +51,8 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_inputs<T, host_space>&
     const workspace_lease lease(ws, "loss_and_grad");
     const index_t rows = in.logp.rows(), cols = in.logp.cols();
     detail::check_lengths_on_host("loss_and_grad", in.lengths, rows, cols);
-    const detail::cpu::loss_views<T> v{in.logp,          in.old_logp, in.ref_logp,   in.advantages,
-                                       in.mask,          in.lengths,  out.grad_logp, out.per_token_loss,
-                                       in.sampling_logp, out.ratio,   in.entropy,    out.grad_entropy};
-    return detail::cpu::loss_and_grad(ex, v, p, cfg.checks == validation::full, cfg.global_token_count, ws);
+    return detail::cpu::loss_and_grad(ex, detail::cpu::views_of(in, out), p, cfg.checks == validation::full,
+                                      cfg.global_token_count, ws);
 }
 
 /// Convenience overload with a temporary workspace (allocates; prefer the workspace overload in a loop).

@@ -132,7 +132,8 @@ struct loss_config {
     /// (TRL dapo num_items_in_batch; verl batch_num_tokens). 0 = count the tokens of this call (TRL bnpo).
     double global_token_count = 0;
     /// S for the seq_mean_* and token_sum_over_constant modes: sequences of the whole optimizer step
-    /// (verl global_batch_size). 0 = the rows of this call (see count_empty_sequences).
+    /// (verl global_batch_size); at least this call's rows, or, with count_empty_sequences false, the rows with
+    /// tokens of the whole step. 0 = the rows of this call (see count_empty_sequences).
     double global_sequence_count = 0;
     /// With global_sequence_count = 0: whether rows without any unmasked token count in S (true, TRL's
     /// mean over the batch) or not (false: S = rows with tokens, so padding rows do not dilute the mean).
@@ -639,7 +640,10 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
                             {"sampling_logp", range_of(in.sampling_logp)},
                             {"entropy", range_of(in.entropy)}});
 
-    if (cfg.global_sequence_count > 0 && cfg.global_sequence_count < static_cast<double>(rows))
+    // (Counting only rows with tokens, S may be below this call's rows: data-parallel steps pass the rows with
+    // tokens of every rank, dist::with_global_counts.)
+    if (cfg.count_empty_sequences && cfg.global_sequence_count > 0 &&
+        cfg.global_sequence_count < static_cast<double>(rows))
         raise_argument(errc::invalid_value, where, "config.global_sequence_count",
                        "0 (local) or at least the rows of this call (" + to_str(rows) + ")",
                        num_str(cfg.global_sequence_count));

@@ -33,6 +33,13 @@ struct loss_views {
     matrix_view<T> grad_entropy;  ///< optional dLoss/dH output
 };
 
+/// The backend's view of a call's inputs and outputs.
+template <class T>
+loss_views<T> views_of(const loss_inputs<T, host_space>& in, const loss_outputs<T, host_space>& out) {
+    return {in.logp,       in.old_logp,        in.ref_logp,      in.advantages, in.mask,    in.lengths,
+            out.grad_logp, out.per_token_loss, in.sampling_logp, out.ratio,     in.entropy, out.grad_entropy};
+}
+
 /// Tokens [0, valid_end(i)) may count; a mask may remove more of them.
 template <class T>
 index_t valid_end(const loss_views<T>& v, index_t i) {
@@ -472,15 +479,21 @@ void loss_row(const loss_views<T>& v, const T* ones, const loss_params& p, doubl
     });
 }
 
-/// TRL's top-entropy threshold over this call: torch.quantile(H of the unmasked tokens, q), linear. The values
-/// are gathered into `h` (rows * cols doubles of scratch) and selected with nth_element (the k-th smallest value
-/// is the same whatever the algorithm, so the result is deterministic). -infinity when there is no token.
+/// The entropies of the unmasked tokens, in row order, into `h` (rows * cols doubles of scratch); returns how
+/// many there are.
 template <class T>
-double entropy_quantile(const loss_views<T>& v, double q, double* h) {
+index_t unmasked_entropies(const loss_views<T>& v, double* h) {
     index_t n = 0;
     for (index_t i = 0; i < v.logp.rows(); ++i)
         for (index_t t = 0, end = valid_end(v, i); t < end; ++t)
             if (!v.mask.present() || v.mask(i, t) != T(0)) h[n++] = static_cast<double>(v.entropy(i, t));
+    return n;
+}
+
+/// TRL's top-entropy threshold: torch.quantile(h[0..n), q), linear, reordering h. Selected with nth_element (the
+/// k-th smallest value is the same whatever the algorithm or the order of h, so the result is deterministic and
+/// a gather of every rank's entropies gives the one-process value). -infinity when n is 0.
+inline double quantile_of(double* h, index_t n, double q) {
     if (n == 0) return -std::numeric_limits<double>::infinity();
     const math::quantile_position at = math::quantile_at(q, static_cast<double>(n));
     const index_t lo = static_cast<index_t>(at.lo);
@@ -550,9 +563,11 @@ math::covariance_selection select_by_covariance(const exec::host& ex, const loss
 /// Rows per task: enough work per task to amortize scheduling, independent of the thread count.
 inline index_t row_grain(index_t cols) { return std::max<index_t>(1, 16384 / std::max<index_t>(1, cols)); }
 
+/// The pass over a call. `row_partials`, when given (rows of them), receives each row's partials before they are
+/// combined (the data-parallel entry points combine every rank's rows in one order).
 template <class T>
 loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const loss_params& call, bool check_values,
-                         double global_tokens, workspace& ws) {
+                         double global_tokens, workspace& ws, loss_partials* row_partials = nullptr) {
     loss_params p = call;
     const index_t rows = v.logp.rows(), cols = v.logp.cols();
     // Scratch: per-row partials, then (when no mask is given) a row of ones standing in for the mask.
@@ -611,7 +626,9 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const los
     }
     const double total_tokens = global_tokens > 0 ? global_tokens : local_tokens;
     if (p.entropy_quantile_needed())
-        p.entropy_threshold = entropy_quantile(v, p.entropy_quantile, scratch + partial_doubles + ones_doubles);
+        p.entropy_threshold =
+            quantile_of(scratch + partial_doubles + ones_doubles,
+                        unmasked_entropies(v, scratch + partial_doubles + ones_doubles), p.entropy_quantile);
     if (p.covariance_selection()) {
         double* cov_scratch = scratch + partial_doubles + ones_doubles + entropy_doubles;
         p.token.objective.cov =
@@ -623,6 +640,7 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const los
         for (index_t i = first; i < last; ++i) loss_row(v, ones, p, total_tokens, i, partials[i]);
     });
 
+    if (row_partials != nullptr) std::copy(partials, partials + rows, row_partials);
     // Rows in order on this thread: the same sums for any thread count.
     loss_partials total = loss_partials::identity();
     for (index_t i = 0; i < rows; ++i) total.merge(partials[i]);

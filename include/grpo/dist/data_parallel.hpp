@@ -1,0 +1,489 @@
+// SPDX-License-Identifier: MIT
+// Data-parallel entry points: each rank holds some rows of one batch (rows concatenated in rank order form the
+// batch), and the results equal, bit for bit, what the one-process entry point gives on the whole batch.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "../api/advantages.hpp"
+#include "../api/loss.hpp"
+#include "communicator.hpp"
+
+GRPO_NAMESPACE_BEGIN
+namespace dist {
+namespace detail {
+
+using grpo::detail::check_outputs_disjoint;
+using grpo::detail::check_shape;
+using grpo::detail::check_size;
+using grpo::detail::range_of;
+
+/// A vector view's elements, contiguous (absent: empty).
+template <class T, class U = std::remove_const_t<T>>
+std::vector<U> elements_of(const char* where, const vector_view<T>& v) {
+    std::vector<U> out = grpo::detail::make_scratch<U>(where, "a copy of the local rows", v.present() ? v.size() : 0);
+    for (index_t i = 0; i < static_cast<index_t>(out.size()); ++i) out[static_cast<std::size_t>(i)] = v[i];
+    return out;
+}
+
+/// A matrix view's elements, row-major (absent: empty).
+template <class T, class U = std::remove_const_t<T>>
+std::vector<U> elements_of(const char* where, const matrix_view<T>& m) {
+    const index_t n =
+        m.present() ? grpo::detail::checked_mul(where, "a copy of the local rows", m.rows(), m.cols()) : 0;
+    std::vector<U> out = grpo::detail::make_scratch<U>(where, "a copy of the local rows", n);
+    std::size_t k = 0;
+    for (index_t i = 0; n > 0 && i < m.rows(); ++i)
+        for (index_t t = 0; t < m.cols(); ++t) out[k++] = m(i, t);
+    return out;
+}
+
+/// Every rank's header (the same count of int64 on every rank), in rank order; all[r * width + k].
+template <class Comm>
+std::vector<std::int64_t> gather_headers(const char* where, const Comm& comm, const std::vector<std::int64_t>& mine) {
+    return all_gather_fixed(where, comm, mine.data(), mine.size());
+}
+
+/// The value of header field k that every rank holding rows agrees on (field 0 is each rank's rows; a rank
+/// without rows may pass absent views, so its flags do not count). grpo::error on every rank when two ranks with
+/// rows differ. Without rows anywhere: rank 0's value.
+inline std::int64_t agreed(const char* where, const std::vector<std::int64_t>& all, std::size_t width, std::size_t k,
+                           const char* what) {
+    std::size_t first = 0;
+    bool found = false;
+    for (std::size_t r = 0; r * width < all.size(); ++r) {
+        if (all[r * width] == 0) continue;
+        if (!found) {
+            first = r;
+            found = true;
+        } else if (all[r * width + k] != all[first * width + k]) {
+            detail::raise_argument(errc::invalid_value, where, what,
+                                   "the same on every rank with rows (rank " + detail::to_str(first) + ": " +
+                                       detail::to_str(all[first * width + k]) + ")",
+                                   detail::to_str(all[r * width + k]) + " on rank " + detail::to_str(r));
+        }
+    }
+    return all[first * width + k];
+}
+
+/// This rank's first row and the rows of every rank, from field k (this rank's rows) of the headers.
+inline row_span span_of(const char* where, const std::vector<std::int64_t>& all, std::size_t width, std::size_t k,
+                        int rank) {
+    row_span s;
+    for (std::size_t r = 0; r * width < all.size(); ++r) {
+        if (static_cast<int>(r) == rank) s.offset = s.total;
+        s.total = grpo::detail::checked_add(where, "rows", s.total, all[r * width + k]);
+    }
+    return s;
+}
+
+/// The presence flag and size of an optional vector (-1 = absent).
+template <class V>
+std::int64_t size_or_absent(const V& v) {
+    return v.present() ? static_cast<std::int64_t>(v.size()) : -1;
+}
+
+} // namespace detail
+
+/// Group-relative advantages of a batch whose rows are spread over the ranks of `comm` (rank r holds rows
+/// [offset_r, offset_r + n_r) of the batch, in rank order), equal bit for bit on every rank to
+/// grpo::compute_advantages on the whole batch: groups may straddle ranks, and the batch-level statistics
+/// (group_centered_batch_std's std, group_centered_batch_whitened's whitening, gpg's scale, the returned
+/// advantage_stats) are those of the whole batch. TRL gathers every process's rewards, normalizes and keeps its
+/// slice (GRPOTrainer._generate_and_score_completions); verl computes on the whole batch in its driver.
+///
+/// @param[in]  comm        the ranks (a communicator: dist::self_communicator, mpi_communicator, ...)
+/// @param[in]  rewards     this rank's rewards
+/// @param[in]  g           the whole batch's layout: groups::contiguous(G) over the concatenated rows (the same G
+///                         on every rank; G need not divide this rank's rows), or groups::by_id(this rank's ids,
+///                         num_groups) with global ids and the same num_groups on every rank
+/// @param[out] advantages  this rank's advantages
+/// @param[out] per_group   optional, every group of the batch (the same values on every rank)
+/// @param[in]  token_weights this rank's weights (present on every rank or on none)
+/// A collective: every rank calls it. Cost: one gather of every rank's rewards (and ids, weights), then the
+/// whole batch's advantages on every rank (O(batch) work, small next to sampling). A bad argument on any rank
+/// throws grpo::error on every rank (prefixed "rank k: " where another rank's input was at fault), with every
+/// rank's outputs untouched; index values in messages are whole-batch indices.
+template <class Comm, class R, class T>
+advantage_stats compute_advantages(const Comm& comm, const exec::host& ex, vector_view<R> rewards_in, const groups& g,
+                                   vector_view<T> advantages, const advantage_config& cfg, workspace& ws,
+                                   const group_outputs& per_group = {}, vector_view<const double> token_weights = {}) {
+    static_assert(std::is_same<std::remove_const_t<R>, T>::value && std::is_floating_point<T>::value,
+                  "grpo::dist::compute_advantages: rewards and advantages must have the same float/double type");
+    const char* where = "dist::compute_advantages";
+    detail::check_communicator(where, comm);
+    const vector_view<const T> rewards = rewards_in;
+    std::vector<std::int64_t> header;
+    detail::collectively(where, comm, [&] {
+        const index_t n = rewards.size();
+        detail::check_size(where, "advantages", advantages, n);
+        if (g.is_contiguous() && g.size() < 1)
+            detail::raise_argument(errc::invalid_value, where, "groups", "a group size >= 1", detail::to_str(g.size()));
+        if (!g.is_contiguous()) detail::check_size(where, "groups.ids", g.ids(), n);
+        if (token_weights.present()) detail::check_size(where, "token_weights", token_weights, n);
+        detail::check_outputs_disjoint(where,
+                                       {{"advantages", detail::range_of(advantages)},
+                                        {"group_outputs.mean", detail::range_of(per_group.mean)},
+                                        {"group_outputs.std", detail::range_of(per_group.std)},
+                                        {"group_outputs.zero_variance", detail::range_of(per_group.zero_variance)},
+                                        {"group_outputs.count", detail::range_of(per_group.count)}},
+                                       {{"rewards", detail::range_of(rewards)},
+                                        {"groups.ids", detail::range_of(g.ids())},
+                                        {"token_weights", detail::range_of(token_weights)}});
+        header = {n,
+                  g.is_contiguous() ? 0 : 1,
+                  g.is_contiguous() ? g.size() : g.num_groups(n),
+                  token_weights.present() ? 1 : 0,
+                  static_cast<std::int64_t>(sizeof(T)),
+                  detail::size_or_absent(per_group.mean),
+                  detail::size_or_absent(per_group.std),
+                  detail::size_or_absent(per_group.zero_variance),
+                  detail::size_or_absent(per_group.count)};
+    });
+    constexpr std::size_t width = 9;
+    const std::vector<std::int64_t> all = detail::gather_headers(where, comm, header);
+    const bool by_id = detail::agreed(where, all, width, 1, "groups (contiguous or by id)") != 0;
+    const index_t group_size = detail::agreed(where, all, width, 2, by_id ? "groups.num_groups" : "groups.size");
+    const bool with_weights = detail::agreed(where, all, width, 3, "token_weights (present)") != 0;
+    (void)detail::agreed(where, all, width, 4, "the element type's size");
+    const row_span span = detail::span_of(where, all, width, 0, comm.rank());
+
+    // The whole batch on every rank: the same data, so the same checks fail (or pass) everywhere.
+    std::vector<index_t> counts;
+    const std::vector<T> r_local = detail::elements_of(where, rewards);
+    const std::vector<T> r_all = detail::all_gather_varying(where, comm, r_local.data(), rewards.size(), counts);
+    std::vector<std::int64_t> ids_all;
+    if (by_id) {
+        const std::vector<std::int64_t> ids_local = detail::elements_of(where, g.ids());
+        ids_all = detail::all_gather_varying(where, comm, ids_local.data(), rewards.size(), counts);
+    }
+    std::vector<double> w_all;
+    if (with_weights) {
+        const std::vector<double> w_local = detail::elements_of(where, token_weights);
+        w_all = detail::all_gather_varying(where, comm, w_local.data(), rewards.size(), counts);
+    }
+    const groups whole = by_id ? groups::by_id(vector_view<const std::int64_t>(ids_all.data(), span.total), group_size)
+                               : groups::contiguous(group_size);
+    const index_t k = whole.num_groups(span.total);
+    // Every rank's per-group outputs must hold every group (checked on every rank, so every rank throws).
+    const char* const group_names[] = {"group_outputs.mean", "group_outputs.std", "group_outputs.zero_variance",
+                                       "group_outputs.count"};
+    for (std::size_t r = 0; r * width < all.size(); ++r)
+        for (std::size_t f = 0; f < 4; ++f)
+            if (all[r * width + 5 + f] >= 0 && all[r * width + 5 + f] != k)
+                detail::raise_argument(
+                    errc::shape_mismatch, where, group_names[f], "size " + detail::to_str(k),
+                    "size " + detail::to_str(all[r * width + 5 + f]) + " on rank " + detail::to_str(r));
+    std::vector<T> adv_all = grpo::detail::make_scratch<T>(where, "the batch's advantages", span.total);
+    const index_t kg = k;
+    std::vector<double> mean(per_group.mean.present() ? static_cast<std::size_t>(kg) : 0),
+        sd(per_group.std.present() ? static_cast<std::size_t>(kg) : 0);
+    std::vector<std::uint8_t> zv(per_group.zero_variance.present() ? static_cast<std::size_t>(kg) : 0);
+    std::vector<std::int64_t> cnt(per_group.count.present() ? static_cast<std::size_t>(kg) : 0);
+    group_outputs go;
+    if (per_group.mean.present()) go.mean = vector_view<double>(mean.data(), kg);
+    if (per_group.std.present()) go.std = vector_view<double>(sd.data(), kg);
+    if (per_group.zero_variance.present()) go.zero_variance = vector_view<std::uint8_t>(zv.data(), kg);
+    if (per_group.count.present()) go.count = vector_view<std::int64_t>(cnt.data(), kg);
+    const advantage_stats stats = grpo::compute_advantages(
+        ex, vector_view<const T>(r_all.data(), span.total), whole, vector_view<T>(adv_all.data(), span.total), cfg, ws,
+        go, with_weights ? vector_view<const double>(w_all.data(), span.total) : vector_view<const double>{});
+
+    for (index_t i = 0; i < rewards.size(); ++i) advantages[i] = adv_all[static_cast<std::size_t>(span.offset + i)];
+    for (index_t j = 0; j < kg; ++j) {
+        const auto u = static_cast<std::size_t>(j);
+        if (go.mean.present()) per_group.mean[j] = mean[u];
+        if (go.std.present()) per_group.std[j] = sd[u];
+        if (go.zero_variance.present()) per_group.zero_variance[j] = zv[u];
+        if (go.count.present()) per_group.count[j] = cnt[u];
+    }
+    return stats;
+}
+
+/// Convenience overload with a temporary workspace.
+template <class Comm, class R, class T>
+advantage_stats compute_advantages(const Comm& comm, const exec::host& ex, vector_view<R> rewards, const groups& g,
+                                   vector_view<T> advantages, const advantage_config& cfg = {},
+                                   const group_outputs& per_group = {}, vector_view<const double> token_weights = {}) {
+    workspace ws;
+    return compute_advantages(comm, ex, rewards, g, advantages, cfg, ws, per_group, token_weights);
+}
+
+/// Token-level advantages (grpo::token_advantages) of a batch whose rows are spread over the ranks, equal bit
+/// for bit on every rank to the one-process call on the whole batch: REINFORCE++ whitens over every rank's
+/// tokens, and the optimal token baseline's prompt groups may straddle ranks (in.prompts describes the whole
+/// batch as in dist::compute_advantages). Every rank passes the same number of token columns and the same
+/// optional inputs. verl computes these in its driver on the whole batch.
+/// A collective. Cost: one gather of every rank's token inputs (rewards, mask and the baseline's inputs, so
+/// O(batch tokens) bytes per rank) and the whole batch's pass on every rank. Errors as in
+/// dist::compute_advantages.
+template <class Comm, class T>
+token_advantage_stats token_advantages(const Comm& comm, const exec::host& ex, const token_advantage_inputs<T>& in,
+                                       const token_advantage_outputs<T>& out, const token_advantage_config& cfg,
+                                       workspace& ws) {
+    static_assert(std::is_floating_point<T>::value,
+                  "grpo::dist::token_advantages: element type must be float or double");
+    const char* where = "dist::token_advantages";
+    detail::check_communicator(where, comm);
+    std::vector<std::int64_t> header;
+    const auto flag = [](bool present) { return std::int64_t(present ? 1 : 0); };
+    // A rank without rows may pass absent views; its flags do not count (detail::agreed).
+    const index_t rows = in.rewards.present() ? in.rewards.rows() : 0;
+    detail::collectively(where, comm, [&] {
+        const index_t cols = in.rewards.cols();
+        if (rows > 0) {
+            if (!in.mask.present())
+                detail::raise_argument(errc::invalid_value, where, "mask", "a [rows, tokens] mask", "an absent view");
+            detail::check_shape(where, "mask", in.mask, rows, cols);
+            if (!out.advantages.present())
+                detail::raise_argument(errc::invalid_value, where, "advantages", "a [rows, tokens] output",
+                                       "an absent view");
+            detail::check_shape(where, "advantages", out.advantages, rows, cols);
+            if (out.returns.present()) detail::check_shape(where, "returns", out.returns, rows, cols);
+            if (in.baselines.present()) detail::check_size(where, "baselines", in.baselines, rows);
+            if (!in.prompts.is_contiguous()) detail::check_size(where, "prompts.ids", in.prompts.ids(), rows);
+            if (in.old_logp.present()) detail::check_shape(where, "old_logp", in.old_logp, rows, cols);
+            if (in.sum_pi_squared.present())
+                detail::check_shape(where, "sum_pi_squared", in.sum_pi_squared, rows, cols);
+            if (in.is_weights.present()) detail::check_shape(where, "is_weights", in.is_weights, rows, cols);
+            detail::check_outputs_disjoint(
+                where, {{"advantages", detail::range_of(out.advantages)}, {"returns", detail::range_of(out.returns)}},
+                {{"rewards", detail::range_of(in.rewards)},
+                 {"mask", detail::range_of(in.mask)},
+                 {"baselines", detail::range_of(in.baselines)},
+                 {"prompts.ids", detail::range_of(in.prompts.ids())},
+                 {"old_logp", detail::range_of(in.old_logp)},
+                 {"sum_pi_squared", detail::range_of(in.sum_pi_squared)},
+                 {"is_weights", detail::range_of(in.is_weights)}});
+        }
+        header = {rows,
+                  cols,
+                  flag(!in.prompts.is_contiguous()),
+                  in.prompts.is_contiguous() ? in.prompts.size() : in.prompts.num_groups(rows),
+                  flag(in.baselines.present()),
+                  flag(in.old_logp.present()),
+                  flag(in.sum_pi_squared.present()),
+                  flag(in.is_weights.present()),
+                  static_cast<std::int64_t>(sizeof(T))};
+    });
+    constexpr std::size_t width = 9;
+    const std::vector<std::int64_t> all = detail::gather_headers(where, comm, header);
+    const index_t cols = detail::agreed(where, all, width, 1, "tokens (columns)");
+    const bool prompts_by_id = detail::agreed(where, all, width, 2, "prompts (contiguous or by id)") != 0;
+    const index_t prompts_size =
+        detail::agreed(where, all, width, 3, prompts_by_id ? "prompts.num_groups" : "prompts.size");
+    const bool with_baselines = detail::agreed(where, all, width, 4, "baselines (present)") != 0;
+    const bool with_old = detail::agreed(where, all, width, 5, "old_logp (present)") != 0;
+    const bool with_spi = detail::agreed(where, all, width, 6, "sum_pi_squared (present)") != 0;
+    const bool with_isw = detail::agreed(where, all, width, 7, "is_weights (present)") != 0;
+    (void)detail::agreed(where, all, width, 8, "the element type's size");
+    const row_span span = detail::span_of(where, all, width, 0, comm.rank());
+    const index_t total_cells = grpo::detail::checked_mul(where, "rows", span.total, cols);
+
+    std::vector<index_t> counts;
+    const auto gather_matrix = [&](bool wanted, const matrix_view<const T>& m) {
+        if (!wanted) return std::vector<T>{};
+        const std::vector<T> local = detail::elements_of(where, rows > 0 ? m : matrix_view<const T>{});
+        return detail::all_gather_varying(where, comm, local.data(), static_cast<index_t>(local.size()), counts);
+    };
+    const auto gather_vector = [&](bool wanted, const auto& v) {
+        using U = typename std::decay_t<decltype(v)>::value_type;
+        if (!wanted) return std::vector<U>{};
+        const std::vector<U> local = detail::elements_of(where, rows > 0 ? v : std::decay_t<decltype(v)>{});
+        return detail::all_gather_varying(where, comm, local.data(), static_cast<index_t>(local.size()), counts);
+    };
+    const std::vector<T> rewards = gather_matrix(true, in.rewards), mask = gather_matrix(true, in.mask);
+    const std::vector<T> old_logp = gather_matrix(with_old, in.old_logp);
+    const std::vector<T> spi = gather_matrix(with_spi, in.sum_pi_squared);
+    const std::vector<T> isw = gather_matrix(with_isw, in.is_weights);
+    const std::vector<T> baselines = gather_vector(with_baselines, in.baselines);
+    const std::vector<std::int64_t> ids = gather_vector(prompts_by_id, in.prompts.ids());
+
+    const auto whole_view = [&](const std::vector<T>& v) { return matrix_view<const T>(v.data(), span.total, cols); };
+    token_advantage_inputs<T> whole;
+    whole.rewards = whole_view(rewards);
+    whole.mask = whole_view(mask);
+    if (with_old) whole.old_logp = whole_view(old_logp);
+    if (with_spi) whole.sum_pi_squared = whole_view(spi);
+    if (with_isw) whole.is_weights = whole_view(isw);
+    if (with_baselines) whole.baselines = vector_view<const T>(baselines.data(), span.total);
+    whole.prompts = prompts_by_id ? groups::by_id(vector_view<const std::int64_t>(ids.data(), span.total), prompts_size)
+                                  : groups::contiguous(prompts_size);
+    std::vector<T> adv = grpo::detail::make_scratch<T>(where, "the batch's advantages", total_cells);
+    std::vector<T> ret =
+        grpo::detail::make_scratch<T>(where, "the batch's returns", out.returns.present() ? total_cells : 0);
+    token_advantage_outputs<T> whole_out;
+    whole_out.advantages = matrix_view<T>(adv.data(), span.total, cols);
+    if (out.returns.present()) whole_out.returns = matrix_view<T>(ret.data(), span.total, cols);
+    const token_advantage_stats stats = grpo::token_advantages(ex, whole, whole_out, cfg, ws);
+
+    for (index_t i = 0; i < rows; ++i)
+        for (index_t t = 0; t < cols; ++t) {
+            const auto at = static_cast<std::size_t>((span.offset + i) * cols + t);
+            out.advantages(i, t) = adv[at];
+            if (out.returns.present()) out.returns(i, t) = ret[at];
+        }
+    return stats;
+}
+
+/// Convenience overload with a temporary workspace.
+template <class Comm, class T>
+token_advantage_stats token_advantages(const Comm& comm, const exec::host& ex, const token_advantage_inputs<T>& in,
+                                       const token_advantage_outputs<T>& out, const token_advantage_config& cfg = {}) {
+    workspace ws;
+    return token_advantages(comm, ex, in, out, cfg, ws);
+}
+
+/// What one rank (or one micro-batch) contributes to the loss's normalizers.
+struct batch_counts {
+    double tokens = 0;             ///< unmasked tokens
+    double sequences = 0;          ///< rows
+    double nonempty_sequences = 0; ///< rows with at least one unmasked token
+};
+
+/// The counts of a loss call's inputs (host views): the token count loss_and_grad's token_mean uses, rows, and
+/// rows with tokens. Reads the mask and lengths; throws grpo::error on shapes loss_and_grad would reject.
+template <class T>
+batch_counts count_tokens(const loss_inputs<T>& in) {
+    const char* where = "dist::count_tokens";
+    if (!in.logp.present())
+        detail::raise_argument(errc::invalid_value, where, "logp", "a [rows, tokens] view", "an absent view");
+    const index_t rows = in.logp.rows(), cols = in.logp.cols();
+    if (in.mask.present()) detail::check_shape(where, "mask", in.mask, rows, cols);
+    if (in.lengths.present()) detail::check_size(where, "lengths", in.lengths, rows);
+    grpo::detail::check_lengths_on_host(where, in.lengths, rows, cols);
+    const grpo::detail::cpu::loss_views<T> v = grpo::detail::cpu::views_of(in, loss_outputs<T>{});
+    batch_counts c;
+    c.sequences = static_cast<double>(rows);
+    for (index_t i = 0; i < rows && cols > 0; ++i) {
+        const double n = grpo::detail::cpu::check_row(v, i, false, false, false, false).tokens;
+        c.tokens += n;
+        c.nonempty_sequences += n > 0 ? 1 : 0;
+    }
+    return c;
+}
+
+/// `cfg` with the normalizers of the whole step: global_token_count = the tokens of every rank (unless cfg sets
+/// it) and global_sequence_count = the rows of every rank (rows with tokens when count_empty_sequences is false;
+/// unless cfg sets it), summed in rank order. For hosts that run grpo::loss_and_grad themselves (per
+/// micro-batch: pass the sum of count_tokens over the rank's micro-batches). TRL: num_items_in_batch (the
+/// tokens gathered over processes and gradient accumulation steps); verl: batch_num_tokens, global_batch_size.
+/// A collective.
+template <class Comm>
+loss_config with_global_counts(const Comm& comm, loss_config cfg, const batch_counts& local) {
+    const char* where = "dist::with_global_counts";
+    detail::check_communicator(where, comm);
+    const double mine[5] = {local.tokens, local.sequences, local.nonempty_sequences, cfg.global_token_count,
+                            cfg.global_sequence_count};
+    const std::vector<double> all = detail::all_gather_fixed(where, comm, mine, 5);
+    double tokens = 0, sequences = 0, nonempty = 0;
+    for (std::size_t r = 0; r * 5 < all.size(); ++r) {
+        tokens += all[r * 5];
+        sequences += all[r * 5 + 1];
+        nonempty += all[r * 5 + 2];
+        // (NaN, which the loss's config check rejects, counts as equal to NaN here)
+        const auto same = [](double a, double b) { return a == b || (a != a && b != b); };
+        if (!same(all[r * 5 + 3], all[3]) || !same(all[r * 5 + 4], all[4]))
+            detail::raise_argument(errc::invalid_value, where, "config.global_token_count/global_sequence_count",
+                                   "the same on every rank (rank 0: " + grpo::detail::num_str(all[3]) + "/" +
+                                       grpo::detail::num_str(all[4]) + ")",
+                                   grpo::detail::num_str(all[r * 5 + 3]) + "/" + grpo::detail::num_str(all[r * 5 + 4]) +
+                                       " on rank " + detail::to_str(r));
+    }
+    if (cfg.global_token_count <= 0) cfg.global_token_count = tokens;
+    if (cfg.global_sequence_count <= 0) cfg.global_sequence_count = cfg.count_empty_sequences ? sequences : nonempty;
+    return cfg;
+}
+
+/// grpo::loss_and_grad on a batch whose rows are spread over the ranks: every rank's dLoss/dlogp (and the other
+/// per-token outputs) equal, bit for bit, the one-process call on the whole batch, and the returned loss_stats
+/// (the same on every rank) are the whole batch's: token_mean divides by every rank's tokens, the seq_mean_*
+/// modes by every rank's rows, top_entropy_quantile takes the quantile of every rank's entropies (TRL gathers
+/// them), and the loss and diagnostics combine every rank's per-row partial sums in batch row order.
+/// config.global_token_count / global_sequence_count, when set, are used as given (the same on every rank;
+/// e.g. a step over several micro-batches). clip_cov and kl_cov select tokens among each rank's own tokens,
+/// as verl does per micro-batch, so their results depend on the split.
+/// A collective. Cost: the local pass, plus one read of the mask (and entropies for the quantile) and gathers
+/// of a few numbers per rank, of the entropies (top_entropy_quantile only) and of 17 doubles per row.
+/// Errors: a bad argument or value on any rank throws grpo::error on every rank before any rank writes.
+template <class Comm, class T>
+loss_stats loss_and_grad(const Comm& comm, const exec::host& ex, const loss_inputs<T>& in, const loss_outputs<T>& out,
+                         const loss_config& cfg, workspace& ws) {
+    static_assert(std::is_floating_point<T>::value, "grpo::dist::loss_and_grad: element type must be float or double");
+    const char* where = "dist::loss_and_grad";
+    detail::check_communicator(where, comm);
+    using grpo::detail::loss_partials;
+    const grpo::detail::cpu::loss_views<T> v = grpo::detail::cpu::views_of(in, out);
+    batch_counts local;
+    std::vector<double> entropies;
+    const bool quantile = cfg.top_entropy_quantile < 1 && cfg.entropy_threshold != cfg.entropy_threshold;
+    // A rank without rows may pass absent views: it only takes part in the collectives.
+    const bool idle = !in.logp.present() || in.logp.rows() == 0;
+    // Local checks (shapes, and the values with validation::full) and counts, before anything is written.
+    detail::collectively(where, comm, [&] {
+        if (idle) return;
+        const grpo::detail::loss_params p = grpo::detail::check_loss_call(where, in, out, cfg);
+        const index_t rows = in.logp.rows(), cols = in.logp.cols();
+        grpo::detail::check_lengths_on_host(where, in.lengths, rows, cols);
+        const bool values = cfg.checks == validation::full;
+        const bool need_ref = p.with_kl(), need_samp = p.token.correction.mode != sampling_correction::none;
+        local.sequences = static_cast<double>(rows);
+        for (index_t i = 0; i < rows && cols > 0; ++i) {
+            const grpo::detail::cpu::row_check c =
+                grpo::detail::cpu::check_row(v, i, values, need_ref, need_samp, p.entropy_given);
+            if (c.code != loss_error::none)
+                grpo::detail::raise_loss_value_error(where, grpo::detail::cpu::bad_value_at(v, i, c), cols);
+            local.tokens += c.tokens;
+            local.nonempty_sequences += c.tokens > 0 ? 1 : 0;
+        }
+        if (quantile && rows > 0 && cols > 0) {
+            entropies = grpo::detail::make_scratch<double>(where, "entropies",
+                                                           grpo::detail::checked_mul(where, "rows", rows, cols));
+            entropies.resize(static_cast<std::size_t>(grpo::detail::cpu::unmasked_entropies(v, entropies.data())));
+        }
+    });
+    loss_config whole = with_global_counts(comm, cfg, local);
+    if (quantile) {
+        std::vector<index_t> counts;
+        std::vector<double> h =
+            detail::all_gather_varying(where, comm, entropies.data(), static_cast<index_t>(entropies.size()), counts);
+        if (!h.empty()) // (no token anywhere: no mask to apply, and every rank's own quantile is -infinity too)
+            whole.entropy_threshold =
+                grpo::detail::cpu::quantile_of(h.data(), static_cast<index_t>(h.size()), 1 - cfg.top_entropy_quantile);
+    }
+
+    std::vector<loss_partials> partials;
+    detail::collectively(where, comm, [&] {
+        if (idle) return;
+        const grpo::detail::loss_params p = grpo::detail::check_loss_call(where, in, out, whole);
+        // A host-set count must cover this rank's tokens.
+        if (whole.global_token_count > 0 && whole.global_token_count < local.tokens)
+            grpo::detail::raise_loss_value_error(
+                where,
+                {loss_error::bad_global_count, static_cast<std::int64_t>(local.tokens), 0, 0, whole.global_token_count},
+                in.logp.cols());
+        partials = grpo::detail::make_scratch(where, "rows", in.logp.rows(), loss_partials::identity());
+        const workspace_lease lease(ws, where);
+        (void)grpo::detail::cpu::loss_and_grad(ex, v, p, false, whole.global_token_count, ws, partials.data());
+    });
+    // Every rank's rows in batch order, combined as the one-process pass combines its rows.
+    std::vector<index_t> counts;
+    const std::vector<loss_partials> every =
+        detail::all_gather_varying(where, comm, partials.data(), static_cast<index_t>(partials.size()), counts);
+    loss_partials total = loss_partials::identity();
+    for (const loss_partials& row : every) total.merge(row);
+    return total.finalize(cfg.beta, cfg.entropy_coef);
+}
+
+/// Convenience overload with a temporary workspace.
+template <class Comm, class T>
+loss_stats loss_and_grad(const Comm& comm, const exec::host& ex, const loss_inputs<T>& in, const loss_outputs<T>& out,
+                         const loss_config& cfg) {
+    workspace ws;
+    return loss_and_grad(comm, ex, in, out, cfg, ws);
+}
+
+} // namespace dist
+GRPO_NAMESPACE_END

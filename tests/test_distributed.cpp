@@ -1,0 +1,154 @@
+// SPDX-License-Identifier: MIT
+// Data-parallel entry points with threads as ranks: the bit-exact contract for 1 to 4 ranks and every split,
+// errors that every rank sees (outputs untouched everywhere), and the communicator helpers.
+#include <string>
+#include <vector>
+
+#include "catch.hpp"
+#include "dist/dist_cases.hpp"
+#include "dist/thread_communicator.hpp"
+
+using dist_cases::thread_group;
+
+TEST_CASE("dist: every split over 1-4 ranks gives the one-process bits", "[dist]") {
+    for (int size = 1; size <= 4; ++size) {
+        thread_group group(size);
+        std::vector<dist_cases::report> reports(static_cast<std::size_t>(size));
+        group.run([&](const thread_group::communicator& comm) { reports[comm.rank()] = dist_cases::run_all(comm); });
+        for (int r = 0; r < size; ++r) {
+            INFO("ranks " << size << ", rank " << r);
+            for (const std::string& f : reports[r].failures) INFO(f);
+            CHECK(reports[r].failures.empty());
+            CHECK(reports[r].cases > 100);
+        }
+    }
+}
+
+TEST_CASE("dist: self_communicator is the one-process call", "[dist]") {
+    const dist_cases::report rep = dist_cases::run_all(grpo::dist::self_communicator{});
+    for (const std::string& f : rep.failures) INFO(f);
+    CHECK(rep.failures.empty());
+}
+
+TEST_CASE("dist: a bad input on one rank throws on every rank, before any rank writes", "[dist]") {
+    thread_group group(3);
+    std::vector<std::string> messages(3);
+    std::vector<std::vector<float>> outputs(3, std::vector<float>(4, 42.f));
+    std::vector<int> untouched(3, 0); // (Catch's assertions are not thread-safe: the ranks record, the test checks)
+    group.run([&](const thread_group::communicator& comm) {
+        std::vector<float> rewards = {1, 2, 3, 4};
+        if (comm.rank() == 1) rewards[2] = std::numeric_limits<float>::infinity();
+        try {
+            grpo::dist::compute_advantages(comm, grpo::exec::host{}, grpo::vector_view<const float>(rewards),
+                                           grpo::groups::contiguous(2), grpo::vector_view<float>(outputs[comm.rank()]));
+        } catch (const grpo::error& e) {
+            messages[comm.rank()] = std::string(e.what()) + " [" + grpo::to_string(e.code()) + "]";
+        }
+    });
+    for (int r = 0; r < 3; ++r) {
+        INFO(messages[r]);
+        CHECK(messages[r].find("non-finite") != std::string::npos);
+        CHECK(outputs[r] == std::vector<float>(4, 42.f));
+    }
+    // The gathered batch is checked as a whole: the message names the whole-batch index (rank 1, row 2 = 6).
+    CHECK(messages[0].find("at index 6") != std::string::npos);
+
+    // A shape error found on one rank before the gathers: the others name that rank.
+    group.run([&](const thread_group::communicator& comm) {
+        std::vector<double> logp(6, -1.0), adv(6, 0.5), grad(comm.rank() == 2 ? 4 : 6, 9.0);
+        grpo::loss_inputs<double> in;
+        in.logp = {logp.data(), 2, 3};
+        in.advantages = {adv.data(), 2, 3};
+        try {
+            grpo::dist::loss_and_grad(comm, grpo::exec::host{}, in,
+                                      grpo::loss_outputs<double>{{grad.data(), 2, comm.rank() == 2 ? 2 : 3}, {}},
+                                      grpo::loss_config{});
+            messages[comm.rank()] = "no error";
+        } catch (const grpo::error& e) {
+            messages[comm.rank()] = e.what();
+        }
+        untouched[comm.rank()] = grad == std::vector<double>(grad.size(), 9.0);
+    });
+    CHECK(untouched == std::vector<int>(3, 1));
+    CHECK(messages[2].find("grpo::dist::loss_and_grad: argument 'grad_logp'") == 0);
+    CHECK(messages[0].find("rank 2: grpo::dist::loss_and_grad") == 0);
+    CHECK(messages[1] == messages[0]);
+
+    // A value error (validation::full) on rank 0: found in the pre-pass, before the loss pass writes anywhere.
+    group.run([&](const thread_group::communicator& comm) {
+        std::vector<float> logp(6, -1.f), adv(6, 0.5f), grad(6, 9.f);
+        if (comm.rank() == 0) logp[4] = std::nanf("");
+        grpo::loss_inputs<float> in;
+        in.logp = {logp.data(), 2, 3};
+        in.advantages = {adv.data(), 2, 3};
+        grpo::loss_config cfg;
+        cfg.checks = grpo::validation::full;
+        try {
+            grpo::dist::loss_and_grad(comm, grpo::exec::host{}, in, grpo::loss_outputs<float>{{grad.data(), 2, 3}, {}},
+                                      cfg);
+            messages[comm.rank()] = "no error";
+        } catch (const grpo::error& e) {
+            messages[comm.rank()] = e.what();
+        }
+        untouched[comm.rank()] = grad == std::vector<float>(6, 9.f);
+    });
+    CHECK(untouched == std::vector<int>(3, 1));
+    for (int r = 0; r < 3; ++r) {
+        INFO(messages[r]);
+        CHECK(messages[r].find("argument 'logp'") != std::string::npos);
+        CHECK(messages[r].find("(1, 1)") != std::string::npos);
+    }
+}
+
+TEST_CASE("dist: ranks that disagree on the layout or the options all throw", "[dist]") {
+    thread_group group(2);
+    std::vector<std::string> messages(2);
+    group.run([&](const thread_group::communicator& comm) {
+        std::vector<double> r = {1, 2, 3, 4}, a(4);
+        try {
+            grpo::dist::compute_advantages(comm, grpo::exec::host{}, grpo::vector_view<const double>(r),
+                                           grpo::groups::contiguous(comm.rank() == 0 ? 2 : 4),
+                                           grpo::vector_view<double>(a));
+        } catch (const grpo::error& e) {
+            messages[comm.rank()] = e.what();
+        }
+    });
+    for (const std::string& m : messages) CHECK(m.find("'groups.size'") != std::string::npos);
+    group.run([&](const thread_group::communicator& comm) {
+        grpo::loss_config cfg;
+        cfg.global_token_count = comm.rank() == 0 ? 10 : 11;
+        try {
+            grpo::dist::with_global_counts(comm, cfg, grpo::dist::batch_counts{});
+        } catch (const grpo::error& e) {
+            messages[comm.rank()] = e.what();
+        }
+    });
+    for (const std::string& m : messages) CHECK(m.find("11/0 on rank 1") != std::string::npos);
+}
+
+TEST_CASE("dist: global counts and all_sum in rank order", "[dist]") {
+    thread_group group(3);
+    std::vector<std::vector<double>> seen(3);
+    group.run([&](const thread_group::communicator& comm) {
+        grpo::dist::batch_counts c;
+        c.tokens = 10.0 * (comm.rank() + 1);
+        c.sequences = 2;
+        c.nonempty_sequences = comm.rank() == 1 ? 0 : 2;
+        grpo::loss_config cfg;
+        const grpo::loss_config g = grpo::dist::with_global_counts(comm, cfg, c);
+        std::vector<double>& v = seen[comm.rank()];
+        v.push_back(g.global_token_count);
+        v.push_back(g.global_sequence_count);
+        cfg.count_empty_sequences = false;
+        v.push_back(grpo::dist::with_global_counts(comm, cfg, c).global_sequence_count);
+        cfg.global_token_count = 1000; // set by the host: kept
+        v.push_back(grpo::dist::with_global_counts(comm, cfg, c).global_token_count);
+        // ((1e16 + 1) + -1e16) in rank order is 0 (the 1 is lost); another order would give 1.
+        const double mine[2] = {comm.rank() == 0 ? 1e16 : comm.rank() == 1 ? 1.0 : -1e16, double(comm.rank())};
+        double sum[2];
+        grpo::dist::all_sum(comm, mine, 2, sum);
+        v.push_back(sum[0]);
+        v.push_back(sum[1]);
+    });
+    for (const std::vector<double>& v : seen) CHECK(v == std::vector<double>{60, 6, 4, 1000, 0, 3});
+}
