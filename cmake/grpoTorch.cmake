@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-# grpo::torch: grpo::grpo + LibTorch (include <grpo/adapters/torch.hpp>). GRPO_WITH_TORCH (default ON in grpo's
+# grpo::torch: grpo::grpo + LibTorch (include <grpo/adapters/torch.hpp>); grpo::c10d: the same for
+# <grpo/adapters/c10d.hpp>. GRPO_WITH_TORCH (default ON in grpo's
 # developer builds, OFF as a dependency) looks for
 # LibTorch quietly; without it the target and its tests are simply not built. GRPO_BUILD_TORCH_EXAMPLE=ON (what CI
 # sets) builds examples/libtorch and makes a missing LibTorch an error instead of a skip.
@@ -18,7 +19,11 @@ if(GRPO_WITH_TORCH OR GRPO_BUILD_TORCH_EXAMPLE)
     if(TARGET grpo::eigen)
       target_link_libraries(grpo_torch INTERFACE grpo::eigen)
     endif()
-    message(STATUS "grpo: LibTorch ${Torch_VERSION} found, grpo::torch provided")
+    # grpo::c10d: data-parallel grpo over torch.distributed's ProcessGroup (grpo/adapters/c10d.hpp).
+    add_library(grpo_c10d INTERFACE)
+    add_library(grpo::c10d ALIAS grpo_c10d)
+    target_link_libraries(grpo_c10d INTERFACE grpo torch)
+    message(STATUS "grpo: LibTorch ${Torch_VERSION} found, grpo::torch and grpo::c10d provided")
   elseif(GRPO_BUILD_TORCH_EXAMPLE)
     message(FATAL_ERROR "grpo: GRPO_BUILD_TORCH_EXAMPLE=ON but LibTorch was not found (apt install libtorch-dev, "
                         "or pass -DTorch_DIR=<libtorch>/share/cmake/Torch)")
