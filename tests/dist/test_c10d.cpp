@@ -24,11 +24,13 @@ extern char** environ;
 namespace {
 
 int run_rank(int rank, int size, const std::string& store_path) {
+    // snippet-begin dist-c10d
     auto store = c10::make_intrusive<c10d::FileStore>(store_path, size);
     auto options = c10d::ProcessGroupGloo::Options::create();
     options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
     auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, options);
     const grpo::dist::c10d_communicator comm(group);
+    // snippet-end
     int failures = 0;
     const dist_cases::report rep = dist_cases::run_all(comm);
     for (const std::string& f : rep.failures) std::printf("rank %d: FAILED %s\n", rank, f.c_str());

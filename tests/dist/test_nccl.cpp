@@ -11,6 +11,29 @@
 
 #include "dist/dist_cases.hpp"
 
+namespace {
+
+/// Rank r of `ranks`, on its own thread and device; returns its failures.
+int run_rank(int r, int ranks, ncclComm_t nccl) {
+    cudaSetDevice(r);
+    cudaStream_t stream = nullptr;
+    cudaStreamCreate(&stream);
+    int failures = 0;
+    {
+        // snippet-begin dist-nccl
+        const grpo::dist::nccl_communicator comm(nccl, stream);
+        // snippet-end
+        const dist_cases::report rep = dist_cases::run_all(comm);
+        for (const std::string& f : rep.failures) std::printf("rank %d: FAILED %s\n", r, f.c_str());
+        failures = static_cast<int>(rep.failures.size()) + (rep.cases < 100 ? 1 : 0);
+        std::printf("test_nccl: rank %d of %d, %d cases, %d failures\n", r, ranks, rep.cases, failures);
+    }
+    cudaStreamDestroy(stream);
+    return failures;
+}
+
+} // namespace
+
 int main() {
     int devices = 0;
     if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
@@ -27,20 +50,7 @@ int main() {
     }
     std::vector<int> failures(static_cast<std::size_t>(ranks), 0);
     std::vector<std::thread> threads;
-    for (int r = 0; r < ranks; ++r)
-        threads.emplace_back([&, r] {
-            cudaSetDevice(r);
-            cudaStream_t stream = nullptr;
-            cudaStreamCreate(&stream);
-            {
-                const grpo::dist::nccl_communicator comm(comms[r], stream);
-                const dist_cases::report rep = dist_cases::run_all(comm);
-                for (const std::string& f : rep.failures) std::printf("rank %d: FAILED %s\n", r, f.c_str());
-                failures[r] = static_cast<int>(rep.failures.size()) + (rep.cases < 100 ? 1 : 0);
-                std::printf("test_nccl: rank %d of %d, %d cases, %d failures\n", r, ranks, rep.cases, failures[r]);
-            }
-            cudaStreamDestroy(stream);
-        });
+    for (int r = 0; r < ranks; ++r) threads.emplace_back([&, r] { failures[r] = run_rank(r, ranks, comms[r]); });
     int failed = 0;
     for (int r = 0; r < ranks; ++r) {
         threads[r].join();

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The documentation's C++ blocks marked "compiled" (README.md, docs/cuda.md, docs/rewards-and-sampling.md,
-// docs/fused-logprobs.md),
+// docs/fused-logprobs.md, docs/distributed.md),
 // word for word: check_docs.py extracts each block to <name>.inc at build time, and each test case below gives
 // it the variables it names, includes it, and checks what it computed. (A block's own `#include <grpo/...>` is
 // empty there: the header was included above.)
@@ -12,11 +12,13 @@
 
 #include <grpo/grpo.hpp>
 #include <grpo/cuda_emulated.hpp>
+#include <grpo/distributed.hpp>
 #if GRPO_DOCS_WITH_EIGEN
 #include <grpo/logprobs_hidden.hpp>
 #endif
 
 #include "catch.hpp"
+#include "dist/thread_communicator.hpp"
 
 namespace {
 
@@ -225,3 +227,45 @@ TEST_CASE("docs/fused-logprobs.md: log-probs from hidden states", "[docs]") {
     CHECK(grad_hidden[0] != -7.0f);
 }
 #endif
+
+TEST_CASE("docs/distributed.md: a data-parallel step", "[docs]") {
+    // Two ranks (threads) of one batch: 2 prompts x G = 2 completions, 3 tokens; rank 0 holds 1 row, rank 1 three,
+    // so the first group straddles the ranks. The one-process call on the whole batch is the reference.
+    const grpo::index_t G = 2, T = 3, total = 4;
+    const std::vector<float> all_rewards = {1, 0, 0.5f, 0.25f},
+                             all_logp = {-1, -2, -0.5f, -1.5f, -0.2f, -3, -0.7f, -0.1f, -2, -1, -1, -1};
+    const std::vector<float> all_mask = {1, 1, 0, 1, 1, 1, 1, 0, 0, 1, 1, 1};
+    std::vector<float> ref_adv(4), ref_grad(12);
+    grpo::compute_advantages(grpo::exec::host{}, grpo::vector_view<const float>(all_rewards),
+                             grpo::groups::contiguous(G), grpo::vector_view<float>(ref_adv));
+    grpo::loss_inputs<float> whole;
+    whole.logp = {all_logp.data(), total, T};
+    whole.old_logp = {all_logp.data(), total, T};
+    whole.advantages = grpo::broadcast_to_tokens(grpo::vector_view<const float>(ref_adv), T);
+    whole.mask = {all_mask.data(), total, T};
+    const grpo::loss_stats ref = grpo::loss_and_grad(
+        grpo::exec::host{}, whole, grpo::loss_outputs<float>{{ref_grad.data(), total, T}, {}}, grpo::loss_config{});
+    std::vector<double> loss(2), summed(2);
+    std::vector<std::vector<float>> grads(2);
+    dist_cases::thread_group ranks(2);
+    ranks.run([&](const dist_cases::thread_group::communicator& comm) {
+        const grpo::index_t first = comm.rank() == 0 ? 0 : 1, rows = comm.rank() == 0 ? 1 : 3;
+        const auto slice = [&](const std::vector<float>& v, grpo::index_t width) {
+            return std::vector<float>(v.begin() + first * width, v.begin() + (first + rows) * width);
+        };
+        const std::vector<float> rewards = slice(all_rewards, 1), logp = slice(all_logp, T),
+                                 old_logp = slice(all_logp, T), mask = slice(all_mask, T);
+        std::vector<float> advantages(static_cast<std::size_t>(rows)), grad_logp(static_cast<std::size_t>(rows * T));
+        std::vector<double> param_grads = {double(comm.rank()) + 0.5};
+#include "dist-step.inc"
+        loss[comm.rank()] = stats.loss;
+        summed[comm.rank()] = param_grads[0];
+        grads[comm.rank()] = grad_logp;
+    });
+    CHECK(loss[0] == ref.loss);
+    CHECK(loss[1] == ref.loss);
+    std::vector<float> joined = grads[0];
+    joined.insert(joined.end(), grads[1].begin(), grads[1].end());
+    CHECK(joined == ref_grad);
+    CHECK(summed == std::vector<double>{2.0, 2.0});
+}
