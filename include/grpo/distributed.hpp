@@ -6,3 +6,4 @@
 
 #include "dist/communicator.hpp"
 #include "dist/data_parallel.hpp"
+#include "dist/device_data_parallel.hpp"

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -104,14 +105,14 @@ void check_device_view(D& dev, const char* where, const char* name, const V& v) 
     if (v.present() && !v.empty()) dev.check_pointer(where, name, v.data());
 }
 
-/// Checks the call and launches the loss; the record goes to `d_stats`, or with nullptr to the workspace's
-/// own record. Returns where it went.
+/// The call's host-side checks (shapes, configuration, device pointers) and the kernels' view of it.
 template <class T, class D>
-const loss_record* run_loss(D& dev, const char* where, const loss_inputs<T, device_space>& in,
-                            const loss_outputs<T, device_space>& out, const loss_config& cfg, loss_record* d_record) {
+device_loss_views<T> checked_loss_views(D& dev, const char* where, const loss_inputs<T, device_space>& in,
+                                        const loss_outputs<T, device_space>& out, const loss_config& cfg,
+                                        loss_params& p) {
     static_assert(is_loss_element<T>::value,
                   "grpo::loss_and_grad (CUDA): element type must be float, double, __half or __nv_bfloat16");
-    const loss_params p = check_loss_call(where, in, out, cfg);
+    p = check_loss_call(where, in, out, cfg);
     check_device_view(dev, where, "logp", in.logp);
     check_device_view(dev, where, "old_logp", in.old_logp);
     check_device_view(dev, where, "ref_logp", in.ref_logp);
@@ -124,15 +125,26 @@ const loss_record* run_loss(D& dev, const char* where, const loss_inputs<T, devi
     check_device_view(dev, where, "ratio", out.ratio);
     check_device_view(dev, where, "entropy", in.entropy);
     check_device_view(dev, where, "grad_entropy", out.grad_entropy);
+    // The scratch size fits: rows * (2 + partials) doubles plus a few.
+    (void)checked_add(where, "rows", checked_mul(where, "rows", in.logp.rows(), 2 + doubles_of(sizeof(loss_partials))),
+                      64);
+    return {in.logp,       in.old_logp,        in.ref_logp,      in.advantages, in.mask,    in.lengths,
+            out.grad_logp, out.per_token_loss, in.sampling_logp, out.ratio,     in.entropy, out.grad_entropy};
+}
+
+/// Checks the call and launches the loss; the record goes to `d_stats`, or with nullptr to the workspace's
+/// own record. Returns where it went. `scratch`, when given, receives the call's scratch layout (the per-row
+/// partials stay there until the workspace's next use).
+template <class T, class D>
+const loss_record* run_loss(D& dev, const char* where, const loss_inputs<T, device_space>& in,
+                            const loss_outputs<T, device_space>& out, const loss_config& cfg, loss_record* d_record,
+                            loss_scratch* scratch = nullptr) {
+    loss_params p;
+    const device_loss_views<T> v = checked_loss_views(dev, where, in, out, cfg, p);
     dev.check_pointer(where, "d_record", d_record);
     // Values, and global_token_count against this call's tokens (validation::full), are checked on device by
     // loss_check_kernel before anything is written.
     const index_t rows = in.logp.rows();
-    const device_loss_views<T> v{in.logp,          in.old_logp, in.ref_logp,   in.advantages,
-                                 in.mask,          in.lengths,  out.grad_logp, out.per_token_loss,
-                                 in.sampling_logp, out.ratio,   in.entropy,    out.grad_entropy};
-    // The scratch size fits: rows * (2 + partials) doubles plus a few.
-    (void)checked_add(where, "rows", checked_mul(where, "rows", rows, 2 + doubles_of(sizeof(loss_partials))), 64);
     // The top-entropy quantile and the covariance selection each sort one key per token, in turn, in scratch
     // after the loss scratch (only when they are computed here).
     const bool quantile = p.entropy_quantile_needed(), covariance = p.covariance_selection();
@@ -176,7 +188,63 @@ const loss_record* run_loss(D& dev, const char* where, const loss_inputs<T, devi
     }
     dev.launch(loss_main_kernel<T>{v, p, s, pre_pass, cfg.global_token_count, d_record}, blocks);
     dev.check_launch(where);
+    if (scratch != nullptr) *scratch = s;
     return d_record;
+}
+
+/// What the first round of a data-parallel loss step learns on device: the first bad value (validation::full),
+/// this call's unmasked tokens and its rows with tokens.
+struct loss_count_record {
+    loss_value_error error;
+    double tokens;
+    double nonempty;
+};
+
+/// The first round of dist::loss_and_grad on device views: the call's checks and loss_check_kernel alone, waited
+/// for. Writes no output.
+template <class T, class D>
+loss_count_record run_loss_counts(D& dev, const char* where, const loss_inputs<T, device_space>& in,
+                                  const loss_outputs<T, device_space>& out, const loss_config& cfg) {
+    loss_params p;
+    const device_loss_views<T> v = checked_loss_views(dev, where, in, out, cfg, p);
+    const index_t rows = in.logp.rows();
+    const loss_scratch s = loss_layout(dev.scratch_doubles(loss_scratch_doubles(rows)), rows);
+    dev.zero(s.counters, 3 * sizeof(unsigned long long));
+    const bool check_values = cfg.checks == validation::full;
+    dev.launch(loss_check_kernel<T>{v, s, check_values, p.with_kl(), cfg.sampling != sampling_correction::none,
+                                    p.entropy_given, 0.0, false},
+               grid_for_items(rows));
+    dev.check_launch(where);
+    constexpr std::size_t error_doubles = doubles_of(sizeof(loss_value_error));
+    double* h = dev.host_doubles(error_doubles + 2);
+    dev.copy_to_host(h, s.error, sizeof(loss_value_error));
+    dev.copy_to_host(h + error_doubles, s.total, 2 * sizeof(double));
+    dev.synchronize(where);
+    loss_count_record r;
+    std::memcpy(&r.error, h, sizeof(loss_value_error));
+    r.tokens = h[error_doubles];
+    r.nonempty = h[error_doubles + 1];
+    return r;
+}
+
+/// The second round: the pass with the step's normalizers, then its record and per-row partials (rows of them,
+/// into `row_partials`, host memory), waited for.
+template <class T, class D>
+loss_record run_loss_rows(D& dev, const char* where, const loss_inputs<T, device_space>& in,
+                          const loss_outputs<T, device_space>& out, const loss_config& cfg,
+                          loss_partials* row_partials) {
+    loss_scratch s;
+    const loss_record* d_record = run_loss(dev, where, in, out, cfg, nullptr, &s);
+    const index_t rows = in.logp.rows();
+    constexpr std::size_t record_doubles = doubles_of(sizeof(loss_record));
+    const std::size_t partial_doubles = static_cast<std::size_t>(rows) * doubles_of(sizeof(loss_partials));
+    double* h = dev.host_doubles(record_doubles + partial_doubles);
+    dev.copy_to_host(h, d_record, sizeof(loss_record));
+    if (rows > 0) dev.copy_to_host(h + record_doubles, s.partials, partial_doubles * sizeof(double));
+    dev.synchronize(where);
+    const loss_record r = *reinterpret_cast<const loss_record*>(h); // (host_doubles is aligned for it)
+    if (rows > 0) std::memcpy(row_partials, h + record_doubles, partial_doubles * sizeof(double));
+    return r;
 }
 
 template <class T, class D>

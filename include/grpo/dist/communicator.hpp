@@ -156,20 +156,25 @@ struct row_span {
     index_t total = 0;  ///< rows on every rank
 };
 
-/// Sums `values` (count doubles, the same count on every rank) over the ranks in rank order: on every rank,
-/// out[k] = ((v_0[k] + v_1[k]) + v_2[k]) + ..., the same bits whatever the transport. `out` may be `values`.
-/// For parameter gradients of a data-parallel step (docs/distributed.md); a collective: every rank calls it.
-template <class Comm>
-void all_sum(const Comm& comm, const double* values, index_t count, double* out) {
+/// Sums `values` (count of them, the same count on every rank) over the ranks in rank order: on every rank,
+/// out[k] = ((v_0[k] + v_1[k]) + v_2[k]) + ..., accumulated in double and rounded to T once, the same bits
+/// whatever the transport. `out` may be `values`. For parameter gradients of a data-parallel step
+/// (docs/distributed.md); a collective: every rank calls it. Each rank receives every rank's values (size() *
+/// count), so for large models a transport's own reduction with a fixed order may be cheaper.
+template <class Comm, class T>
+void all_sum(const Comm& comm, const T* values, index_t count, T* out) {
+    static_assert(std::is_same<T, float>::value || std::is_same<T, double>::value,
+                  "grpo::dist::all_sum: float or double values");
     const char* where = "dist::all_sum";
     detail::check_communicator(where, comm);
     if (count < 0) detail::raise_argument(errc::invalid_value, where, "count", "a count >= 0", detail::to_str(count));
-    const std::vector<double> all = detail::all_gather_fixed(where, comm, values, static_cast<std::size_t>(count));
+    const std::vector<T> all = detail::all_gather_fixed(where, comm, values, static_cast<std::size_t>(count));
     const auto n = static_cast<std::size_t>(count);
     for (std::size_t k = 0; k < n; ++k) {
-        double s = all[k];
-        for (std::size_t r = 1; r < static_cast<std::size_t>(comm.size()); ++r) s += all[r * n + k];
-        out[k] = s;
+        double s = static_cast<double>(all[k]);
+        for (std::size_t r = 1; r < static_cast<std::size_t>(comm.size()); ++r)
+            s += static_cast<double>(all[r * n + k]);
+        out[k] = static_cast<T>(s);
     }
 }
 

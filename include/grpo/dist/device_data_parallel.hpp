@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: MIT
+// Data-parallel loss on device views (exec::cuda, exec::cuda_emulated): the counterpart of the host
+// dist::loss_and_grad in data_parallel.hpp, over the device backend's check kernel and its per-row partials.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "../api/device_entry.hpp"
+#include "data_parallel.hpp"
+
+GRPO_NAMESPACE_BEGIN
+namespace dist {
+
+/// dist::loss_and_grad with device views and a device executor: every rank's dLoss/dlogp (and the other
+/// per-token outputs) equal, bit for bit, the device's one-process call on the whole batch (the same kernels
+/// with the same normalizers), and the returned loss_stats (the same on every rank) combine every rank's per-row
+/// partial sums in batch row order, so they do not depend on the rank count or the split. (The one-process
+/// device call combines its rows in a block-parallel order: its statistics agree with these to rounding.)
+/// Round one runs the device's check kernel (values with validation::full, this rank's token counts) and waits;
+/// errors on any rank then throw on every rank before any rank's pass writes. Round two runs the pass with the
+/// step's normalizers and copies the per-row partials back (17 doubles per row). The top-entropy threshold of the
+/// whole step is not computed on device: with top_entropy_quantile < 1, pass config.entropy_threshold (grpo::error,
+/// errc::unsupported, otherwise). clip_cov and kl_cov select per rank, as on the host.
+/// A collective; waits for the stream twice. The workspace is held by each round.
+template <class Comm, class Exec, class T>
+grpo::detail::if_device_executor<Exec, loss_stats> loss_and_grad(const Comm& comm, const Exec& ex,
+                                                                 const loss_inputs<T, device_space>& in,
+                                                                 const loss_outputs<T, device_space>& out,
+                                                                 const loss_config& cfg,
+                                                                 grpo::detail::device_workspace_of<Exec>& ws) {
+    constexpr const char* where = "dist::loss_and_grad(device)";
+    detail::check_communicator(where, comm);
+    using grpo::detail::loss_partials;
+    using traits = device_backend_traits<Exec>;
+    const bool idle = !in.logp.present() || in.logp.rows() == 0;
+    batch_counts local;
+    detail::collectively(where, comm, [&] {
+        if (cfg.top_entropy_quantile < 1 && cfg.entropy_threshold != cfg.entropy_threshold)
+            detail::raise_argument(errc::unsupported, where, "config.entropy_threshold",
+                                   "the step's threshold with top_entropy_quantile < 1 on device views (gather the "
+                                   "entropies and take the quantile, as the host entry point does)",
+                                   "NaN (this call's quantile)");
+        if (idle) return;
+        const basic_workspace_lease<grpo::detail::device_workspace_of<Exec>> lease(ws, where);
+        auto dev = traits::device(ex, ws);
+        const grpo::detail::cuda::loss_count_record r = grpo::detail::cuda::run_loss_counts(dev, where, in, out, cfg);
+        if (r.error.code != loss_error::none) grpo::detail::raise_loss_value_error(where, r.error, in.logp.cols());
+        local.tokens = r.tokens;
+        local.sequences = static_cast<double>(in.logp.rows());
+        local.nonempty_sequences = r.nonempty;
+    });
+    loss_config whole = with_global_counts(comm, cfg, local);
+    whole.checks = validation::shapes_only; // the values were checked in round one
+
+    std::vector<loss_partials> partials;
+    detail::collectively(where, comm, [&] {
+        if (idle) return;
+        if (whole.global_token_count > 0 && whole.global_token_count < local.tokens)
+            grpo::detail::raise_loss_value_error(
+                where,
+                {loss_error::bad_global_count, static_cast<std::int64_t>(local.tokens), 0, 0, whole.global_token_count},
+                in.logp.cols());
+        partials = grpo::detail::make_scratch(where, "rows", in.logp.rows(), loss_partials::identity());
+        const basic_workspace_lease<grpo::detail::device_workspace_of<Exec>> lease(ws, where);
+        auto dev = traits::device(ex, ws);
+        const loss_record r = grpo::detail::cuda::run_loss_rows(dev, where, in, out, whole, partials.data());
+        if (r.error.code != loss_error::none) grpo::detail::raise_loss_value_error(where, r.error, in.logp.cols());
+    });
+    std::vector<index_t> counts;
+    const std::vector<loss_partials> every =
+        detail::all_gather_varying(where, comm, partials.data(), static_cast<index_t>(partials.size()), counts);
+    loss_partials total = loss_partials::identity();
+    for (const loss_partials& row : every) total.merge(row);
+    return total.finalize(cfg.beta, cfg.entropy_coef);
+}
+
+} // namespace dist
+GRPO_NAMESPACE_END
