@@ -162,16 +162,30 @@ public:
     }
 
     /// Backward of sum_it grad(i,t) * logp(i,t) through the cached forward, then one Adam step.
+    template <class Batch>
+    void apply_gradient(const Batch& b, grpo::matrix_view<const float> grad) {
+        backward(b, grad, active_tokens(b, grad));
+        step();
+    }
+
+    /// The tokens the gradient reaches (grpo writes exactly 0 where masked), over which the entropy bonus averages.
+    template <class Batch>
+    static double active_tokens(const Batch& b, grpo::matrix_view<const float> grad) {
+        double tokens = 0;
+        for (grpo::index_t i = 0; i < b.rows(); ++i)
+            for (grpo::index_t t = 0; t < b.lengths[i]; ++t) tokens += grad(i, t) != 0.0f;
+        return tokens;
+    }
+
+    /// gradient() = backward of sum_it grad(i,t) * logp(i,t) through the cached forward, with the entropy bonus
+    /// averaged over `tokens` tokens (data-parallel: every rank's active_tokens).
     /// d logp_t / d logits = (onehot(y) - softmax) / temperature. The host adds its own entropy bonus
     /// -entropy_coef * mean_t H(pi(.|context_t)) (TRL entropy_coef): dH/dlogit_v = -p_v (log p_v + H) / T.
     template <class Batch>
-    void apply_gradient(const Batch& b, grpo::matrix_view<const float> grad) {
+    void backward(const Batch& b, grpo::matrix_view<const float> grad, double tokens) {
         grad_.zero();
         const grpo::index_t rows = b.rows(), cols = b.max_tokens();
         std::vector<float> dlogits(vocab), dh(theta_.hidden), dh1(theta_.hidden);
-        double tokens = 0;
-        for (grpo::index_t i = 0; i < rows; ++i)
-            for (grpo::index_t t = 0; t < b.lengths[i]; ++t) tokens += grad(i, t) != 0.0f;
         const float ent = tokens > 0 ? static_cast<float>(entropy_coef_ / tokens / temp_) : 0.0f;
         for (grpo::index_t i = 0; i < rows; ++i)
             for (grpo::index_t t = 0; t < b.lengths[i]; ++t) {
@@ -190,8 +204,10 @@ public:
                 grad_.accumulate(theta_, &cache_f_[cell * max_active], cache_n_[cell], &cache_h1_[cell * theta_.hidden],
                                  &cache_h_[cell * theta_.hidden], dlogits.data(), dh.data(), dh1.data());
             }
-        opt_.step(theta_, grad_);
     }
+    mlp_grad& gradient() { return grad_; }
+    /// One Adam step with gradient().
+    void step() { opt_.step(theta_, grad_); }
 
     void refresh_reference() { ref_ = theta_; }
     const mlp& reference() const { return ref_; }
@@ -432,13 +448,55 @@ inline double held_out_accuracy(const mlp& net, const std::vector<problem>& eval
     return eval.empty() ? 0.0 : double(correct) / double(eval.size());
 }
 
+/// Every pair a + b, split into the training prompts and the held-out ones.
+inline void split_prompts(std::vector<problem>& train, std::vector<problem>& eval) {
+    for (int a = 0; a < 100; ++a)
+        for (int b = 0; b < 100; ++b) (held_out(a, b) ? eval : train).push_back({a, b});
+}
+
+/// The completions of a rollout that are exactly right.
+inline int correct_count(const std::vector<problem>& prompts, const grpo::rollout_batch<float>& rb) {
+    int correct = 0;
+    for (grpo::index_t i = 0; i < rb.rows(); ++i)
+        correct += is_correct(prompts[static_cast<std::size_t>(rb.prompt_of(i))], rb.tokens.row_data(i), rb.lengths[i]);
+    return correct;
+}
+
+/// Records step s in res (curves, the held-out evaluation every eval_every steps) and writes its progress line
+/// unless quiet. acc: the sampled exact-match accuracy of the step.
+inline void record_step(const options& o, int s, const grpo::step_metrics& m, double acc, const mlp& net,
+                        const std::vector<problem>& eval, result& res, std::ostream& log) {
+    res.reward_curve.push_back(m.reward_mean);
+    res.accuracy_curve.push_back(acc);
+    double held = -1;
+    if (o.eval_every > 0 && (s % o.eval_every == 0 || s == o.steps)) {
+        held = held_out_accuracy(net, eval);
+        if (held >= 0.9 && res.steps_to_90 < 0) res.steps_to_90 = s;
+    }
+    if (o.quiet) return;
+    char line[256];
+    int n = std::snprintf(
+        line, sizeof line, "step %4d  reward %6.3f  sampled-acc %5.3f  kl %.5f  clip %.4f  zero-var %.2f  len %.2f", s,
+        m.reward_mean, acc, m.kl_mean, m.clip_fraction_region, m.zero_variance_fraction, m.completion_length_mean);
+    if (held >= 0 && n > 0 && n < int(sizeof line))
+        std::snprintf(line + n, sizeof line - static_cast<std::size_t>(n), "  held-out-greedy %5.3f", held);
+    log << line << (m.reference_refreshed ? "  [ref refreshed]" : "") << '\n';
+}
+
+/// The closing lines; the last is "held-out accuracy: <before> -> <after>" (examples/check-example.cmake).
+inline void print_result(const result& r) {
+    if (r.steps_to_90 > 0) std::printf("steps to 90%% held-out accuracy: %d\n", r.steps_to_90);
+    else std::printf("steps to 90%% held-out accuracy: not reached\n");
+    std::printf("wall time: %.1f s\n", r.seconds);
+    std::printf("held-out accuracy: %.3f -> %.3f\n", r.before, r.after);
+}
+
 /// Trains with grpo::trainer and returns the curves; writes one progress line per step unless quiet.
 inline result run(const options& o, std::ostream& log) {
     const auto start = std::chrono::steady_clock::now();
     rng g(o.seed);
     std::vector<problem> train, eval;
-    for (int a = 0; a < 100; ++a)
-        for (int b = 0; b < 100; ++b) (held_out(a, b) ? eval : train).push_back({a, b});
+    split_prompts(train, eval);
 
     host_model model(o, g);
     addition_sampler sampler(model, g);
@@ -469,33 +527,12 @@ inline result run(const options& o, std::ostream& log) {
 
     result res;
     res.before = held_out_accuracy(model.current(), eval);
-    char line[256];
     for (int s = 1; s <= o.steps; ++s) {
         for (auto& p : batch_prompts) p = train[static_cast<std::size_t>(g.below(static_cast<int>(train.size())))];
         const grpo::step_metrics m = trainer.step(batch_prompts.data(), o.prompts_per_step);
         const grpo::rollout_batch<float> rb = trainer.last_rollout();
-        int correct = 0;
-        for (grpo::index_t i = 0; i < rb.rows(); ++i)
-            correct += is_correct(batch_prompts[static_cast<std::size_t>(rb.prompt_of(i))], rb.tokens.row_data(i),
-                                  rb.lengths[i]);
-        const double acc = double(correct) / double(rb.rows());
-        res.reward_curve.push_back(m.reward_mean);
-        res.accuracy_curve.push_back(acc);
-        double held = -1;
-        if (o.eval_every > 0 && (s % o.eval_every == 0 || s == o.steps)) {
-            held = held_out_accuracy(model.current(), eval);
-            if (held >= 0.9 && res.steps_to_90 < 0) res.steps_to_90 = s;
-        }
-        if (!o.quiet) {
-            int n =
-                std::snprintf(line, sizeof line,
-                              "step %4d  reward %6.3f  sampled-acc %5.3f  kl %.5f  clip %.4f  zero-var %.2f  len %.2f",
-                              s, m.reward_mean, acc, m.kl_mean, m.clip_fraction_region, m.zero_variance_fraction,
-                              m.completion_length_mean);
-            if (held >= 0 && n > 0 && n < int(sizeof line))
-                std::snprintf(line + n, sizeof line - static_cast<std::size_t>(n), "  held-out-greedy %5.3f", held);
-            log << line << (m.reference_refreshed ? "  [ref refreshed]" : "") << '\n';
-        }
+        record_step(o, s, m, double(correct_count(batch_prompts, rb)) / double(rb.rows()), model.current(), eval, res,
+                    log);
     }
     res.after = held_out_accuracy(model.current(), eval);
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

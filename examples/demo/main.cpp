@@ -92,11 +92,7 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(o.seed));
     std::fflush(stdout);
     try {
-        const grpo_demo::result r = grpo_demo::run(o, std::cout);
-        if (r.steps_to_90 > 0) std::printf("steps to 90%% held-out accuracy: %d\n", r.steps_to_90);
-        else std::printf("steps to 90%% held-out accuracy: not reached\n");
-        std::printf("wall time: %.1f s\n", r.seconds);
-        std::printf("held-out accuracy: %.3f -> %.3f\n", r.before, r.after);
+        grpo_demo::print_result(grpo_demo::run(o, std::cout));
     } catch (const std::exception& e) {
         std::fprintf(stderr, "grpo_demo: %s\n", e.what());
         return 1;
