@@ -397,6 +397,32 @@ loss_config with_global_counts(const Comm& comm, loss_config cfg, const batch_co
     return cfg;
 }
 
+namespace detail {
+
+/// A host-set global token count must cover this rank's tokens (the one-process check, per rank).
+inline void check_step_count(const char* where, const loss_config& whole, const batch_counts& local, index_t cols) {
+    if (whole.global_token_count > 0 && whole.global_token_count < local.tokens)
+        grpo::detail::raise_loss_value_error(
+            where,
+            {loss_error::bad_global_count, static_cast<std::int64_t>(local.tokens), 0, 0, whole.global_token_count},
+            cols);
+}
+
+/// The step's loss_stats: every rank's per-row partials in batch row order, combined as the one-process pass
+/// combines its rows. A collective.
+template <class Comm>
+loss_stats step_stats(const char* where, const Comm& comm, const std::vector<grpo::detail::loss_partials>& partials,
+                      const loss_config& cfg) {
+    std::vector<index_t> counts;
+    const std::vector<grpo::detail::loss_partials> every =
+        all_gather_varying(where, comm, partials.data(), static_cast<index_t>(partials.size()), counts);
+    grpo::detail::loss_partials total = grpo::detail::loss_partials::identity();
+    for (const grpo::detail::loss_partials& row : every) total.merge(row);
+    return total.finalize(cfg.beta, cfg.entropy_coef);
+}
+
+} // namespace detail
+
 /// grpo::loss_and_grad on a batch whose rows are spread over the ranks: every rank's dLoss/dlogp (and the other
 /// per-token outputs) equal, bit for bit, the one-process call on the whole batch, and the returned loss_stats
 /// (the same on every rank) are the whole batch's: token_mean divides by every rank's tokens, the seq_mean_*
@@ -458,23 +484,12 @@ loss_stats loss_and_grad(const Comm& comm, const exec::host& ex, const loss_inpu
     detail::collectively(where, comm, [&] {
         if (idle) return;
         const grpo::detail::loss_params p = grpo::detail::check_loss_call(where, in, out, whole);
-        // A host-set count must cover this rank's tokens.
-        if (whole.global_token_count > 0 && whole.global_token_count < local.tokens)
-            grpo::detail::raise_loss_value_error(
-                where,
-                {loss_error::bad_global_count, static_cast<std::int64_t>(local.tokens), 0, 0, whole.global_token_count},
-                in.logp.cols());
+        detail::check_step_count(where, whole, local, in.logp.cols());
         partials = grpo::detail::make_scratch(where, "rows", in.logp.rows(), loss_partials::identity());
         const workspace_lease lease(ws, where);
         (void)grpo::detail::cpu::loss_and_grad(ex, v, p, false, whole.global_token_count, ws, partials.data());
     });
-    // Every rank's rows in batch order, combined as the one-process pass combines its rows.
-    std::vector<index_t> counts;
-    const std::vector<loss_partials> every =
-        detail::all_gather_varying(where, comm, partials.data(), static_cast<index_t>(partials.size()), counts);
-    loss_partials total = loss_partials::identity();
-    for (const loss_partials& row : every) total.merge(row);
-    return total.finalize(cfg.beta, cfg.entropy_coef);
+    return detail::step_stats(where, comm, partials, cfg);
 }
 
 /// Convenience overload with a temporary workspace.

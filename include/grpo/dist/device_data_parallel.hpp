@@ -56,23 +56,14 @@ grpo::detail::if_device_executor<Exec, loss_stats> loss_and_grad(const Comm& com
     std::vector<loss_partials> partials;
     detail::collectively(where, comm, [&] {
         if (idle) return;
-        if (whole.global_token_count > 0 && whole.global_token_count < local.tokens)
-            grpo::detail::raise_loss_value_error(
-                where,
-                {loss_error::bad_global_count, static_cast<std::int64_t>(local.tokens), 0, 0, whole.global_token_count},
-                in.logp.cols());
+        detail::check_step_count(where, whole, local, in.logp.cols());
         partials = grpo::detail::make_scratch(where, "rows", in.logp.rows(), loss_partials::identity());
         const basic_workspace_lease<grpo::detail::device_workspace_of<Exec>> lease(ws, where);
         auto dev = traits::device(ex, ws);
         const loss_record r = grpo::detail::cuda::run_loss_rows(dev, where, in, out, whole, partials.data());
         if (r.error.code != loss_error::none) grpo::detail::raise_loss_value_error(where, r.error, in.logp.cols());
     });
-    std::vector<index_t> counts;
-    const std::vector<loss_partials> every =
-        detail::all_gather_varying(where, comm, partials.data(), static_cast<index_t>(partials.size()), counts);
-    loss_partials total = loss_partials::identity();
-    for (const loss_partials& row : every) total.merge(row);
-    return total.finalize(cfg.beta, cfg.entropy_coef);
+    return detail::step_stats(where, comm, partials, cfg);
 }
 
 } // namespace dist
