@@ -101,7 +101,7 @@ std::int64_t size_or_absent(const V& v) {
 ///                         num_groups) with global ids and the same num_groups on every rank
 /// @param[out] advantages  this rank's advantages
 /// @param[out] per_group   optional, every group of the batch (the same values on every rank)
-/// @param[in]  token_weights this rank's weights (present on every rank or on none)
+/// @param[in]  token_weights this rank's weights (present on every rank that has rows, or on none)
 /// A collective: every rank calls it. Cost: one gather of every rank's rewards (and ids, weights), then the
 /// whole batch's advantages on every rank (O(batch) work, small next to sampling). A bad argument on any rank
 /// throws grpo::error on every rank (prefixed "rank k: " where another rank's input was at fault), with every
@@ -178,10 +178,13 @@ advantage_stats compute_advantages(const Comm& comm, const exec::host& ex, vecto
                     "size " + detail::to_str(all[r * width + 5 + f]) + " on rank " + detail::to_str(r));
     std::vector<T> adv_all = grpo::detail::make_scratch<T>(where, "the batch's advantages", span.total);
     const index_t kg = k;
-    std::vector<double> mean(per_group.mean.present() ? static_cast<std::size_t>(kg) : 0),
-        sd(per_group.std.present() ? static_cast<std::size_t>(kg) : 0);
-    std::vector<std::uint8_t> zv(per_group.zero_variance.present() ? static_cast<std::size_t>(kg) : 0);
-    std::vector<std::int64_t> cnt(per_group.count.present() ? static_cast<std::size_t>(kg) : 0);
+    const auto scratch = [&](const auto& view) {
+        using V = typename std::decay_t<decltype(view)>::value_type;
+        return grpo::detail::make_scratch<V>(where, "the per-group outputs", view.present() ? kg : 0);
+    };
+    std::vector<double> mean = scratch(per_group.mean), sd = scratch(per_group.std);
+    std::vector<std::uint8_t> zv = scratch(per_group.zero_variance);
+    std::vector<std::int64_t> cnt = scratch(per_group.count);
     group_outputs go;
     if (per_group.mean.present()) go.mean = vector_view<double>(mean.data(), kg);
     if (per_group.std.present()) go.std = vector_view<double>(sd.data(), kg);
