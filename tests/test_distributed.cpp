@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Data-parallel entry points with threads as ranks: the bit-exact contract for 1 to 4 ranks and every split,
 // errors that every rank sees (outputs untouched everywhere), and the communicator helpers.
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -151,4 +152,49 @@ TEST_CASE("dist: global counts and all_sum in rank order", "[dist]") {
         v.push_back(sum[1]);
     });
     for (const std::vector<double>& v : seen) CHECK(v == std::vector<double>{60, 6, 4, 1000, 0, 3});
+}
+
+TEST_CASE("dist: reduce_stats combines per-rank statistics for logging", "[dist]") {
+    // A batch split over 3 ranks (one of them empty), each rank running the one-process loss with the step's
+    // normalizers: the reduced statistics agree with the whole batch's to rounding.
+    const grpo::index_t rows = 6, cols = 4;
+    std::vector<double> logp(rows * cols), old(rows * cols), adv = {1, -1, 0.5, -0.5, 2, -2};
+    for (std::size_t k = 0; k < logp.size(); ++k) {
+        logp[k] = -0.1 * double(k % 7 + 1);
+        old[k] = logp[k] + 0.05 * double(int(k % 5) - 2);
+    }
+    const auto inputs = [&](grpo::index_t first, grpo::index_t n) {
+        grpo::loss_inputs<double> in;
+        in.logp = {logp.data() + first * cols, n, cols};
+        in.old_logp = {old.data() + first * cols, n, cols};
+        in.advantages = grpo::broadcast_to_tokens(grpo::vector_view<const double>(adv.data() + first, n), cols);
+        return in;
+    };
+    grpo::loss_config cfg;
+    cfg.beta = 0; // (no reference)
+    cfg.epsilon_low = cfg.epsilon_high = 0.05;
+    const grpo::loss_stats whole = grpo::loss_and_grad(grpo::exec::host{}, inputs(0, rows), {}, cfg);
+    std::vector<grpo::loss_stats> reduced(3);
+    thread_group group(3);
+    group.run([&](const thread_group::communicator& comm) {
+        const grpo::index_t first = comm.rank() == 0 ? 0 : 2, n = comm.rank() == 0 ? 2 : comm.rank() == 1 ? 0 : 4;
+        const grpo::loss_inputs<double> in = n > 0 ? inputs(first, n) : grpo::loss_inputs<double>{};
+        grpo::dist::batch_counts c;
+        if (n > 0) c = grpo::dist::count_tokens(in);
+        const grpo::loss_config step = grpo::dist::with_global_counts(comm, cfg, c);
+        const grpo::loss_stats mine =
+            n > 0 ? grpo::loss_and_grad(grpo::exec::host{}, in, {}, step) : grpo::loss_stats{};
+        reduced[comm.rank()] = grpo::dist::reduce_stats(comm, mine);
+    });
+    for (const grpo::loss_stats& r : reduced) {
+        CHECK(std::memcmp(&r, &reduced[0], sizeof r) == 0);
+        CHECK(r.loss == Approx(whole.loss).epsilon(1e-14));
+        CHECK(r.token_count == whole.token_count);
+        CHECK(r.clip_fraction_region == Approx(whole.clip_fraction_region).epsilon(1e-14));
+        CHECK(whole.clip_fraction_region > 0);
+        CHECK(r.ratio_mean == Approx(whole.ratio_mean).epsilon(1e-14));
+        CHECK(r.ratio_min == whole.ratio_min);
+        CHECK(r.ratio_max == whole.ratio_max);
+        CHECK(r.approx_kl == Approx(whole.approx_kl).epsilon(1e-12));
+    }
 }

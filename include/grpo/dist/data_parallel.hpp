@@ -3,6 +3,7 @@
 // batch), and the results equal, bit for bit, what the one-process entry point gives on the whole batch.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -398,6 +399,60 @@ loss_config with_global_counts(const Comm& comm, loss_config cfg, const batch_co
     if (cfg.global_token_count <= 0) cfg.global_token_count = tokens;
     if (cfg.global_sequence_count <= 0) cfg.global_sequence_count = cfg.count_empty_sequences ? sequences : nonempty;
     return cfg;
+}
+
+/// Every rank's loss_stats combined for logging, for hosts that run grpo::loss_and_grad themselves (with the
+/// normalizers of dist::with_global_counts, so each rank's losses are its share of the step's): the losses and
+/// token counts summed, the token means (clip fractions, ratio_mean, kl_mean, approx_kl, the weight, mask and
+/// entropy means) weighted by each rank's tokens, ratio_min / ratio_max the extremes over ranks with tokens. In
+/// rank order: the same on every rank. (dist::loss_and_grad's own statistics are exact sums over the rows; these
+/// combine rounded means, so they agree with them to rounding.) A collective.
+template <class Comm>
+loss_stats reduce_stats(const Comm& comm, const loss_stats& local) {
+    const char* where = "dist::reduce_stats";
+    detail::check_communicator(where, comm);
+    const std::vector<loss_stats> all = detail::all_gather_fixed(where, comm, &local, 1);
+    loss_stats r;
+    double* const means[] = {&r.clip_fraction_low,
+                             &r.clip_fraction_high,
+                             &r.clip_fraction_region,
+                             &r.dual_clip_fraction,
+                             &r.ratio_mean,
+                             &r.kl_mean,
+                             &r.approx_kl,
+                             &r.sampling_weight_mean,
+                             &r.off_policy_mask_fraction,
+                             &r.entropy_mean,
+                             &r.entropy_mask_fraction,
+                             &r.cov_selection_fraction};
+    bool any = false;
+    for (const loss_stats& s : all) {
+        r.loss += s.loss;
+        r.policy_loss += s.policy_loss;
+        r.kl_loss += s.kl_loss;
+        r.entropy_loss += s.entropy_loss;
+        r.token_count += s.token_count;
+        if (s.token_count <= 0) continue;
+        const double* const theirs[] = {&s.clip_fraction_low,
+                                        &s.clip_fraction_high,
+                                        &s.clip_fraction_region,
+                                        &s.dual_clip_fraction,
+                                        &s.ratio_mean,
+                                        &s.kl_mean,
+                                        &s.approx_kl,
+                                        &s.sampling_weight_mean,
+                                        &s.off_policy_mask_fraction,
+                                        &s.entropy_mean,
+                                        &s.entropy_mask_fraction,
+                                        &s.cov_selection_fraction};
+        for (std::size_t k = 0; k < sizeof(means) / sizeof(means[0]); ++k) *means[k] += *theirs[k] * s.token_count;
+        r.ratio_min = any ? std::min(r.ratio_min, s.ratio_min) : s.ratio_min;
+        r.ratio_max = any ? std::max(r.ratio_max, s.ratio_max) : s.ratio_max;
+        any = true;
+    }
+    if (r.token_count > 0)
+        for (double* m : means) *m /= r.token_count;
+    return r;
 }
 
 namespace detail {
