@@ -69,13 +69,14 @@ std::vector<T> uniform(std::mt19937& gen, std::size_t n, double lo, double hi) {
     return v;
 }
 
-#define DIST_CASES_FIELDS(X)                                                                                           \
-    X(loss)                                                                                                            \
-    X(policy_loss)                                                                                                     \
-    X(kl_loss) X(token_count) X(clip_fraction_low) X(clip_fraction_high) X(clip_fraction_region) X(dual_clip_fraction) \
-        X(ratio_mean) X(ratio_min) X(ratio_max) X(kl_mean) X(approx_kl) X(sampling_weight_mean)                        \
-            X(off_policy_mask_fraction) X(entropy_loss) X(entropy_mean) X(entropy_mask_fraction)                       \
-                X(cov_selection_fraction)
+// Every field of loss_stats.
+// clang-format off
+#define DIST_CASES_FIELDS(X)                                                                                    \
+    X(loss) X(policy_loss) X(kl_loss) X(token_count) X(clip_fraction_low) X(clip_fraction_high)                 \
+    X(clip_fraction_region) X(dual_clip_fraction) X(ratio_mean) X(ratio_min) X(ratio_max) X(kl_mean)            \
+    X(approx_kl) X(sampling_weight_mean) X(off_policy_mask_fraction) X(entropy_loss) X(entropy_mean)            \
+    X(entropy_mask_fraction) X(cov_selection_fraction)
+// clang-format on
 
 inline void compare_stats(report& rep, const std::string& name, const grpo::loss_stats& a, const grpo::loss_stats& b) {
 #define DIST_CASES_CMP(f)     \

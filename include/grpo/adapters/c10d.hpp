@@ -52,7 +52,8 @@ public:
             const bool staged = !device_.is_cpu();
             std::vector<std::vector<at::Tensor>> outputs(1);
             std::vector<at::Tensor> inputs = {staged ? in.to(device_) : in};
-            for (const at::Tensor& t : out) outputs[0].push_back(staged ? torch::empty({n}, bytes_of.device(device_)) : t);
+            for (const at::Tensor& t : out)
+                outputs[0].push_back(staged ? torch::empty({n}, bytes_of.device(device_)) : t);
             group_->allgather(outputs, inputs)->wait();
             if (staged)
                 for (std::size_t r = 0; r < out.size(); ++r) out[r].copy_(outputs[0][r]);

@@ -50,9 +50,9 @@ public:
     void all_gather(const void* send, std::size_t bytes, void* recv) const {
         if (bytes == 0) return;
         if (bytes <= static_cast<std::size_t>(INT_MAX)) {
-            check(MPI_Allgather(send, static_cast<int>(bytes), MPI_BYTE, recv, static_cast<int>(bytes), MPI_BYTE,
-                                comm_),
-                  "MPI_Allgather");
+            check(
+                MPI_Allgather(send, static_cast<int>(bytes), MPI_BYTE, recv, static_cast<int>(bytes), MPI_BYTE, comm_),
+                "MPI_Allgather");
             return;
         }
         // Larger than one MPI count: a strided receive type per chunk (each rank's chunk lands in its slot).
