@@ -1,7 +1,14 @@
 # SPDX-License-Identifier: MIT
-# cmake -P check-example.cmake -DEXE=<example> [-DARGS=a|b] [-DMIN_AFTER=0.8]: runs an example, shows its output,
-# and fails unless it ends with "held-out accuracy: <before> -> <after>" with after >= MIN_AFTER and after > before.
+# cmake -P check-example.cmake -DEXE=<example> [-DARGS=a|b] [-DMIN_AFTER=0.8] [-DLOGDIR=<dir>]: runs an example,
+# shows its output, and fails unless it ends with "held-out accuracy: <before> -> <after>" with after >= MIN_AFTER
+# and after > before. With LOGDIR the example also gets --logdir <dir> (emptied first), and the run's files must be
+# there: metrics.jsonl from step 0 (the evaluation before training) with the trainer's and the host's metrics,
+# metrics.csv and one TensorBoard event file.
 string(REPLACE "|" ";" _args "${ARGS}")
+if(LOGDIR)
+  file(REMOVE_RECURSE "${LOGDIR}")
+  list(APPEND _args --logdir "${LOGDIR}")
+endif()
 execute_process(COMMAND "${EXE}" ${_args} RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _err)
 message("${_out}${_err}")
 if(NOT _rc EQUAL 0)
@@ -19,3 +26,32 @@ if(NOT _after GREATER _before OR _after LESS MIN_AFTER)
   message(FATAL_ERROR "${EXE}: held-out accuracy ${_before} -> ${_after} (needs > before and >= ${MIN_AFTER})")
 endif()
 message(STATUS "held-out accuracy ${_before} -> ${_after}")
+
+if(LOGDIR)
+  foreach(_f metrics.jsonl metrics.csv)
+    if(NOT EXISTS "${LOGDIR}/${_f}")
+      message(FATAL_ERROR "${EXE} --logdir ${LOGDIR}: no ${_f}")
+    endif()
+  endforeach()
+  file(GLOB _events "${LOGDIR}/events.out.tfevents.*")
+  list(LENGTH _events _n)
+  if(NOT _n EQUAL 1)
+    message(FATAL_ERROR "${EXE} --logdir ${LOGDIR}: ${_n} TensorBoard event files, expected 1")
+  endif()
+  file(STRINGS "${LOGDIR}/metrics.jsonl" _lines)
+  list(LENGTH _lines _steps)
+  list(GET _lines 0 _first)
+  list(GET _lines -1 _last)
+  foreach(_key "\"step\": 0," "\"eval_accuracy\": ")
+    if(NOT _first MATCHES "${_key}")
+      message(FATAL_ERROR "${EXE} --logdir: the first line of metrics.jsonl lacks ${_key}: ${_first}")
+    endif()
+  endforeach()
+  foreach(_key "\"reward\": " "\"kl\": " "\"clip_ratio/region_mean\": " "\"frac_reward_zero_std\": "
+               "\"completions/mean_length\": " "\"eval_accuracy\": ")
+    if(NOT _last MATCHES "${_key}")
+      message(FATAL_ERROR "${EXE} --logdir: the last line of metrics.jsonl lacks ${_key}: ${_last}")
+    endif()
+  endforeach()
+  message(STATUS "${LOGDIR}: ${_steps} steps in metrics.jsonl, metrics.csv, ${_events}")
+endif()

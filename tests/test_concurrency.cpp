@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: MIT
 // The concurrency contract (README "Threads"): a thread_pool may be shared by any number of threads, a workspace
-// serves one call at a time and refuses a second with errc::in_use, a trainer steps on one thread at a time.
+// serves one call at a time and refuses a second with errc::in_use, a trainer steps on one thread at a time, a
+// metrics_logger takes values from any thread.
 // These tests hammer that from 4 to 8 threads; CI also runs them under ThreadSanitizer.
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -121,4 +124,52 @@ TEST_CASE("advantages on a shared workspace: correct or refused", "[concurrency]
         });
     for (auto& t : threads) t.join();
     CHECK(wrong.load() == 0);
+}
+
+TEST_CASE("one metrics_logger shared by several threads: every value in its step's record", "[concurrency][metrics]") {
+    struct keep_all : grpo::metrics_sink {
+        std::vector<grpo::metric_record>* out;
+        explicit keep_all(std::vector<grpo::metric_record>* o) : out(o) {}
+        void write(const grpo::metric_record& r) override { out->push_back(r); } // the logger serializes writes
+    };
+    std::vector<grpo::metric_record> got;
+    constexpr int threads = 6, steps = 20, names = 25;
+    {
+        grpo::metrics_logger log;
+        log.add_sink(std::make_unique<keep_all>(&got));
+        for (int s = 1; s <= steps; ++s) {
+            // Every thread logs its names into step s while another flushes; then step s is complete.
+            std::atomic<int> failures{0};
+            std::vector<std::thread> pool;
+            for (int t = 0; t < threads; ++t)
+                pool.emplace_back([&, t] {
+                    for (int k = 0; k < names; ++k) {
+                        try {
+                            log.log(s, "t" + std::to_string(t) + "/" + std::to_string(k), s * 1000.0 + t * 100 + k);
+                            if (t == 0 && k % 5 == 0) log.flush();
+                        } catch (const grpo::error&) {
+                            failures.fetch_add(1);
+                        }
+                    }
+                });
+            for (auto& th : pool) th.join();
+            REQUIRE(failures.load() == 0);
+        }
+    }
+    // Flushes split a step into several records of the same step; together they hold every value once.
+    std::vector<int> seen(static_cast<std::size_t>((steps + 1) * threads * names), 0);
+    grpo::index_t last = 0;
+    for (const auto& r : got) {
+        CHECK(r.step >= last);
+        last = r.step;
+        for (const auto& nv : r.values) {
+            const auto v = static_cast<int>(nv.second);
+            const int s = v / 1000, t = v % 1000 / 100, k = v % 100;
+            CHECK(s == r.step);
+            CHECK(nv.first == "t" + std::to_string(t) + "/" + std::to_string(k));
+            seen[static_cast<std::size_t>((s * threads + t) * names + k)] += 1;
+        }
+    }
+    for (int s = 1; s <= steps; ++s)
+        for (int i = 0; i < threads * names; ++i) CHECK(seen[static_cast<std::size_t>(s * threads * names + i)] == 1);
 }

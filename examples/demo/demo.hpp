@@ -98,6 +98,7 @@ struct options {
     bool process_rewards = false;
     bool quiet = false;
     int eval_every = 5; // held-out evaluation cadence (0: only before and after)
+    std::string logdir; // write the run's metrics here (metrics.jsonl, metrics.csv, TensorBoard); empty: none
 };
 
 struct result {
@@ -462,16 +463,20 @@ inline int correct_count(const std::vector<problem>& prompts, const grpo::rollou
     return correct;
 }
 
-/// Records step s in res (curves, the held-out evaluation every eval_every steps) and writes its progress line
-/// unless quiet. acc: the sampled exact-match accuracy of the step.
+/// Records step s in res (curves, the held-out evaluation every eval_every steps), adds the host's figures to the
+/// step's metrics (sampled_accuracy, eval_accuracy) and writes its progress line unless quiet. acc: the sampled
+/// exact-match accuracy of the step.
 inline void record_step(const options& o, int s, const grpo::step_metrics& m, double acc, const mlp& net,
-                        const std::vector<problem>& eval, result& res, std::ostream& log) {
+                        const std::vector<problem>& eval, result& res, grpo::metrics_logger& metrics,
+                        std::ostream& log) {
     res.reward_curve.push_back(m.reward_mean);
     res.accuracy_curve.push_back(acc);
+    metrics.log(s, "sampled_accuracy", acc);
     double held = -1;
     if (o.eval_every > 0 && (s % o.eval_every == 0 || s == o.steps)) {
         held = held_out_accuracy(net, eval);
         if (held >= 0.9 && res.steps_to_90 < 0) res.steps_to_90 = s;
+        metrics.log(s, "eval_accuracy", held);
     }
     if (o.quiet) return;
     char line[256];
@@ -525,16 +530,23 @@ inline result run(const options& o, std::ostream& log) {
     if (o.process_rewards) trainer.set_process_rewards(process_reward);
     else trainer.set_outcome_rewards(outcome_reward_functions());
 
+    // Every step's metrics under TRL's names, to o.logdir when given (docs/metrics.md).
+    grpo::metrics_logger metrics;
+    if (!o.logdir.empty()) grpo::log_to_directory(metrics, o.logdir);
+    trainer.set_metrics_logger(&metrics);
+
     result res;
     res.before = held_out_accuracy(model.current(), eval);
+    metrics.log(0, "eval_accuracy", res.before);
     for (int s = 1; s <= o.steps; ++s) {
         for (auto& p : batch_prompts) p = train[static_cast<std::size_t>(g.below(static_cast<int>(train.size())))];
         const grpo::step_metrics m = trainer.step(batch_prompts.data(), o.prompts_per_step);
         const grpo::rollout_batch<float> rb = trainer.last_rollout();
         record_step(o, s, m, double(correct_count(batch_prompts, rb)) / double(rb.rows()), model.current(), eval, res,
-                    log);
+                    metrics, log);
     }
     res.after = held_out_accuracy(model.current(), eval);
+    metrics.flush();
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return res;
 }

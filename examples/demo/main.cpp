@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // grpo_demo: trains a tiny policy on two-digit addition with GRPO, in pure C++ (see demo.hpp).
-//   grpo_demo [--seed N] [--steps N] [--group-size G] [--prompts N] [--process-rewards] [--quiet] (see --help)
+//   grpo_demo [--seed N] [--steps N] [--group-size G] [--prompts N] [--process-rewards] [--logdir DIR] [--quiet]
+//   (see --help)
 // Ends with "held-out accuracy: <before> -> <after>" on prompts never trained on.
 #include <cstdio>
 #include <cstdlib>
@@ -32,6 +33,8 @@ void print_flags(std::FILE* out) {
                  "  --eval-every N     greedy held-out evaluation every N steps, 0 = only before and after "
                  "(default %d)\n"
                  "  --process-rewards  per-digit process rewards instead of one outcome reward (default off)\n"
+                 "  --logdir DIR       write each step's metrics to DIR: metrics.jsonl, metrics.csv, TensorBoard\n"
+                 "                     events (tools/plot_metrics.py DIR -o curves.png draws them) (default none)\n"
                  "  --quiet            no per-step lines, only the final result (default off)\n"
                  "  --help             this list\n"
                  "Per-step line: reward mean, sampled accuracy (exact match of this step's sampled completions, at\n"
@@ -82,7 +85,10 @@ int main(int argc, char** argv) {
         else if (a == "--hidden") o.hidden = static_cast<int>(int_arg(argc, argv, i, 1));
         else if (a == "--process-rewards") o.process_rewards = true;
         else if (a == "--quiet") o.quiet = true;
-        else if (a == "--help" || a == "-h") {
+        else if (a == "--logdir") {
+            if (i + 1 >= argc) usage("--logdir needs a value");
+            o.logdir = argv[++i];
+        } else if (a == "--help" || a == "-h") {
             print_flags(stdout);
             return 0;
         } else usage(("unknown option " + a).c_str());

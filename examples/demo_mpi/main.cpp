@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 // grpo_demo_mpi: the demo's task (examples/demo) trained data-parallel over MPI.
-//   mpirun -np N grpo_demo_mpi [--seed N] [--steps N] [--quiet] (see --help)
+//   mpirun -np N grpo_demo_mpi [--seed N] [--steps N] [--logdir DIR] [--quiet] (see --help)
 // Each rank samples its own prompts (the demo's prompts per step, divided among the ranks) and scores them;
 // grpo::dist gives every rank the advantages, token normalization and statistics of the whole batch, and the
 // parameter gradients are summed over the ranks in rank order, so every rank takes the same Adam step and the
 // parameters stay identical (checked at the end). With one rank it reproduces grpo_demo step for step.
 // Rank 0 ends with "held-out accuracy: <before> -> <after>" on prompts never trained on.
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -26,7 +27,7 @@ namespace {
 using grpo_demo::problem;
 using communicator = grpo::dist::mpi_communicator;
 
-/// Reads the flags (grpo_demo's --seed, --steps, --quiet); -1 to go on, else the exit status (the same on every
+/// Reads the flags (grpo_demo's --seed, --steps, --logdir, --quiet); -1 to go on, else the exit status (the same on every
 /// rank). Prints if `print`.
 int parse_flags(int argc, char** argv, grpo_demo::options& o, int ranks, bool print) {
     const auto flags = [&](std::FILE* out) {
@@ -39,6 +40,8 @@ int parse_flags(int argc, char** argv, grpo_demo::options& o, int ranks, bool pr
                          "stream) (default %llu)\n"
                          "  --steps N  GRPO steps (default %d)\n"
                          "  --quiet    no per-step lines, only the final result (default off)\n"
+                         "  --logdir DIR  rank 0 writes every step's metrics to DIR (metrics.jsonl, metrics.csv, a\n"
+                         "             TensorBoard event file) (default none)\n"
                          "  --help     this list\n",
                          o.prompts_per_step, static_cast<unsigned long long>(o.seed), o.steps);
     };
@@ -50,6 +53,10 @@ int parse_flags(int argc, char** argv, grpo_demo::options& o, int ranks, bool pr
         }
         if (a == "--quiet") {
             o.quiet = true;
+            continue;
+        }
+        if (a == "--logdir" && i + 1 < argc) {
+            o.logdir = argv[++i];
             continue;
         }
         char* end = nullptr;
@@ -119,8 +126,13 @@ grpo_demo::result train(const communicator& comm, const grpo_demo::options& o, s
     grpo::workspace ws;
     const grpo::exec::host ex;
 
+    // Rank 0 logs every step's metrics (the statistics are the whole batch's on every rank) to o.logdir.
+    grpo::metrics_logger metrics;
+    if (root && !o.logdir.empty()) grpo::log_to_directory(metrics, o.logdir);
+
     grpo_demo::result res;
     if (root) res.before = grpo_demo::held_out_accuracy(model.current(), eval);
+    if (root) metrics.log(0, "eval_accuracy", res.before);
     for (int s = 1; s <= o.steps; ++s) {
         for (auto& p : prompts) p = train[static_cast<std::size_t>(g.below(static_cast<int>(train.size())))];
         rollout.reset(P, G, cols);
@@ -157,14 +169,9 @@ grpo_demo::result train(const communicator& comm, const grpo_demo::options& o, s
             model.backward(b, cells(grad), tokens);
             all_sum(comm, model.gradient());
             model.step();
-            m.kl_mean += ls.kl_mean;
-            m.clip_fraction_region += ls.clip_fraction_region;
-            m.updates += 1;
+            grpo::add_loss_metrics(m, ls);
         }
-        if (m.updates > 0) {
-            m.kl_mean /= m.updates;
-            m.clip_fraction_region /= m.updates;
-        }
+        grpo::finish_loss_metrics(m);
         if (o.ref_refresh_every > 0 && s % o.ref_refresh_every == 0) {
             model.refresh_reference();
             m.reference_refreshed = true;
@@ -173,12 +180,29 @@ grpo_demo::result train(const communicator& comm, const grpo_demo::options& o, s
         double local[2] = {double(grpo_demo::correct_count(prompts, b)), 0}; // right answers, completion tokens
         for (grpo::index_t i = 0; i < n; ++i) local[1] += double(b.lengths[i]);
         grpo::dist::all_sum(comm, local, 2, local);
+        m.step = s;
         m.reward_mean = st.reward_mean;
-        m.zero_variance_fraction = st.zero_variance_fraction;
+        m.reward_std = st.reward_std;
+        grpo::set_advantage_metrics(m, st);
+        // Completion lengths over every rank's rows: this rank's figures, then the whole batch's.
+        grpo::set_length_metrics(m, b);
+        const double mine[3] = {m.completion_length_min, m.completion_length_max, m.truncated_fraction};
+        std::vector<double> every(3 * static_cast<std::size_t>(comm.size()));
+        comm.all_gather(mine, sizeof mine, every.data());
         m.completion_length_mean = local[1] / total_rows;
-        if (root) grpo_demo::record_step(o, s, m, local[0] / total_rows, model.current(), eval, res, log);
+        m.truncated_fraction = 0;
+        for (std::size_t r = 0; r < every.size(); r += 3) {
+            m.completion_length_min = std::min(m.completion_length_min, every[r]);
+            m.completion_length_max = std::max(m.completion_length_max, every[r + 1]);
+            m.truncated_fraction += every[r + 2] / comm.size(); // every rank holds the same number of rows
+        }
+        if (root) {
+            metrics.log(m);
+            grpo_demo::record_step(o, s, m, local[0] / total_rows, model.current(), eval, res, metrics, log);
+        }
     }
     if (root) res.after = grpo_demo::held_out_accuracy(model.current(), eval);
+    metrics.flush();
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
     const std::uint64_t mine = checksum(model.current());

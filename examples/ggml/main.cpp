@@ -3,7 +3,7 @@
 // examples/demo (two-digit addition answered digit by digit, held-out pairs never trained on), but the model,
 // its forward pass and its backward pass are ggml's; grpo only sees log-probs and hands back dLoss/dlogp,
 // which enters the graph through grpo::ggml::add_policy_gradient_loss (loss = sum(logp * G), G <- grpo).
-//   grpo_ggml_example [--seed N] [--steps N] [--threads N] [--quiet]
+//   grpo_ggml_example [--seed N] [--steps N] [--threads N] [--logdir DIR] [--quiet]
 // Ends with "held-out accuracy: <before> -> <after>".
 #include <algorithm>
 #include <chrono>
@@ -43,6 +43,7 @@ struct options {
     double lr = 2e-2;
     double entropy_coef = 0.2;
     bool quiet = false;
+    std::string logdir; // --logdir: the run's metrics (empty: none)
 };
 
 /// The features of position t after prefix[0..t), always `slots` of them.
@@ -339,7 +340,9 @@ double held_out_accuracy(host& h, const std::vector<problem>& eval) {
 
 [[noreturn]] void usage(const std::string& msg) {
     std::fprintf(stderr,
-                 "grpo_ggml_example: %s\nusage: grpo_ggml_example [--seed N] [--steps N] [--threads N] [--quiet]\n",
+                 "grpo_ggml_example: %s\nusage: grpo_ggml_example [--seed N] [--steps N] [--threads N] [--logdir DIR] "
+                 "[--quiet]\n"
+                 "  --logdir DIR  write every step's metrics to DIR (metrics.jsonl, metrics.csv, TensorBoard)\n",
                  msg.c_str());
     std::exit(2);
 }
@@ -361,6 +364,7 @@ int main(int argc, char** argv) {
         else if (a == "--steps") o.steps = static_cast<int>(value());
         else if (a == "--threads") o.threads = std::max(1, static_cast<int>(value()));
         else if (a == "--quiet") o.quiet = true;
+        else if (a == "--logdir" && i + 1 < argc) o.logdir = argv[++i];
         else usage(a == "--help" || a == "-h" ? "help" : "unknown option " + a);
     }
     std::printf(
@@ -399,7 +403,20 @@ int main(int argc, char** argv) {
     grpo::trainer<problem, float> trainer(sampler, policy, cfg);
     trainer.set_outcome_rewards(grpo_demo::outcome_reward_functions());
 
+    // The trainer logs each step's metrics (TRL's names) to --logdir; the held-out evaluation joins its step.
+    grpo::metrics_logger metrics;
+    if (!o.logdir.empty()) {
+        try {
+            grpo::log_to_directory(metrics, o.logdir);
+        } catch (const grpo::error& e) {
+            std::fprintf(stderr, "grpo_ggml_example: %s\n", e.what());
+            return 1;
+        }
+    }
+    trainer.set_metrics_logger(&metrics);
+
     const double before = held_out_accuracy(h, eval);
+    metrics.log(0, "eval_accuracy", before);
     for (int s = 1; s <= o.steps; ++s) {
         for (auto& p : batch) p = train[static_cast<std::size_t>(g.below(static_cast<int>(train.size())))];
         const grpo::step_metrics m = trainer.step(batch.data(), o.prompts_per_step);
@@ -408,16 +425,22 @@ int main(int argc, char** argv) {
         for (grpo::index_t i = 0; i < rb.rows(); ++i)
             correct += grpo_demo::is_correct(batch[static_cast<std::size_t>(rb.prompt_of(i))], rb.tokens.row_data(i),
                                              rb.lengths[i]);
+        metrics.log(s, "sampled_accuracy", double(correct) / double(rb.rows()));
+        // (Greedy decoding draws no random numbers: evaluating does not change the run.)
+        const double held = s % 25 == 0 && (!o.quiet || !o.logdir.empty()) ? held_out_accuracy(h, eval) : -1;
+        if (held >= 0) metrics.log(s, "eval_accuracy", held);
         if (!o.quiet) {
             std::printf("step %4d  reward %6.3f  accuracy %5.3f  kl %.5f  clip %.4f  zero-var %.2f  len %.2f", s,
                         m.reward_mean, double(correct) / double(rb.rows()), m.kl_mean, m.clip_fraction_region,
                         m.zero_variance_fraction, m.completion_length_mean);
-            if (s % 25 == 0) std::printf("  held-out %5.3f", held_out_accuracy(h, eval));
+            if (held >= 0) std::printf("  held-out %5.3f", held);
             std::printf("\n");
             std::fflush(stdout);
         }
     }
     const double after = held_out_accuracy(h, eval);
+    metrics.log(o.steps, "eval_accuracy", after);
+    metrics.flush();
     std::printf("wall time: %.1f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     std::printf("held-out accuracy: %.3f -> %.3f\n", before, after);
     return 0;

@@ -5,7 +5,7 @@
 //   loss = grpo::libtorch::grpo_loss(logp, old_logp, ref_logp, advantages, mask, cfg) + entropy bonus;
 //   loss.backward(); optimizer.step();
 // where grpo computes the GRPO loss and its gradient in one fused pass inside torch's autograd graph.
-//   grpo_libtorch_example [--seed N] [--steps N] [--threads N] [--quiet]
+//   grpo_libtorch_example [--seed N] [--steps N] [--threads N] [--logdir DIR] [--quiet]
 // Ends with "held-out accuracy: <before> -> <after>".
 #include <algorithm>
 #include <chrono>
@@ -44,6 +44,7 @@ struct options {
     double lr = 2e-2;
     double entropy_coef = 0.2;
     bool quiet = false;
+    std::string logdir; // --logdir: the run's metrics (empty: none)
 };
 
 /// The policy: an embedding of the active features summed per position, two dense layers, log-softmax over
@@ -167,7 +168,9 @@ rollout_tensors to_tensors(const std::vector<problem>& prompts, const grpo::roll
 [[noreturn]] void usage(const std::string& msg) {
     std::fprintf(
         stderr,
-        "grpo_libtorch_example: %s\nusage: grpo_libtorch_example [--seed N] [--steps N] [--threads N] [--quiet]\n",
+        "grpo_libtorch_example: %s\nusage: grpo_libtorch_example [--seed N] [--steps N] [--threads N] [--logdir DIR] "
+        "[--quiet]\n"
+        "  --logdir DIR  write every step's metrics to DIR (metrics.jsonl, metrics.csv, TensorBoard)\n",
         msg.c_str());
     std::exit(2);
 }
@@ -189,6 +192,7 @@ int main(int argc, char** argv) {
         else if (a == "--steps") o.steps = static_cast<int>(value());
         else if (a == "--threads") o.threads = std::max(1, static_cast<int>(value()));
         else if (a == "--quiet") o.quiet = true;
+        else if (a == "--logdir" && i + 1 < argc) o.logdir = argv[++i];
         else usage(a == "--help" || a == "-h" ? "help" : "unknown option " + a);
     }
     std::printf("grpo libtorch example: 2-digit addition, torch::nn policy (%d hidden), G=%d, %d prompts/step, "
@@ -217,7 +221,19 @@ int main(int argc, char** argv) {
     grpo::rollout_buffer<float> buffer;
     std::vector<double> scores(static_cast<std::size_t>(n * rewards.size()));
 
+    // Each step's metrics under TRL's names (grpo::step_metrics filled from this loop's statistics) to --logdir.
+    grpo::metrics_logger metrics;
+    if (!o.logdir.empty()) {
+        try {
+            grpo::log_to_directory(metrics, o.logdir);
+        } catch (const grpo::error& e) {
+            std::fprintf(stderr, "grpo_libtorch_example: %s\n", e.what());
+            return 1;
+        }
+    }
+
     const double before = held_out_accuracy(policy, eval);
+    metrics.log(0, "eval_accuracy", before);
     for (int s = 1; s <= o.steps; ++s) {
         for (auto& p : batch) p = train[static_cast<std::size_t>(g.below(static_cast<int>(train.size())))];
         // 1. G completions per prompt through the GroupSampler interface.
@@ -250,6 +266,7 @@ int main(int argc, char** argv) {
 
         // 4. mu updates on this rollout: grpo's loss inside torch's graph, plus the host's own entropy bonus.
         grpo::loss_stats ls;
+        grpo::step_metrics m;
         for (int k = 0; k < o.inner_updates; ++k) {
             const torch::Tensor all = policy->forward(r.feats).view({n, max_tokens, vocab});
             const torch::Tensor logp = all.gather(2, r.tokens.unsqueeze(2)).squeeze(2);
@@ -263,23 +280,41 @@ int main(int argc, char** argv) {
             torch::nn::utils::clip_grad_norm_(policy->parameters(), 1.0);
             optimizer.step();
             // snippet-end libtorch-step
+            grpo::add_loss_metrics(m, ls);
         }
-        if (o.reference_refresh_every > 0 && s % o.reference_refresh_every == 0) copy_parameters(reference, policy);
+        grpo::finish_loss_metrics(m);
+        if (o.reference_refresh_every > 0 && s % o.reference_refresh_every == 0) {
+            copy_parameters(reference, policy);
+            m.reference_refreshed = true;
+        }
 
+        int correct = 0;
+        for (grpo::index_t i = 0; i < n; ++i)
+            correct += grpo_demo::is_correct(batch[static_cast<std::size_t>(rb.prompt_of(i))], rb.tokens.row_data(i),
+                                             rb.lengths[i]);
+        m.step = s;
+        m.reward_mean = st.reward_mean;
+        m.reward_std = st.reward_std;
+        grpo::set_advantage_metrics(m, st);
+        grpo::set_length_metrics(m, rb);
+        m.tokens = mask.sum().item<double>();
+        metrics.log(m);
+        metrics.log(s, "sampled_accuracy", double(correct) / double(n));
+        // (Greedy decoding draws no random numbers: evaluating does not change the run.)
+        const double held = s % 25 == 0 && (!o.quiet || !o.logdir.empty()) ? held_out_accuracy(policy, eval) : -1;
+        if (held >= 0) metrics.log(s, "eval_accuracy", held);
         if (!o.quiet) {
-            int correct = 0;
-            for (grpo::index_t i = 0; i < n; ++i)
-                correct += grpo_demo::is_correct(batch[static_cast<std::size_t>(rb.prompt_of(i))],
-                                                 rb.tokens.row_data(i), rb.lengths[i]);
             std::printf("step %4d  reward %6.3f  accuracy %5.3f  kl %.5f  clip %.4f  zero-var %.2f", s,
-                        reward.nanmean().item<double>(), double(correct) / double(n), ls.kl_mean,
-                        ls.clip_fraction_region, st.zero_variance_fraction);
-            if (s % 25 == 0) std::printf("  held-out %5.3f", held_out_accuracy(policy, eval));
+                        reward.nanmean().item<double>(), double(correct) / double(n), m.kl_mean, m.clip_fraction_region,
+                        st.zero_variance_fraction);
+            if (held >= 0) std::printf("  held-out %5.3f", held);
             std::printf("\n");
             std::fflush(stdout);
         }
     }
     const double after = held_out_accuracy(policy, eval);
+    metrics.log(o.steps, "eval_accuracy", after);
+    metrics.flush();
     std::printf("wall time: %.1f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     std::printf("held-out accuracy: %.3f -> %.3f\n", before, after);
     return 0;

@@ -14,7 +14,7 @@
 //   3. Greedy exact-match accuracy on held-out problems (about one pair in ten, never trained on: neither in the
 //      warm start nor in GRPO) after the warm start and after GRPO.
 // One thread by default: the model is so small that LibTorch's intra-op threads cost more than they give.
-//   grpo_libtorch_gpt [--seed N] [--steps N] [--threads N] [--quiet] [...] (--help lists every flag)
+//   grpo_libtorch_gpt [--seed N] [--steps N] [--threads N] [--logdir DIR] [--quiet] [...] (--help lists every flag)
 // Ends with "held-out accuracy: <before> -> <after>".
 #include <algorithm>
 #include <chrono>
@@ -60,6 +60,7 @@ struct options {
     int eval_every = 25;
     int threads = 1; // the model is too small for intra-op threads to pay: 2 are about twice as slow
     bool quiet = false;
+    std::string logdir; // --logdir: the run's metrics (empty: none)
 };
 
 /// splitmix64: the same stream with every compiler and standard library (std::*_distribution is not).
@@ -376,6 +377,8 @@ void print_flags(std::FILE* out) {
                  "  --eval-every N     held-out accuracy every N GRPO steps, 0 = never (default %d)\n"
                  "  --threads N        LibTorch CPU threads (default %d)\n"
                  "  --quiet            no per-step lines, only the final result (default off)\n"
+                 "  --logdir DIR       write each step's metrics to DIR: metrics.jsonl, metrics.csv, TensorBoard\n"
+                 "                     events (default none)\n"
                  "  --help             this list\n",
                  static_cast<unsigned long long>(d.seed), d.warmup_target, d.warmup_steps, d.steps, d.group_size,
                  d.prompts_per_step, d.inner_updates, d.lr, d.temperature, d.beta, d.reference_refresh_every,
@@ -431,6 +434,7 @@ int main(int argc, char** argv) {
         else if (a == "--eval-every") o.eval_every = static_cast<int>(value(0));
         else if (a == "--threads") o.threads = static_cast<int>(value(1));
         else if (a == "--quiet") o.quiet = true;
+        else if (a == "--logdir") o.logdir = text();
         else if (a == "--help" || a == "-h") {
             print_flags(stdout);
             return 0;
@@ -453,8 +457,20 @@ int main(int argc, char** argv) {
         for (int b = 10; b < 100; ++b) (held_out(a, b) ? eval : train).push_back({a, b});
     gpt policy(o.d_model, o.heads, o.layers), reference(o.d_model, o.heads, o.layers);
 
+    // Each GRPO step's metrics under TRL's names (grpo::step_metrics filled from this loop) to --logdir.
+    grpo::metrics_logger metrics;
+    if (!o.logdir.empty()) {
+        try {
+            grpo::log_to_directory(metrics, o.logdir);
+        } catch (const grpo::error& e) {
+            std::fprintf(stderr, "grpo_libtorch_gpt: %s\n", e.what());
+            return 1;
+        }
+    }
+
     const int warm = warm_start(policy, train, o, g);
     const double before = accuracy(policy, eval);
+    metrics.log(0, "eval_accuracy", before);
     if (!o.quiet) std::printf("after %d warm-up steps: held-out %.3f\n", warm, before);
     copy_parameters(reference, policy);
 
@@ -505,6 +521,7 @@ int main(int argc, char** argv) {
         //    are clipped): grpo's log-probs and loss inside torch's graph, minus the entropy bonus.
         grpo::loss_stats ls;
         grpo::logprob_stats lps;
+        grpo::step_metrics m;
         for (int k = 0; k < o.inner_updates; ++k) {
             const auto [logp, entropy] = token_logprobs(completion_hidden(policy, prompts, G, completions),
                                                         policy->head, completions, mask, o.temperature, &lps);
@@ -516,18 +533,37 @@ int main(int argc, char** argv) {
             loss.backward();
             torch::nn::utils::clip_grad_norm_(policy->parameters(), 1.0);
             optimizer.step();
+            grpo::add_loss_metrics(m, ls);
         }
-        if (o.reference_refresh_every > 0 && s % o.reference_refresh_every == 0) copy_parameters(reference, policy);
+        grpo::finish_loss_metrics(m);
+        if (o.reference_refresh_every > 0 && s % o.reference_refresh_every == 0) {
+            copy_parameters(reference, policy);
+            m.reference_refreshed = true;
+        }
 
+        m.step = s;
+        m.reward_mean = st.reward_mean;
+        m.reward_std = st.reward_std;
+        grpo::set_advantage_metrics(m, st);
+        grpo::set_length_metrics(m, rb);
+        m.tokens = mask.sum().item<double>();
+        metrics.log(m);
+        metrics.log(s, "entropy", lps.entropy_mean()); // TRL's entropy: mean over the log-prob passes' tokens
+        // (Greedy decoding draws no random numbers: evaluating does not change the run.)
+        const bool evaluate = o.eval_every > 0 && s % o.eval_every == 0 && (!o.quiet || !o.logdir.empty());
+        const double held = evaluate ? accuracy(policy, eval) : -1;
+        if (evaluate) metrics.log(s, "eval_accuracy", held);
         if (!o.quiet) {
             std::printf("step %4d  reward %5.3f  zero-var %.2f  entropy %.3f  kl %.5f  clip %.4f", s, st.reward_mean,
-                        st.zero_variance_fraction, lps.entropy_mean(), ls.kl_mean, ls.clip_fraction_region);
-            if (o.eval_every > 0 && s % o.eval_every == 0) std::printf("  held-out %5.3f", accuracy(policy, eval));
+                        st.zero_variance_fraction, lps.entropy_mean(), m.kl_mean, m.clip_fraction_region);
+            if (evaluate) std::printf("  held-out %5.3f", held);
             std::printf("\n");
             std::fflush(stdout);
         }
     }
     const double after = accuracy(policy, eval);
+    metrics.log(o.steps, "eval_accuracy", after);
+    metrics.flush();
     std::printf("wall time: %.1f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     std::printf("held-out accuracy: %.3f -> %.3f\n", before, after);
     return 0;

@@ -31,4 +31,6 @@
 #include "rl/sampler.hpp"
 #include "rl/rewards.hpp"
 #include "rl/process_rewards.hpp"
+#include "rl/metrics.hpp"
+#include "rl/metric_sinks.hpp"
 #include "rl/train_step.hpp"

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 // The documentation's C++ blocks marked "compiled" (README.md, docs/cuda.md, docs/rewards-and-sampling.md,
-// docs/fused-logprobs.md, docs/distributed.md),
+// docs/fused-logprobs.md, docs/distributed.md, docs/metrics.md),
 // word for word: check_docs.py extracts each block to <name>.inc at build time, and each test case below gives
 // it the variables it names, includes it, and checks what it computed. (A block's own `#include <grpo/...>` is
 // empty there: the header was included above.)
 #include <cmath>
 #include <cstddef>
+#include <filesystem>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -268,4 +270,51 @@ TEST_CASE("docs/distributed.md: a data-parallel step", "[docs]") {
     joined.insert(joined.end(), grads[1].begin(), grads[1].end());
     CHECK(joined == ref_grad);
     CHECK(summed == std::vector<double>{2.0, 2.0});
+}
+
+// docs/metrics.md: a trainer on a one-token task (token 1 scores 1) logs 20 steps to a directory, the host adds a
+// held-out figure every 10.
+TEST_CASE("docs/metrics.md: the logger block writes every step with the host's evaluation", "[docs]") {
+    struct one_token_sampler : grpo::group_sampler<int, float> {
+        grpo::index_t max_tokens() const override { return 1; }
+        void sample(const int*, grpo::index_t n, grpo::index_t g, grpo::rollout_buffer<float>& out) override {
+            for (grpo::index_t i = 0; i < n * g; ++i) {
+                out.tokens()(i, 0) = static_cast<grpo::token_id>(i % 2);
+                out.old_logp()(i, 0) = -0.5f;
+                out.lengths()[i] = 1;
+                out.truncated()[i] = 0;
+            }
+        }
+    } sampler;
+    grpo::policy_callbacks<float> cb;
+    cb.current_logp = [](const grpo::rollout_batch<float>& b, grpo::matrix_view<float> out) {
+        for (grpo::index_t i = 0; i < b.rows(); ++i) out(i, 0) = -0.5f;
+    };
+    cb.apply_gradient = [](const grpo::rollout_batch<float>&, grpo::matrix_view<const float>) {};
+    grpo::train_config cfg;
+    cfg.group_size = 4;
+    grpo::trainer<int, float> trainer(sampler, cb, cfg);
+    grpo::outcome_rewards<int> rewards;
+    rewards.add("one", [](const int&, const grpo::completion_view& c) { return c.tokens[0] == 1 ? 1.0 : 0.0; });
+    trainer.set_outcome_rewards(rewards);
+    const int prompt_values[2] = {0, 1};
+    const int* prompts = prompt_values;
+    const grpo::index_t num_prompts = 2;
+    const int steps = 20;
+    int evaluations = 0;
+    const auto evaluate = [&] { return 0.25 * ++evaluations; };
+    const std::string logdir = (std::filesystem::temp_directory_path() / "grpo_docs_metrics_run").string();
+    std::filesystem::remove_all(logdir);
+    {
+#include "metrics-logger.inc"
+    } std::ifstream in(logdir + "/metrics.jsonl");
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    REQUIRE(lines.size() == 20);
+    CHECK(lines[0].rfind("{\"step\": 1, ", 0) == 0);
+    CHECK(lines[9].find("\"rewards/one/mean\": 0.5") != std::string::npos);
+    CHECK(lines[9].find("\"eval_accuracy\": 0.25}") != std::string::npos);
+    CHECK(lines[19].find("\"eval_accuracy\": 0.5}") != std::string::npos);
+    CHECK(std::filesystem::exists(logdir + "/metrics.csv"));
+    std::filesystem::remove_all(logdir);
 }

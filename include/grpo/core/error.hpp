@@ -25,6 +25,7 @@ enum class errc : int {
     in_use,         ///< a workspace, pool or trainer is in use by another call on another thread
     out_of_memory,  ///< scratch memory for the call could not be allocated (or its size overflows)
     communication,  ///< a collective of a communicator failed, or another rank rejected its part of the call
+    io,             ///< a file could not be created, written or read (metric sinks)
 };
 
 /// Short human name of an errc, for messages and logs.
@@ -41,6 +42,7 @@ inline const char* to_string(errc code) noexcept {
     case errc::in_use: return "in use";
     case errc::out_of_memory: return "out of memory";
     case errc::communication: return "communication";
+    case errc::io: return "i/o";
     }
     return "unknown";
 }

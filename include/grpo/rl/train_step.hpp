@@ -5,6 +5,7 @@
 // tokens under the current / reference policy" and "apply this gradient with respect to those log-probs".
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -19,6 +20,7 @@
 #include "../core/exec.hpp"
 #include "../api/loss.hpp"
 #include "../backend/cpu/group_stats.hpp"
+#include "metrics.hpp"
 #include "process_rewards.hpp"
 #include "rewards.hpp"
 #include "sampler.hpp"
@@ -62,27 +64,6 @@ struct train_config {
     bool mask_truncated_completions = false; ///< TRL mask_truncated_completions (DAPO overlong filtering)
     bool drop_zero_variance_groups = false;  ///< DAPO dynamic sampling: leave groups without signal out of
                                              ///< the loss and report how many (the host refills next step)
-};
-
-/// What one step did: the figures TRL and verl log.
-struct step_metrics {
-    index_t step = 0;       ///< steps done, this one included
-    double reward_mean = 0; ///< TRL reward: combined reward (outcome) or sum of step rewards (process)
-    double reward_std = 0;  ///< TRL reward_std (over the batch)
-    std::vector<double> reward_function_means; ///< TRL rewards/<name>/mean (NaN-aware), outcome mode
-    double advantage_mean = 0, advantage_std = 0, advantage_min = 0, advantage_max = 0;
-    double zero_variance_fraction = 0; ///< TRL frac_reward_zero_std
-    index_t dropped_groups = 0;        ///< groups left out by drop_zero_variance_groups (refill this many)
-    index_t masked_truncated = 0;      ///< completions masked by mask_truncated_completions
-    double loss = 0, policy_loss = 0;  ///< means over the inner updates
-    double kl_mean = 0;                ///< TRL kl (mean over the inner updates)
-    double clip_fraction_low = 0, clip_fraction_high = 0, clip_fraction_region = 0; ///< TRL clip_ratio/*
-    double ratio_mean = 0;
-    double completion_length_mean = 0; ///< TRL completions/mean_length
-    double truncated_fraction = 0;     ///< TRL completions/clipped_ratio
-    double tokens = 0;                 ///< unmasked tokens in the loss
-    int updates = 0;                   ///< inner updates run (0 when every token was masked)
-    bool reference_refreshed = false;
 };
 
 /// The step helper. Owns its scratch (rollout buffer, advantages, masks, gradients); owns none of the host's
@@ -129,6 +110,10 @@ public:
     }
     /// Process supervision with this step-reward function (replaces the outcome rewards).
     void set_process_rewards(process_reward_function<Prompt> fn) { process_ = std::move(fn); }
+    /// Logs every step's step_metrics to `logger` (under logger->names(); nullptr stops). The logger must outlive
+    /// the trainer's steps. The host may add values to the same step (logger->log(steps_done(), name, value))
+    /// before the next step writes it. A sink's error propagates from step() after the step has completed.
+    void set_metrics_logger(metrics_logger* logger) noexcept { logger_ = logger; }
 
     const train_config& config() const noexcept { return cfg_; }
     index_t steps_done() const noexcept { return steps_; }
@@ -231,12 +216,22 @@ public:
             st = outcome_advantages(exec::host{}, matrix_view<const double>(scores), outcome_.weights(),
                                     groups::contiguous(G), vector_view<T>(seq_adv_.data(), n), cfg_.advantages,
                                     cfg_.aggregation, rewards, group_outputs{}, lengths);
+            mt.reward_function_names.resize(static_cast<std::size_t>(nf));
             mt.reward_function_means.assign(static_cast<std::size_t>(nf), 0.0);
+            mt.reward_function_stds.assign(static_cast<std::size_t>(nf), 0.0);
             for (index_t k = 0; k < nf; ++k) {
-                double s = 0, c = 0;
-                for (index_t i = 0; i < n; ++i)
-                    if (!std::isnan(scores(i, k))) s += scores(i, k), c += 1;
-                mt.reward_function_means[k] = c > 0 ? s / c : std::numeric_limits<double>::quiet_NaN();
+                // NaN-aware, as TRL's nanmean / nanstd (unbiased) of each function's column.
+                detail::cpu::moments col;
+                detail::cpu::two_pass_moments(
+                    [&](auto&& emit) {
+                        for (index_t i = 0; i < n; ++i)
+                            if (!std::isnan(scores(i, k))) emit(0, scores(i, k));
+                    },
+                    &col);
+                const auto kk = static_cast<std::size_t>(k);
+                mt.reward_function_names[kk] = outcome_[k].name;
+                mt.reward_function_means[kk] = col.count > 0 ? col.mean() : std::numeric_limits<double>::quiet_NaN();
+                mt.reward_function_stds[kk] = col.std(std_estimator::unbiased);
             }
             filter_zero_variance_groups(vector_view<const T>(rewards), groups::contiguous(G),
                                         vector_view<std::uint8_t>(keep_.data(), num_prompts));
@@ -262,19 +257,11 @@ public:
             mt.reward_mean = all.mean();
             mt.reward_std = all.std(std_estimator::unbiased);
         }
-        mt.advantage_mean = st.advantage_mean;
-        mt.advantage_std = st.advantage_std;
-        mt.advantage_min = st.advantage_min;
-        mt.advantage_max = st.advantage_max;
-        mt.zero_variance_fraction = st.zero_variance_fraction;
-        double len = 0, trunc = 0, tokens = 0;
-        for (index_t i = 0; i < n; ++i) {
-            len += static_cast<double>(batch.lengths[i]);
-            trunc += batch.is_truncated(i);
+        set_advantage_metrics(mt, st);
+        set_length_metrics(mt, batch);
+        double tokens = 0;
+        for (index_t i = 0; i < n; ++i)
             for (index_t t = 0; t < cols; ++t) tokens += mask(i, t);
-        }
-        mt.completion_length_mean = len / static_cast<double>(n);
-        mt.truncated_fraction = trunc / static_cast<double>(n);
         mt.tokens = tokens;
 
         // Reference log-probs once per step, then mu clipped-surrogate updates against the sampling log-probs.
@@ -297,23 +284,9 @@ public:
                 policy_.current_logp(batch, matrix_view<T>(logp_.data(), n, cols));
                 const loss_stats ls = loss_and_grad(exec::host{}, in, out, cfg_.loss, ws_);
                 policy_.apply_gradient(batch, matrix_view<const T>(grad_.data(), n, cols));
-                mt.loss += ls.loss;
-                mt.policy_loss += ls.policy_loss;
-                mt.kl_mean += ls.kl_mean;
-                mt.clip_fraction_low += ls.clip_fraction_low;
-                mt.clip_fraction_high += ls.clip_fraction_high;
-                mt.clip_fraction_region += ls.clip_fraction_region;
-                mt.ratio_mean += ls.ratio_mean;
-                mt.updates += 1;
+                add_loss_metrics(mt, ls);
             }
-            const double u = mt.updates;
-            mt.loss /= u;
-            mt.policy_loss /= u;
-            mt.kl_mean /= u;
-            mt.clip_fraction_low /= u;
-            mt.clip_fraction_high /= u;
-            mt.clip_fraction_region /= u;
-            mt.ratio_mean /= u;
+            finish_loss_metrics(mt);
         }
 
         steps_ += 1;
@@ -322,6 +295,7 @@ public:
             policy_.refresh_reference();
             mt.reference_refreshed = true;
         }
+        if (logger_ != nullptr) logger_->log(mt);
         return mt;
     }
 
@@ -345,6 +319,7 @@ private:
     outcome_rewards<Prompt> outcome_;
     process_reward_function<Prompt> process_;
     index_t steps_ = 0;
+    metrics_logger* logger_ = nullptr;
 
     rollout_buffer<T> buffer_;
     process_steps steps_buf_;
