@@ -562,3 +562,27 @@ TEST_CASE("trainer: a sampler with max_tokens() == 0 runs a step without updates
     CHECK(m.updates == 0);
     CHECK(m.tokens == 0);
 }
+
+TEST_CASE("loss: grad_entropy at entropy_coef 0 is +0 for contiguous and strided rows alike", "[robustness][loss]") {
+    // fuzz_dist found the strided pass writing -(weight * 0) = -0 where the contiguous one wrote +0: the same call
+    // gave other bits for another layout of the same values.
+    const index_t rows = 2, cols = 3;
+    std::vector<float> logp = {-1, -2, -0.5f, -0.25f, -3, -1}, adv = {1, -1};
+    std::vector<float> wide(static_cast<std::size_t>(rows * cols * 2)); // logp with column stride 2
+    for (index_t i = 0; i < rows * cols; ++i) wide[static_cast<std::size_t>(2 * i)] = logp[static_cast<std::size_t>(i)];
+    for (const bool strided : {false, true}) {
+        grpo::loss_inputs<float> in;
+        in.logp = strided ? grpo::matrix_view<const float>(wide.data(), rows, cols, 2 * cols, 2)
+                          : grpo::matrix_view<const float>(logp.data(), rows, cols);
+        in.advantages = grpo::broadcast_to_tokens(grpo::vector_view<const float>(adv.data(), rows), cols);
+        std::vector<float> grad(static_cast<std::size_t>(rows * cols)), gent(grad.size(), -7.0f);
+        grpo::loss_outputs<float> out;
+        out.grad_logp = {grad.data(), rows, cols};
+        out.grad_entropy = {gent.data(), rows, cols};
+        grpo::loss_and_grad(grpo::exec::host{}, in, out, grpo::loss_config{});
+        for (const float g : gent) {
+            CHECK(g == 0.0f);
+            CHECK(!std::signbit(g));
+        }
+    }
+}

@@ -133,7 +133,8 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE token_result<C> token_loss(const token_params<
             dropped,
             h,
             select(entropy_masked(p, h), C(1), C(0)),
-            -(p.weight * p.entropy_coef),
+            // 0 - x, not -x: +0 (not -0) at entropy_coef = 0, the value the passes without entropies write.
+            C(0) - p.weight * p.entropy_coef,
             o.selected};
 }
 
