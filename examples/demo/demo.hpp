@@ -488,6 +488,19 @@ inline void record_step(const options& o, int s, const grpo::step_metrics& m, do
     log << line << (m.reference_refreshed ? "  [ref refreshed]" : "") << '\n';
 }
 
+/// Adds the sinks of a --logdir run directory to `metrics` (none when `dir` is empty). Returns false, after printing
+/// grpo's error, when the directory or its files cannot be created.
+inline bool log_to_directory(grpo::metrics_logger& metrics, const std::string& dir, const char* program) {
+    if (dir.empty()) return true;
+    try {
+        grpo::log_to_directory(metrics, dir);
+    } catch (const grpo::error& e) {
+        std::fprintf(stderr, "%s: %s\n", program, e.what());
+        return false;
+    }
+    return true;
+}
+
 /// The closing lines; the last is "held-out accuracy: <before> -> <after>" (examples/check-example.cmake).
 inline void print_result(const result& r) {
     if (r.steps_to_90 > 0) std::printf("steps to 90%% held-out accuracy: %d\n", r.steps_to_90);

@@ -405,14 +405,7 @@ int main(int argc, char** argv) {
 
     // The trainer logs each step's metrics (TRL's names) to --logdir; the held-out evaluation joins its step.
     grpo::metrics_logger metrics;
-    if (!o.logdir.empty()) {
-        try {
-            grpo::log_to_directory(metrics, o.logdir);
-        } catch (const grpo::error& e) {
-            std::fprintf(stderr, "grpo_ggml_example: %s\n", e.what());
-            return 1;
-        }
-    }
+    if (!grpo_demo::log_to_directory(metrics, o.logdir, "grpo_ggml_example")) return 1;
     trainer.set_metrics_logger(&metrics);
 
     const double before = held_out_accuracy(h, eval);

@@ -223,14 +223,7 @@ int main(int argc, char** argv) {
 
     // Each step's metrics under TRL's names (grpo::step_metrics filled from this loop's statistics) to --logdir.
     grpo::metrics_logger metrics;
-    if (!o.logdir.empty()) {
-        try {
-            grpo::log_to_directory(metrics, o.logdir);
-        } catch (const grpo::error& e) {
-            std::fprintf(stderr, "grpo_libtorch_example: %s\n", e.what());
-            return 1;
-        }
-    }
+    if (!grpo_demo::log_to_directory(metrics, o.logdir, "grpo_libtorch_example")) return 1;
 
     const double before = held_out_accuracy(policy, eval);
     metrics.log(0, "eval_accuracy", before);
