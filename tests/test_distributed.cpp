@@ -199,3 +199,48 @@ TEST_CASE("dist: reduce_stats combines per-rank statistics for logging", "[dist]
         CHECK(r.approx_kl == Approx(whole.approx_kl).epsilon(1e-12));
     }
 }
+
+TEST_CASE("dist: a batch without rows on any rank is judged as the one-process call judges it", "[dist]") {
+    // fuzz_dist found both: opo's token_weights, given but empty, became an absent view once gathered (so the
+    // dist call rejected what the one-process call accepts), and ranks without rows skipped the configuration
+    // check (so the dist call accepted a configuration the one-process call rejects).
+    thread_group group(2);
+    std::vector<std::string> messages(2);
+    grpo::advantage_config opo;
+    opo.estimator = grpo::advantage_estimator::opo;
+    group.run([&](const thread_group::communicator& comm) {
+        const double no_weight = 0;
+        const float no_float = 0;
+        float no_output = 0;
+        try {
+            grpo::dist::compute_advantages(comm, grpo::exec::host{}, grpo::vector_view<const float>(&no_float, 0),
+                                           grpo::groups::contiguous(2), grpo::vector_view<float>(&no_output, 0), opo,
+                                           grpo::group_outputs{}, grpo::vector_view<const double>(&no_weight, 0));
+            messages[comm.rank()] = "ok";
+        } catch (const grpo::error& e) {
+            messages[comm.rank()] = e.what();
+        }
+    });
+    CHECK(messages == std::vector<std::string>(2, "ok"));
+    const double none = 0;
+    float none_out = 0;
+    CHECK_NOTHROW(grpo::compute_advantages(grpo::exec::host{}, grpo::vector_view<const float>(&none_out, 0),
+                                           grpo::groups::contiguous(2), grpo::vector_view<float>(&none_out, 0), opo,
+                                           grpo::group_outputs{}, grpo::vector_view<const double>(&none, 0)));
+
+    grpo::loss_config bad = grpo::loss_config::sapo();
+    bad.sapo_temperature_neg = 0;
+    CHECK_THROWS_AS(
+        grpo::loss_and_grad(grpo::exec::host{}, grpo::loss_inputs<float>{}, grpo::loss_outputs<float>{}, bad),
+        grpo::error);
+    group.run([&](const thread_group::communicator& comm) {
+        try {
+            grpo::dist::loss_and_grad(comm, grpo::exec::host{}, grpo::loss_inputs<float>{}, grpo::loss_outputs<float>{},
+                                      bad);
+            messages[comm.rank()] = "no error";
+        } catch (const grpo::error& e) {
+            messages[comm.rank()] = e.what();
+        }
+    });
+    for (const std::string& m : messages) CHECK(m.find("'config.sapo_temperature_neg'") != std::string::npos);
+}

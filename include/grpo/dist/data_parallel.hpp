@@ -69,6 +69,15 @@ inline std::int64_t agreed(const char* where, const std::vector<std::int64_t>& a
     return all[first * width + k];
 }
 
+/// v.data(), or a valid pointer when v is empty: a view of a gathered input stays present when the whole batch is
+/// empty (an empty batch whose optional inputs were given is not one whose inputs were left out: opo's
+/// token_weights, for one).
+template <class U>
+const U* present_data(const std::vector<U>& v) {
+    static const U none{};
+    return v.empty() ? &none : v.data();
+}
+
 /// This rank's first row and the rows of every rank, from field k (this rank's rows) of the headers.
 inline row_span span_of(const char* where, const std::vector<std::int64_t>& all, std::size_t width, std::size_t k,
                         int rank) {
@@ -165,8 +174,9 @@ advantage_stats compute_advantages(const Comm& comm, const exec::host& ex, vecto
         const std::vector<double> w_local = detail::elements_of(where, token_weights);
         w_all = detail::all_gather_varying(where, comm, w_local.data(), rewards.size(), counts);
     }
-    const groups whole = by_id ? groups::by_id(vector_view<const std::int64_t>(ids_all.data(), span.total), group_size)
-                               : groups::contiguous(group_size);
+    const groups whole =
+        by_id ? groups::by_id(vector_view<const std::int64_t>(detail::present_data(ids_all), span.total), group_size)
+              : groups::contiguous(group_size);
     const index_t k = whole.num_groups(span.total);
     // Every rank's per-group outputs must hold every group (checked on every rank, so every rank throws).
     const char* const group_names[] = {"group_outputs.mean", "group_outputs.std", "group_outputs.zero_variance",
@@ -191,9 +201,11 @@ advantage_stats compute_advantages(const Comm& comm, const exec::host& ex, vecto
     if (per_group.std.present()) go.std = vector_view<double>(sd.data(), kg);
     if (per_group.zero_variance.present()) go.zero_variance = vector_view<std::uint8_t>(zv.data(), kg);
     if (per_group.count.present()) go.count = vector_view<std::int64_t>(cnt.data(), kg);
-    const advantage_stats stats = grpo::compute_advantages(
-        ex, vector_view<const T>(r_all.data(), span.total), whole, vector_view<T>(adv_all.data(), span.total), cfg, ws,
-        go, with_weights ? vector_view<const double>(w_all.data(), span.total) : vector_view<const double>{});
+    const advantage_stats stats =
+        grpo::compute_advantages(ex, vector_view<const T>(detail::present_data(r_all), span.total), whole,
+                                 vector_view<T>(adv_all.data(), span.total), cfg, ws, go,
+                                 with_weights ? vector_view<const double>(detail::present_data(w_all), span.total)
+                                              : vector_view<const double>{});
 
     for (index_t i = 0; i < rewards.size(); ++i) advantages[i] = adv_all[static_cast<std::size_t>(span.offset + i)];
     for (index_t j = 0; j < kg; ++j) {
@@ -305,16 +317,20 @@ token_advantage_stats token_advantages(const Comm& comm, const exec::host& ex, c
     const std::vector<T> baselines = gather_vector(with_baselines, in.baselines);
     const std::vector<std::int64_t> ids = gather_vector(prompts_by_id, in.prompts.ids());
 
-    const auto whole_view = [&](const std::vector<T>& v) { return matrix_view<const T>(v.data(), span.total, cols); };
+    const auto whole_view = [&](const std::vector<T>& v) {
+        return matrix_view<const T>(detail::present_data(v), span.total, cols);
+    };
     token_advantage_inputs<T> whole;
     whole.rewards = whole_view(rewards);
     whole.mask = whole_view(mask);
     if (with_old) whole.old_logp = whole_view(old_logp);
     if (with_spi) whole.sum_pi_squared = whole_view(spi);
     if (with_isw) whole.is_weights = whole_view(isw);
-    if (with_baselines) whole.baselines = vector_view<const T>(baselines.data(), span.total);
-    whole.prompts = prompts_by_id ? groups::by_id(vector_view<const std::int64_t>(ids.data(), span.total), prompts_size)
-                                  : groups::contiguous(prompts_size);
+    if (with_baselines) whole.baselines = vector_view<const T>(detail::present_data(baselines), span.total);
+    whole.prompts =
+        prompts_by_id
+            ? groups::by_id(vector_view<const std::int64_t>(detail::present_data(ids), span.total), prompts_size)
+            : groups::contiguous(prompts_size);
     std::vector<T> adv = grpo::detail::make_scratch<T>(where, "the batch's advantages", total_cells);
     std::vector<T> ret =
         grpo::detail::make_scratch<T>(where, "the batch's returns", out.returns.present() ? total_cells : 0);
@@ -507,7 +523,10 @@ loss_stats loss_and_grad(const Comm& comm, const exec::host& ex, const loss_inpu
     const bool idle = !in.logp.present() || in.logp.rows() == 0;
     // Local checks (shapes, and the values with validation::full) and counts, before anything is written.
     detail::collectively(where, comm, [&] {
-        if (idle) return;
+        if (idle) { // the configuration is still checked: a batch without rows on any rank must reject it too
+            (void)grpo::detail::check_loss_call(where, loss_inputs<T>{}, loss_outputs<T>{}, cfg);
+            return;
+        }
         const grpo::detail::loss_params p = grpo::detail::check_loss_call(where, in, out, cfg);
         const index_t rows = in.logp.rows(), cols = in.logp.cols();
         grpo::detail::check_lengths_on_host(where, in.lengths, rows, cols);
