@@ -201,9 +201,9 @@ TEST_CASE("dist: reduce_stats combines per-rank statistics for logging", "[dist]
 }
 
 TEST_CASE("dist: a batch without rows on any rank is judged as the one-process call judges it", "[dist]") {
-    // fuzz_dist found both: opo's token_weights, given but empty, became an absent view once gathered (so the
-    // dist call rejected what the one-process call accepts), and ranks without rows skipped the configuration
-    // check (so the dist call accepted a configuration the one-process call rejects).
+    // fuzz_dist found these: a gathered view, given but empty (opo's token_weights, token_advantages' outputs),
+    // became absent (so the dist call rejected what the one-process call accepts), and ranks without rows
+    // skipped the configuration check (so the dist call accepted a configuration the one-process call rejects).
     thread_group group(2);
     std::vector<std::string> messages(2);
     grpo::advantage_config opo;
@@ -227,6 +227,35 @@ TEST_CASE("dist: a batch without rows on any rank is judged as the one-process c
     CHECK_NOTHROW(grpo::compute_advantages(grpo::exec::host{}, grpo::vector_view<const float>(&none_out, 0),
                                            grpo::groups::contiguous(2), grpo::vector_view<float>(&none_out, 0), opo,
                                            grpo::group_outputs{}, grpo::vector_view<const double>(&none, 0)));
+
+    // token_advantages (remax: reinforce_plus_plus needs 2 tokens to whiten): rows 0 of 3 tokens on both ranks,
+    // every view given (empty), returns too.
+    grpo::token_advantage_config remax;
+    remax.estimator = grpo::token_estimator::remax;
+    const auto token_call = [](auto&& call) {
+        float none_in = 0, none_adv = 0, none_ret = 0;
+        grpo::token_advantage_inputs<float> in;
+        in.rewards = {&none_in, 0, 3};
+        in.mask = {&none_in, 0, 3};
+        in.baselines = {&none_in, 0};
+        grpo::token_advantage_outputs<float> out;
+        out.advantages = {&none_adv, 0, 3};
+        out.returns = {&none_ret, 0, 3};
+        call(in, out);
+    };
+    group.run([&](const thread_group::communicator& comm) {
+        try {
+            token_call([&](const auto& in, const auto& out) {
+                grpo::dist::token_advantages(comm, grpo::exec::host{}, in, out, remax);
+            });
+            messages[comm.rank()] = "ok";
+        } catch (const grpo::error& e) {
+            messages[comm.rank()] = e.what();
+        }
+    });
+    CHECK(messages == std::vector<std::string>(2, "ok"));
+    CHECK_NOTHROW(token_call(
+        [&](const auto& in, const auto& out) { grpo::token_advantages(grpo::exec::host{}, in, out, remax); }));
 
     grpo::loss_config bad = grpo::loss_config::sapo();
     bad.sapo_temperature_neg = 0;

@@ -215,7 +215,7 @@ bool build(fuzz_input& in, problem<T>& pb) {
         for (auto& l : pb.lengths) {
             const std::uint8_t k = in.u8();
             l = k < 240   ? (pb.cols > 0 ? in.range(0, std::min<std::int64_t>(pb.cols, 1 << 20)) : 0)
-                : k < 248 ? pb.cols + 1
+                : k < 248 ? (pb.cols < std::numeric_limits<std::int64_t>::max() ? pb.cols + 1 : pb.cols) // past the end
                           : in.hostile_size();
         }
     }

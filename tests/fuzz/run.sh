@@ -9,7 +9,7 @@ secs=${1:-30}
 build=${2:-build-fuzz}
 here=$(cd "$(dirname "$0")" && pwd)
 harnesses="fuzz_loss fuzz_advantages fuzz_process_rewards fuzz_token_advantages fuzz_rewards fuzz_trainer fuzz_views fuzz_logprobs
-  fuzz_logprobs_hidden"
+  fuzz_logprobs_hidden fuzz_dist"
 fail=0
 # A scratch allocation the system cannot serve must surface as grpo::error (errc::out_of_memory), as it does
 # without sanitizers: let ASan's allocator fail with std::bad_alloc instead of aborting.

@@ -77,6 +77,12 @@ const U* present_data(const std::vector<U>& v) {
     static const U none{};
     return v.empty() ? &none : v.data();
 }
+/// The same for a gathered output (an empty view: nothing is ever written through the stand-in).
+template <class U>
+U* present_data(std::vector<U>& v) {
+    static U none{};
+    return v.empty() ? &none : v.data();
+}
 
 /// This rank's first row and the rows of every rank, from field k (this rank's rows) of the headers.
 inline row_span span_of(const char* where, const std::vector<std::int64_t>& all, std::size_t width, std::size_t k,
@@ -197,13 +203,13 @@ advantage_stats compute_advantages(const Comm& comm, const exec::host& ex, vecto
     std::vector<std::uint8_t> zv = scratch(per_group.zero_variance);
     std::vector<std::int64_t> cnt = scratch(per_group.count);
     group_outputs go;
-    if (per_group.mean.present()) go.mean = vector_view<double>(mean.data(), kg);
-    if (per_group.std.present()) go.std = vector_view<double>(sd.data(), kg);
-    if (per_group.zero_variance.present()) go.zero_variance = vector_view<std::uint8_t>(zv.data(), kg);
-    if (per_group.count.present()) go.count = vector_view<std::int64_t>(cnt.data(), kg);
+    if (per_group.mean.present()) go.mean = vector_view<double>(detail::present_data(mean), kg);
+    if (per_group.std.present()) go.std = vector_view<double>(detail::present_data(sd), kg);
+    if (per_group.zero_variance.present()) go.zero_variance = vector_view<std::uint8_t>(detail::present_data(zv), kg);
+    if (per_group.count.present()) go.count = vector_view<std::int64_t>(detail::present_data(cnt), kg);
     const advantage_stats stats =
         grpo::compute_advantages(ex, vector_view<const T>(detail::present_data(r_all), span.total), whole,
-                                 vector_view<T>(adv_all.data(), span.total), cfg, ws, go,
+                                 vector_view<T>(detail::present_data(adv_all), span.total), cfg, ws, go,
                                  with_weights ? vector_view<const double>(detail::present_data(w_all), span.total)
                                               : vector_view<const double>{});
 
@@ -335,8 +341,8 @@ token_advantage_stats token_advantages(const Comm& comm, const exec::host& ex, c
     std::vector<T> ret =
         grpo::detail::make_scratch<T>(where, "the batch's returns", out.returns.present() ? total_cells : 0);
     token_advantage_outputs<T> whole_out;
-    whole_out.advantages = matrix_view<T>(adv.data(), span.total, cols);
-    if (out.returns.present()) whole_out.returns = matrix_view<T>(ret.data(), span.total, cols);
+    whole_out.advantages = matrix_view<T>(detail::present_data(adv), span.total, cols);
+    if (out.returns.present()) whole_out.returns = matrix_view<T>(detail::present_data(ret), span.total, cols);
     const token_advantage_stats stats = grpo::token_advantages(ex, whole, whole_out, cfg, ws);
 
     for (index_t i = 0; i < rows; ++i)

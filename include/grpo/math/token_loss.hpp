@@ -120,6 +120,8 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE token_result<C> token_loss(const token_params<
     const C dropped = select(p.row_off_policy & (advantage < C(0)), C(1), C(0));
     // The bonus: chain() keeps it exactly 0 at entropy_coef = 0 whatever H is.
     const C loss = policy + p.beta * k.value - chain(p.entropy_coef, h);
+    // 0 - x, not -x: +0 (not -0) at entropy_coef = 0, the value the passes without entropies write.
+    const C grad_entropy = C(0) - p.weight * p.entropy_coef;
     return {loss,
             policy,
             k.value,
@@ -133,8 +135,7 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE token_result<C> token_loss(const token_params<
             dropped,
             h,
             select(entropy_masked(p, h), C(1), C(0)),
-            // 0 - x, not -x: +0 (not -0) at entropy_coef = 0, the value the passes without entropies write.
-            C(0) - p.weight * p.entropy_coef,
+            grad_entropy,
             o.selected};
 }
 
