@@ -5,6 +5,8 @@
 //   BM_loss_and_grad_baseline_isa/<rows>/<cols>/<threads>/0    the same without the run-time AVX2 version
 //                                                               (the default x86-64 target): its speed-up
 //   BM_loss_and_grad_config/<preset>                            one configuration each (see preset())
+//   BM_peer_config/<config>/<rows>/<cols>/<threads>              TRL's (0), verl's (1) and DeepSeekMath's (2)
+//                                                               defaults (peer_config()) on both shapes
 //   BM_stream_baseline/<rows>/<cols>/<threads>                  reads the same 4 arrays, writes 1: the
 //                                                               machine's attainable bandwidth for this pattern
 // Counters: tokens/s ("items_per_second") and bytes/s ("bytes_per_second"), 20 bytes per token in fp32
@@ -83,6 +85,25 @@ void BM_loss_and_grad_config(benchmark::State& state) {
     run_loss(state, d, preset(static_cast<int>(state.range(0))), grpo::exec::host{});
 }
 
+/// The defaults of the three peers whose users this library serves, as bench/torch_eager.py --peer-configs writes
+/// them in eager PyTorch: 0 TRL (ppo_clip, token mean, no KL), 1 verl (dual clip 3, log-ratio clamp 20,
+/// low_var_kl with its clamps at verl's kl_loss_coef 0.001, token mean), 2 DeepSeekMath (k3, beta 0.04, per-sequence
+/// token mean). shapes_only validation, fp32.
+grpo::loss_config peer_config(int k) {
+    grpo::loss_config c = k == 0   ? grpo::loss_config::trl()
+                          : k == 1 ? grpo::loss_config::verl()
+                                   : grpo::loss_config::deepseekmath();
+    if (k == 1) c.beta = 0.001;
+    c.checks = grpo::validation::shapes_only;
+    return c;
+}
+
+void BM_peer_config(benchmark::State& state) {
+    data d(state.range(1), state.range(2));
+    auto pool = make_pool(static_cast<int>(state.range(3)));
+    run_loss(state, d, peer_config(static_cast<int>(state.range(0))), grpo::exec::host{pool.get()});
+}
+
 void BM_loss_and_grad_baseline_isa(benchmark::State& state) {
     grpo::detail::cpu::cpu_dispatch_enabled() = false;
     BM_loss_and_grad(state);
@@ -128,5 +149,11 @@ BENCHMARK(BM_loss_and_grad_baseline_isa)->Apply([](benchmark::internal::Benchmar
 BENCHMARK(BM_loss_and_grad)->Args({8, 64, 1, 0})->Args({8, 64, 1, 1})->Unit(benchmark::kMicrosecond)->UseRealTime();
 // One configuration each (see preset): 0 deepseekmath, 1 trl, 2 verl + KL, 3 gspo, 4 cispo, 5 sapo, 6 gpg.
 BENCHMARK(BM_loss_and_grad_config)->DenseRange(0, 6)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_peer_config)->Apply([](benchmark::internal::Benchmark* b) {
+    for (int config : {0, 1, 2})
+        for (auto shape : {std::pair<int, int>{64, 4096}, {512, 8192}})
+            for (int threads : {1, 2}) b->Args({config, shape.first, shape.second, threads});
+    b->Unit(benchmark::kMillisecond)->UseRealTime();
+});
 BENCHMARK(BM_stream_baseline)->Apply([](benchmark::internal::Benchmark* b) { shapes(b, false); });
 BENCHMARK_MAIN();
