@@ -166,20 +166,23 @@ advantage_stats compute_advantages(const Comm& comm, const exec::host& ex, vecto
     (void)detail::agreed(where, all, width, 4, "the element type's size");
     const row_span span = detail::span_of(where, all, width, 0, comm.rank());
 
+    // This rank's rows, copied in one collective step: a copy that this rank alone cannot allocate throws on every
+    // rank instead of leaving the others waiting in the gathers below.
+    std::vector<T> r_local;
+    std::vector<std::int64_t> ids_local;
+    std::vector<double> w_local;
+    detail::collectively(where, comm, [&] {
+        r_local = detail::elements_of(where, rewards);
+        if (by_id) ids_local = detail::elements_of(where, g.ids());
+        if (with_weights) w_local = detail::elements_of(where, token_weights);
+    });
     // The whole batch on every rank: the same data, so the same checks fail (or pass) everywhere.
     std::vector<index_t> counts;
-    const std::vector<T> r_local = detail::elements_of(where, rewards);
     const std::vector<T> r_all = detail::all_gather_varying(where, comm, r_local.data(), rewards.size(), counts);
     std::vector<std::int64_t> ids_all;
-    if (by_id) {
-        const std::vector<std::int64_t> ids_local = detail::elements_of(where, g.ids());
-        ids_all = detail::all_gather_varying(where, comm, ids_local.data(), rewards.size(), counts);
-    }
+    if (by_id) ids_all = detail::all_gather_varying(where, comm, ids_local.data(), rewards.size(), counts);
     std::vector<double> w_all;
-    if (with_weights) {
-        const std::vector<double> w_local = detail::elements_of(where, token_weights);
-        w_all = detail::all_gather_varying(where, comm, w_local.data(), rewards.size(), counts);
-    }
+    if (with_weights) w_all = detail::all_gather_varying(where, comm, w_local.data(), rewards.size(), counts);
     const groups whole =
         by_id ? groups::by_id(vector_view<const std::int64_t>(detail::present_data(ids_all), span.total), group_size)
               : groups::contiguous(group_size);
@@ -304,24 +307,32 @@ token_advantage_stats token_advantages(const Comm& comm, const exec::host& ex, c
     const row_span span = detail::span_of(where, all, width, 0, comm.rank());
     const index_t total_cells = grpo::detail::checked_mul(where, "rows", span.total, cols);
 
+    // This rank's rows of every gathered input, copied in one collective step: a copy that this rank alone cannot
+    // allocate throws on every rank instead of leaving the others waiting in the gathers below.
+    std::vector<T> l_rewards, l_mask, l_old, l_spi, l_isw, l_baselines;
+    std::vector<std::int64_t> l_ids;
+    detail::collectively(where, comm, [&] {
+        if (rows == 0) return;
+        l_rewards = detail::elements_of(where, in.rewards);
+        l_mask = detail::elements_of(where, in.mask);
+        if (with_old) l_old = detail::elements_of(where, in.old_logp);
+        if (with_spi) l_spi = detail::elements_of(where, in.sum_pi_squared);
+        if (with_isw) l_isw = detail::elements_of(where, in.is_weights);
+        if (with_baselines) l_baselines = detail::elements_of(where, in.baselines);
+        if (prompts_by_id) l_ids = detail::elements_of(where, in.prompts.ids());
+    });
     std::vector<index_t> counts;
-    const auto gather_matrix = [&](bool wanted, const matrix_view<const T>& m) {
-        if (!wanted) return std::vector<T>{};
-        const std::vector<T> local = detail::elements_of(where, rows > 0 ? m : matrix_view<const T>{});
-        return detail::all_gather_varying(where, comm, local.data(), static_cast<index_t>(local.size()), counts);
-    };
-    const auto gather_vector = [&](bool wanted, const auto& v) {
-        using U = typename std::decay_t<decltype(v)>::value_type;
+    const auto gather = [&](bool wanted, const auto& local) {
+        using U = typename std::decay_t<decltype(local)>::value_type;
         if (!wanted) return std::vector<U>{};
-        const std::vector<U> local = detail::elements_of(where, rows > 0 ? v : std::decay_t<decltype(v)>{});
         return detail::all_gather_varying(where, comm, local.data(), static_cast<index_t>(local.size()), counts);
     };
-    const std::vector<T> rewards = gather_matrix(true, in.rewards), mask = gather_matrix(true, in.mask);
-    const std::vector<T> old_logp = gather_matrix(with_old, in.old_logp);
-    const std::vector<T> spi = gather_matrix(with_spi, in.sum_pi_squared);
-    const std::vector<T> isw = gather_matrix(with_isw, in.is_weights);
-    const std::vector<T> baselines = gather_vector(with_baselines, in.baselines);
-    const std::vector<std::int64_t> ids = gather_vector(prompts_by_id, in.prompts.ids());
+    const std::vector<T> rewards = gather(true, l_rewards), mask = gather(true, l_mask);
+    const std::vector<T> old_logp = gather(with_old, l_old);
+    const std::vector<T> spi = gather(with_spi, l_spi);
+    const std::vector<T> isw = gather(with_isw, l_isw);
+    const std::vector<T> baselines = gather(with_baselines, l_baselines);
+    const std::vector<std::int64_t> ids = gather(prompts_by_id, l_ids);
 
     const auto whole_view = [&](const std::vector<T>& v) {
         return matrix_view<const T>(detail::present_data(v), span.total, cols);
