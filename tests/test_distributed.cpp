@@ -272,4 +272,37 @@ TEST_CASE("dist: a batch without rows on any rank is judged as the one-process c
         }
     });
     for (const std::string& m : messages) CHECK(m.find("'config.sapo_temperature_neg'") != std::string::npos);
+
+    // A rank whose logp has no rows but whose lengths do: rejected, as the one-process call rejects it.
+    group.run([&](const thread_group::communicator& comm) {
+        const std::int64_t lengths[3] = {1, 1, 1};
+        grpo::loss_inputs<float> in;
+        if (comm.rank() == 1) in.lengths = {lengths, 3};
+        try {
+            grpo::dist::loss_and_grad(comm, grpo::exec::host{}, in, grpo::loss_outputs<float>{}, grpo::loss_config{});
+            messages[comm.rank()] = "no error";
+        } catch (const grpo::error& e) {
+            messages[comm.rank()] = e.what();
+        }
+    });
+    for (const std::string& m : messages) CHECK(m.find("argument 'logp'") != std::string::npos);
+
+    // Ranks on different element types, the double rank without rows: its gathers would send other byte counts
+    // (fuzz_dist found it), so the element type is agreed by every rank, rows or not.
+    group.run([&](const thread_group::communicator& comm) {
+        try {
+            if (comm.rank() == 0) {
+                std::vector<float> r = {1, 2}, a(2);
+                grpo::dist::compute_advantages(comm, grpo::exec::host{}, grpo::vector_view<const float>(r),
+                                               grpo::groups::contiguous(2), grpo::vector_view<float>(a));
+            } else {
+                grpo::dist::compute_advantages(comm, grpo::exec::host{}, grpo::vector_view<const double>{},
+                                               grpo::groups::contiguous(2), grpo::vector_view<double>{});
+            }
+            messages[comm.rank()] = "no error";
+        } catch (const grpo::error& e) {
+            messages[comm.rank()] = e.what();
+        }
+    });
+    for (const std::string& m : messages) CHECK(m.find("the element type's size") != std::string::npos);
 }

@@ -84,6 +84,18 @@ U* present_data(std::vector<U>& v) {
     return v.empty() ? &none : v.data();
 }
 
+/// The value of header field k, which every rank must share, rows or not (the element type's size: a rank
+/// without rows still sends that type's bytes in the gathers).
+inline std::int64_t agreed_by_all(const char* where, const std::vector<std::int64_t>& all, std::size_t width,
+                                  std::size_t k, const char* what) {
+    for (std::size_t r = 1; r * width < all.size(); ++r)
+        if (all[r * width + k] != all[k])
+            detail::raise_argument(errc::invalid_value, where, what,
+                                   "the same on every rank (rank 0: " + detail::to_str(all[k]) + ")",
+                                   detail::to_str(all[r * width + k]) + " on rank " + detail::to_str(r));
+    return all[k];
+}
+
 /// This rank's first row and the rows of every rank, from field k (this rank's rows) of the headers.
 inline row_span span_of(const char* where, const std::vector<std::int64_t>& all, std::size_t width, std::size_t k,
                         int rank) {
@@ -163,7 +175,7 @@ advantage_stats compute_advantages(const Comm& comm, const exec::host& ex, vecto
     const bool by_id = detail::agreed(where, all, width, 1, "groups (contiguous or by id)") != 0;
     const index_t group_size = detail::agreed(where, all, width, 2, by_id ? "groups.num_groups" : "groups.size");
     const bool with_weights = detail::agreed(where, all, width, 3, "token_weights (present)") != 0;
-    (void)detail::agreed(where, all, width, 4, "the element type's size");
+    (void)detail::agreed_by_all(where, all, width, 4, "the element type's size");
     const row_span span = detail::span_of(where, all, width, 0, comm.rank());
 
     // This rank's rows, copied in one collective step: a copy that this rank alone cannot allocate throws on every
@@ -303,7 +315,7 @@ token_advantage_stats token_advantages(const Comm& comm, const exec::host& ex, c
     const bool with_old = detail::agreed(where, all, width, 5, "old_logp (present)") != 0;
     const bool with_spi = detail::agreed(where, all, width, 6, "sum_pi_squared (present)") != 0;
     const bool with_isw = detail::agreed(where, all, width, 7, "is_weights (present)") != 0;
-    (void)detail::agreed(where, all, width, 8, "the element type's size");
+    (void)detail::agreed_by_all(where, all, width, 8, "the element type's size");
     const row_span span = detail::span_of(where, all, width, 0, comm.rank());
     const index_t total_cells = grpo::detail::checked_mul(where, "rows", span.total, cols);
 
@@ -499,6 +511,28 @@ inline void check_step_count(const char* where, const loss_config& whole, const 
             cols);
 }
 
+/// A rank whose logp is absent or has no rows takes part in the collectives only: none of its other views may
+/// have rows (the one-process call would reject them against logp's shape).
+template <class T, class S>
+void check_idle_views(const char* where, const loss_inputs<T, S>& in, const loss_outputs<T, S>& out) {
+    const std::pair<const char*, index_t> rows[] = {{"old_logp", in.old_logp.rows()},
+                                                    {"ref_logp", in.ref_logp.rows()},
+                                                    {"advantages", in.advantages.rows()},
+                                                    {"mask", in.mask.rows()},
+                                                    {"sampling_logp", in.sampling_logp.rows()},
+                                                    {"entropy", in.entropy.rows()},
+                                                    {"lengths", in.lengths.size()},
+                                                    {"grad_logp", out.grad_logp.rows()},
+                                                    {"per_token_loss", out.per_token_loss.rows()},
+                                                    {"ratio", out.ratio.rows()},
+                                                    {"grad_entropy", out.grad_entropy.rows()}};
+    for (const auto& r : rows)
+        if (r.second > 0)
+            grpo::detail::raise_argument(errc::shape_mismatch, where, "logp",
+                                         std::string("rows matching ") + r.first + "'s " + detail::to_str(r.second),
+                                         in.logp.present() ? "a view without rows" : "an absent view");
+}
+
 /// The step's loss_stats: every rank's per-row partials in batch row order, combined as the one-process pass
 /// combines its rows. A collective.
 template <class Comm>
@@ -540,8 +574,10 @@ loss_stats loss_and_grad(const Comm& comm, const exec::host& ex, const loss_inpu
     const bool idle = !in.logp.present() || in.logp.rows() == 0;
     // Local checks (shapes, and the values with validation::full) and counts, before anything is written.
     detail::collectively(where, comm, [&] {
-        if (idle) { // the configuration is still checked: a batch without rows on any rank must reject it too
+        if (idle) { // the configuration is still checked (a batch without rows on any rank must reject it too),
+            // and a rank whose logp has no rows must not pass other views that do
             (void)grpo::detail::check_loss_call(where, loss_inputs<T>{}, loss_outputs<T>{}, cfg);
+            detail::check_idle_views(where, in, out);
             return;
         }
         const grpo::detail::loss_params p = grpo::detail::check_loss_call(where, in, out, cfg);

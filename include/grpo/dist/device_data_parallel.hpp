@@ -41,9 +41,10 @@ grpo::detail::if_device_executor<Exec, loss_stats> loss_and_grad(const Comm& com
                                    "the step's threshold with top_entropy_quantile < 1 on device views (gather the "
                                    "entropies and take the quantile, as the host entry point does)",
                                    "NaN (this call's quantile)");
-        if (idle) { // the configuration is still checked: a batch without rows on any rank must reject it too
+        if (idle) { // the configuration, and no view with rows (as the host entry point)
             (void)grpo::detail::check_loss_call(where, loss_inputs<T, device_space>{}, loss_outputs<T, device_space>{},
                                                 cfg);
+            detail::check_idle_views(where, in, out);
             return;
         }
         const basic_workspace_lease<grpo::detail::device_workspace_of<Exec>> lease(ws, where);
