@@ -287,6 +287,29 @@ TEST_CASE("dist: a batch without rows on any rank is judged as the one-process c
     });
     for (const std::string& m : messages) CHECK(m.find("argument 'logp'") != std::string::npos);
 
+    // The same for token_advantages: a rank whose rewards have no rows but whose advantages do.
+    group.run([&](const thread_group::communicator& comm) {
+        std::vector<float> rewards(6, 1.f), mask(6, 1.f), adv(6);
+        grpo::token_advantage_inputs<float> in;
+        grpo::token_advantage_outputs<float> out;
+        if (comm.rank() == 0) {
+            in.rewards = {rewards.data(), 1, 6};
+            in.mask = {mask.data(), 1, 6};
+        }
+        out.advantages = {adv.data(), 1, 6};
+        grpo::token_advantage_config cfg;
+        cfg.estimator = grpo::token_estimator::remax;
+        const float baseline = 0;
+        if (comm.rank() == 0) in.baselines = {&baseline, 1};
+        try {
+            grpo::dist::token_advantages(comm, grpo::exec::host{}, in, out, cfg);
+            messages[comm.rank()] = "no error";
+        } catch (const grpo::error& e) {
+            messages[comm.rank()] = e.what();
+        }
+    });
+    for (const std::string& m : messages) CHECK(m.find("argument 'rewards'") != std::string::npos);
+
     // Ranks on different element types, the double rank without rows: its gathers would send other byte counts
     // (fuzz_dist found it), so the element type is agreed by every rank, rows or not.
     group.run([&](const thread_group::communicator& comm) {

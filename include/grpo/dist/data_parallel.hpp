@@ -270,6 +270,22 @@ token_advantage_stats token_advantages(const Comm& comm, const exec::host& ex, c
     const index_t rows = in.rewards.present() ? in.rewards.rows() : 0;
     detail::collectively(where, comm, [&] {
         const index_t cols = in.rewards.cols();
+        if (rows == 0) { // a rank without rows takes part in the collectives only: no other view may have rows
+            const std::pair<const char*, index_t> others[] = {
+                {"mask", in.mask.rows()},
+                {"baselines", in.baselines.size()},
+                {"prompts.ids", in.prompts.is_contiguous() ? 0 : in.prompts.ids().size()},
+                {"old_logp", in.old_logp.rows()},
+                {"sum_pi_squared", in.sum_pi_squared.rows()},
+                {"is_weights", in.is_weights.rows()},
+                {"advantages", out.advantages.rows()},
+                {"returns", out.returns.rows()}};
+            for (const auto& o : others)
+                if (o.second > 0)
+                    detail::raise_argument(errc::shape_mismatch, where, "rewards",
+                                           std::string("rows matching ") + o.first + "'s " + detail::to_str(o.second),
+                                           in.rewards.present() ? "a view without rows" : "an absent view");
+        }
         if (rows > 0) {
             if (!in.mask.present())
                 detail::raise_argument(errc::invalid_value, where, "mask", "a [rows, tokens] mask", "an absent view");
