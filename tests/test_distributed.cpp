@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Data-parallel entry points with threads as ranks: the bit-exact contract for 1 to 4 ranks and every split,
 // errors that every rank sees (outputs untouched everywhere), and the communicator helpers.
+#include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -16,8 +18,9 @@ TEST_CASE("dist: every split over 1-4 ranks gives the one-process bits", "[dist]
         std::vector<dist_cases::report> reports(static_cast<std::size_t>(size));
         group.run([&](const thread_group::communicator& comm) { reports[comm.rank()] = dist_cases::run_all(comm); });
         for (int r = 0; r < size; ++r) {
-            INFO("ranks " << size << ", rank " << r);
-            for (const std::string& f : reports[r].failures) INFO(f);
+            std::string failures; // (an INFO inside a loop would end with its iteration)
+            for (const std::string& f : reports[r].failures) failures += f + "\n";
+            INFO("ranks " << size << ", rank " << r << "\n" << failures);
             CHECK(reports[r].failures.empty());
             CHECK(reports[r].cases > 100);
         }
@@ -26,7 +29,9 @@ TEST_CASE("dist: every split over 1-4 ranks gives the one-process bits", "[dist]
 
 TEST_CASE("dist: self_communicator is the one-process call", "[dist]") {
     const dist_cases::report rep = dist_cases::run_all(grpo::dist::self_communicator{});
-    for (const std::string& f : rep.failures) INFO(f);
+    std::string failures;
+    for (const std::string& f : rep.failures) failures += f + "\n";
+    INFO(failures);
     CHECK(rep.failures.empty());
 }
 
@@ -328,4 +333,50 @@ TEST_CASE("dist: a batch without rows on any rank is judged as the one-process c
         }
     });
     for (const std::string& m : messages) CHECK(m.find("the element type's size") != std::string::npos);
+}
+
+TEST_CASE("dist: the step's top-entropy quantile is used even when it is NaN", "[dist]") {
+    // fuzz_dist found it: NaN entropies (unchecked under shapes_only) make the step's quantile NaN, and a NaN
+    // threshold used to mean "compute it": every rank then took the quantile of its own entropies.
+    const grpo::index_t rows = 4, cols = 3;
+    std::vector<double> logp(12), old(12), adv(12), entropy(12);
+    for (std::size_t k = 0; k < 12; ++k) {
+        logp[k] = -0.1 * static_cast<double>(k + 1);
+        old[k] = logp[k] + 0.05 * static_cast<double>(k % 3);
+        adv[k] = k % 2 == 0 ? 1.0 : -0.5;
+        entropy[k] = 0.2 * static_cast<double>(12 - k);
+    }
+    // The step's median is NaN (NaN orders last); rank 0's own would be a number.
+    for (std::size_t k : {1, 3, 6, 8, 9, 10, 11}) entropy[k] = std::numeric_limits<double>::quiet_NaN();
+    grpo::loss_config cfg;
+    cfg.top_entropy_quantile = 0.5;
+    cfg.checks = grpo::validation::shapes_only;
+    const auto inputs = [&](grpo::index_t first, grpo::index_t n) {
+        grpo::loss_inputs<double> in;
+        in.logp = {logp.data() + first * cols, n, cols};
+        in.old_logp = {old.data() + first * cols, n, cols};
+        in.advantages = {adv.data() + first * cols, n, cols};
+        in.entropy = {entropy.data() + first * cols, n, cols};
+        return in;
+    };
+    std::vector<double> grad(12);
+    const grpo::loss_stats one = grpo::loss_and_grad(grpo::exec::host{}, inputs(0, rows),
+                                                     grpo::loss_outputs<double>{{grad.data(), rows, cols}, {}}, cfg);
+    thread_group group(2);
+    std::vector<double> dgrad(12, 42.0);
+    std::vector<grpo::loss_stats> stats(2);
+    group.run([&](const thread_group::communicator& comm) {
+        const grpo::index_t first = comm.rank() * 2;
+        stats[comm.rank()] =
+            grpo::dist::loss_and_grad(comm, grpo::exec::host{}, inputs(first, 2),
+                                      grpo::loss_outputs<double>{{dgrad.data() + first * cols, 2, cols}, {}}, cfg);
+    });
+    for (std::size_t k = 0; k < 12; ++k) {
+        INFO("token " << k);
+        CHECK(std::memcmp(&dgrad[k], &grad[k], sizeof(double)) == 0);
+    }
+    for (const grpo::loss_stats& s : stats) {
+        CHECK(std::memcmp(&s.policy_loss, &one.policy_loss, sizeof(double)) == 0);
+        CHECK(std::memcmp(&s.entropy_mask_fraction, &one.entropy_mask_fraction, sizeof(double)) == 0);
+    }
 }

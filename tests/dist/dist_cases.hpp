@@ -5,10 +5,12 @@
 // ranks), the MPI test (mpirun -np 1..4) and the c10d test (processes over a FileStore).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -313,6 +315,99 @@ void loss_cases(const Comm& comm, report& rep, int pattern) {
     }
 }
 
+/// The host-set normalizers (global_token_count, global_sequence_count) around the batch's own counts: the
+/// data-parallel call accepts exactly what the one-process call on the whole batch accepts (the same argument
+/// named in the error), with the same bits when both accept, and leaves every rank's outputs untouched when it
+/// throws.
+template <class T, class Comm>
+void global_count_cases(const Comm& comm, report& rep, int pattern) {
+    const grpo::index_t rows = 6, cols = 5;
+    const std::size_t cells = static_cast<std::size_t>(rows * cols);
+    std::mt19937 gen(77);
+    const std::vector<T> logp = uniform<T>(gen, cells, -3, -0.05), old = uniform<T>(gen, cells, -3, -0.05),
+                         adv = uniform<T>(gen, cells, -1, 1);
+    std::vector<T> mask(cells);
+    double tokens = 0;
+    for (grpo::index_t i = 0; i < rows; ++i)
+        for (grpo::index_t t = 0; t < cols; ++t) {
+            mask[i * cols + t] = i != 2 && t <= i ? T(1) : T(0); // row 2 empty
+            tokens += static_cast<double>(mask[i * cols + t]);
+        }
+    const std::vector<grpo::index_t> n = split_rows(rows, comm.size(), pattern);
+    const grpo::dist::row_span s = span_of(n, comm.rank());
+    const grpo::index_t mine = n[comm.rank()];
+    const auto argument = [](const grpo::error& e) { // the argument named (the counts quoted may be a rank's)
+        const std::string m = e.what();
+        const std::size_t at = std::min(m.size(), m.find("argument '"));
+        return m.substr(at, m.find('\'', std::min(m.size(), at + 10)) - at) + " " + grpo::to_string(e.code());
+    };
+    const double token_counts[] = {0, 1, tokens - 1, tokens, tokens + 3};
+    const double sequence_counts[] = {0, 1, rows - 1.0, double(rows), rows + 2.0};
+    // Variants 8-11 put an infinite logp in the last row, under validation::full: the one-process order of the
+    // checks (global_sequence_count, then the values, then global_token_count) decides which error is named.
+    std::vector<T> bad_logp = logp;
+    bad_logp[static_cast<std::size_t>((rows - 1) * cols)] = std::numeric_limits<T>::infinity();
+    for (int variant = 0; variant < 12; ++variant)
+        for (double gtc : token_counts)
+            for (double gsc : sequence_counts) {
+                const std::vector<T>& lp = variant >= 8 ? bad_logp : logp;
+                grpo::loss_config cfg;
+                cfg.checks = variant % 2 == 0 && variant < 8 ? grpo::validation::shapes_only : grpo::validation::full;
+                cfg.agg =
+                    (variant / 2) % 2 == 0 ? grpo::aggregation::token_mean : grpo::aggregation::seq_mean_token_mean;
+                cfg.count_empty_sequences = (variant / 4) % 2 == 0;
+                cfg.global_token_count = gtc;
+                cfg.global_sequence_count = gsc;
+                grpo::loss_inputs<T> in;
+                in.logp = {lp.data(), rows, cols};
+                in.old_logp = {old.data(), rows, cols};
+                in.advantages = {adv.data(), rows, cols};
+                in.mask = {mask.data(), rows, cols};
+                std::vector<T> g(cells, T(42));
+                std::string want = "accepted";
+                grpo::loss_stats st;
+                try {
+                    st = grpo::loss_and_grad(grpo::exec::host{}, in, grpo::loss_outputs<T>{{g.data(), rows, cols}, {}},
+                                             cfg);
+                } catch (const grpo::error& e) {
+                    want = argument(e);
+                }
+                const auto local = [&](const std::vector<T>& v) {
+                    return mine == 0 ? grpo::matrix_view<const T>{}
+                                     : grpo::matrix_view<const T>(v.data() + s.offset * cols, mine, cols);
+                };
+                grpo::loss_inputs<T> din;
+                din.logp = local(lp);
+                din.old_logp = local(old);
+                din.advantages = local(adv);
+                din.mask = local(mask);
+                std::vector<T> dg(static_cast<std::size_t>(mine * cols), T(42));
+                std::string got = "accepted";
+                grpo::loss_stats dst;
+                try {
+                    dst = grpo::dist::loss_and_grad(comm, grpo::exec::host{}, din,
+                                                    grpo::loss_outputs<T>{{dg.data(), mine, cols}, {}}, cfg);
+                } catch (const grpo::error& e) {
+                    got = argument(e);
+                }
+                const std::string name = "global counts " + std::to_string(gtc) + "/" + std::to_string(gsc) +
+                                         " variant " + std::to_string(variant);
+                ++rep.cases;
+                if (got != want) {
+                    rep.fail(name + ": dist " + got + "; one process " + want);
+                    continue;
+                }
+                for (std::size_t c = 0; c < dg.size(); ++c)
+                    if (!same_bits(dg[c],
+                                   want == "accepted" ? g[static_cast<std::size_t>(s.offset * cols) + c] : T(42))) {
+                        rep.fail(name + (want == "accepted" ? ": token " : ": wrote after an error, token ") +
+                                 std::to_string(c));
+                        break;
+                    }
+                if (want == "accepted") compare_stats(rep, name, dst, st);
+            }
+}
+
 /// Every case for every split pattern; the report of this rank.
 template <class Comm>
 report run_all(const Comm& comm) {
@@ -324,6 +419,8 @@ report run_all(const Comm& comm) {
         token_advantage_cases<double>(comm, rep, pattern);
         loss_cases<float>(comm, rep, pattern);
         loss_cases<double>(comm, rep, pattern);
+        global_count_cases<float>(comm, rep, pattern);
+        global_count_cases<double>(comm, rep, pattern);
     }
     return rep;
 }

@@ -26,15 +26,6 @@ fuzz_one() {
   work=$(mktemp -d)
   mkdir -p "$work/corpus" "$work/artifacts"
   cp "$here/corpus/$h/"* "$work/corpus/" 2>/dev/null || true
-  # fuzz_dist's open findings (CHANGELOG, "Fuzzing the data-parallel entry points"): looked past until fixed, so
-  # that the run still fails on any other finding. dist::loss_and_grad may write a rank's outputs before another
-  # rank's global_token_count check fails; and it checks global_token_count per rank, not against the whole batch.
-  skip=""
-  if [ "$h" = fuzz_dist ]; then
-    skip="error-wrote-output-loss-pass,dist-accepted-what-one-process-rejects:config.global_token_count"
-    skip="$skip,dist-rejected-valid-batch:config.global_token_count"
-  fi
-  GRPO_FUZZ_SKIP="${GRPO_FUZZ_SKIP:+$GRPO_FUZZ_SKIP,}$skip" \
   "$bin" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
     -artifact_prefix="$work/artifacts/" "$work/corpus" >"$work/log" 2>&1
   rc=$?

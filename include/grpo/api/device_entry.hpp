@@ -162,15 +162,14 @@ const loss_record* run_loss(D& dev, const char* where, const loss_inputs<T, devi
     if (d_record == nullptr) d_record = s.record;
     dev.zero(s.counters, 3 * sizeof(unsigned long long));
     const bool check_values = cfg.checks == validation::full;
-    const bool pre_pass = check_values || (cfg.agg == aggregation::token_mean && !(cfg.global_token_count > 0)) ||
-                          p.count_nonempty_rows || sorts;
+    const bool pre_pass = p.checks_global_tokens(check_values) ||
+                          (cfg.agg == aggregation::token_mean && !(cfg.global_token_count > 0)) || sorts;
     const index_t blocks = grid_for_items(rows);
     const bool need_samp = cfg.sampling != sampling_correction::none;
     if (pre_pass)
-        dev.launch(
-            loss_check_kernel<T>{v, s, check_values, p.with_kl(), need_samp, p.entropy_given, cfg.global_token_count,
-                                 check_values || p.count_nonempty_rows || p.covariance_selection()},
-            blocks);
+        dev.launch(loss_check_kernel<T>{v, s, check_values, p.with_kl(), need_samp, p.entropy_given,
+                                        cfg.global_token_count, p.checks_global_tokens(check_values)},
+                   blocks);
     const index_t token_blocks = grid_for_items(tokens, loss_block, 65535);
     if (quantile && tokens > 0) {
         dev.launch(entropy_keys_kernel<T>{v, s}, token_blocks);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "../api/advantages.hpp"
@@ -408,6 +409,22 @@ struct batch_counts {
     double nonempty_sequences = 0; ///< rows with at least one unmasked token
 };
 
+namespace detail {
+/// The rows, unmasked tokens and rows with tokens of checked views.
+template <class T>
+batch_counts counts_of(const grpo::detail::cpu::loss_views<T>& v) {
+    const index_t rows = v.logp.rows(), cols = v.logp.cols();
+    batch_counts c;
+    c.sequences = static_cast<double>(rows);
+    for (index_t i = 0; i < rows && cols > 0; ++i) {
+        const double n = grpo::detail::cpu::check_row(v, i, false, false, false, false).tokens;
+        c.tokens += n;
+        c.nonempty_sequences += n > 0 ? 1 : 0;
+    }
+    return c;
+}
+} // namespace detail
+
 /// The counts of a loss call's inputs (host views): the token count loss_and_grad's token_mean uses, rows, and
 /// rows with tokens. Reads the mask and lengths; throws grpo::error on shapes loss_and_grad would reject.
 template <class T>
@@ -419,16 +436,44 @@ batch_counts count_tokens(const loss_inputs<T>& in) {
     if (in.mask.present()) detail::check_shape(where, "mask", in.mask, rows, cols);
     if (in.lengths.present()) detail::check_size(where, "lengths", in.lengths, rows);
     grpo::detail::check_lengths_on_host(where, in.lengths, rows, cols);
-    const grpo::detail::cpu::loss_views<T> v = grpo::detail::cpu::views_of(in, loss_outputs<T>{});
-    batch_counts c;
-    c.sequences = static_cast<double>(rows);
-    for (index_t i = 0; i < rows && cols > 0; ++i) {
-        const double n = grpo::detail::cpu::check_row(v, i, false, false, false, false).tokens;
-        c.tokens += n;
-        c.nonempty_sequences += n > 0 ? 1 : 0;
-    }
-    return c;
+    return detail::counts_of(grpo::detail::cpu::views_of(in, loss_outputs<T>{}));
 }
+
+namespace detail {
+
+/// Every rank's counts summed in rank order (the same on every rank), after checking that every rank passes the
+/// same config.global_token_count and global_sequence_count. A collective.
+template <class Comm>
+batch_counts step_counts(const char* where, const Comm& comm, const loss_config& cfg, const batch_counts& local) {
+    const double mine[5] = {local.tokens, local.sequences, local.nonempty_sequences, cfg.global_token_count,
+                            cfg.global_sequence_count};
+    const std::vector<double> all = all_gather_fixed(where, comm, mine, 5);
+    batch_counts total;
+    for (std::size_t r = 0; r * 5 < all.size(); ++r) {
+        total.tokens += all[r * 5];
+        total.sequences += all[r * 5 + 1];
+        total.nonempty_sequences += all[r * 5 + 2];
+        // (NaN, which the loss's config check rejects, counts as equal to NaN here)
+        const auto same = [](double a, double b) { return a == b || (a != a && b != b); };
+        if (!same(all[r * 5 + 3], all[3]) || !same(all[r * 5 + 4], all[4]))
+            raise_argument(errc::invalid_value, where, "config.global_token_count/global_sequence_count",
+                           "the same on every rank (rank 0: " + grpo::detail::num_str(all[3]) + "/" +
+                               grpo::detail::num_str(all[4]) + ")",
+                           grpo::detail::num_str(all[r * 5 + 3]) + "/" + grpo::detail::num_str(all[r * 5 + 4]) +
+                               " on rank " + to_str(r));
+    }
+    return total;
+}
+
+/// `cfg` with the step's counts filled in where it leaves them to grpo (0).
+inline loss_config with_counts(loss_config cfg, const batch_counts& total) {
+    if (cfg.global_token_count <= 0) cfg.global_token_count = total.tokens;
+    if (cfg.global_sequence_count <= 0)
+        cfg.global_sequence_count = cfg.count_empty_sequences ? total.sequences : total.nonempty_sequences;
+    return cfg;
+}
+
+} // namespace detail
 
 /// `cfg` with the normalizers of the whole step: global_token_count = the tokens of every rank (unless cfg sets
 /// it) and global_sequence_count = the rows of every rank (rows with tokens when count_empty_sequences is false;
@@ -437,29 +482,10 @@ batch_counts count_tokens(const loss_inputs<T>& in) {
 /// tokens gathered over processes and gradient accumulation steps); verl: batch_num_tokens, global_batch_size.
 /// A collective.
 template <class Comm>
-loss_config with_global_counts(const Comm& comm, loss_config cfg, const batch_counts& local) {
+loss_config with_global_counts(const Comm& comm, const loss_config& cfg, const batch_counts& local) {
     const char* where = "dist::with_global_counts";
     detail::check_communicator(where, comm);
-    const double mine[5] = {local.tokens, local.sequences, local.nonempty_sequences, cfg.global_token_count,
-                            cfg.global_sequence_count};
-    const std::vector<double> all = detail::all_gather_fixed(where, comm, mine, 5);
-    double tokens = 0, sequences = 0, nonempty = 0;
-    for (std::size_t r = 0; r * 5 < all.size(); ++r) {
-        tokens += all[r * 5];
-        sequences += all[r * 5 + 1];
-        nonempty += all[r * 5 + 2];
-        // (NaN, which the loss's config check rejects, counts as equal to NaN here)
-        const auto same = [](double a, double b) { return a == b || (a != a && b != b); };
-        if (!same(all[r * 5 + 3], all[3]) || !same(all[r * 5 + 4], all[4]))
-            detail::raise_argument(errc::invalid_value, where, "config.global_token_count/global_sequence_count",
-                                   "the same on every rank (rank 0: " + grpo::detail::num_str(all[3]) + "/" +
-                                       grpo::detail::num_str(all[4]) + ")",
-                                   grpo::detail::num_str(all[r * 5 + 3]) + "/" + grpo::detail::num_str(all[r * 5 + 4]) +
-                                       " on rank " + detail::to_str(r));
-    }
-    if (cfg.global_token_count <= 0) cfg.global_token_count = tokens;
-    if (cfg.global_sequence_count <= 0) cfg.global_sequence_count = cfg.count_empty_sequences ? sequences : nonempty;
-    return cfg;
+    return detail::with_counts(cfg, detail::step_counts(where, comm, cfg, local));
 }
 
 /// Every rank's loss_stats combined for logging, for hosts that run grpo::loss_and_grad themselves (with the
@@ -518,13 +544,13 @@ loss_stats reduce_stats(const Comm& comm, const loss_stats& local) {
 
 namespace detail {
 
-/// A host-set global token count must cover this rank's tokens (the one-process check, per rank).
-inline void check_step_count(const char* where, const loss_config& whole, const batch_counts& local, index_t cols) {
-    if (whole.global_token_count > 0 && whole.global_token_count < local.tokens)
-        grpo::detail::raise_loss_value_error(
-            where,
-            {loss_error::bad_global_count, static_cast<std::int64_t>(local.tokens), 0, 0, whole.global_token_count},
-            cols);
+/// A host-set global_token_count against the whole step's tokens, where the one-process call on the whole batch
+/// checks it against its own (`call`: the parameters of the rank's call with the host's config; after the value
+/// checks, as there). Every rank has the same totals, so every rank throws the same error.
+inline void check_step_tokens(const char* where, const loss_config& cfg, const grpo::detail::loss_params& call,
+                              const batch_counts& total) {
+    if (call.checks_global_tokens(cfg.checks == validation::full))
+        grpo::detail::check_global_tokens(where, cfg.global_token_count, total.tokens);
 }
 
 /// A rank whose logp is absent or has no rows takes part in the collectives only: none of its other views may
@@ -570,7 +596,8 @@ loss_stats step_stats(const char* where, const Comm& comm, const std::vector<grp
 /// modes by every rank's rows, top_entropy_quantile takes the quantile of every rank's entropies (TRL gathers
 /// them), and the loss and diagnostics combine every rank's per-row partial sums in batch row order.
 /// config.global_token_count / global_sequence_count, when set, are used as given (the same on every rank;
-/// e.g. a step over several micro-batches). clip_cov and kl_cov select tokens among each rank's own tokens,
+/// e.g. a step over several micro-batches) and checked against the whole batch's tokens and rows where the
+/// one-process call checks them against its own. clip_cov and kl_cov select tokens among each rank's own tokens,
 /// as verl does per micro-batch, so their results depend on the split.
 /// A collective. Cost: the local pass, plus one read of the mask (and entropies for the quantile) and gathers
 /// of a few numbers per rank, of the entropies (top_entropy_quantile only) and of 17 doubles per row.
@@ -588,53 +615,73 @@ loss_stats loss_and_grad(const Comm& comm, const exec::host& ex, const loss_inpu
     const bool quantile = cfg.top_entropy_quantile < 1 && cfg.entropy_threshold != cfg.entropy_threshold;
     // A rank without rows may pass absent views: it only takes part in the collectives.
     const bool idle = !in.logp.present() || in.logp.rows() == 0;
-    // Local checks (shapes, and the values with validation::full) and counts, before anything is written.
+    // The one-process call's order of checks: configuration and shapes (global_sequence_count against the
+    // rows), then values (validation::full), then global_token_count against the tokens.
+    // Round one: local checks of the configuration and shapes, counts, and the entropies for the quantile.
+    grpo::detail::loss_params call{};
     detail::collectively(where, comm, [&] {
         if (idle) { // the configuration is still checked (a batch without rows on any rank must reject it too),
             // and a rank whose logp has no rows must not pass other views that do
-            (void)grpo::detail::check_loss_call(where, loss_inputs<T>{}, loss_outputs<T>{}, cfg);
+            call = grpo::detail::check_loss_call(where, loss_inputs<T>{}, loss_outputs<T>{}, cfg);
             detail::check_idle_views(where, in, out);
             return;
         }
-        const grpo::detail::loss_params p = grpo::detail::check_loss_call(where, in, out, cfg);
+        call = grpo::detail::check_loss_call(where, in, out, cfg);
         const index_t rows = in.logp.rows(), cols = in.logp.cols();
         grpo::detail::check_lengths_on_host(where, in.lengths, rows, cols);
-        const bool values = cfg.checks == validation::full;
-        const bool need_ref = p.with_kl(), need_samp = p.token.correction.mode != sampling_correction::none;
-        local.sequences = static_cast<double>(rows);
-        for (index_t i = 0; i < rows && cols > 0; ++i) {
-            const grpo::detail::cpu::row_check c =
-                grpo::detail::cpu::check_row(v, i, values, need_ref, need_samp, p.entropy_given);
-            if (c.code != loss_error::none)
-                grpo::detail::raise_loss_value_error(where, grpo::detail::cpu::bad_value_at(v, i, c), cols);
-            local.tokens += c.tokens;
-            local.nonempty_sequences += c.tokens > 0 ? 1 : 0;
-        }
+        local = detail::counts_of(v);
         if (quantile && rows > 0 && cols > 0) {
             entropies = grpo::detail::make_scratch<double>(where, "entropies",
                                                            grpo::detail::checked_mul(where, "rows", rows, cols));
             entropies.resize(static_cast<std::size_t>(grpo::detail::cpu::unmasked_entropies(v, entropies.data())));
         }
     });
-    loss_config whole = with_global_counts(comm, cfg, local);
+    const batch_counts total = detail::step_counts(where, comm, cfg, local);
+    grpo::detail::check_global_sequences(where, cfg, total.sequences);
+    const loss_config whole = detail::with_counts(cfg, total);
+    double threshold = -std::numeric_limits<double>::infinity(); // (no token anywhere: no mask to apply)
     if (quantile) {
         std::vector<index_t> counts;
         std::vector<double> h =
             detail::all_gather_varying(where, comm, entropies.data(), static_cast<index_t>(entropies.size()), counts);
-        if (!h.empty()) // (no token anywhere: no mask to apply, and every rank's own quantile is -infinity too)
-            whole.entropy_threshold =
+        if (!h.empty())
+            threshold =
                 grpo::detail::cpu::quantile_of(h.data(), static_cast<index_t>(h.size()), 1 - cfg.top_entropy_quantile);
     }
 
+    // Round two: the values, then everything the pass needs (the workspace, its scratch, the per-row partials),
+    // so that a failure on one rank (a bad value, the workspace in use, memory) throws on every rank before any
+    // rank writes.
     std::vector<loss_partials> partials;
+    grpo::detail::loss_params pass{};
+    std::optional<workspace_lease> lease;
     detail::collectively(where, comm, [&] {
         if (idle) return;
-        const grpo::detail::loss_params p = grpo::detail::check_loss_call(where, in, out, whole);
-        detail::check_step_count(where, whole, local, in.logp.cols());
-        partials = grpo::detail::make_scratch(where, "rows", in.logp.rows(), loss_partials::identity());
-        const workspace_lease lease(ws, where);
-        (void)grpo::detail::cpu::loss_and_grad(ex, v, p, false, whole.global_token_count, ws, partials.data());
+        const index_t rows = in.logp.rows(), cols = in.logp.cols();
+        const bool need_samp = call.token.correction.mode != sampling_correction::none;
+        for (index_t i = 0; i < rows && cols > 0 && cfg.checks == validation::full; ++i) {
+            const grpo::detail::cpu::row_check c =
+                grpo::detail::cpu::check_row(v, i, true, call.with_kl(), need_samp, call.entropy_given);
+            if (c.code != loss_error::none)
+                grpo::detail::raise_loss_value_error(where, grpo::detail::cpu::bad_value_at(v, i, c), cols);
+        }
+        pass = grpo::detail::check_loss_call(where, in, out, whole);
+        if (quantile) { // the step's quantile, not this rank's (even when it is NaN: NaN entropies, shapes_only)
+            pass.entropy_threshold = threshold;
+            pass.entropy_quantile_pending = false;
+        }
+        partials = grpo::detail::make_scratch(where, "rows", rows, loss_partials::identity());
+        lease.emplace(ws, where);
+        (void)ws.doubles(static_cast<std::size_t>(grpo::detail::cpu::pass_scratch_of(where, v, pass).total), where);
     });
+    detail::check_step_tokens(where, cfg, call, total);
+    // Round three: the pass. It has nothing left to fail on; a collective step still, so that an unforeseen
+    // failure on one rank cannot leave the others waiting.
+    detail::collectively(where, comm, [&] {
+        if (idle) return;
+        (void)grpo::detail::cpu::loss_and_grad(ex, v, pass, false, whole.global_token_count, ws, partials.data());
+    });
+    lease.reset();
     return detail::step_stats(where, comm, partials, cfg);
 }
 

@@ -49,6 +49,14 @@ static_assert(std::is_trivially_copyable<loss_record>::value, "loss_record is co
 
 namespace detail {
 
+/// config.global_token_count below the tokens it normalizes (`tokens`: a double, as a data-parallel step's
+/// total may exceed std::int64_t).
+[[noreturn]] inline void raise_global_tokens_error(const char* where, double tokens, double global_tokens) {
+    raise_argument(errc::invalid_value, where, "config.global_token_count",
+                   "0 (local) or at least this call's unmasked tokens (" + num_str(tokens) + ")",
+                   num_str(global_tokens));
+}
+
 /// Throws the grpo::error for a bad value, with the same message whichever backend found it.
 /// `cols`: the call's logp.cols(), for the lengths message.
 [[noreturn]] inline void raise_loss_value_error(const char* where, const loss_value_error& e, index_t cols) {
@@ -57,9 +65,7 @@ namespace detail {
     case loss_error::bad_length:
         raise_argument(errc::invalid_value, where, "lengths", "values in [0, " + to_str(cols) + "]",
                        str(e.length) + " at index " + str(e.row));
-    case loss_error::bad_global_count:
-        raise_argument(errc::invalid_value, where, "config.global_token_count",
-                       "0 (local) or at least this call's unmasked tokens (" + str(e.row) + ")", num_str(e.value));
+    case loss_error::bad_global_count: raise_global_tokens_error(where, static_cast<double>(e.row), e.value);
     case loss_error::bad_mask:
         raise_argument(errc::invalid_value, where, "mask", "values 0 or 1",
                        num_str(e.value) + " at (" + str(e.row) + ", " + str(e.column) + ")");
@@ -85,6 +91,12 @@ void check_lengths_on_host(const char* where, const vector_view<const std::int64
         if (lengths[i] < 0 || lengths[i] > cols)
             raise_loss_value_error(where, {loss_error::bad_length, static_cast<std::int64_t>(i), 0, lengths[i], 0},
                                    cols);
+}
+
+/// A host-set config.global_token_count covers the tokens it normalizes: at least `tokens` (the call's, or the
+/// data-parallel step's), checked when they are counted (loss_params::checks_global_tokens).
+inline void check_global_tokens(const char* where, double global_tokens, double tokens) {
+    if (global_tokens > 0 && global_tokens < tokens) raise_global_tokens_error(where, tokens, global_tokens);
 }
 
 } // namespace detail

@@ -340,11 +340,14 @@ struct loss_params {
     double off_policy_threshold;
     bool entropy_given; ///< loss_inputs::entropy is present
     double entropy_coef;
-    double entropy_threshold; ///< -infinity: no entropy mask; NaN: the backend computes the quantile below
+    double entropy_threshold; ///< -infinity: no entropy mask
     double entropy_quantile;  ///< 1 - top_entropy_quantile
-    double cov_ratio;         ///< clip_cov, kl_cov: loss_config::cov_ratio
+    /// The backend computes entropy_threshold, the entropy_quantile of this call's entropies, before the main
+    /// pass. (A flag, not a NaN threshold: a quantile of NaN entropies, unchecked under shapes_only, is NaN.)
+    bool entropy_quantile_pending;
+    double cov_ratio; ///< clip_cov, kl_cov: loss_config::cov_ratio
     /// The backend computes the entropy threshold from this call's tokens before the main pass.
-    GRPO_HOST_DEVICE bool entropy_quantile_needed() const { return entropy_threshold != entropy_threshold; }
+    GRPO_HOST_DEVICE bool entropy_quantile_needed() const { return entropy_quantile_pending; }
     GRPO_HOST_DEVICE bool with_kl() const { return token.beta != 0; }
     /// A backend sums log r over each row first: for the sequence ratio (geo_mean has its own, below) and for
     /// the off-policy test.
@@ -353,6 +356,13 @@ struct loss_params {
     }
     /// The backend computes the covariance selection (clip_cov, kl_cov) over the call before the token pass.
     GRPO_HOST_DEVICE bool covariance_selection() const { return math::selects_by_covariance(token.objective.kind); }
+    /// The backend's pre-pass counts the call's unmasked tokens anyway (value checks, rows with tokens to count,
+    /// the covariance selection), so it checks config.global_token_count against them: the one rule for every
+    /// backend and for the data-parallel step. (token_mean without a global count counts too, with nothing to
+    /// check.)
+    GRPO_HOST_DEVICE bool checks_global_tokens(bool check_values) const {
+        return check_values || count_nonempty_rows || covariance_selection();
+    }
     /// A backend sums math::objective_row_term over each row first (geo_mean, vespo).
     GRPO_HOST_DEVICE bool row_objective_sum() const {
         return token.objective.kind == policy_objective::geo_mean || token.objective.kind == policy_objective::vespo;
@@ -491,6 +501,17 @@ inline kl_params checked_kl(const char* where, kl_estimator kl, double log_ratio
     return {low_var ? kl_estimator::k3 : kl,
             low_var && log_ratio_clamp == 0 ? low_var_kl_log_ratio_clamp : log_ratio_clamp,
             low_var && value_clamp == 0 ? low_var_kl_value_clamp : value_clamp, straight_through};
+}
+
+/// A host-set S covers the rows it normalizes: at least `rows` (the call's, or the data-parallel step's) when
+/// every row counts. (Counting only rows with tokens, S may be below the rows: data-parallel steps pass the rows
+/// with tokens of every rank, dist::with_global_counts.)
+/// (`rows` is a double: a data-parallel step's rows, summed over ranks, may exceed index_t.)
+inline void check_global_sequences(const char* where, const loss_config& cfg, double rows) {
+    if (cfg.count_empty_sequences && cfg.global_sequence_count > 0 && cfg.global_sequence_count < rows)
+        raise_argument(errc::invalid_value, where, "config.global_sequence_count",
+                       "0 (local) or at least the rows of this call (" + num_str(rows) + ")",
+                       num_str(cfg.global_sequence_count));
 }
 
 /// Checks the configuration and the shapes of every view; throws grpo::error before anything is touched.
@@ -640,13 +661,7 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
                             {"sampling_logp", range_of(in.sampling_logp)},
                             {"entropy", range_of(in.entropy)}});
 
-    // (Counting only rows with tokens, S may be below this call's rows: data-parallel steps pass the rows with
-    // tokens of every rank, dist::with_global_counts.)
-    if (cfg.count_empty_sequences && cfg.global_sequence_count > 0 &&
-        cfg.global_sequence_count < static_cast<double>(rows))
-        raise_argument(errc::invalid_value, where, "config.global_sequence_count",
-                       "0 (local) or at least the rows of this call (" + to_str(rows) + ")",
-                       num_str(cfg.global_sequence_count));
+    check_global_sequences(where, cfg, static_cast<double>(rows));
 
     loss_params p{};
     math::token_params<double>& t = p.token;
@@ -685,7 +700,8 @@ loss_params check_loss_call(const char* where, const loss_inputs<T, S>& in, cons
     p.entropy_given = entropy_needed && in.entropy.present();
     p.entropy_coef = cfg.entropy_coef;
     p.entropy_quantile = 1 - cfg.top_entropy_quantile;
-    p.entropy_threshold = !(cfg.top_entropy_quantile < 1) ? -inf : cfg.entropy_threshold; // NaN: computed
+    p.entropy_threshold = !(cfg.top_entropy_quantile < 1) ? -inf : cfg.entropy_threshold;
+    p.entropy_quantile_pending = cfg.top_entropy_quantile < 1 && cfg.entropy_threshold != cfg.entropy_threshold;
     p.cov_ratio = cfg.cov_ratio;
     p.ratio = cfg.ratio;
     p.agg = cfg.agg;

@@ -492,14 +492,18 @@ index_t unmasked_entropies(const loss_views<T>& v, double* h) {
 
 /// TRL's top-entropy threshold: torch.quantile(h[0..n), q), linear, reordering h. Selected with nth_element (the
 /// k-th smallest value is the same whatever the algorithm or the order of h, so the result is deterministic and
-/// a gather of every rank's entropies gives the one-process value). -infinity when n is 0.
+/// a gather of every rank's entropies gives the one-process value). -infinity when n is 0; NaN entropies count
+/// as the largest values.
 inline double quantile_of(double* h, index_t n, double q) {
     if (n == 0) return -std::numeric_limits<double>::infinity();
     const math::quantile_position at = math::quantile_at(q, static_cast<double>(n));
     const index_t lo = static_cast<index_t>(at.lo);
-    std::nth_element(h, h + lo, h + n);
+    // NaN (an entropy unchecked under validation::shapes_only) orders after every number: std::nth_element
+    // needs a strict weak order, which operator< is not once NaN is present.
+    const auto less = [](double a, double b) { return a < b || (b != b && a == a); };
+    std::nth_element(h, h + lo, h + n, less);
     const double v_lo = h[lo];
-    const double v_hi = lo + 1 < n ? *std::min_element(h + lo + 1, h + n) : v_lo;
+    const double v_hi = lo + 1 < n ? *std::min_element(h + lo + 1, h + n, less) : v_lo;
     return math::quantile_value(v_lo, v_hi, at.frac);
 }
 
@@ -563,6 +567,33 @@ math::covariance_selection select_by_covariance(const exec::host& ex, const loss
 /// Rows per task: enough work per task to amortize scheduling, independent of the thread count.
 inline index_t row_grain(index_t cols) { return std::max<index_t>(1, 16384 / std::max<index_t>(1, cols)); }
 
+/// The pass's scratch, in doubles: per-row partials, then (when no mask is given) a row of ones standing in for
+/// the mask, then the top-entropy quantile's up to rows * cols entropies, then the covariance selection's two
+/// sums per row and up to rows * cols (key, index) pairs. grpo::error (errc::size_overflow) if it overflows.
+struct pass_scratch {
+    index_t partial_doubles, ones_doubles, entropy_doubles, cov_doubles, total;
+};
+
+template <class T>
+pass_scratch pass_scratch_of(const char* where, const loss_views<T>& v, const loss_params& p) {
+    const index_t rows = v.logp.rows(), cols = v.logp.cols();
+    pass_scratch s;
+    s.partial_doubles = checked_mul(where, "rows", rows, static_cast<index_t>(row_partials_doubles));
+    s.ones_doubles =
+        v.mask.present() ? 0 : checked_add(where, "cols", checked_mul(where, "cols", cols, sizeof(T)), 7) / 8;
+    s.entropy_doubles = p.entropy_quantile_needed() ? checked_mul(where, "rows", rows, cols) : 0;
+    s.cov_doubles =
+        p.covariance_selection()
+            ? checked_add(where, "rows", checked_mul(where, "rows", checked_mul(where, "rows", rows, cols), 2),
+                          checked_mul(where, "rows", rows, 2))
+            : 0;
+    s.total = checked_add(
+        where, "rows",
+        checked_add(where, "rows", checked_add(where, "rows", s.partial_doubles, s.ones_doubles), s.entropy_doubles),
+        s.cov_doubles);
+    return s;
+}
+
 /// The pass over a call. `row_partials`, when given (rows of them), receives each row's partials before they are
 /// combined (the data-parallel entry points combine every rank's rows in one order).
 template <class T>
@@ -570,38 +601,24 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const los
                          double global_tokens, workspace& ws, loss_partials* row_partials = nullptr) {
     loss_params p = call;
     const index_t rows = v.logp.rows(), cols = v.logp.cols();
-    // Scratch: per-row partials, then (when no mask is given) a row of ones standing in for the mask.
     constexpr const char* where = "loss_and_grad";
     // No tokens at all: nothing to read or write, and no row pointer to form (an empty view's strides are
     // arbitrary, so data + i * row_stride may not even be a valid address computation).
     if (rows == 0 || cols == 0) return loss_stats{};
-    const index_t partial_doubles = checked_mul(where, "rows", rows, static_cast<index_t>(row_partials_doubles));
-    const index_t ones_doubles =
-        v.mask.present() ? 0 : checked_add(where, "cols", checked_mul(where, "cols", cols, sizeof(T)), 7) / 8;
-    // The top-entropy quantile gathers up to rows * cols entropies after them; the covariance selection two
-    // sums per row and up to rows * cols (key, index) pairs.
-    const index_t entropy_doubles = p.entropy_quantile_needed() ? checked_mul(where, "rows", rows, cols) : 0;
-    const index_t cov_doubles =
-        p.covariance_selection()
-            ? checked_add(where, "rows", checked_mul(where, "rows", checked_mul(where, "rows", rows, cols), 2),
-                          checked_mul(where, "rows", rows, 2))
-            : 0;
-    double* scratch = ws.doubles(
-        static_cast<std::size_t>(checked_add(
-            where, "rows",
-            checked_add(where, "rows", checked_add(where, "rows", partial_doubles, ones_doubles), entropy_doubles),
-            cov_doubles)),
-        where);
+    const pass_scratch sizes = pass_scratch_of(where, v, p);
+    const index_t partial_doubles = sizes.partial_doubles, ones_doubles = sizes.ones_doubles,
+                  entropy_doubles = sizes.entropy_doubles;
+    double* scratch = ws.doubles(static_cast<std::size_t>(sizes.total), where);
     T* ones = reinterpret_cast<T*>(scratch + partial_doubles);
     if (!v.mask.present()) std::fill(ones, ones + cols, T(1));
     const index_t grain = row_grain(v.logp.cols());
 
     // Pre-pass, only when needed: value checks (before any write) and/or the local token count.
     double local_tokens = -1;
-    const bool need_count =
-        (p.agg == aggregation::token_mean && global_tokens <= 0) || p.count_nonempty_rows || p.covariance_selection();
+    const bool pre_pass =
+        p.checks_global_tokens(check_values) || (p.agg == aggregation::token_mean && global_tokens <= 0);
     const bool need_ref = p.with_kl(), need_samp = p.token.correction.mode != sampling_correction::none;
-    if (check_values || need_count) {
+    if (pre_pass) {
         parallel_for(ex, rows, grain, [&](index_t first, index_t last) {
             for (index_t i = first; i < last; ++i) {
                 const row_check c = check_row(v, i, check_values, need_ref, need_samp, p.entropy_given);
@@ -619,10 +636,7 @@ loss_stats loss_and_grad(const exec::host& ex, const loss_views<T>& v, const los
             nonempty += scratch[2 * i + 1] > 0 ? 1 : 0;
         }
         if (p.count_nonempty_rows) p.sequences = nonempty;
-        if (global_tokens > 0 && global_tokens < local_tokens)
-            raise_loss_value_error(
-                where, {loss_error::bad_global_count, static_cast<std::int64_t>(local_tokens), 0, 0, global_tokens},
-                cols);
+        check_global_tokens(where, global_tokens, local_tokens);
     }
     const double total_tokens = global_tokens > 0 ? global_tokens : local_tokens;
     if (p.entropy_quantile_needed())

@@ -198,8 +198,8 @@ struct loss_check_kernel {
     bool need_samp;       ///< a sampling correction: sampling_logp is read, so it is checked
     bool need_entropy;    ///< an entropy term: the entropies are read, so they are checked
     double global_tokens; ///< loss_config::global_token_count (0: this call's count)
-    /// Check global_tokens against this call's count: whenever the CPU backend's pre-pass runs (validation::full,
-    /// or a count it needs: non-empty rows, the covariance selection), so both reject the same calls.
+    /// Check global_tokens against this call's count: loss_params::checks_global_tokens, the rule the CPU
+    /// backend follows too, so both reject the same calls.
     bool check_global;
 
     /// This thread's first problem in row i as a column key (column * loss_error_count + code), or -1, and
