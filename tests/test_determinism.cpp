@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: MIT
 // Bit-identical results for every thread count and on every run.
+#include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <limits>
+#include <memory>
 #include <vector>
 
 #include "catch.hpp"
@@ -8,7 +12,10 @@
 #include "test_helpers.hpp"
 
 namespace {
-bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+template <class T>
+bool same_bits(T a, T b) {
+    return std::memcmp(&a, &b, sizeof a) == 0;
+}
 } // namespace
 
 TEMPLATE_TEST_CASE("loss, statistics and gradient are bit-identical for 1..7 threads", "[loss][determinism]", float,
@@ -89,6 +96,85 @@ TEMPLATE_TEST_CASE("the plain-configuration instantiation is bit-identical to th
             CHECK(std::memcmp(a.grad.data(), b.grad.data(), a.grad.size() * sizeof(TestType)) == 0);
             CHECK(std::memcmp(a.per_token.data(), b.per_token.data(), a.per_token.size() * sizeof(TestType)) == 0);
         }
+    }
+}
+
+TEMPLATE_TEST_CASE("compute_advantages is bit-identical for 1..7 threads, by id and contiguous, and in row order",
+                   "[advantages][determinism]", float, double) {
+    // Enough completions for many tasks of the pool (fixed row ranges of advantage_grain), NaN rewards, groups
+    // of 6 (contiguous, and the same groups by id), per-group outputs and token weights.
+    const grpo::index_t n = 6 * 12000, k = n / 6;
+    std::vector<TestType> r(static_cast<std::size_t>(n));
+    std::vector<double> lengths(r.size());
+    std::vector<std::int64_t> ids(r.size());
+    for (grpo::index_t i = 0; i < n; ++i) {
+        const auto u = static_cast<std::uint64_t>(i) * 2654435761u;
+        r[i] = static_cast<TestType>(static_cast<double>(u % 1000) / 250.0 - 1.5);
+        if (u % 97 == 0) r[i] = std::numeric_limits<TestType>::quiet_NaN();
+        if (i / 6 == 7) r[i] = TestType(0.25); // a constant group
+        lengths[i] = static_cast<double>(1 + u % 500);
+        ids[i] = i / 6;
+    }
+    const auto run = [&](grpo::advantage_estimator e, bool by_id, unsigned threads, std::vector<TestType>& a,
+                         std::vector<double>& means, grpo::advantage_stats& st) {
+        std::unique_ptr<grpo::thread_pool> pool = threads > 1 ? std::make_unique<grpo::thread_pool>(threads) : nullptr;
+        grpo::advantage_config cfg;
+        cfg.estimator = e;
+        cfg.nan = grpo::nan_rewards::ignore;
+        a.assign(r.size(), TestType(-7));
+        means.assign(static_cast<std::size_t>(k), -7.0);
+        grpo::group_outputs go;
+        go.mean = {means.data(), k};
+        st =
+            grpo::compute_advantages(grpo::exec::host{pool.get()}, grpo::vector_view<const TestType>(r),
+                                     by_id ? grpo::groups::by_id({ids.data(), n}, k) : grpo::groups::contiguous(6),
+                                     grpo::vector_view<TestType>(a), cfg, go, grpo::vector_view<const double>(lengths));
+    };
+    const auto same_stats = [](const grpo::advantage_stats& x, const grpo::advantage_stats& y) {
+        return x.num_groups == y.num_groups && x.zero_variance_groups == y.zero_variance_groups &&
+               x.scored == y.scored && same_bits(x.reward_mean, y.reward_mean) &&
+               same_bits(x.reward_std, y.reward_std) && same_bits(x.advantage_mean, y.advantage_mean) &&
+               same_bits(x.advantage_std, y.advantage_std) && same_bits(x.advantage_min, y.advantage_min) &&
+               same_bits(x.advantage_max, y.advantage_max);
+    };
+    for (int e = 0; e < grpo::advantage_estimator_count; ++e) {
+        const auto est = static_cast<grpo::advantage_estimator>(e);
+        CAPTURE(e);
+        std::vector<TestType> base;
+        std::vector<double> base_means;
+        grpo::advantage_stats base_st;
+        run(est, false, 1, base, base_means, base_st);
+        for (bool by_id : {false, true})
+            for (unsigned threads : {1u, 2u, 3u, 7u}) {
+                CAPTURE(by_id, threads);
+                std::vector<TestType> a;
+                std::vector<double> means;
+                grpo::advantage_stats st;
+                run(est, by_id, threads, a, means, st);
+                bool same = true;
+                for (std::size_t i = 0; i < a.size() && same; ++i) same = same_bits(a[i], base[i]);
+                for (std::size_t j = 0; j < means.size() && same; ++j) same = same_bits(means[j], base_means[j]);
+                CHECK(same);
+                CHECK(same_stats(st, base_st));
+            }
+        if (est != grpo::advantage_estimator::group_zscore) continue;
+        // The z-score spelled out serially in row order with the library's moments: the same bits.
+        std::vector<grpo::math::group_moments<double>> m(static_cast<std::size_t>(k));
+        for (grpo::index_t i = 0; i < n; ++i)
+            if (!std::isnan(static_cast<double>(r[i]))) m[i / 6].add_first_pass(static_cast<double>(r[i]));
+        for (grpo::index_t i = 0; i < n; ++i)
+            if (!std::isnan(static_cast<double>(r[i])))
+                m[i / 6].add_second_pass(static_cast<double>(r[i]), m[i / 6].mean());
+        bool same = true;
+        for (grpo::index_t i = 0; i < n && same; ++i) {
+            const double x = static_cast<double>(r[i]);
+            const grpo::math::group_moments<double>& g = m[i / 6];
+            const double want =
+                std::isnan(x) ? 0.0
+                              : (g.count < 2 ? 0.0 : (x - g.mean()) / (g.std(grpo::std_estimator::unbiased) + 1e-4));
+            same = same_bits(base[i], static_cast<TestType>(want));
+        }
+        CHECK(same);
     }
 }
 

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Data-parallel entry points with threads as ranks: the bit-exact contract for 1 to 4 ranks and every split,
 // errors that every rank sees (outputs untouched everywhere), and the communicator helpers.
-#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -366,17 +365,17 @@ TEST_CASE("dist: the step's top-entropy quantile is used even when it is NaN", "
     std::vector<double> dgrad(12, 42.0);
     std::vector<grpo::loss_stats> stats(2);
     group.run([&](const thread_group::communicator& comm) {
-        const grpo::index_t first = comm.rank() * 2;
+        const grpo::index_t first = static_cast<grpo::index_t>(comm.rank()) * 2;
         stats[comm.rank()] =
             grpo::dist::loss_and_grad(comm, grpo::exec::host{}, inputs(first, 2),
                                       grpo::loss_outputs<double>{{dgrad.data() + first * cols, 2, cols}, {}}, cfg);
     });
     for (std::size_t k = 0; k < 12; ++k) {
         INFO("token " << k);
-        CHECK(std::memcmp(&dgrad[k], &grad[k], sizeof(double)) == 0);
+        CHECK(dist_cases::same_bits(dgrad[k], grad[k]));
     }
     for (const grpo::loss_stats& s : stats) {
-        CHECK(std::memcmp(&s.policy_loss, &one.policy_loss, sizeof(double)) == 0);
-        CHECK(std::memcmp(&s.entropy_mask_fraction, &one.entropy_mask_fraction, sizeof(double)) == 0);
+        CHECK(dist_cases::same_bits(s.policy_loss, one.policy_loss));
+        CHECK(dist_cases::same_bits(s.entropy_mask_fraction, one.entropy_mask_fraction));
     }
 }

@@ -25,12 +25,15 @@ GRPO_NAMESPACE_BEGIN
 /// @param[in]  token_weights per-completion weights (token counts): optional for the batch whitening of
 ///                           group_centered_batch_whitened (verl masked_whiten is token-weighted), required
 ///                           for opo (its length-weighted baseline); other estimators ignore them
+/// @param[in]  ws          scratch: 4 doubles per group (10 for passk and opo) plus one per completion, reused
 /// A constant group has std exactly 0 and advantage exactly 0 (two-pass, pivot-shifted statistics).
 /// Throws grpo::error, outputs untouched, on size mismatches, a group size < 1 or not dividing the batch,
 /// ids out of range, Inf rewards, NaN rewards unless config.nan == ignore, or whitening with < 2 weights.
-/// Deterministic: the same inputs always give bit-identical outputs.
+/// Deterministic: the same inputs always give bit-identical outputs, for any pool size (exec::host{&pool}
+/// spreads the per-completion formulas and the statistics of contiguous groups over its threads; every sum
+/// keeps row order).
 template <class R, class T>
-advantage_stats compute_advantages(const exec::host&, vector_view<R> rewards_in, const groups& g,
+advantage_stats compute_advantages(const exec::host& ex, vector_view<R> rewards_in, const groups& g,
                                    vector_view<T> advantages, const advantage_config& cfg, workspace& ws,
                                    const group_outputs& per_group = {}, vector_view<const double> token_weights = {}) {
     static_assert(std::is_same<std::remove_const_t<R>, T>::value && std::is_floating_point<T>::value,
@@ -39,7 +42,7 @@ advantage_stats compute_advantages(const exec::host&, vector_view<R> rewards_in,
     const char* where = "compute_advantages";
     detail::check_advantage_call(where, rewards, g, advantages, cfg, per_group, token_weights);
     const workspace_lease lease(ws, where);
-    return detail::cpu::compute_advantages(where, rewards, g, advantages, cfg, ws, per_group, token_weights);
+    return detail::cpu::compute_advantages(ex, where, rewards, g, advantages, cfg, ws, per_group, token_weights);
 }
 
 /// Convenience overload with a temporary workspace.

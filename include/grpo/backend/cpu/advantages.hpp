@@ -8,6 +8,7 @@
 #include <limits>
 #include <string>
 
+#include "../../core/exec.hpp"
 #include "../../core/workspace.hpp"
 #include "group_stats.hpp"
 
@@ -15,26 +16,37 @@ GRPO_NAMESPACE_BEGIN
 namespace detail {
 namespace cpu {
 
+/// Rows per task of the per-completion work: fixed, so the tasks (and every result) do not depend on the pool.
+constexpr index_t advantage_grain = 16384;
+
+/// compute_advantages on the CPU (the call is checked). Every statistic is a sum in row order (a contiguous
+/// group's in one task of the pool, the others on the calling thread); the per-completion formulas (the costly
+/// part: divisions, square roots) run once per completion, spread over the pool in fixed row ranges, into scratch
+/// that the row-order sums then read. So the results are the same bits for any pool size.
 template <class T>
-advantage_stats compute_advantages(const char* where, vector_view<const T> rewards, const groups& g,
-                                   vector_view<T> advantages, const advantage_config& cfg, workspace& ws,
-                                   const group_outputs& per_group, vector_view<const double> token_weights) {
+advantage_stats compute_advantages(const exec::host& ex, const char* where, vector_view<const T> rewards,
+                                   const groups& g, vector_view<T> advantages, const advantage_config& cfg,
+                                   workspace& ws, const group_outputs& per_group,
+                                   vector_view<const double> token_weights) {
     const index_t n = rewards.size();
     const index_t k = g.num_groups(n);
     static_assert(sizeof(moments) == 4 * sizeof(double), "group_moments layout");
-    // Scratch: k group moments, then (passk, opo) k group extras.
+    // Scratch: k group moments, then (passk, opo) k group extras, then one double per completion (the group
+    // means while the moments are taken, then each completion's value).
     const bool with_extras = cfg.estimator == advantage_estimator::passk || cfg.estimator == advantage_estimator::opo;
     constexpr index_t extras_doubles = static_cast<index_t>(sizeof(math::group_extras) / sizeof(double));
     static_assert(sizeof(math::group_extras) % sizeof(double) == 0, "group_extras layout");
-    double* scratch = ws.doubles(
-        static_cast<std::size_t>(checked_mul(where, "num_groups", k, with_extras ? 4 + extras_doubles : 4)), where);
+    const index_t group_doubles = checked_mul(where, "num_groups", k, with_extras ? 4 + extras_doubles : 4);
+    double* scratch =
+        ws.doubles(static_cast<std::size_t>(checked_add(where, "rewards", group_doubles, std::max(n, k))), where);
+    double* per_row = scratch + group_doubles;
     auto* groups_m = reinterpret_cast<moments*>(scratch);
     std::fill(groups_m, groups_m + k, moments{});
     auto scored = [&](index_t i) { return !std::isnan(static_cast<double>(rewards[i])); };
     auto group_m = [&](index_t i) -> const moments& { return groups_m[group_of(g, i)]; };
 
     moments batch;
-    group_moments_of(rewards, g, groups_m, &batch);
+    group_moments_of(ex, rewards, g, groups_m, batch, per_row);
     const math::advantage_params ap = cfg.params();
     math::batch_figures bf;
 
@@ -68,16 +80,19 @@ advantage_stats compute_advantages(const char* where, vector_view<const T> rewar
                                                  cfg.singleton);
         };
         auto weight = [&](index_t i) { return token_weights.present() ? token_weights[i] : 1.0; };
+        parallel_for(ex, n, advantage_grain, [&](index_t first, index_t last) {
+            for (index_t i = first; i < last; ++i) per_row[i] = scored(i) ? centered(i) : 0.0;
+        });
         moments white;
         for (index_t i = 0; i < n; ++i)
-            if (scored(i)) white.add_first_pass(centered(i), weight(i));
+            if (scored(i)) white.add_first_pass(per_row[i], weight(i));
         if (!(white.count > 1))
             raise_argument(errc::invalid_value, where, "rewards",
                            "a total whitening weight > 1 (verl masked_whiten needs at least 2 tokens)",
                            num_str(white.count));
         white_mean = white.mean();
         for (index_t i = 0; i < n; ++i)
-            if (scored(i)) white.add_second_pass(centered(i), white_mean, weight(i));
+            if (scored(i)) white.add_second_pass(per_row[i], white_mean, weight(i));
         white_scale = math::whitening_scale(white.m2, white.count, cfg.whiten_epsilon);
     }
 
@@ -90,12 +105,15 @@ advantage_stats compute_advantages(const char* where, vector_view<const T> rewar
         return math::completion_advantage(ap, static_cast<double>(rewards[i]), static_cast<std::int64_t>(i),
                                           groups_m[j], extras ? extras[j] : no_extras, bf);
     };
+    parallel_for(ex, n, advantage_grain, [&](index_t first, index_t last) {
+        for (index_t i = first; i < last; ++i) per_row[i] = advantage_of(i);
+    });
     // Every advantage must fit the output type before anything is written (fp32 RLOO of rewards near 3e38
     // would otherwise store +-inf).
     advantage_figures adv;
     for (index_t i = 0; i < n; ++i)
         if (scored(i)) {
-            const double a = advantage_of(i);
+            const double a = per_row[i];
             if (!(std::fabs(a) <= static_cast<double>(std::numeric_limits<T>::max())))
                 raise_argument(errc::invalid_value, where, "rewards",
                                std::string("rewards whose advantages fit the output type (|A| <= ") +
@@ -106,7 +124,9 @@ advantage_stats compute_advantages(const char* where, vector_view<const T> rewar
         }
     adv.end_first();
 
-    for (index_t i = 0; i < n; ++i) advantages[i] = static_cast<T>(advantage_of(i));
+    parallel_for(ex, n, advantage_grain, [&](index_t first, index_t last) {
+        for (index_t i = first; i < last; ++i) advantages[i] = static_cast<T>(per_row[i]);
+    });
     for (index_t i = 0; i < n; ++i)
         if (scored(i)) adv.second(advantages[i]);
 

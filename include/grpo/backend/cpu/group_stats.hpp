@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "../../core/exec.hpp"
 #include "../../types/advantage_types.hpp"
 
 GRPO_NAMESPACE_BEGIN
@@ -45,6 +46,47 @@ void group_moments_of(vector_view<const T> x, const groups& g, moments* slots, m
             }
         },
         slots, batch);
+}
+
+/// group_moments_of for large batches, the same bits: contiguous groups each in one task of the pool (a group's
+/// values are still added in row order), id groups in row order with each group's mean taken once into `means`
+/// (g.num_groups(n) doubles) rather than at every value; then the batch's moments in row order.
+template <class T>
+void group_moments_of(const exec::host& ex, vector_view<const T> x, const groups& g, moments* slots, moments& batch,
+                      double* means) {
+    const index_t n = x.size(), k = g.num_groups(n);
+    const auto value = [&](index_t i) { return static_cast<double>(x[i]); };
+    if (g.is_contiguous()) {
+        const index_t size = g.size();
+        parallel_for(ex, k, std::max<index_t>(1, 16384 / size), [&](index_t first, index_t last) {
+            for (index_t j = first; j < last; ++j) {
+                moments m = slots[j]; // (a local: the sums stay in registers)
+                const index_t begin = j * size, end = std::min(n, begin + size);
+                for (index_t i = begin; i < end; ++i)
+                    if (!std::isnan(value(i))) m.add_first_pass(value(i));
+                const double mean = m.mean();
+                for (index_t i = begin; i < end; ++i)
+                    if (!std::isnan(value(i))) m.add_second_pass(value(i), mean);
+                slots[j] = m;
+            }
+        });
+    } else {
+        for (index_t i = 0; i < n; ++i)
+            if (!std::isnan(value(i))) slots[group_of(g, i)].add_first_pass(value(i));
+        for (index_t j = 0; j < k; ++j) means[j] = slots[j].mean();
+        for (index_t i = 0; i < n; ++i)
+            if (!std::isnan(value(i))) {
+                const index_t j = group_of(g, i);
+                slots[j].add_second_pass(value(i), means[j]);
+            }
+    }
+    moments b = batch;
+    for (index_t i = 0; i < n; ++i)
+        if (!std::isnan(value(i))) b.add_first_pass(value(i));
+    const double batch_mean = b.mean();
+    for (index_t i = 0; i < n; ++i)
+        if (!std::isnan(value(i))) b.add_second_pass(value(i), batch_mean);
+    batch = b;
 }
 
 /// Writes the requested per-group outputs of k groups and returns how many have zero variance.
