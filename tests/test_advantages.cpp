@@ -201,6 +201,42 @@ TEST_CASE("advantage statistics for logging", "[advantages]") {
     CHECK(st.advantage_min == Approx(-0.4999000199960008));
 }
 
+TEST_CASE("batch statistics of large batches: accurate, exactly 0 for constants, NaN rows left out", "[advantages]") {
+    // More rows than one chunk of the pool's sums (and a tail that is not a multiple of their lanes).
+    const std::size_t n = 100003;
+    std::vector<double> r(n), a(n);
+    long double sum = 0, sq = 0;
+    std::size_t scored = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        r[i] = i % 101 == 0 ? std::nan("") : 1e6 + static_cast<double>((i * 7919) % 1000) / 1000;
+        if (std::isnan(r[i])) continue;
+        sum += r[i];
+        ++scored;
+    }
+    const long double mean = sum / scored;
+    for (double x : r)
+        if (!std::isnan(x)) sq += (x - mean) * (x - mean);
+    grpo::advantage_config cfg;
+    cfg.estimator = grpo::advantage_estimator::group_centered;
+    cfg.nan = grpo::nan_rewards::ignore;
+    grpo::thread_pool pool(3);
+    const grpo::advantage_stats st =
+        grpo::compute_advantages(grpo::exec::host{&pool}, grpo::vector_view<const double>(r),
+                                 grpo::groups::contiguous(1), grpo::vector_view<double>(a), cfg);
+    CHECK(st.scored == static_cast<grpo::index_t>(scored));
+    CHECK(st.reward_mean == Approx(static_cast<double>(mean)).epsilon(1e-15));
+    CHECK(st.reward_std == Approx(std::sqrt(static_cast<double>(sq / (scored - 1)))).epsilon(1e-12));
+    // A constant batch after NaN rows: the pivot-shifted sums give a std of exactly 0.
+    std::vector<double> c(n, 0.1);
+    for (std::size_t i = 0; i < 40000; i += 3) c[i] = std::nan("");
+    const grpo::advantage_stats cs =
+        grpo::compute_advantages(grpo::exec::host{&pool}, grpo::vector_view<const double>(c),
+                                 grpo::groups::contiguous(1), grpo::vector_view<double>(a), cfg);
+    CHECK(cs.reward_mean == 0.1);
+    CHECK(cs.reward_std == 0);
+    CHECK(cs.advantage_std == 0);
+}
+
 // verl core_algos.py (commit 26b5d6b2): compute_grpo_passk_outcome_advantage L258-315, compute_opo_outcome_advantage
 // L406-450, compute_gpg_outcome_advantage L520-579. Expected values: those functions' formulas run in torch
 // float64 on the same inputs.

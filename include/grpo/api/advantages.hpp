@@ -25,7 +25,7 @@ GRPO_NAMESPACE_BEGIN
 /// @param[in]  token_weights per-completion weights (token counts): optional for the batch whitening of
 ///                           group_centered_batch_whitened (verl masked_whiten is token-weighted), required
 ///                           for opo (its length-weighted baseline); other estimators ignore them
-/// @param[in]  ws          scratch: 4 doubles per group (10 for passk and opo) plus one per completion, reused
+/// @param[in]  ws          scratch: 7 doubles per group (14 for passk and opo) plus one per completion, reused
 /// A constant group has std exactly 0 and advantage exactly 0 (two-pass, pivot-shifted statistics).
 /// Throws grpo::error, outputs untouched, on size mismatches, a group size < 1 or not dividing the batch,
 /// ids out of range, Inf rewards, NaN rewards unless config.nan == ignore, or whitening with < 2 weights.

@@ -158,30 +158,45 @@ GRPO_HOST_DEVICE GRPO_FORCEINLINE C whitening_scale(C weighted_m2, C weight_sum,
     return 1 / math::sqrt(var + whiten_epsilon);
 }
 
-/// Advantage of one scored completion (reward r, row `row`) in a group with moments m and extras x: every
+/// What completion_advantage reads of a group's moments, taken once per group: its count, its mean and the std
+/// of its z-score denominator (scale_std).
+struct group_terms {
+    double count, mean, scale_std;
+};
+GRPO_HOST_DEVICE inline group_terms terms_of(const group_moments<double>& m, const advantage_params& p) {
+    return {m.count, m.mean(), scale_std(m, p)};
+}
+
+/// Advantage of one scored completion (reward r, row `row`) in a group with terms t and extras x: every
 /// estimator's formula in one place, for both backends. group_centered_batch_whitened returns the whitened
 /// value (a - white_mean) * white_scale of its centering step.
 GRPO_HOST_DEVICE GRPO_FORCEINLINE double completion_advantage(const advantage_params& p, double r, std::int64_t row,
-                                                              const group_moments<double>& m, const group_extras& x,
+                                                              const group_terms& t, const group_extras& x,
                                                               const batch_figures& batch) {
-    const bool singleton = m.count < 2;
+    const bool singleton = t.count < 2;
     const double alone = p.singleton == singleton_group::zero ? 0.0 : r; // verl: mean 0 (and std 1)
     switch (p.est) {
     case advantage_estimator::passk: {
         if (singleton || row != x.best_row) return 0.0;
         const double margin = x.best - x.second;
         if (!p.passk_scale_by_std) return margin;
-        const double scale = scale_std(m, p) + p.epsilon;
+        const double scale = t.scale_std + p.epsilon;
         return scale > 0 ? margin / scale : 0.0; // scale 0: a constant group with epsilon 0, margin 0
     }
-    case advantage_estimator::opo: return singleton ? alone : r - (x.weighted.count > 0 ? x.weighted.mean() : m.mean());
-    case advantage_estimator::gpg: return batch.gpg_scale * (singleton ? alone : r - m.mean());
+    case advantage_estimator::opo: return singleton ? alone : r - (x.weighted.count > 0 ? x.weighted.mean() : t.mean);
+    case advantage_estimator::gpg: return batch.gpg_scale * (singleton ? alone : r - t.mean);
     default: break;
     }
-    const double std_used = p.est == advantage_estimator::group_centered_batch_std ? batch.std : scale_std(m, p);
-    double a = group_advantage<double>(p.est, r, m.count, m.mean(), std_used, p.epsilon, p.singleton);
+    const double std_used = p.est == advantage_estimator::group_centered_batch_std ? batch.std : t.scale_std;
+    double a = group_advantage<double>(p.est, r, t.count, t.mean, std_used, p.epsilon, p.singleton);
     if (p.est == advantage_estimator::group_centered_batch_whitened) a = (a - batch.white_mean) * batch.white_scale;
     return a;
+}
+/// The same from the group's moments.
+GRPO_HOST_DEVICE GRPO_FORCEINLINE double completion_advantage(const advantage_params& p, double r, std::int64_t row,
+                                                              const group_moments<double>& m, const group_extras& x,
+                                                              const batch_figures& batch) {
+    return completion_advantage(p, r, row, terms_of(m, p), x, batch);
 }
 
 /// One step of the backward return recursion of REINFORCE++ (verl compute_reinforce_plus_plus_outcome_advantage):

@@ -19,10 +19,11 @@ namespace cpu {
 /// Rows per task of the per-completion work: fixed, so the tasks (and every result) do not depend on the pool.
 constexpr index_t advantage_grain = 16384;
 
-/// compute_advantages on the CPU (the call is checked). Every statistic is a sum in row order (a contiguous
-/// group's in one task of the pool, the others on the calling thread); the per-completion formulas (the costly
-/// part: divisions, square roots) run once per completion, spread over the pool in fixed row ranges, into scratch
-/// that the row-order sums then read. So the results are the same bits for any pool size.
+/// compute_advantages on the CPU (the call is checked). A group's statistics are sums in row order (a contiguous
+/// group's in one task of the pool, id groups' on the calling thread), the batch's sums in row_chunks; the
+/// per-completion formulas (the costly part: divisions, square roots) run once per completion, spread over the
+/// pool in fixed row ranges, into scratch that the sums then read. So the results are the same bits for any
+/// pool size.
 template <class T>
 advantage_stats compute_advantages(const exec::host& ex, const char* where, vector_view<const T> rewards,
                                    const groups& g, vector_view<T> advantages, const advantage_config& cfg,
@@ -31,18 +32,21 @@ advantage_stats compute_advantages(const exec::host& ex, const char* where, vect
     const index_t n = rewards.size();
     const index_t k = g.num_groups(n);
     static_assert(sizeof(moments) == 4 * sizeof(double), "group_moments layout");
-    // Scratch: k group moments, then (passk, opo) k group extras, then one double per completion (the group
-    // means while the moments are taken, then each completion's value).
+    // Scratch: k group moments, k group terms, then (passk, opo) k group extras, then one double per completion
+    // (the group means while the moments are taken, then each completion's value).
     const bool with_extras = cfg.estimator == advantage_estimator::passk || cfg.estimator == advantage_estimator::opo;
     constexpr index_t extras_doubles = static_cast<index_t>(sizeof(math::group_extras) / sizeof(double));
     static_assert(sizeof(math::group_extras) % sizeof(double) == 0, "group_extras layout");
-    const index_t group_doubles = checked_mul(where, "num_groups", k, with_extras ? 4 + extras_doubles : 4);
+    static_assert(sizeof(math::group_terms) == 3 * sizeof(double), "group_terms layout");
+    const index_t group_doubles = checked_mul(where, "num_groups", k, with_extras ? 7 + extras_doubles : 7);
     double* scratch =
         ws.doubles(static_cast<std::size_t>(checked_add(where, "rewards", group_doubles, std::max(n, k))), where);
     double* per_row = scratch + group_doubles;
     auto* groups_m = reinterpret_cast<moments*>(scratch);
+    auto* terms = reinterpret_cast<math::group_terms*>(scratch + 4 * static_cast<std::size_t>(k));
     std::fill(groups_m, groups_m + k, moments{});
     auto scored = [&](index_t i) { return !std::isnan(static_cast<double>(rewards[i])); };
+    constexpr double nan = std::numeric_limits<double>::quiet_NaN(); // (a row outside a sum)
     auto group_m = [&](index_t i) -> const moments& { return groups_m[group_of(g, i)]; };
 
     moments batch;
@@ -54,7 +58,7 @@ advantage_stats compute_advantages(const exec::host& ex, const char* where, vect
     static const math::group_extras no_extras{};
     math::group_extras* extras = nullptr;
     if (with_extras) {
-        extras = reinterpret_cast<math::group_extras*>(scratch + 4 * static_cast<std::size_t>(k));
+        extras = reinterpret_cast<math::group_extras*>(scratch + 7 * static_cast<std::size_t>(k));
         std::fill(extras, extras + k, math::group_extras{});
         for (index_t i = 0; i < n; ++i)
             if (scored(i)) {
@@ -81,54 +85,63 @@ advantage_stats compute_advantages(const exec::host& ex, const char* where, vect
         };
         auto weight = [&](index_t i) { return token_weights.present() ? token_weights[i] : 1.0; };
         parallel_for(ex, n, advantage_grain, [&](index_t first, index_t last) {
-            for (index_t i = first; i < last; ++i) per_row[i] = scored(i) ? centered(i) : 0.0;
+            for (index_t i = first; i < last; ++i) per_row[i] = scored(i) ? centered(i) : nan;
         });
-        moments white;
-        for (index_t i = 0; i < n; ++i)
-            if (scored(i)) white.add_first_pass(per_row[i], weight(i));
+        const auto value = [&](index_t i) { return per_row[i]; };
+        moments white = chunked_first_pass(ex, n, value, weight);
         if (!(white.count > 1))
             raise_argument(errc::invalid_value, where, "rewards",
                            "a total whitening weight > 1 (verl masked_whiten needs at least 2 tokens)",
                            num_str(white.count));
         white_mean = white.mean();
-        for (index_t i = 0; i < n; ++i)
-            if (scored(i)) white.add_second_pass(per_row[i], white_mean, weight(i));
+        white.m2 = chunked_second_pass(ex, n, value, weight, white_mean);
         white_scale = math::whitening_scale(white.m2, white.count, cfg.whiten_epsilon);
     }
 
     bf.std = batch.std(cfg.std);
     bf.white_mean = white_mean;
     bf.white_scale = white_scale;
+    parallel_for(ex, k, advantage_grain, [&](index_t first, index_t last) {
+        for (index_t j = first; j < last; ++j) terms[j] = math::terms_of(groups_m[j], ap);
+    });
     auto advantage_of = [&](index_t i) {
         if (!scored(i)) return 0.0;
         const index_t j = group_of(g, i);
-        return math::completion_advantage(ap, static_cast<double>(rewards[i]), static_cast<std::int64_t>(i),
-                                          groups_m[j], extras ? extras[j] : no_extras, bf);
+        return math::completion_advantage(ap, static_cast<double>(rewards[i]), static_cast<std::int64_t>(i), terms[j],
+                                          extras ? extras[j] : no_extras, bf);
     };
     parallel_for(ex, n, advantage_grain, [&](index_t first, index_t last) {
         for (index_t i = first; i < last; ++i) per_row[i] = advantage_of(i);
     });
     // Every advantage must fit the output type before anything is written (fp32 RLOO of rewards near 3e38
-    // would otherwise store +-inf).
-    advantage_figures adv;
-    for (index_t i = 0; i < n; ++i)
-        if (scored(i)) {
-            const double a = per_row[i];
-            if (!(std::fabs(a) <= static_cast<double>(std::numeric_limits<T>::max())))
-                raise_argument(errc::invalid_value, where, "rewards",
-                               std::string("rewards whose advantages fit the output type (|A| <= ") +
-                                   num_str(static_cast<double>(std::numeric_limits<T>::max())) + ")",
-                               "advantage " + num_str(a) + " at index " + to_str(i) +
-                                   (std::isfinite(a) ? "" : " (the statistics of these rewards overflow double)"));
-            adv.first(a);
-        }
-    adv.end_first();
-
-    parallel_for(ex, n, advantage_grain, [&](index_t first, index_t last) {
-        for (index_t i = first; i < last; ++i) advantages[i] = static_cast<T>(per_row[i]);
+    // would otherwise store +-inf): each chunk's first misfit, then the first chunk with one.
+    const double limit = static_cast<double>(std::numeric_limits<T>::max());
+    const row_chunks chunks(n);
+    index_t misfit[row_chunks::max_chunks];
+    chunks.for_each(ex, [&](index_t c, index_t begin, index_t end) {
+        misfit[c] = -1;
+        for (index_t i = begin; i < end && misfit[c] < 0; ++i)
+            if (scored(i) && !(std::fabs(per_row[i]) <= limit)) misfit[c] = i;
     });
-    for (index_t i = 0; i < n; ++i)
-        if (scored(i)) adv.second(advantages[i]);
+    for (index_t c = 0; c < chunks.count; ++c)
+        if (misfit[c] >= 0) {
+            const double a = per_row[misfit[c]];
+            raise_argument(errc::invalid_value, where, "rewards",
+                           std::string("rewards whose advantages fit the output type (|A| <= ") + num_str(limit) + ")",
+                           "advantage " + num_str(a) + " at index " + to_str(misfit[c]) +
+                               (std::isfinite(a) ? "" : " (the statistics of these rewards overflow double)"));
+        }
+    const auto one = [](index_t) { return 1.0; };
+    // The advantage figures: the first pass over the values in double, the second over them as stored.
+    advantage_figures adv;
+    adv.m = chunked_first_pass(
+        ex, n, [&](index_t i) { return scored(i) ? per_row[i] : nan; }, one, &adv.min, &adv.max);
+    adv.end_first();
+    parallel_for(ex, n, advantage_grain, [&](index_t first, index_t last) {
+        for (index_t i = first; i < last; ++i) advantages[i] = static_cast<T>(scored(i) ? per_row[i] : 0.0);
+    });
+    adv.m.m2 = chunked_second_pass(
+        ex, n, [&](index_t i) { return scored(i) ? static_cast<double>(advantages[i]) : nan; }, one, adv.mean);
 
     advantage_stats st;
     set_reward_figures(st, k, write_group_outputs(groups_m, k, cfg.std, per_group), batch, cfg.std);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The CPU's group statistics: two passes of math::group_moments over values spread across groups, in a fixed
-// order (bit-identical on every run), the per-group outputs, and the batch figures of advantage_stats.
+// order (bit-identical on every run and for any pool size: row order per group, row_chunks for a whole batch),
+// the per-group outputs, and the batch figures of advantage_stats.
 #pragma once
 
 #include <algorithm>
@@ -34,6 +35,112 @@ void two_pass_moments(const Each& each, moments* slots, moments* batch = nullptr
     });
 }
 
+/// Sums over a batch that the pool shares and that still give the same bits for any pool size: the rows split
+/// into fixed chunks (at least min_rows each, at most max_chunks; they depend on n alone), each chunk summed in
+/// `lanes` interleaved partial sums (row begin + 4 q + l into lane l: independent chains of additions instead of
+/// one), the lanes added in order, then the chunks in order.
+struct row_chunks {
+    static constexpr index_t max_chunks = 64, min_rows = 16384;
+    static constexpr int lanes = 4;
+    index_t n, rows, count;
+    // (Divisions rounded up without forming total + divisor - 1, which could overflow.)
+    explicit row_chunks(index_t total)
+        : n(total),
+          rows(std::max(min_rows, total / max_chunks + (total % max_chunks != 0))),
+          count(total / rows + (total % rows != 0)) {}
+    /// f(chunk, begin, end) for every chunk, spread over the pool.
+    template <class F>
+    void for_each(const exec::host& ex, const F& f) const {
+        parallel_for(ex, count, 1, [&](index_t first, index_t last) {
+            for (index_t c = first; c < last; ++c) f(c, c * rows, c * rows + std::min(rows, n - c * rows));
+        });
+    }
+    /// Calls add(lane, i) for every row of [begin, end) in lane order within each group of `lanes` rows.
+    template <class Add>
+    static void for_lanes(index_t begin, index_t end, const Add& add) {
+        index_t i = begin;
+        for (; i + lanes <= end; i += lanes)
+            for (int l = 0; l < lanes; ++l) add(l, i + l);
+        for (int l = 0; i < end; ++i, ++l) add(l, i);
+    }
+};
+
+/// The first pass of weighted, pivot-shifted moments over the rows whose value(i) is not NaN, in row_chunks; the
+/// pivot is the first such value of non-zero weight, as add_first_pass picks it (and the device: a constant
+/// batch after rows of weight 0 then has m2 exactly 0). Also their minimum and maximum (in row order: the first
+/// of equal values, so -0 and +0 come out as the serial loop's).
+template <class Value, class Weight>
+moments chunked_first_pass(const exec::host& ex, index_t n, const Value& value, const Weight& weight,
+                           double* min_value = nullptr, double* max_value = nullptr) {
+    index_t first = 0;
+    while (first < n && (std::isnan(value(first)) || weight(first) == 0)) ++first;
+    if (first == n) return moments{}; // (no weight: count 0, mean 0)
+    const double pivot = value(first);
+    struct part {
+        double count, shifted_sum, min, max;
+    };
+    part parts[row_chunks::max_chunks];
+    const row_chunks chunks(n);
+    chunks.for_each(ex, [&](index_t c, index_t begin, index_t end) {
+        double count[row_chunks::lanes] = {}, sum[row_chunks::lanes] = {};
+        double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+        row_chunks::for_lanes(begin, end, [&](int l, index_t i) {
+            const double x = value(i);
+            if (std::isnan(x)) return;
+            const double w = weight(i);
+            count[l] += w;
+            sum[l] += w * (x - pivot);
+            lo = std::min(lo, x);
+            hi = std::max(hi, x);
+        });
+        part& p = parts[c];
+        p = {count[0], sum[0], lo, hi};
+        for (int l = 1; l < row_chunks::lanes; ++l) {
+            p.count += count[l];
+            p.shifted_sum += sum[l];
+        }
+    });
+    moments m = moments::with_pivot(pivot);
+    double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+    for (index_t c = 0; c < chunks.count; ++c) {
+        m.count += parts[c].count;
+        m.shifted_sum += parts[c].shifted_sum;
+        lo = std::min(lo, parts[c].min);
+        hi = std::max(hi, parts[c].max);
+    }
+    if (min_value) *min_value = lo;
+    if (max_value) *max_value = hi;
+    return m;
+}
+
+/// The second pass: sum of weight(i) (value(i) - mean)^2 over the rows whose value is not NaN, in row_chunks.
+template <class Value, class Weight>
+double chunked_second_pass(const exec::host& ex, index_t n, const Value& value, const Weight& weight, double mean) {
+    double parts[row_chunks::max_chunks];
+    const row_chunks chunks(n);
+    chunks.for_each(ex, [&](index_t c, index_t begin, index_t end) {
+        moments lane[row_chunks::lanes];
+        row_chunks::for_lanes(begin, end, [&](int l, index_t i) {
+            const double x = value(i);
+            if (!std::isnan(x)) lane[l].add_second_pass(x, mean, weight(i));
+        });
+        parts[c] = lane[0].m2;
+        for (int l = 1; l < row_chunks::lanes; ++l) parts[c] += lane[l].m2;
+    });
+    double m2 = 0;
+    for (index_t c = 0; c < chunks.count; ++c) m2 += parts[c];
+    return m2;
+}
+
+/// Both passes (weight 1 unless given).
+template <class Value>
+moments chunked_moments(const exec::host& ex, index_t n, const Value& value) {
+    const auto one = [](index_t) { return 1.0; };
+    moments m = chunked_first_pass(ex, n, value, one);
+    m.m2 = chunked_second_pass(ex, n, value, one, m.mean());
+    return m;
+}
+
 /// The moments of the scored (not NaN) values of x per group, in row order: slots[group_of(g, i)], and the
 /// batch's when `batch` is given. `slots` holds g.num_groups(n) empty moments.
 template <class T>
@@ -48,9 +155,9 @@ void group_moments_of(vector_view<const T> x, const groups& g, moments* slots, m
         slots, batch);
 }
 
-/// group_moments_of for large batches, the same bits: contiguous groups each in one task of the pool (a group's
-/// values are still added in row order), id groups in row order with each group's mean taken once into `means`
-/// (g.num_groups(n) doubles) rather than at every value; then the batch's moments in row order.
+/// group_moments_of for large batches, with the pool: the same bits per group (contiguous groups each in one
+/// task, their values added in row order; id groups in row order with each group's mean taken once into `means`,
+/// g.num_groups(n) doubles, rather than at every value), and the batch's moments in row_chunks.
 template <class T>
 void group_moments_of(const exec::host& ex, vector_view<const T> x, const groups& g, moments* slots, moments& batch,
                       double* means) {
@@ -80,13 +187,7 @@ void group_moments_of(const exec::host& ex, vector_view<const T> x, const groups
                 slots[j].add_second_pass(value(i), means[j]);
             }
     }
-    moments b = batch;
-    for (index_t i = 0; i < n; ++i)
-        if (!std::isnan(value(i))) b.add_first_pass(value(i));
-    const double batch_mean = b.mean();
-    for (index_t i = 0; i < n; ++i)
-        if (!std::isnan(value(i))) b.add_second_pass(value(i), batch_mean);
-    batch = b;
+    batch = chunked_moments(ex, n, value);
 }
 
 /// Writes the requested per-group outputs of k groups and returns how many have zero variance.
@@ -116,7 +217,8 @@ inline void set_reward_figures(advantage_stats& st, index_t k, index_t zero_vari
 }
 
 /// advantage_stats' advantage figures, in two passes like every statistic here: first() with each advantage
-/// in double, then second() with each as stored (after rounding to the output type), in the same order.
+/// in double, then second() with each as stored (after rounding to the output type), in the same order (or
+/// m, min and max from chunked_first_pass, then m.m2 from chunked_second_pass).
 struct advantage_figures {
     moments m;
     double min = std::numeric_limits<double>::infinity(), max = -std::numeric_limits<double>::infinity();
