@@ -2,11 +2,11 @@
 // Loss+gradient throughput of the CPU backend, against a memory-bandwidth baseline measured in the same run.
 //
 //   BM_loss_and_grad/<rows>/<cols>/<threads>/<full validation>  fused pass, fp32, beta = 0.04, mask, old + ref
-//   BM_loss_and_grad_baseline_isa/<rows>/<cols>/<threads>/0    the same without the run-time AVX2 version
-//                                                               (the default x86-64 target): its speed-up
 //   BM_loss_and_grad_config/<preset>                            one configuration each (see preset())
 //   BM_peer_config/<config>/<rows>/<cols>/<threads>              TRL's (0), verl's (1) and DeepSeekMath's (2)
 //                                                               defaults (peer_config()) on both shapes
+//   BM_cpu_version/<config>/<rows>/<cols>/<threads>/<version>   BM_peer_config in one version of the row pass:
+//                                                               0 baseline, 2 AVX2 + FMA, 3 AVX-512 + FMA
 //   BM_stream_baseline/<rows>/<cols>/<threads>                  reads the same 4 arrays, writes 1: the
 //                                                               machine's attainable bandwidth for this pattern
 // Counters: tokens/s ("items_per_second") and bytes/s ("bytes_per_second"), 20 bytes per token in fp32
@@ -104,10 +104,18 @@ void BM_peer_config(benchmark::State& state) {
     run_loss(state, d, peer_config(static_cast<int>(state.range(0))), grpo::exec::host{pool.get()});
 }
 
-void BM_loss_and_grad_baseline_isa(benchmark::State& state) {
-    grpo::detail::cpu::cpu_dispatch_enabled() = false;
-    BM_loss_and_grad(state);
-    grpo::detail::cpu::cpu_dispatch_enabled() = true;
+/// BM_peer_config limited to one version of the row pass (backend/cpu/dispatch.hpp): 0 the build's target,
+/// 2 AVX2 + FMA, 3 AVX-512 + FMA; skipped where the CPU lacks it.
+void BM_cpu_version(benchmark::State& state) {
+    using grpo::detail::cpu::cpu_version;
+    const auto version = static_cast<cpu_version>(state.range(4));
+    if (static_cast<int>(version) > static_cast<int>(grpo::detail::cpu::cpu_best_version())) {
+        state.SkipWithError("this CPU lacks the version");
+        return;
+    }
+    grpo::detail::cpu::cpu_version_limit() = version;
+    BM_peer_config(state);
+    grpo::detail::cpu::cpu_version_limit() = cpu_version::avx512;
 }
 
 void BM_stream_baseline(benchmark::State& state) {
@@ -139,11 +147,6 @@ void shapes(benchmark::internal::Benchmark* b, bool with_validation) {
 } // namespace
 
 BENCHMARK(BM_loss_and_grad)->Apply([](benchmark::internal::Benchmark* b) { shapes(b, true); });
-BENCHMARK(BM_loss_and_grad_baseline_isa)->Apply([](benchmark::internal::Benchmark* b) {
-    for (auto shape : {std::pair<int, int>{64, 4096}, {512, 8192}})
-        for (int threads : {1, 2}) b->Args({shape.first, shape.second, threads, 0});
-    b->Unit(benchmark::kMillisecond)->UseRealTime();
-});
 // A small call (8 x 64 tokens), where per-call costs (argument checks, the workspace's in-use flag, the pool
 // hand-off) are visible next to the token work.
 BENCHMARK(BM_loss_and_grad)->Args({8, 64, 1, 0})->Args({8, 64, 1, 1})->Unit(benchmark::kMicrosecond)->UseRealTime();
@@ -153,6 +156,12 @@ BENCHMARK(BM_peer_config)->Apply([](benchmark::internal::Benchmark* b) {
     for (int config : {0, 1, 2})
         for (auto shape : {std::pair<int, int>{64, 4096}, {512, 8192}})
             for (int threads : {1, 2}) b->Args({config, shape.first, shape.second, threads});
+    b->Unit(benchmark::kMillisecond)->UseRealTime();
+});
+BENCHMARK(BM_cpu_version)->Apply([](benchmark::internal::Benchmark* b) {
+    for (int config : {0, 1, 2})
+        for (int threads : {1, 2})
+            for (int version : {0, 2, 3}) b->Args({config, 512, 8192, threads, version});
     b->Unit(benchmark::kMillisecond)->UseRealTime();
 });
 BENCHMARK(BM_stream_baseline)->Apply([](benchmark::internal::Benchmark* b) { shapes(b, false); });

@@ -24,6 +24,25 @@ struct rng {
     double uniform(double lo = 0, double hi = 1) { return lo + (hi - lo) * (next() >> 11) * 0x1.0p-53; }
 };
 
+/// The CPU passes limited to one version (backend/cpu/dispatch.hpp) for the scope's lifetime; the default (the
+/// widest the CPU has) afterwards.
+struct cpu_version_scope {
+    explicit cpu_version_scope(grpo::detail::cpu::cpu_version v) { grpo::detail::cpu::cpu_version_limit() = v; }
+    ~cpu_version_scope() { grpo::detail::cpu::cpu_version_limit() = grpo::detail::cpu::cpu_version::avx512; }
+    cpu_version_scope(const cpu_version_scope&) = delete;
+    cpu_version_scope& operator=(const cpu_version_scope&) = delete;
+};
+
+/// The loss pass's versions this CPU runs: the baseline, then AVX2 + FMA and AVX-512 + FMA where it has them.
+inline std::vector<grpo::detail::cpu::cpu_version> loss_versions() {
+    using grpo::detail::cpu::cpu_version;
+    std::vector<cpu_version> v{cpu_version::baseline};
+    const cpu_version best = grpo::detail::cpu::cpu_best_version();
+    if (best == cpu_version::avx2_fma || best == cpu_version::avx512) v.push_back(cpu_version::avx2_fma);
+    if (best == cpu_version::avx512) v.push_back(cpu_version::avx512);
+    return v;
+}
+
 /// Owning [rows, cols] buffers for one loss call, filled with random but well-conditioned values.
 template <class T>
 struct batch {

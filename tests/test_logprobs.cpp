@@ -294,10 +294,10 @@ TEST_CASE("logprobs_from_logits: in-place backward, int32 tokens, thread counts,
     // The AVX2 copy and the baseline give the same bits (backend/cpu/dispatch.hpp).
     {
         logits_case<float> d = c;
-        grpo::detail::cpu::cpu_dispatch_enabled() = false;
+        grpo::detail::cpu::cpu_version_limit() = grpo::detail::cpu::cpu_version::baseline;
         grpo::logprobs_from_logits(grpo::exec::host{}, d.in(), d.out(), cfg);
         grpo::logprobs_from_logits_backward(grpo::exec::host{}, d.in(), d.grad_in(), d.grad_out(), cfg);
-        grpo::detail::cpu::cpu_dispatch_enabled() = true;
+        grpo::detail::cpu::cpu_version_limit() = grpo::detail::cpu::cpu_version::avx512;
         INFO("AVX2 on this CPU: " << grpo::detail::cpu::cpu_has_avx2());
         CHECK(d.logp == c.logp);
         CHECK(d.entropy == c.entropy);

@@ -54,9 +54,26 @@ struct row_check {
     index_t column = 0;
     double tokens = 0;
 };
+/// The unmasked tokens of row i: its valid tokens whose mask is non-zero. An integer count in a branch-free loop
+/// (it vectorizes); the count is exact, so it equals check_row's.
+template <class T>
+GRPO_CPU_HOT_LOOP double unmasked_tokens(const loss_views<T>& v, index_t i) {
+    const index_t end = valid_end(v, i);
+    if (!v.mask.present()) return static_cast<double>(end);
+    const T* m = v.mask.row_data(i);
+    const index_t stride = v.mask.col_stride();
+    index_t n = 0;
+    if (stride == 1)
+        for (index_t t = 0; t < end; ++t) n += m[t] != T(0);
+    else
+        for (index_t t = 0; t < end; ++t) n += m[t * stride] != T(0);
+    return static_cast<double>(n);
+}
+
 template <class T>
 row_check check_row(const loss_views<T>& v, index_t i, bool check_values, bool need_ref, bool need_samp,
                     bool need_entropy) {
+    if (!check_values) return {loss_error::none, 0, unmasked_tokens(v, i)};
     row_check r;
     const index_t end = valid_end(v, i);
     for (index_t t = 0; t < end; ++t) {
@@ -130,6 +147,20 @@ double lane_sum(const C* x, index_t n) {
     return total;
 }
 
+/// sum_k x[k] for k < n <= token_block of 0/1 flags: summed in C, where every partial sum is an integer below
+/// 2^24 and so exact (the same value lane_sum gives), without lane_sum's conversions to double.
+template <class C>
+double flag_count(const C* x, index_t n) {
+    C lanes[sum_lanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+    index_t k = 0;
+    for (; k + sum_lanes <= n; k += sum_lanes)
+        for (index_t l = 0; l < sum_lanes; ++l) lanes[l] += x[k + l];
+    for (; k < n; ++k) lanes[k % sum_lanes] += x[k];
+    C total = 0;
+    for (index_t l = 0; l < sum_lanes; ++l) total += lanes[l];
+    return static_cast<double>(total);
+}
+
 /// min_k x[k] (Max = false) or max_k x[k] (Max = true) for k < n, folded into `acc`, with 8 independent lanes
 /// so that it vectorizes (a serial std::min chain does not); min and max are exact, so the lanes change nothing.
 template <bool Max, class C>
@@ -188,7 +219,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
 
     // Sweep 1 (row-local, stays in cache): token count, and the row sums the row's constants need.
     row_sums sums;
-    if (v.mask.present() || log_ratio_sum || sampling_sum || objective_sum) {
+    if (log_ratio_sum || sampling_sum || objective_sum) {
         alignas(64) C count[token_block], lr[token_block], slr[token_block], obj[token_block];
         for (index_t t0 = 0; t0 < end; t0 += token_block) {
             const index_t nb = std::min(token_block, end - t0);
@@ -226,7 +257,7 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
             }
         }
     } else {
-        sums.tokens = static_cast<double>(end);
+        sums.tokens = unmasked_tokens(v, i); // the count alone: an integer loop over the mask
     }
     const double n = sums.tokens;
     const row_setup rs = make_row_setup(p, sums, total_tokens);
@@ -354,20 +385,20 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
         if (gent_out)
             for (index_t k = 0; k < nb; ++k) gent_out[L.gent(t0 + k)] = Extras ? static_cast<T>(hgrad[k]) : T(0);
         acc.policy += lane_sum(pol, nb);
-        acc.kl_sum += lane_sum(kl, nb);
+        if (WithKL) acc.kl_sum += lane_sum(kl, nb);
         acc.ratio_sum += lane_sum(ratio, nb);
         acc.neg_log_ratio += lane_sum(neg_lr, nb);
-        acc.clip_low += lane_sum(low, nb);
-        acc.clip_high += lane_sum(high, nb);
-        acc.dual += lane_sum(dual, nb);
+        acc.clip_low += flag_count(low, nb);
+        acc.clip_high += flag_count(high, nb);
+        if (!Plain) acc.dual += flag_count(dual, nb); // (no dual clip in the plain pass)
         acc.ratio_min = lane_extreme<false>(rmin, nb, acc.ratio_min);
         acc.ratio_max = lane_extreme<true>(rmax, nb, acc.ratio_max);
         if (Extras) {
             acc.sampling_weight += lane_sum(sw, nb);
-            acc.off_policy_masked += lane_sum(drop, nb);
+            acc.off_policy_masked += flag_count(drop, nb);
             acc.entropy_sum += lane_sum(hsum, nb);
-            acc.entropy_masked += lane_sum(hdrop, nb);
-            if (math::selects_by_covariance(K)) acc.selected += lane_sum(sel, nb);
+            acc.entropy_masked += flag_count(hdrop, nb);
+            if (math::selects_by_covariance(K)) acc.selected += flag_count(sel, nb);
         }
     }
     for (index_t t = end; t < cols; ++t) {
@@ -382,21 +413,31 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
     out = acc;
 }
 
-// The AVX2 copy of the contiguous-row pass (backend/cpu/dispatch.hpp).
+// The FMA copies of the contiguous-row pass (backend/cpu/dispatch.hpp).
 #if GRPO_CPU_AVX2_DISPATCH
 template <class T, policy_objective K, bool WithKL, class Layout, row_pass Pass>
-GRPO_AVX2_FUNCTION void loss_row_avx2(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens,
-                                      index_t i, loss_partials& out, const Layout& L) {
+GRPO_AVX2_FMA_FUNCTION void loss_row_avx2_fma(const loss_views<T>& v, const T* ones, const loss_params& p,
+                                              double total_tokens, index_t i, loss_partials& out, const Layout& L) {
+    loss_row_impl<T, K, WithKL, Layout, Pass>(v, ones, p, total_tokens, i, out, L);
+}
+template <class T, policy_objective K, bool WithKL, class Layout, row_pass Pass>
+GRPO_AVX512_FUNCTION void loss_row_avx512(const loss_views<T>& v, const T* ones, const loss_params& p,
+                                          double total_tokens, index_t i, loss_partials& out, const Layout& L) {
     loss_row_impl<T, K, WithKL, Layout, Pass>(v, ones, p, total_tokens, i, out, L);
 }
 #endif
 
-/// Contiguous rows: the AVX2 version where the CPU has it, the baseline otherwise.
+/// Contiguous rows: the widest version the CPU has (and cpu_version_limit allows), the baseline otherwise.
 template <class T, policy_objective K, bool WithKL, row_pass Pass, class Layout>
 void loss_row_contiguous(const loss_views<T>& v, const T* ones, const loss_params& p, double total_tokens, index_t i,
                          loss_partials& out, const Layout& L) {
 #if GRPO_CPU_AVX2_DISPATCH
-    if (use_avx2()) return loss_row_avx2<T, K, WithKL, Layout, Pass>(v, ones, p, total_tokens, i, out, L);
+    switch (active_cpu_version()) {
+    case cpu_version::avx512: return loss_row_avx512<T, K, WithKL, Layout, Pass>(v, ones, p, total_tokens, i, out, L);
+    case cpu_version::avx2_fma:
+        return loss_row_avx2_fma<T, K, WithKL, Layout, Pass>(v, ones, p, total_tokens, i, out, L);
+    default: break; // (AVX2 without FMA: the baseline; no such x86-64 CPU is in use)
+    }
 #endif
     loss_row_impl<T, K, WithKL, Layout, Pass>(v, ones, p, total_tokens, i, out, L);
 }
