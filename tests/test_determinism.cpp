@@ -137,6 +137,36 @@ TEMPLATE_TEST_CASE("the plain-configuration instantiation is bit-identical to th
     }
 }
 
+TEMPLATE_TEST_CASE("the lean instantiation (verl's defaults) is bit-identical to the full one", "[loss][determinism]",
+                   float, double) {
+    // With every entropy equal, top_entropy_quantile's threshold is that entropy and no token falls below it: it
+    // changes no value, but it reads the entropies, which only the full instantiation does.
+    for (const grpo::kl_estimator kl : {grpo::kl_estimator::low_var_kl, grpo::kl_estimator::k3}) {
+        for (bool per_token_adv : {true, false}) {
+            grpo::loss_config lean = grpo::loss_config::verl();
+            lean.beta = 0.001;
+            lean.kl = kl;
+            grpo::loss_config full = lean;
+            full.top_entropy_quantile = 0.5;
+            for (const grpo::detail::cpu::cpu_version version : grpo_test::loss_versions()) {
+                const grpo_test::cpu_version_scope scope(version);
+                grpo_test::batch<TestType> a(7, 517, 9), b(7, 517, 9);
+                std::fill(b.entropy.begin(), b.entropy.end(), TestType(1.5));
+                const auto st_lean =
+                    grpo::loss_and_grad(grpo::exec::host{}, a.inputs(per_token_adv), a.outputs(), lean);
+                const auto st_full =
+                    grpo::loss_and_grad(grpo::exec::host{}, b.inputs(per_token_adv), b.outputs(), full);
+                CHECK(same_bits(st_lean.loss, st_full.loss));
+                CHECK(same_bits(st_lean.kl_mean, st_full.kl_mean));
+                CHECK(same_bits(st_lean.ratio_max, st_full.ratio_max));
+                CHECK(same_bits(st_lean.dual_clip_fraction, st_full.dual_clip_fraction));
+                CHECK(std::memcmp(a.grad.data(), b.grad.data(), a.grad.size() * sizeof(TestType)) == 0);
+                CHECK(std::memcmp(a.per_token.data(), b.per_token.data(), a.per_token.size() * sizeof(TestType)) == 0);
+            }
+        }
+    }
+}
+
 TEMPLATE_TEST_CASE("compute_advantages is bit-identical for 1..7 threads, by id and contiguous, and in row order",
                    "[advantages][determinism]", float, double) {
     // Enough completions for many tasks of the pool (fixed row ranges of advantage_grain), NaN rewards, groups

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Every bad input throws grpo::error naming the argument, and leaves the outputs untouched.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -96,6 +97,63 @@ TEST_CASE("loss: non-finite unmasked inputs, bad mask values and bad lengths", "
     f.b.lengths[1] = -1;
     expect_error([&] { f.run(f.b.inputs(true, true, true, true)); }, grpo::errc::invalid_value, {"'lengths'", "-1"});
     f.untouched();
+}
+
+TEMPLATE_TEST_CASE("loss: validation finds a bad value anywhere in a row, in every array and layout", "[errors][loss]",
+                   float, double) {
+    // The vectorized scan of a row and the scalar search for its first problem must agree: a bad value at the
+    // first, a vector-boundary and the last column of a middle row, in each array the call reads, in contiguous,
+    // padded (row stride > cols) and strided (column stride 2) layouts.
+    using T = TestType;
+    const T nan = std::numeric_limits<T>::quiet_NaN(), inf = std::numeric_limits<T>::infinity();
+    const grpo::index_t rows = 3, cols = 37;
+    grpo::loss_config cfg;
+    cfg.beta = 0.1;
+    cfg.sampling = grpo::sampling_correction::token_truncate; // reads sampling_logp
+    cfg.entropy_coef = 0.01;                                  // reads entropy
+    const char* names[] = {"'logp'",          "'old_logp'", "'ref_logp'", "'advantages'",
+                           "'sampling_logp'", "'entropy'",  "'mask'",     "'advantages'"};
+    for (int layout = 0; layout < 3; ++layout) {
+        const grpo::index_t col_stride = layout == 2 ? 2 : 1, row_stride = layout == 0 ? cols : 2 * cols + 5;
+        for (int which = 0; which < 8; ++which) {
+            for (grpo::index_t column : {0, 7, 8, 15, 16, 36}) {
+                for (const T bad : {nan, inf, -inf, T(0.5)}) {
+                    const bool mask_case = which == 6;
+                    if (mask_case != (bad == T(0.5)) && !(mask_case && bad != bad)) continue;
+                    grpo_test::batch<T> b(rows, row_stride, 11);
+                    std::fill(b.mask.begin(), b.mask.end(), T(1));
+                    std::vector<T>* arrays[] = {&b.logp,          &b.old_logp, &b.ref_logp, &b.adv_tok,
+                                                &b.sampling_logp, &b.entropy,  &b.mask};
+                    const std::size_t at = static_cast<std::size_t>(row_stride + column * col_stride);
+                    if (which < 7) (*arrays[which])[at] = bad;
+                    else b.adv_seq[1] = bad; // a broadcast advantage: reported at the row's first token
+                    const auto view = [&](const std::vector<T>& x) {
+                        return grpo::matrix_view<const T>(x.data(), rows, cols, row_stride, col_stride);
+                    };
+                    grpo::loss_inputs<T> in;
+                    in.logp = view(b.logp);
+                    in.old_logp = view(b.old_logp);
+                    in.ref_logp = view(b.ref_logp);
+                    in.advantages =
+                        which == 7 ? grpo::broadcast_to_tokens(grpo::vector_view<const T>(b.adv_seq.data(), rows), cols)
+                                   : view(b.adv_tok);
+                    in.sampling_logp = view(b.sampling_logp);
+                    in.entropy = view(b.entropy);
+                    in.mask = view(b.mask);
+                    std::vector<T> grad(static_cast<std::size_t>(rows * cols), T(-7));
+                    grpo::loss_outputs<T> out;
+                    out.grad_logp = {grad.data(), rows, cols};
+                    const std::string where = "(1, " + std::to_string(which == 7 ? grpo::index_t(0) : column) + ")";
+                    INFO("layout " << layout << ", array " << names[which] << ", column " << column << ", value "
+                                   << bad);
+                    expect_error([&] { grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg); },
+                                 mask_case ? grpo::errc::invalid_value : grpo::errc::non_finite,
+                                 {names[which], where.c_str()});
+                    CHECK(std::all_of(grad.begin(), grad.end(), [](T g) { return g == T(-7); }));
+                }
+            }
+        }
+    }
 }
 
 TEST_CASE("loss: configuration values outside their domain", "[errors][loss]") {

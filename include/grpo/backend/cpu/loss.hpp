@@ -8,7 +8,9 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "../../core/exec.hpp"
 #include "dispatch.hpp"
@@ -47,8 +49,7 @@ index_t valid_end(const loss_views<T>& v, index_t i) {
     return v.lengths.present() ? std::min<index_t>(cols, static_cast<index_t>(v.lengths[i])) : cols;
 }
 
-/// First problem of row i (code none if there is none) and its column; also the row's token count. Checks mask
-/// values and, at unmasked tokens, finiteness of every input the loss reads, in loss_error's order.
+/// What check_row found in a row.
 struct row_check {
     loss_error code = loss_error::none;
     index_t column = 0;
@@ -70,10 +71,83 @@ GRPO_CPU_HOT_LOOP double unmasked_tokens(const loss_views<T>& v, index_t i) {
     return static_cast<double>(n);
 }
 
+/// False for +-inf and NaN, from the exponent bits: a test that vectorizes and that -ffinite-math-only cannot
+/// fold away.
+template <class T>
+bool finite_bits(T x) {
+    using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    static_assert(sizeof(T) == sizeof(U), "finite_bits: float or double");
+    constexpr U exponent = sizeof(T) == 4 ? U(0x7f800000u) : U(0x7ff0000000000000ull);
+    U bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    return (bits & exponent) != exponent;
+}
+
+/// check_row's verdict on a row whose arrays are contiguous, in one branch-free pass that vectorizes: true, with
+/// the row's token count, when the row has no problem; false when check_row must look for the first one (or the
+/// layout is not contiguous). Absent arrays are stood in for by logp (finite wherever logp is checked anyway).
+template <class T>
+GRPO_CPU_HOT_LOOP bool row_values_clean(const loss_views<T>& v, index_t i, bool need_ref, bool need_samp,
+                                        bool need_entropy, double& tokens) {
+    const auto unit = [](const matrix_view<const T>& m, bool used) { return !used || m.col_stride() == 1; };
+    const index_t adv_stride = v.adv.col_stride();
+    if (!unit(v.logp, true) || !unit(v.old_logp, v.old_logp.present()) || !unit(v.ref_logp, need_ref) ||
+        !unit(v.mask, v.mask.present()) || !unit(v.samp, need_samp) || !unit(v.entropy, need_entropy) ||
+        (adv_stride != 0 && adv_stride != 1))
+        return false;
+    const index_t end = valid_end(v, i);
+    const T* lp = v.logp.row_data(i);
+    const T* old = v.old_logp.present() ? v.old_logp.row_data(i) : lp;
+    const T* ref = need_ref ? v.ref_logp.row_data(i) : lp;
+    const T* samp = need_samp ? v.samp.row_data(i) : lp;
+    const T* ent = need_entropy ? v.entropy.row_data(i) : lp;
+    const T* adv = adv_stride == 1 ? v.adv.row_data(i) : lp; // broadcast: its one value is checked below
+    const T* mask = v.mask.present() ? v.mask.row_data(i) : nullptr;
+    unsigned bad = 0;
+    index_t n = 0;
+    for (index_t t = 0; t < end; ++t) {
+        const T m = mask != nullptr ? mask[t] : T(1);
+        const bool on = m != T(0);
+        const bool ok = finite_bits(lp[t]) & finite_bits(old[t]) & finite_bits(ref[t]) & finite_bits(adv[t]) &
+                        finite_bits(samp[t]) & finite_bits(ent[t]);
+        n += on;
+        bad |= static_cast<unsigned>(on & ((m != T(1)) | !ok));
+    }
+    if (adv_stride == 0 && n > 0 && !finite_bits(v.adv(i, 0))) bad = 1;
+    tokens = static_cast<double>(n);
+    return bad == 0;
+}
+
+// AVX2 copies of the two scans (compares and integer counts only: the same results as the baseline's).
+#if GRPO_CPU_AVX2_DISPATCH
+template <class T>
+GRPO_AVX2_FUNCTION double unmasked_tokens_avx2(const loss_views<T>& v, index_t i) {
+    return unmasked_tokens(v, i);
+}
+template <class T>
+GRPO_AVX2_FUNCTION bool row_values_clean_avx2(const loss_views<T>& v, index_t i, bool need_ref, bool need_samp,
+                                              bool need_entropy, double& tokens) {
+    return row_values_clean(v, i, need_ref, need_samp, need_entropy, tokens);
+}
+#endif
+
+/// First problem of row i (code none if there is none) and its column; also the row's token count. Checks mask
+/// values and, at unmasked tokens, finiteness of every input the loss reads, in loss_error's order. Without
+/// check_values, only the count.
 template <class T>
 row_check check_row(const loss_views<T>& v, index_t i, bool check_values, bool need_ref, bool need_samp,
                     bool need_entropy) {
+    double clean_tokens = 0;
+#if GRPO_CPU_AVX2_DISPATCH
+    if (use_avx2()) {
+        if (!check_values) return {loss_error::none, 0, unmasked_tokens_avx2(v, i)};
+        if (row_values_clean_avx2(v, i, need_ref, need_samp, need_entropy, clean_tokens))
+            return {loss_error::none, 0, clean_tokens};
+    }
+#endif
     if (!check_values) return {loss_error::none, 0, unmasked_tokens(v, i)};
+    if (row_values_clean(v, i, need_ref, need_samp, need_entropy, clean_tokens))
+        return {loss_error::none, 0, clean_tokens};
     row_check r;
     const index_t end = valid_end(v, i);
     for (index_t t = 0; t < end; ++t) {
@@ -123,10 +197,9 @@ struct row_layout {
 };
 
 /// How much of a call's configuration the row pass fixes at compile time: `plain` (ppo_clip, token ratio, k3,
-/// no clamp, delta, dual clip or extra: is_plain), `lean` (ppo_clip with any ratio, clip and KL option, but no
-/// sampling correction, off-policy mask, bias-corrected KL or entropy input) or `full` (everything read at run
-/// time). The lean
-/// pass keeps the options that existed before the corrections out of their token loop.
+/// no clamp, delta, dual clip or extra: is_plain), `lean` (ppo_clip with any ratio and clip option and k3 with
+/// any clamps, but no other estimator, sampling correction, off-policy mask, bias-corrected KL or entropy input:
+/// verl's defaults) or `full` (everything read at run time).
 enum class row_pass { plain, lean, full };
 
 /// Tokens per block of the main sweep: per-token results go to small stack arrays, written by a loop the
@@ -145,20 +218,6 @@ double lane_sum(const C* x, index_t n) {
     double total = 0;
     for (index_t l = 0; l < sum_lanes; ++l) total += lanes[l];
     return total;
-}
-
-/// sum_k x[k] for k < n <= token_block of 0/1 flags: summed in C, where every partial sum is an integer below
-/// 2^24 and so exact (the same value lane_sum gives), without lane_sum's conversions to double.
-template <class C>
-double flag_count(const C* x, index_t n) {
-    C lanes[sum_lanes] = {0, 0, 0, 0, 0, 0, 0, 0};
-    index_t k = 0;
-    for (; k + sum_lanes <= n; k += sum_lanes)
-        for (index_t l = 0; l < sum_lanes; ++l) lanes[l] += x[k + l];
-    for (; k < n; ++k) lanes[k % sum_lanes] += x[k];
-    C total = 0;
-    for (index_t l = 0; l < sum_lanes; ++l) total += lanes[l];
-    return static_cast<double>(total);
 }
 
 /// min_k x[k] (Max = false) or max_k x[k] (Max = true) for k < n, folded into `acc`, with 8 independent lanes
@@ -290,6 +349,10 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
         tp.entropy_given = false;
         tp.entropy_coef = C(0);
         tp.entropy_threshold = -std::numeric_limits<C>::infinity();
+        // k3 (with any clamps: verl's low_var_kl), the estimator every peer defaults to: the others' formulas
+        // fold away (is_lean sends k1, k2, abs and straight-through to the full pass).
+        tp.kl = kl_estimator::k3;
+        tp.kl_straight_through = false;
     }
 
     // The token-level correction weights of a block (math::sampling_weight), computed only when that
@@ -343,11 +406,37 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
     }
 
     constexpr C inf = std::numeric_limits<C>::infinity();
-    alignas(64) C pol[token_block], kl[token_block], ratio[token_block], neg_lr[token_block], low[token_block],
-        high[token_block], dual[token_block], rmin[token_block], rmax[token_block], gbuf[token_block],
-        lbuf[token_block], sw[token_block], drop[token_block], hsum[token_block], hdrop[token_block],
-        hgrad[token_block], sel[token_block];
+    alignas(64) C pol[token_block], kl[token_block], ratio[token_block], neg_lr[token_block], gbuf[token_block],
+        lbuf[token_block], sw[token_block], hsum[token_block], hgrad[token_block];
+    // Per-slot running minima, maxima and flag counts (slot k collects tokens t0 + k of every block), updated
+    // element-wise in the token loop and reduced once per row rather than once per block. Min and max are exact and
+    // a slot's count stays an integer below 2^24 (flushed every flush_blocks blocks), so the results are the bits
+    // a per-block reduction gives.
+    constexpr index_t flush_blocks = index_t(1) << 16;
+    const index_t slots = std::min(token_block, end);
+    alignas(64) C run_min[token_block], run_max[token_block], low[token_block], high[token_block], dual[token_block],
+        drop[token_block], hdrop[token_block], sel[token_block];
+    std::fill(run_min, run_min + slots, inf);
+    std::fill(run_max, run_max + slots, -inf);
     loss_partials acc = loss_partials::identity();
+    const auto reset_counts = [&] {
+        for (C* f : {low, high, dual}) std::fill(f, f + slots, C(0));
+        if (Extras)
+            for (C* f : {drop, hdrop, sel}) std::fill(f, f + slots, C(0));
+    };
+    const auto flush_counts = [&] {
+        acc.clip_low += lane_sum(low, slots);
+        acc.clip_high += lane_sum(high, slots);
+        if (!Plain) acc.dual += lane_sum(dual, slots); // (no dual clip in the plain pass)
+        if (Extras) {
+            acc.off_policy_masked += lane_sum(drop, slots);
+            acc.entropy_masked += lane_sum(hdrop, slots);
+            if (math::selects_by_covariance(K)) acc.selected += lane_sum(sel, slots);
+        }
+        reset_counts();
+    };
+    reset_counts();
+    index_t blocks = 0;
     for (index_t t0 = 0; t0 < end; t0 += token_block) {
         const index_t nb = std::min(token_block, end - t0);
         fill_sampling_weights(t0, nb);
@@ -362,18 +451,19 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
             kl[k] = math::select(valid, r.kl, C(0));
             ratio[k] = math::select(valid, r.ratio, C(0));
             neg_lr[k] = r.neg_log_ratio; // 0 at masked tokens (x = o = 0 there)
-            low[k] = math::select(valid, r.clipped_low, C(0));
-            high[k] = math::select(valid, r.clipped_high, C(0));
-            dual[k] = math::select(valid, r.dual_clipped, C(0));
-            rmin[k] = math::select(valid, r.ratio, inf);
-            rmax[k] = math::select(valid, r.ratio, -inf);
+            low[k] += math::select(valid, r.clipped_low, C(0));
+            high[k] += math::select(valid, r.clipped_high, C(0));
+            if (!Plain) dual[k] += math::select(valid, r.dual_clipped, C(0));
+            // (A NaN ratio, possible under shapes_only, never compares below or above: it is ignored.)
+            run_min[k] = math::select(valid & (r.ratio < run_min[k]), r.ratio, run_min[k]);
+            run_max[k] = math::select(valid & (r.ratio > run_max[k]), r.ratio, run_max[k]);
             if (Extras) {
                 sw[k] = math::select(valid, r.sampling_weight, C(0));
-                drop[k] = math::select(valid, r.off_policy_masked, C(0));
+                drop[k] += math::select(valid, r.off_policy_masked, C(0));
                 hsum[k] = math::select(valid, r.entropy, C(0));
-                hdrop[k] = math::select(valid, r.entropy_masked, C(0));
+                hdrop[k] += math::select(valid, r.entropy_masked, C(0));
                 hgrad[k] = math::select(valid, r.grad_entropy, C(0));
-                sel[k] = math::select(valid, r.selected, C(0));
+                sel[k] += math::select(valid, r.selected, C(0));
             }
         }
         if (grad)
@@ -388,18 +478,19 @@ GRPO_CPU_HOT_LOOP void loss_row_impl(const loss_views<T>& v, const T* ones, cons
         if (WithKL) acc.kl_sum += lane_sum(kl, nb);
         acc.ratio_sum += lane_sum(ratio, nb);
         acc.neg_log_ratio += lane_sum(neg_lr, nb);
-        acc.clip_low += flag_count(low, nb);
-        acc.clip_high += flag_count(high, nb);
-        if (!Plain) acc.dual += flag_count(dual, nb); // (no dual clip in the plain pass)
-        acc.ratio_min = lane_extreme<false>(rmin, nb, acc.ratio_min);
-        acc.ratio_max = lane_extreme<true>(rmax, nb, acc.ratio_max);
         if (Extras) {
             acc.sampling_weight += lane_sum(sw, nb);
-            acc.off_policy_masked += flag_count(drop, nb);
             acc.entropy_sum += lane_sum(hsum, nb);
-            acc.entropy_masked += flag_count(hdrop, nb);
-            if (math::selects_by_covariance(K)) acc.selected += flag_count(sel, nb);
         }
+        if (++blocks == flush_blocks) {
+            flush_counts();
+            blocks = 0;
+        }
+    }
+    if (end > 0) {
+        flush_counts();
+        acc.ratio_min = lane_extreme<false>(run_min, slots, acc.ratio_min);
+        acc.ratio_max = lane_extreme<true>(run_max, slots, acc.ratio_max);
     }
     for (index_t t = end; t < cols; ++t) {
         if (grad) grad[L.grad(t)] = T(0);
@@ -454,10 +545,12 @@ inline bool is_plain(const loss_params& p) {
            t.objective.clip.delta == std::numeric_limits<double>::infinity();
 }
 
-/// True when the call uses none of the extras the lean pass leaves out.
+/// True when the call uses none of the extras the lean pass leaves out, and its KL (if any) is k3 with or without
+/// clamps (low_var_kl included).
 inline bool is_lean(const loss_params& p) {
+    const bool k3_kl = p.token.beta == 0 || (p.token.kl == kl_estimator::k3 && !p.token.kl_straight_through);
     return p.token.correction.mode == sampling_correction::none && !p.off_policy_mask && !p.entropy_given &&
-           !p.token.kl_bias_correction;
+           !p.token.kl_bias_correction && k3_kl;
 }
 
 /// Contiguous rows: picks the instantiation for the objective, the KL term (or not) and the pass.
