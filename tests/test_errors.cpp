@@ -113,7 +113,11 @@ TEMPLATE_TEST_CASE("loss: validation finds a bad value anywhere in a row, in eve
     cfg.entropy_coef = 0.01;                                  // reads entropy
     const char* names[] = {"'logp'",          "'old_logp'", "'ref_logp'", "'advantages'",
                            "'sampling_logp'", "'entropy'",  "'mask'",     "'advantages'"};
-    for (int layout = 0; layout < 3; ++layout) {
+    // Both versions of the scan: the baseline and (where the CPU has AVX2) its AVX2 copy.
+    for (int run = 0; run < 2 * 3; ++run) {
+        const int layout = run % 3;
+        const grpo_test::cpu_version_scope scope(run < 3 ? grpo::detail::cpu::cpu_version::baseline
+                                                         : grpo::detail::cpu::cpu_best_version());
         const grpo::index_t col_stride = layout == 2 ? 2 : 1, row_stride = layout == 0 ? cols : 2 * cols + 5;
         for (int which = 0; which < 8; ++which) {
             for (grpo::index_t column : {0, 7, 8, 15, 16, 36}) {
@@ -144,8 +148,8 @@ TEMPLATE_TEST_CASE("loss: validation finds a bad value anywhere in a row, in eve
                     grpo::loss_outputs<T> out;
                     out.grad_logp = {grad.data(), rows, cols};
                     const std::string where = "(1, " + std::to_string(which == 7 ? grpo::index_t(0) : column) + ")";
-                    INFO("layout " << layout << ", array " << names[which] << ", column " << column << ", value "
-                                   << bad);
+                    INFO("run " << run << ", layout " << layout << ", array " << names[which] << ", column " << column
+                                << ", value " << bad);
                     expect_error([&] { grpo::loss_and_grad(grpo::exec::host{}, in, out, cfg); },
                                  mask_case ? grpo::errc::invalid_value : grpo::errc::non_finite,
                                  {names[which], where.c_str()});
