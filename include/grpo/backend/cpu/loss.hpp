@@ -7,8 +7,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <limits>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <type_traits>
 
