@@ -71,16 +71,16 @@ GRPO_CPU_HOT_LOOP double unmasked_tokens(const loss_views<T>& v, index_t i) {
     return static_cast<double>(n);
 }
 
-/// False for +-inf and NaN, from the exponent bits: a test that vectorizes and that -ffinite-math-only cannot
-/// fold away.
+/// 0 for +-inf and NaN, 1 otherwise, from the exponent bits: a test that vectorizes and that -ffinite-math-only
+/// cannot fold away (unsigned, so that the scan below combines them with bitwise operators).
 template <class T>
-bool finite_bits(T x) {
+unsigned finite_bits(T x) {
     using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
     static_assert(sizeof(T) == sizeof(U), "finite_bits: float or double");
     constexpr U exponent = sizeof(T) == 4 ? U(0x7f800000u) : U(0x7ff0000000000000ull);
     U bits;
     std::memcpy(&bits, &x, sizeof bits);
-    return (bits & exponent) != exponent;
+    return static_cast<unsigned>((bits & exponent) != exponent);
 }
 
 /// check_row's verdict on a row whose arrays are contiguous, in one branch-free pass that vectorizes: true, with
@@ -107,13 +107,13 @@ GRPO_CPU_HOT_LOOP bool row_values_clean(const loss_views<T>& v, index_t i, bool 
     index_t n = 0;
     for (index_t t = 0; t < end; ++t) {
         const T m = mask != nullptr ? mask[t] : T(1);
-        const bool on = m != T(0);
-        const bool ok = finite_bits(lp[t]) & finite_bits(old[t]) & finite_bits(ref[t]) & finite_bits(adv[t]) &
-                        finite_bits(samp[t]) & finite_bits(ent[t]);
+        const unsigned on = static_cast<unsigned>(m != T(0)), not_one = static_cast<unsigned>(m != T(1));
+        const unsigned ok = finite_bits(lp[t]) & finite_bits(old[t]) & finite_bits(ref[t]) & finite_bits(adv[t]) &
+                            finite_bits(samp[t]) & finite_bits(ent[t]);
         n += on;
-        bad |= static_cast<unsigned>(on & ((m != T(1)) | !ok));
+        bad |= on & (not_one | (ok ^ 1u));
     }
-    if (adv_stride == 0 && n > 0 && !finite_bits(v.adv(i, 0))) bad = 1;
+    if (adv_stride == 0 && n > 0 && finite_bits(v.adv(i, 0)) == 0) bad = 1;
     tokens = static_cast<double>(n);
     return bad == 0;
 }
